@@ -1,0 +1,71 @@
+"""aeg_jupyter: durable artifacts and fast-recall memory for Jupyter notebooks.
+
+``%load_ext aeg_jupyter`` in a notebook, or ``aeg_jupyter.connect()`` anywhere, then the async
+API of AetherGraph's "Store & Recall" tutorial::
+
+    arts = context.artifacts()
+    art = await arts.save_file(path="report.pdf", kind="report", labels={"exp": "A"})
+    mem = context.memory()
+    await mem.record(kind="train_log", data={"epoch": 1, "loss": 0.25})
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from .artifacts import ArtifactList, GcReport, VerifyReport
+from .context import Artifacts, KernelContext, Memory, connect, default_root
+from .errors import (
+    AegError,
+    AmbiguousIdError,
+    CorruptionError,
+    InvalidInputError,
+    NotFoundError,
+    PickleNotAllowedError,
+    StoreFormatError,
+    StoreWriteError,
+)
+from .models import Artifact, Event, Value
+from .store import Store
+from .sync import run_sync
+
+__version__ = "0.1.0"
+
+
+def load_ipython_extension(ipython: Any) -> None:
+    """``%load_ext aeg_jupyter``: open the store, bind ``context`` and register ``%aeg``."""
+    from .magics import load_ipython_extension as load
+
+    load(ipython)
+
+
+def unload_ipython_extension(ipython: Any) -> None:
+    """``%unload_ext aeg_jupyter``: flush and close the store."""
+    from .magics import unload_ipython_extension as unload
+
+    unload(ipython)
+
+
+__all__ = [
+    "AegError",
+    "AmbiguousIdError",
+    "Artifact",
+    "ArtifactList",
+    "Artifacts",
+    "CorruptionError",
+    "Event",
+    "GcReport",
+    "InvalidInputError",
+    "KernelContext",
+    "Memory",
+    "NotFoundError",
+    "PickleNotAllowedError",
+    "Store",
+    "StoreFormatError",
+    "StoreWriteError",
+    "Value",
+    "VerifyReport",
+    "connect",
+    "default_root",
+    "run_sync",
+]

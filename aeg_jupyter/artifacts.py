@@ -1,0 +1,885 @@
+"""Artifacts, synchronous core: save, find, rank, pin, open again, collect and verify.
+
+:class:`ArtifactIndex` keeps an in-memory catalog of every live artifact of the store (rows of
+the artifacts table folded with the pin/unpin/delete ops), kept current with other processes by
+tailing their spools. The async API of the tutorial (:mod:`aeg_jupyter.context`) wraps it.
+"""
+
+from __future__ import annotations
+
+import bisect
+import json
+import math
+import mimetypes
+import os
+import shutil
+import stat
+import time
+import uuid
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field, replace
+from datetime import datetime, timedelta
+from typing import TYPE_CHECKING, Any, Literal
+
+from .cas import BlobWriter, PutResult
+from .errors import AmbiguousIdError, CorruptionError, InvalidInputError, NotFoundError
+from .hashing import is_hex_digest, new_id, now_us
+from .layout import safe_file_name
+from .models import DIR_MIME, URI_PREFIX, Artifact, Provenance, ScopeFilter, ts_to_datetime
+from .tables import Row
+from .validate import check_kind, check_labels, check_limit, check_metrics, parse_duration
+
+if TYPE_CHECKING:
+    from .store import Store
+
+Mode = Literal["max", "min"]
+ArtifactRef = Artifact | str
+MANIFEST_FORMAT = 1
+GC_GRACE_SECONDS = 120.0  # blobs younger than this are never collected (a save may be in flight)
+_MISSING = object()
+
+
+class ArtifactList(list[Artifact]):
+    """A list of artifacts that also renders as a table: ``.df`` is a pandas DataFrame."""
+
+    @property
+    def df(self) -> Any:
+        """The artifacts as a DataFrame (columns of DESIGN.md section 6), in list order."""
+        from .frames import artifacts_frame
+
+        return artifacts_frame(self)
+
+    def _repr_html_(self) -> str:
+        if not self:
+            return "<p><i>no artifacts</i></p>"
+        return self.df.to_html(max_rows=50, escape=True)
+
+
+@dataclass(slots=True)
+class GcReport:
+    """What ``gc`` collected (or, on a dry run, would collect)."""
+
+    dry_run: bool
+    artifacts: list[str] = field(default_factory=list)
+    blobs: list[str] = field(default_factory=list)
+    bytes_freed: int = 0
+
+    def __str__(self) -> str:
+        verb = "would free" if self.dry_run else "freed"
+        return f"gc {verb} {len(self.artifacts)} artifacts, {len(self.blobs)} blobs, {self.bytes_freed} bytes"
+
+
+@dataclass(slots=True)
+class VerifyReport:
+    """What ``verify`` found: blobs checked, corrupt blobs, and artifacts whose blob is missing."""
+
+    checked: int = 0
+    corrupt: list[str] = field(default_factory=list)
+    missing: list[tuple[str, str]] = field(default_factory=list)
+    moved_aside: list[str] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return not self.corrupt and not self.missing
+
+    def __str__(self) -> str:
+        if self.ok:
+            return f"verify: {self.checked} blobs checked, all intact"
+        return (
+            f"verify: {self.checked} blobs checked, {len(self.corrupt)} corrupt, "
+            f"{len(self.missing)} artifacts missing their blob"
+        )
+
+
+class ArtifactIndex:
+    """The artifacts of one store: writes go to the CAS and the artifacts table, reads to the catalog."""
+
+    def __init__(self, store: Store) -> None:
+        self.store = store
+        self.blobs = store.blobs
+        self.table = store.artifact_table
+        self.ops = store.op_table
+        self._by_id: dict[str, Artifact] = {}
+        self._by_kind: dict[str, list[Artifact]] = {}
+        self._op_state: dict[str, tuple[int, str, str]] = {}  # id -> (ts, op_id, op)
+        self._deleted: dict[str, Artifact] = {}
+        self._seen_parts: set[str] = set()
+        self._manifests: dict[str, list[dict[str, Any]]] = {}
+        self._load()
+
+    # -- catalog -----------------------------------------------------------------------------
+    def _load(self) -> None:
+        arts: list[Row] = []
+        for part in self.table.list_parts():
+            self._seen_parts.add(part.path)
+            arts.extend(self.table.read_part(part) or [])
+        for path in self.table.spool_paths():
+            rows, offset = self.table.read_spool(path)
+            self.table._offsets[path] = offset
+            arts.extend(rows)
+        ops: list[Row] = []
+        for part in self.ops.list_parts():
+            self._seen_parts.add(part.path)
+            ops.extend(self.ops.read_part(part) or [])
+        for path in self.ops.spool_paths():
+            rows, offset = self.ops.read_spool(path)
+            self.ops._offsets[path] = offset
+            ops.extend(rows)
+        self._apply(arts, ops)
+
+    def _apply(self, arts: list[Row], ops: list[Row]) -> None:
+        for op in ops:
+            prev = self._op_state.get(op["artifact_id"])
+            key = (op["ts"], op["op_id"], op["kind"])
+            if prev is None or key[:2] > prev[:2]:
+                self._op_state[op["artifact_id"]] = key
+        arts.sort(key=lambda r: (r["created_at"], r["artifact_id"]))
+        for row in arts:
+            if row["artifact_id"] not in self._by_id and row["artifact_id"] not in self._deleted:
+                self._insert(_row_to_artifact(row))
+        for op in ops:
+            self._refold(op["artifact_id"])
+
+    def _insert(self, art: Artifact) -> None:
+        state = self._op_state.get(art.artifact_id)
+        if state is not None:
+            if state[2] == "delete":
+                self._deleted[art.artifact_id] = art
+                return
+            art = replace(art, pinned=state[2] == "pin")
+        self._by_id[art.artifact_id] = art
+        lst = self._by_kind.setdefault(art.kind, [])
+        if not lst or _order(lst[-1]) < _order(art):
+            lst.append(art)
+        else:
+            bisect.insort(lst, art, key=_order)
+
+    def _replace(self, art: Artifact) -> None:
+        self._by_id[art.artifact_id] = art
+        lst = self._by_kind[art.kind]
+        i = bisect.bisect_left(lst, _order(art), key=_order)
+        lst[i] = art
+
+    def _remove(self, art: Artifact) -> None:
+        del self._by_id[art.artifact_id]
+        lst = self._by_kind[art.kind]
+        i = bisect.bisect_left(lst, _order(art), key=_order)
+        del lst[i]
+        if not lst:
+            del self._by_kind[art.kind]
+        self._deleted[art.artifact_id] = art
+
+    def _refold(self, artifact_id: str) -> None:
+        art = self._by_id.get(artifact_id)
+        state = self._op_state.get(artifact_id)
+        if art is None or state is None:
+            return
+        if state[2] == "delete":
+            self._remove(art)
+        elif art.pinned != (state[2] == "pin"):
+            self._replace(replace(art, pinned=state[2] == "pin"))
+
+    def sync(self) -> None:
+        """Bring the catalog up to date with other processes (new spool bytes, new parts)."""
+        with self.store.lock:
+            arts, rotated_a = self.table.tail_others()
+            ops, rotated_o = self.ops.tail_others()
+            if rotated_a or rotated_o:
+                for table, sink in ((self.table, arts), (self.ops, ops)):
+                    for part in table.list_parts():
+                        if part.path not in self._seen_parts:
+                            self._seen_parts.add(part.path)
+                            sink.extend(table.read_part(part) or [])
+            if arts or ops:
+                self._apply(arts, ops)
+
+    def __len__(self) -> int:
+        self.sync()
+        return len(self._by_id)
+
+    def kinds(self) -> list[str]:
+        """Kinds that have at least one live artifact."""
+        self.sync()
+        return sorted(self._by_kind)
+
+    def metric_names(self, kind: str | None = None) -> list[str]:
+        """Metric names used by live artifacts (of one kind, or of all)."""
+        self.sync()
+        pool = self._by_kind.get(kind, []) if kind is not None else self._by_id.values()
+        names: set[str] = set()
+        for a in pool:
+            names.update(a.metrics)
+        return sorted(names)
+
+    # -- saving ------------------------------------------------------------------------------
+    def _commit(
+        self,
+        put: PutResult,
+        *,
+        kind: str,
+        labels: dict[str, Any],
+        metrics: dict[str, float],
+        name: str | None,
+        mime: str | None,
+        pin: bool,
+        origin: Provenance,
+        size: int | None = None,
+    ) -> Artifact:
+        ts = now_us()
+        aid = new_id(ts)
+        row = {
+            "artifact_id": aid,
+            "created_at": ts,
+            "kind": kind,
+            "uri": URI_PREFIX + put.digest,
+            "size": put.size if size is None else size,
+            "name": name,
+            "mime": mime,
+            "run_id": origin.run_id,
+            "graph_id": origin.graph_id,
+            "node_id": origin.node_id,
+            "pinned": bool(pin),
+            "labels": json.dumps(labels, ensure_ascii=False) if labels else "{}",
+            "metrics": json.dumps(metrics) if metrics else "{}",
+            "preview_uri": None,
+        }
+        with self.store.lock:
+            self.store.check_open()
+            self.table.append(row)
+            art = Artifact(
+                artifact_id=aid,
+                uri=row["uri"],
+                kind=kind,
+                labels=labels,
+                metrics=metrics,
+                pinned=bool(pin),
+                created_at=ts_to_datetime(ts),
+                size=row["size"],
+                name=name,
+                mime=mime,
+                run_id=origin.run_id,
+                graph_id=origin.graph_id,
+                node_id=origin.node_id,
+            )
+            self._insert(art)
+        return art
+
+    def save_file(
+        self,
+        path: str | os.PathLike[str],
+        *,
+        kind: str,
+        labels: Mapping[str, Any] | None = None,
+        metrics: Mapping[str, Any] | None = None,
+        name: str | None = None,
+        pin: bool = False,
+        origin: Provenance = Provenance(),
+    ) -> Artifact:
+        """Store a local file by content; returns its artifact.
+
+        Example:
+            >>> index.save_file("model.pt", kind="checkpoint", metrics={"val_acc": 0.91})  # doctest: +SKIP
+        """
+        kind, labels_, metrics_ = check_kind(kind), check_labels(labels), check_metrics(metrics)
+        src = os.fspath(path)
+        put = self.blobs.put_file(src)
+        fname = safe_file_name(name) if name else safe_file_name(os.path.basename(os.path.abspath(src)))
+        return self._commit(
+            put,
+            kind=kind,
+            labels=labels_,
+            metrics=metrics_,
+            name=fname,
+            mime=_guess_mime(fname),
+            pin=pin,
+            origin=origin,
+        )
+
+    def save_dir(
+        self,
+        path: str | os.PathLike[str],
+        *,
+        kind: str,
+        labels: Mapping[str, Any] | None = None,
+        metrics: Mapping[str, Any] | None = None,
+        name: str | None = None,
+        pin: bool = False,
+        origin: Provenance = Provenance(),
+    ) -> Artifact:
+        """Store a directory: every file as a blob, plus a manifest blob that the artifact names.
+
+        Symbolic links are not followed (they could point out of the directory); they are
+        listed in the manifest's ``skipped`` entry.
+        """
+        kind, labels_, metrics_ = check_kind(kind), check_labels(labels), check_metrics(metrics)
+        top = os.path.abspath(os.fspath(path))
+        if not os.path.exists(top):
+            raise InvalidInputError(f"no such directory: {os.fspath(path)!r}")
+        if not os.path.isdir(top):
+            raise InvalidInputError(f"{os.fspath(path)!r} is a file; use save_file() for files")
+        entries: list[dict[str, Any]] = []
+        skipped: list[str] = []
+        total = 0
+        for dirpath, dirnames, filenames in os.walk(top, followlinks=False):
+            dirnames.sort()
+            rel_dir = os.path.relpath(dirpath, top)
+            for d in list(dirnames):
+                if os.path.islink(os.path.join(dirpath, d)):
+                    skipped.append(_rel(rel_dir, d))
+                    dirnames.remove(d)
+            if rel_dir != "." and not filenames and not dirnames:
+                entries.append({"path": rel_dir.replace(os.sep, "/") + "/", "blob": None, "size": 0, "mode": 0o755})
+            for fname in sorted(filenames):
+                full = os.path.join(dirpath, fname)
+                st = os.lstat(full)
+                if not stat.S_ISREG(st.st_mode):
+                    skipped.append(_rel(rel_dir, fname))
+                    continue
+                put = self.blobs.put_file(full)
+                total += put.size
+                entries.append(
+                    {"path": _rel(rel_dir, fname), "blob": put.digest, "size": put.size, "mode": st.st_mode & 0o777}
+                )
+        entries.sort(key=lambda e: e["path"])
+        manifest = {"format": MANIFEST_FORMAT, "type": "dir", "entries": entries, "skipped": sorted(skipped)}
+        put = self.blobs.put_bytes(json.dumps(manifest, sort_keys=True).encode())
+        dname = safe_file_name(name) if name else safe_file_name(os.path.basename(top))
+        return self._commit(
+            put,
+            kind=kind,
+            labels=labels_,
+            metrics=metrics_,
+            name=dname,
+            mime=DIR_MIME,
+            pin=pin,
+            origin=origin,
+            size=total,
+        )
+
+    def save_bytes(
+        self,
+        data: bytes | bytearray | memoryview,
+        *,
+        kind: str = "bytes",
+        labels: Mapping[str, Any] | None = None,
+        metrics: Mapping[str, Any] | None = None,
+        name: str | None = None,
+        mime: str | None = None,
+        pin: bool = False,
+        origin: Provenance = Provenance(),
+    ) -> Artifact:
+        """Store bytes held in memory."""
+        if not isinstance(data, bytes | bytearray | memoryview):
+            raise InvalidInputError(f"save_bytes takes bytes, got {type(data).__name__}; use save_text or save_json")
+        kind, labels_, metrics_ = check_kind(kind), check_labels(labels), check_metrics(metrics)
+        fname = safe_file_name(name)
+        put = self.blobs.put_bytes(data)
+        return self._commit(
+            put,
+            kind=kind,
+            labels=labels_,
+            metrics=metrics_,
+            name=fname,
+            mime=mime or _guess_mime(fname) or "application/octet-stream",
+            pin=pin,
+            origin=origin,
+        )
+
+    def save_json(self, obj: Any, *, kind: str = "json", name: str | None = None, **kw: Any) -> Artifact:
+        """Store a JSON-encodable object (as UTF-8 JSON text)."""
+        try:
+            text = json.dumps(obj, ensure_ascii=False, indent=1)
+        except (TypeError, ValueError) as exc:
+            raise InvalidInputError(
+                f"save_json cannot encode this object: {exc}; convert it to dict/list/str/number first"
+            ) from None
+        except RecursionError:
+            raise InvalidInputError(
+                "save_json cannot encode this object: it is nested too deeply (or refers to itself)"
+            ) from None
+        return self.save_bytes(text.encode(), kind=kind, name=name or f"{kind}.json", mime="application/json", **kw)
+
+    def save_text(self, text: str, *, kind: str = "text", name: str | None = None, **kw: Any) -> Artifact:
+        """Store a string (as UTF-8)."""
+        if not isinstance(text, str):
+            raise InvalidInputError(f"save_text takes a str, got {type(text).__name__}; use save_json or save_bytes")
+        return self.save_bytes(
+            text.encode(), kind=kind, name=name or f"{kind}.txt", mime="text/plain; charset=utf-8", **kw
+        )
+
+    def open_writer(
+        self,
+        *,
+        kind: str,
+        planned_ext: str | None = None,
+        labels: Mapping[str, Any] | None = None,
+        metrics: Mapping[str, Any] | None = None,
+        name: str | None = None,
+        pin: bool = False,
+        origin: Provenance = Provenance(),
+    ) -> ArtifactWriter:
+        """A file-like writer whose bytes become an artifact on ``commit()``; see ``arts.writer``."""
+        kind, labels_, metrics_ = check_kind(kind), check_labels(labels), check_metrics(metrics)
+        if planned_ext is not None and (
+            not isinstance(planned_ext, str) or "/" in planned_ext or "\x00" in planned_ext
+        ):
+            raise InvalidInputError(f"planned_ext must be a file extension such as '.png', got {planned_ext!r}")
+        ext = planned_ext if not planned_ext or planned_ext.startswith(".") else "." + planned_ext
+        fname = safe_file_name(name) or f"{kind}{ext or ''}"
+        return ArtifactWriter(self, kind=kind, labels=labels_, metrics=metrics_, name=fname, pin=pin, origin=origin)
+
+    # -- looking up --------------------------------------------------------------------------
+    def get(self, ref: ArtifactRef) -> Artifact:
+        """The artifact for an id, a unique id prefix, a short id (last 8 characters), or a CAS URI.
+
+        Raises:
+            NotFoundError: nothing matches.
+            AmbiguousIdError: a prefix matches several artifacts (they are listed).
+        """
+        self.sync()
+        if isinstance(ref, Artifact):
+            ref = ref.artifact_id
+        if not isinstance(ref, str) or not ref.strip():
+            raise InvalidInputError(f"expected an artifact, an artifact id or a cas:// URI, got {ref!r}")
+        ref = ref.strip()
+        if ref.startswith(URI_PREFIX):
+            self._digest_of_uri(ref)
+            hits = [a for a in self._by_id.values() if a.uri == ref]
+            if not hits:
+                raise NotFoundError(f"no artifact has the content {ref}")
+            return max(hits, key=_order)
+        if "/" in ref or "\\" in ref or "\x00" in ref or ".." in ref:
+            raise InvalidInputError(f"{ref!r} is not an artifact id; ids look like 01J8Z3... (see `list()`)")
+        art = self._by_id.get(ref.upper())
+        if art is not None:
+            return art
+        key = ref.upper()
+        hits = [a for aid, a in self._by_id.items() if aid.startswith(key)]
+        if not hits and len(key) >= 6:
+            hits = [a for aid, a in self._by_id.items() if aid.endswith(key)]
+        if len(hits) == 1:
+            return hits[0]
+        if not hits:
+            if key in self._deleted:
+                raise NotFoundError(f"artifact {ref} was deleted")
+            raise NotFoundError(f"no artifact with id {ref!r}; list them with arts.list(scope='all') or `%aeg list`")
+        shown = ", ".join(sorted(a.artifact_id for a in hits)[:10])
+        raise AmbiguousIdError(
+            f"id prefix {ref!r} matches {len(hits)} artifacts ({shown}{' ...' if len(hits) > 10 else ''}); type more characters"
+        )
+
+    def _digest_of_uri(self, uri: str) -> str:
+        digest = uri[len(URI_PREFIX) :]
+        if not is_hex_digest(digest):
+            raise InvalidInputError(
+                f"{uri!r} is not a valid content address; it should be cas://blake3/<64 hex digits>"
+            )
+        return digest
+
+    def _resolve(self, ref: ArtifactRef) -> tuple[str, Artifact | None]:
+        """(digest, artifact or None) for any reference; a bare URI need not have an artifact."""
+        if isinstance(ref, str) and ref.strip().startswith(URI_PREFIX):
+            digest = self._digest_of_uri(ref.strip())
+            try:
+                return digest, self.get(ref)
+            except NotFoundError:
+                if not self.blobs.exists(digest):
+                    raise
+                return digest, None
+        art = self.get(ref)
+        return art.blob_id, art
+
+    def load_bytes(self, ref: ArtifactRef, *, verify: bool = False) -> bytes:
+        """The stored bytes of a file artifact (or URI); ``verify`` re-hashes them first."""
+        digest, art = self._resolve(ref)
+        if art is not None and art.is_dir:
+            raise InvalidInputError(f"artifact {art.artifact_id} is a directory; use as_local_dir()")
+        try:
+            return self.blobs.read_bytes(digest, verify=verify)
+        except CorruptionError:
+            who = f"artifact {art.artifact_id}" if art else f"content {digest}"
+            raise CorruptionError(
+                f"{who} is corrupt: its bytes no longer match {digest}; run verify(repair=True)"
+            ) from None
+
+    def load_text(self, ref: ArtifactRef, *, verify: bool = False) -> str:
+        """The stored bytes decoded as UTF-8."""
+        return self.load_bytes(ref, verify=verify).decode("utf-8")
+
+    def load_json(self, ref: ArtifactRef, *, verify: bool = False) -> Any:
+        """The stored bytes decoded as JSON."""
+        data = self.load_bytes(ref, verify=verify)
+        try:
+            return json.loads(data)
+        except ValueError as exc:
+            raise InvalidInputError(f"this artifact is not JSON ({exc}); use load_text or load_bytes") from None
+
+    def local_file(self, ref: ArtifactRef, *, verify: bool = False) -> str:
+        """A read-only local path to the artifact's bytes, with its original file name.
+
+        On a local root this is a hard link to the blob: no bytes are copied.
+        """
+        digest, art = self._resolve(ref)
+        if art is not None and art.is_dir:
+            raise InvalidInputError(f"artifact {art.artifact_id} is a directory; use as_local_dir()")
+        src = self.blobs.path(digest)
+        if not os.path.exists(src):
+            raise NotFoundError(self.blobs._missing(digest))
+        if verify and not self.blobs.check(digest):
+            who = f"artifact {art.artifact_id}" if art else f"content {digest}"
+            raise CorruptionError(f"{who} is corrupt: its bytes no longer match {digest}; run verify(repair=True)")
+        fname = (art and safe_file_name(art.name)) or digest[:16] + (_guess_ext(art.mime) if art else "")
+        target_dir = self.store.layout.materialized_dir(digest)
+        target = os.path.join(target_dir, fname)
+        if not os.path.exists(target):
+            os.makedirs(target_dir, exist_ok=True)
+            _link_or_copy(src, target)
+        return target
+
+    def manifest(self, ref: ArtifactRef) -> list[dict[str, Any]]:
+        """The entries of a directory artifact: ``[{"path", "blob", "size", "mode"}, ...]``."""
+        digest, art = self._resolve(ref)
+        if art is not None and not art.is_dir:
+            raise InvalidInputError(f"artifact {art.artifact_id} is a file, not a directory; use as_local_file()")
+        if digest not in self._manifests:
+            try:
+                doc = json.loads(self.blobs.read_bytes(digest))
+                entries = doc["entries"]
+            except (ValueError, KeyError, TypeError):
+                raise CorruptionError(f"the manifest {digest} is not a directory manifest") from None
+            self._manifests[digest] = entries
+        return self._manifests[digest]
+
+    def local_dir(self, ref: ArtifactRef) -> str:
+        """A local directory holding a directory artifact's files (read-only hard links)."""
+        digest, art = self._resolve(ref)
+        entries = self.manifest(ref)
+        dname = (art and safe_file_name(art.name)) or digest[:16]
+        target = os.path.join(self.store.layout.materialized_dir(digest), dname)
+        if os.path.isdir(target):
+            return target
+        staging = os.path.join(self.blobs.tmp_dir, "dir-" + uuid.uuid4().hex)
+        try:
+            for e in entries:
+                rel = e["path"]
+                parts = [p for p in rel.split("/") if p]
+                if not parts or any(p in (".", "..") for p in parts) or rel.startswith("/"):
+                    raise CorruptionError(f"manifest {digest} has an unsafe path {rel!r}; refusing to materialize it")
+                dest = os.path.join(staging, *parts)
+                if e["blob"] is None:
+                    os.makedirs(dest, exist_ok=True)
+                    continue
+                os.makedirs(os.path.dirname(dest), exist_ok=True)
+                src = self.blobs.path(e["blob"])
+                if not os.path.exists(src):
+                    raise NotFoundError(self.blobs._missing(e["blob"]))
+                _link_or_copy(src, dest)
+            os.makedirs(staging, exist_ok=True)
+            os.makedirs(os.path.dirname(target), exist_ok=True)
+            try:
+                os.rename(staging, target)
+            except OSError:
+                if not os.path.isdir(target):  # not a concurrent twin: a real failure
+                    raise
+        finally:
+            shutil.rmtree(staging, ignore_errors=True)
+        return target
+
+    # -- querying ----------------------------------------------------------------------------
+    def _pool(self, kind: str | None) -> list[Artifact]:
+        if kind is not None:
+            return self._by_kind.get(kind, [])
+        if len(self._by_kind) == 1:
+            return next(iter(self._by_kind.values()))
+        return sorted(self._by_id.values(), key=_order)
+
+    def search(
+        self,
+        *,
+        kind: str | None = None,
+        labels: Mapping[str, Any] | None = None,
+        metric: str | None = None,
+        mode: Mode | None = None,
+        where: ScopeFilter = ScopeFilter(),
+        limit: int | None = None,
+    ) -> ArtifactList:
+        """Artifacts matching ``kind``, every label in ``labels`` (exact) and the scope.
+
+        Without ``metric``: newest first. With ``metric``: ranked by it (``mode`` "max" by
+        default), artifacts lacking the metric left out, ties broken by the newest.
+        """
+        if kind is not None:
+            check_kind(kind)
+        want = check_labels(labels) if labels else {}
+        limit = check_limit(limit, allow_none=True)
+        if mode is not None and mode not in ("max", "min"):
+            raise InvalidInputError(f"mode must be 'max' or 'min', not {mode!r}")
+        self.sync()
+        pool = self._pool(kind)
+        items = list(want.items())
+        out = ArtifactList()
+        if metric is None:
+            for a in reversed(pool):
+                if (not where or where.matches(a)) and _labels_match(a.labels, items):
+                    out.append(a)
+                    if limit is not None and len(out) >= limit:
+                        break
+            return out
+        scored = []
+        for a in reversed(pool):  # newest first, so a stable sort keeps newest first on ties
+            v = a.metrics.get(metric)
+            if v is None or math.isnan(v):
+                continue
+            if (not where or where.matches(a)) and _labels_match(a.labels, items):
+                scored.append((v, a))
+        scored.sort(key=lambda t: t[0], reverse=(mode or "max") == "max")
+        out.extend(a for _, a in (scored if limit is None else scored[:limit]))
+        return out
+
+    def best(
+        self,
+        *,
+        kind: str,
+        metric: str,
+        mode: Mode = "max",
+        where: ScopeFilter = ScopeFilter(),
+        filters: Mapping[str, Any] | None = None,
+    ) -> Artifact | None:
+        """The artifact of ``kind`` with the best ``metric``; NaN never wins, ties go to the newest."""
+        check_kind(kind)
+        if not isinstance(metric, str) or not metric:
+            raise InvalidInputError(f"metric must be a metric name such as 'val_acc', got {metric!r}")
+        if mode not in ("max", "min"):
+            raise InvalidInputError(f"mode must be 'max' or 'min', not {mode!r}")
+        items = list(check_labels(filters).items()) if filters else []
+        self.sync()
+        sign = 1.0 if mode == "max" else -1.0
+        best: Artifact | None = None
+        best_v = -math.inf
+        for a in reversed(self._by_kind.get(kind, [])):
+            v = a.metrics.get(metric)
+            if v is None or math.isnan(v):
+                continue
+            v *= sign
+            if v > best_v and (not where or where.matches(a)) and _labels_match(a.labels, items):
+                best, best_v = a, v
+        return best
+
+    def list(
+        self, *, kind: str | None = None, where: ScopeFilter = ScopeFilter(), limit: int | None = None
+    ) -> ArtifactList:
+        """Live artifacts in scope, newest first."""
+        return self.search(kind=kind, where=where, limit=limit)
+
+    # -- pin, delete, gc, verify -------------------------------------------------------------
+    def _append_op(self, artifact_id: str, op: str) -> None:
+        ts = now_us()
+        row = {"op_id": new_id(ts), "ts": ts, "kind": op, "artifact_id": artifact_id}
+        with self.store.lock:
+            self.store.check_open()
+            self.ops.append(row)
+            self._apply([], [row])
+
+    def pin(self, ref: ArtifactRef, pinned: bool = True) -> Artifact:
+        """Pin (or with ``pinned=False`` unpin) an artifact; pinned artifacts are never collected."""
+        art = self.get(ref)
+        if art.pinned != bool(pinned):
+            self._append_op(art.artifact_id, "pin" if pinned else "unpin")
+        return self._by_id[art.artifact_id]
+
+    def delete(self, ref: ArtifactRef) -> Artifact:
+        """Mark an artifact deleted (its bytes go at the next ``gc``). Pinned artifacts must be unpinned first."""
+        art = self.get(ref)
+        if art.pinned:
+            raise InvalidInputError(f"artifact {art.artifact_id} is pinned; unpin it first if you really want it gone")
+        self._append_op(art.artifact_id, "delete")
+        return art
+
+    def _retention_candidates(self, older_than: timedelta | None, keep_last: int | None) -> list[Artifact]:
+        if older_than is None and keep_last is None:
+            return []
+        cutoff = datetime.now().astimezone() - older_than if older_than is not None else None
+        out = []
+        for lst in self._by_kind.values():
+            protected = set(a.artifact_id for a in lst[-keep_last:]) if keep_last else set()
+            for a in lst:
+                if a.pinned or a.artifact_id in protected:
+                    continue
+                if cutoff is not None and a.created_at is not None and a.created_at >= cutoff:
+                    continue
+                out.append(a)
+        return out
+
+    def _referenced(self, arts: Iterable[Artifact]) -> set[str]:
+        refs: set[str] = set()
+        for a in arts:
+            refs.add(a.blob_id)
+            if a.is_dir:
+                try:
+                    refs.update(e["blob"] for e in self.manifest(a) if e["blob"])
+                except (NotFoundError, CorruptionError):
+                    pass
+        return refs
+
+    def gc(
+        self,
+        *,
+        dry_run: bool = True,
+        older_than: str | float | timedelta | None = None,
+        keep_last: int | None = None,
+    ) -> GcReport:
+        """Collect unpinned artifacts matching the retention rule, then every unreferenced blob.
+
+        ``older_than`` ("7d", seconds, timedelta) and ``keep_last`` (newest N per kind kept)
+        select artifacts; with neither, only blobs no live artifact references (deleted
+        artifacts, interrupted saves) are freed. ``dry_run=True`` (the default) only reports.
+        """
+        age = parse_duration(older_than)
+        keep = check_limit(keep_last, allow_none=True)
+        with self.store.lock:
+            self.sync()
+            started = time.time()
+            doomed = self._retention_candidates(age, keep)
+            doomed_ids = {a.artifact_id for a in doomed}
+            live = [a for a in self._by_id.values() if a.artifact_id not in doomed_ids]
+            refs = self._referenced(live)
+            report = GcReport(dry_run=dry_run, artifacts=sorted(doomed_ids))
+            for digest, size, mtime in self.blobs.iter_blobs():
+                if digest not in refs and mtime < started - GC_GRACE_SECONDS:
+                    report.blobs.append(digest)
+                    report.bytes_freed += size
+            if dry_run:
+                return report
+            for a in doomed:
+                self._append_op(a.artifact_id, "delete")
+            files_root = self.store.layout.files
+            for digest in report.blobs:
+                self.blobs.delete(digest)
+                shutil.rmtree(os.path.join(files_root, digest), ignore_errors=True)
+            return report
+
+    def verify(self, *, repair: bool = False) -> VerifyReport:
+        """Re-hash every blob; report corrupt blobs and live artifacts whose blob is missing.
+
+        With ``repair=True`` corrupt blobs are moved aside into ``<root>/corrupt/`` so a later
+        save of the same bytes stores them afresh.
+        """
+        self.sync()
+        report = VerifyReport()
+        present = set()
+        for digest, _size, _mtime in self.blobs.iter_blobs():
+            report.checked += 1
+            present.add(digest)
+            if not self.blobs.check(digest):
+                report.corrupt.append(digest)
+        for a in self._by_id.values():
+            if a.blob_id not in present:
+                report.missing.append((a.artifact_id, a.blob_id))
+        if repair and report.corrupt:
+            aside = os.path.join(self.store.root, "corrupt")
+            os.makedirs(aside, exist_ok=True)
+            for digest in report.corrupt:
+                dest = os.path.join(aside, digest)
+                os.replace(self.blobs.path(digest), dest)
+                shutil.rmtree(os.path.join(self.store.layout.files, digest), ignore_errors=True)
+                report.moved_aside.append(dest)
+        return report
+
+
+class ArtifactWriter:
+    """File-like writer for a new artifact; ``commit()`` makes it visible, ``abort()`` drops it."""
+
+    def __init__(self, index: ArtifactIndex, **meta: Any) -> None:
+        self._index = index
+        self._meta = meta
+        self._blob: BlobWriter = index.blobs.open_writer()
+        self.artifact: Artifact | None = None
+
+    def write(self, data: bytes | bytearray | memoryview) -> int:
+        """Append bytes to the artifact."""
+        return self._blob.write(data)
+
+    def writable(self) -> bool:
+        return True
+
+    def flush(self) -> None:
+        """Nothing is buffered; present for file-like compatibility."""
+
+    @property
+    def size(self) -> int:
+        return self._blob.size
+
+    def commit(self) -> Artifact:
+        """Store the bytes written and index the artifact."""
+        put = self._blob.commit()
+        meta = dict(self._meta)
+        name = meta.pop("name")
+        self.artifact = self._index._commit(
+            put, name=name, mime=_guess_mime(name) or "application/octet-stream", **meta
+        )
+        return self.artifact
+
+    def abort(self) -> None:
+        """Discard everything written; nothing becomes visible."""
+        self._blob.abort()
+
+
+def _order(a: Artifact) -> tuple[datetime, str]:
+    return a.created_at, a.artifact_id  # type: ignore[return-value]
+
+
+def _labels_match(labels: Mapping[str, Any], items: list[tuple[str, Any]]) -> bool:
+    for k, v in items:
+        got = labels.get(k, _MISSING)
+        if got is _MISSING or got != v or isinstance(got, bool) != isinstance(v, bool):
+            return False
+    return True
+
+
+def _row_to_artifact(row: Row) -> Artifact:
+    return Artifact(
+        artifact_id=row["artifact_id"],
+        uri=row["uri"],
+        kind=row["kind"],
+        labels=json.loads(row["labels"]) if row.get("labels") else {},
+        metrics=json.loads(row["metrics"]) if row.get("metrics") else {},
+        preview_uri=row.get("preview_uri"),
+        pinned=bool(row.get("pinned")),
+        created_at=ts_to_datetime(row["created_at"]),
+        size=row.get("size") or 0,
+        name=row.get("name"),
+        mime=row.get("mime"),
+        run_id=row.get("run_id"),
+        graph_id=row.get("graph_id"),
+        node_id=row.get("node_id"),
+    )
+
+
+def _rel(rel_dir: str, name: str) -> str:
+    return name if rel_dir == "." else rel_dir.replace(os.sep, "/") + "/" + name
+
+
+def _guess_mime(name: str | None) -> str | None:
+    if not name:
+        return None
+    mime, _ = mimetypes.guess_type(name, strict=False)
+    return mime
+
+
+def _guess_ext(mime: str | None) -> str:
+    if not mime:
+        return ""
+    return mimetypes.guess_extension(mime.split(";")[0].strip(), strict=False) or ""
+
+
+def _link_or_copy(src: str, dest: str) -> None:
+    """Hard-link ``src`` at ``dest`` (read-only, shares the blob's inode); copy where links fail."""
+    try:
+        os.link(src, dest)
+    except FileExistsError:
+        pass
+    except OSError:
+        tmp = dest + ".part-" + uuid.uuid4().hex
+        shutil.copyfile(src, tmp)
+        os.chmod(tmp, 0o444)
+        os.replace(tmp, dest)

@@ -1,0 +1,331 @@
+"""Content-addressed blob store: bytes named by their blake3 digest, written once, read-only.
+
+Every write lands in the writer's ``tmp/`` directory first and is moved into ``blobs/`` with
+``os.replace``, so a blob is either absent or complete. Saving bytes that are already stored
+writes no new blob; it only refreshes the blob's mtime so a concurrent ``gc`` keeps it.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import stat
+import threading
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+from .errors import CorruptionError, InvalidInputError, NotFoundError, StoreWriteError
+from .hashing import CHUNK, hash_bytes, hasher, is_hex_digest
+from .layout import Layout
+
+READ_ONLY = stat.S_IRUSR | stat.S_IRGRP | stat.S_IROTH
+# NOTE: below this size a file is read into memory, hashed, and written only if new (a repeated
+# save writes nothing); above it, copying and hashing run side by side on two threads.
+PARALLEL_THRESHOLD = 8 << 20
+
+
+@dataclass(frozen=True, slots=True)
+class PutResult:
+    """What a blob write produced: the digest, the byte count, and whether the blob is new."""
+
+    digest: str
+    size: int
+    created: bool
+
+
+def _write_error(exc: OSError, what: str) -> StoreWriteError:
+    if exc.errno in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG):
+        return StoreWriteError(
+            f"could not write {what}: {os.strerror(exc.errno)}; free some space (try `gc`) and save again"
+        )
+    return StoreWriteError(f"could not write {what}: {exc}")
+
+
+class BlobStore:
+    """The ``blobs/`` directory of one store, written through one writer's ``tmp/`` directory.
+
+    Example:
+        >>> blobs = BlobStore(Layout("/tmp/store"), writer="w1")   # doctest: +SKIP
+        >>> blobs.put_bytes(b"hello").digest[:8]                    # doctest: +SKIP
+        'ea8f163d'
+    """
+
+    def __init__(self, layout: Layout, writer: str, *, fsync: bool = False) -> None:
+        self.layout = layout
+        self.tmp_dir = layout.writer_tmp_dir(writer)
+        self.fsync = fsync
+        os.makedirs(self.tmp_dir, exist_ok=True)
+
+    # -- paths -------------------------------------------------------------------------------
+    def path(self, digest: str) -> str:
+        """Local path of a blob (which may not exist)."""
+        return self.layout.blob_path(digest)
+
+    def exists(self, digest: str) -> bool:
+        return os.path.exists(self.layout.blob_path(digest))
+
+    def size(self, digest: str) -> int:
+        try:
+            return os.stat(self.layout.blob_path(digest)).st_size
+        except FileNotFoundError:
+            raise NotFoundError(self._missing(digest)) from None
+
+    # -- writes ------------------------------------------------------------------------------
+    def _tmp_path(self) -> str:
+        return os.path.join(self.tmp_dir, uuid.uuid4().hex)
+
+    def _keep_existing(self, final: str) -> bool:
+        """True if ``final`` already exists (then its mtime is refreshed for ``gc``'s grace period)."""
+        try:
+            os.utime(final)
+            return True
+        except FileNotFoundError:
+            return False
+        except OSError:
+            return os.path.exists(final)
+
+    def _install(self, tmp: str, digest: str) -> bool:
+        """Move a finished temp file into place; False (and temp removed) if it was already there."""
+        final = self.layout.blob_path(digest)
+        if self._keep_existing(final):
+            os.unlink(tmp)
+            return False
+        os.chmod(tmp, READ_ONLY)
+        os.makedirs(os.path.dirname(final), exist_ok=True)
+        os.replace(tmp, final)
+        if self.fsync:
+            _fsync_dir(os.path.dirname(final))
+        return True
+
+    def put_bytes(self, data: bytes | bytearray | memoryview) -> PutResult:
+        """Store ``data``; writes nothing if the same bytes are already stored."""
+        digest = hash_bytes(data)
+        if self._keep_existing(self.layout.blob_path(digest)):
+            return PutResult(digest, len(data), False)
+        tmp = self._tmp_path()
+        try:
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+            try:
+                view = memoryview(data)
+                while view:
+                    view = view[os.write(fd, view) :]
+                if self.fsync:
+                    os.fsync(fd)
+            finally:
+                os.close(fd)
+            created = self._install(tmp, digest)
+        except OSError as exc:
+            _silent_unlink(tmp)
+            raise _write_error(exc, "a blob") from exc
+        except BaseException:
+            _silent_unlink(tmp)
+            raise
+        return PutResult(digest, len(data), created)
+
+    def put_file(self, src: str) -> PutResult:
+        """Store the bytes of the local file ``src`` (hash and copy in one go)."""
+        try:
+            st = os.stat(src)
+        except FileNotFoundError:
+            raise InvalidInputError(
+                f"no such file: {src!r}; check the path (relative paths start at {os.getcwd()!r})"
+            ) from None
+        if stat.S_ISDIR(st.st_mode):
+            raise InvalidInputError(f"{src!r} is a directory; use save_dir() for directories")
+        if not stat.S_ISREG(st.st_mode):
+            raise InvalidInputError(f"{src!r} is not a regular file")
+        if st.st_size < PARALLEL_THRESHOLD:
+            with open(src, "rb") as f:
+                data = f.read()
+            return self.put_bytes(data)
+        return self._put_large(src, st)
+
+    def _put_large(self, src: str, st: os.stat_result) -> PutResult:
+        """Copy (kernel-side) and hash (blake3, GIL released) at the same time, on two threads.
+
+        NOTE: reading the source twice costs nothing extra (the second read hits the page
+        cache) and halves wall time against a single-threaded read+hash+write loop. If the
+        source changes while it is being saved, the save is refused rather than stored under
+        a digest that does not match.
+        """
+        tmp = self._tmp_path()
+        result: dict[str, object] = {}
+
+        def hash_source() -> None:
+            try:
+                h = hasher()
+                h.update_mmap(src)
+                result["digest"] = h.hexdigest()
+            except BaseException as exc:  # reported on the calling thread
+                result["error"] = exc
+
+        t = threading.Thread(target=hash_source, name="aeg-hash", daemon=True)
+        t.start()
+        try:
+            try:
+                _copy_file(src, tmp, st.st_size, fsync=self.fsync)
+            finally:
+                t.join()
+            if "error" in result:
+                raise result["error"]  # type: ignore[misc]
+            after = os.stat(src)
+            if (after.st_size, after.st_mtime_ns) != (st.st_size, st.st_mtime_ns):
+                raise InvalidInputError(f"{src!r} changed while it was being saved; save it again once it is written")
+            digest = str(result["digest"])
+            created = self._install(tmp, digest)
+        except OSError as exc:
+            _silent_unlink(tmp)
+            raise _write_error(exc, f"a copy of {src!r}") from exc
+        except BaseException:
+            _silent_unlink(tmp)
+            raise
+        return PutResult(digest, st.st_size, created)
+
+    def open_writer(self) -> BlobWriter:
+        """A binary file-like object that hashes what is written; ``commit()`` stores it."""
+        return BlobWriter(self)
+
+    # -- reads -------------------------------------------------------------------------------
+    def read_bytes(self, digest: str, *, verify: bool = False) -> bytes:
+        """The blob's bytes; with ``verify`` they are re-hashed first."""
+        try:
+            with open(self.layout.blob_path(digest), "rb") as f:
+                data = f.read()
+        except FileNotFoundError:
+            raise NotFoundError(self._missing(digest)) from None
+        if verify and hash_bytes(data) != digest:
+            raise CorruptionError(
+                f"blob {digest} is corrupt (its bytes no longer hash to its name); run verify(repair=True)"
+            )
+        return data
+
+    def check(self, digest: str) -> bool:
+        """Re-hash a stored blob; True when its bytes still match its name."""
+        path = self.layout.blob_path(digest)
+        h = hasher(threads=True)
+        if os.path.getsize(path) >= PARALLEL_THRESHOLD:
+            h.update_mmap(path)
+        else:
+            with open(path, "rb") as f:
+                h.update(f.read())
+        return h.hexdigest() == digest
+
+    def iter_blobs(self) -> Iterator[tuple[str, int, float]]:
+        """Every stored blob as ``(digest, size, mtime)``."""
+        try:
+            fans = os.scandir(self.layout.blobs)
+        except FileNotFoundError:
+            return
+        with fans:
+            for fan in fans:
+                if not fan.is_dir(follow_symlinks=False) or len(fan.name) != 2:
+                    continue
+                with os.scandir(fan.path) as entries:
+                    for e in entries:
+                        digest = fan.name + e.name
+                        if is_hex_digest(digest) and e.is_file(follow_symlinks=False):
+                            st = e.stat(follow_symlinks=False)
+                            yield digest, st.st_size, st.st_mtime
+
+    def delete(self, digest: str) -> None:
+        """Remove a blob (gc only)."""
+        _silent_unlink(self.layout.blob_path(digest))
+
+    def _missing(self, digest: str) -> str:
+        return f"blob {digest} is missing from the store at {self.layout.root!r}; it may have been collected by gc"
+
+
+class BlobWriter:
+    """Streaming writer into the CAS: ``write()`` bytes, then ``commit()`` or ``abort()``."""
+
+    def __init__(self, blobs: BlobStore) -> None:
+        self._blobs = blobs
+        self._tmp = blobs._tmp_path()
+        self._fd: int | None = os.open(self._tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+        self._hash = hasher()
+        self.size = 0
+
+    def write(self, data: bytes | bytearray | memoryview) -> int:
+        """Append ``data``; returns the number of bytes written."""
+        if self._fd is None:
+            raise ValueError("write to a closed artifact writer")
+        if isinstance(data, str):
+            raise TypeError("artifact writers take bytes; encode text first, e.g. w.write(text.encode())")
+        view = memoryview(data).cast("B")
+        self._hash.update(view)
+        try:
+            rest = view
+            while rest:
+                rest = rest[os.write(self._fd, rest) :]
+        except OSError as exc:
+            self.abort()
+            raise _write_error(exc, "an artifact") from exc
+        self.size += len(view)
+        return len(view)
+
+    def writable(self) -> bool:
+        return True
+
+    def flush(self) -> None:
+        """Nothing is buffered; present for file-like compatibility."""
+
+    def commit(self) -> PutResult:
+        """Finish the blob and move it into place."""
+        if self._fd is None:
+            raise ValueError("artifact writer is already closed")
+        fd, self._fd = self._fd, None
+        try:
+            if self._blobs.fsync:
+                os.fsync(fd)
+            os.close(fd)
+            digest = self._hash.hexdigest()
+            created = self._blobs._install(self._tmp, digest)
+        except OSError as exc:
+            _silent_unlink(self._tmp)
+            raise _write_error(exc, "an artifact") from exc
+        return PutResult(digest, self.size, created)
+
+    def abort(self) -> None:
+        """Drop everything written so far."""
+        if self._fd is not None:
+            os.close(self._fd)
+            self._fd = None
+        _silent_unlink(self._tmp)
+
+
+def _copy_file(src: str, dst: str, size: int, *, fsync: bool) -> None:
+    with open(src, "rb") as fin, open(dst, "xb") as fout:
+        try:
+            left = size
+            while left > 0:
+                n = os.copy_file_range(fin.fileno(), fout.fileno(), min(left, 1 << 30))
+                if n == 0:
+                    break
+                left -= n
+        except OSError as exc:
+            if exc.errno not in (errno.EXDEV, errno.ENOSYS, errno.EINVAL, errno.EOPNOTSUPP):
+                raise
+            fin.seek(0)
+            fout.seek(0)
+            fout.truncate()
+            while chunk := fin.read(CHUNK):
+                fout.write(chunk)
+        if fsync:
+            fout.flush()
+            os.fsync(fout.fileno())
+
+
+def _fsync_dir(path: str) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _silent_unlink(path: str) -> None:
+    try:
+        os.unlink(path)
+    except FileNotFoundError:
+        pass

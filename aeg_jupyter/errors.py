@@ -1,0 +1,45 @@
+"""Errors raised on purpose by aeg_jupyter.
+
+Every message says what went wrong *and* what to do next. The magics turn these into one-line
+``UsageError``s; plain Python callers can catch :class:`AegError`.
+"""
+
+from __future__ import annotations
+
+
+class AegError(Exception):
+    """Base class of every error aeg_jupyter raises on purpose."""
+
+
+class InvalidInputError(AegError, ValueError):
+    """An argument is not acceptable; the store was not changed."""
+
+
+class NotFoundError(AegError, KeyError):
+    """No artifact, blob or path matches what was asked for."""
+
+    def __str__(self) -> str:  # KeyError would quote the message
+        return str(self.args[0]) if self.args else ""
+
+
+class AmbiguousIdError(AegError, KeyError):
+    """An id prefix matches more than one artifact."""
+
+    def __str__(self) -> str:
+        return str(self.args[0]) if self.args else ""
+
+
+class StoreFormatError(AegError):
+    """The store root is not a store this version can open."""
+
+
+class CorruptionError(AegError):
+    """Stored bytes no longer match their content address."""
+
+
+class StoreWriteError(AegError, OSError):
+    """Writing to the store failed (disk full, permissions); nothing was committed."""
+
+
+class PickleNotAllowedError(AegError):
+    """Loading a pickle runs code; it needs ``allow_pickle=True``."""

@@ -1,0 +1,155 @@
+"""Where everything lives inside a store root: the one owner of path arithmetic.
+
+```
+<root>/aeg-store.json                       format marker
+<root>/blobs/ab/cdef...                     content, named by its blake3 digest
+<root>/tables/<table>/kind=<k>/<part>.parquet
+<root>/spool/<writer>/<table>-<seq>.jsonl   rows acknowledged but not yet in Parquet
+<root>/tmp/<writer>/                        in-flight writes of one writer
+<root>/files/<digest>/<name>                read-only hard links handed out by as_local_file
+```
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from dataclasses import dataclass
+from urllib.parse import quote, unquote
+
+from .errors import InvalidInputError
+from .hashing import is_hex_digest
+
+STORE_FORMAT = 1
+META_NAME = "aeg-store.json"
+PART_SUFFIX = ".parquet"
+SPOOL_SUFFIX = ".jsonl"
+MAX_KIND_LEN = 120
+
+_PART_RE = re.compile(r"^(\d{16})-([A-Za-z0-9_]+)-(\d{6})" + re.escape(PART_SUFFIX) + "$")
+_SPOOL_RE = re.compile(r"^([a-z_]+)-(\d{6})" + re.escape(SPOOL_SUFFIX) + "$")
+
+
+@dataclass(frozen=True, slots=True)
+class PartName:
+    """A Parquet part's name: the newest row time it holds, who wrote it, and its sequence."""
+
+    max_ts: int
+    writer: str
+    seq: int
+
+    def __str__(self) -> str:
+        return f"{self.max_ts:016d}-{self.writer}-{self.seq:06d}{PART_SUFFIX}"
+
+    @classmethod
+    def parse(cls, name: str) -> PartName | None:
+        """Parse a part file name; ``None`` for anything that is not one (temp files, strays)."""
+        m = _PART_RE.match(name)
+        return cls(int(m.group(1)), m.group(2), int(m.group(3))) if m else None
+
+
+def parse_spool_name(name: str) -> tuple[str, int] | None:
+    """``events-000003.jsonl`` -> ``("events", 3)``; ``None`` for other files."""
+    m = _SPOOL_RE.match(name)
+    return (m.group(1), int(m.group(2))) if m else None
+
+
+def encode_kind(kind: str) -> str:
+    """The partition directory name for ``kind``: ``kind=<URI-encoded kind>``."""
+    return "kind=" + quote(kind, safe="")
+
+
+def decode_kind(dirname: str) -> str | None:
+    """Inverse of :func:`encode_kind`; ``None`` for a directory that is not a partition."""
+    if not dirname.startswith("kind="):
+        return None
+    return unquote(dirname[5:])
+
+
+@dataclass(frozen=True, slots=True)
+class Layout:
+    """Absolute paths of one store root (local directory)."""
+
+    root: str
+
+    @property
+    def meta(self) -> str:
+        return os.path.join(self.root, META_NAME)
+
+    @property
+    def blobs(self) -> str:
+        return os.path.join(self.root, "blobs")
+
+    @property
+    def tables(self) -> str:
+        return os.path.join(self.root, "tables")
+
+    @property
+    def spool(self) -> str:
+        return os.path.join(self.root, "spool")
+
+    @property
+    def tmp(self) -> str:
+        return os.path.join(self.root, "tmp")
+
+    @property
+    def files(self) -> str:
+        return os.path.join(self.root, "files")
+
+    def blob_path(self, digest: str) -> str:
+        """``blobs/ab/cdef...`` for a digest; refuses anything that is not 64 lowercase hex."""
+        if not is_hex_digest(digest):
+            raise InvalidInputError(
+                f"{digest!r} is not a blake3 content address; use an artifact id or a 'cas://blake3/<64 hex>' URI"
+            )
+        return os.path.join(self.blobs, digest[:2], digest[2:])
+
+    def table_dir(self, table: str) -> str:
+        return os.path.join(self.tables, table)
+
+    def partition_dir(self, table: str, kind: str) -> str:
+        return os.path.join(self.tables, table, encode_kind(kind))
+
+    def writer_spool_dir(self, writer: str) -> str:
+        return os.path.join(self.spool, writer)
+
+    def spool_file(self, writer: str, table: str, seq: int) -> str:
+        return os.path.join(self.spool, writer, f"{table}-{seq:06d}{SPOOL_SUFFIX}")
+
+    def writer_tmp_dir(self, writer: str) -> str:
+        return os.path.join(self.tmp, writer)
+
+    def materialized_dir(self, digest: str) -> str:
+        if not is_hex_digest(digest):
+            raise InvalidInputError(f"{digest!r} is not a blake3 content address")
+        return os.path.join(self.files, digest)
+
+
+def check_kind(kind: object) -> str:
+    """Validate an artifact or event kind and return it.
+
+    Raises:
+        InvalidInputError: ``kind`` is not a non-empty string of at most 120 characters.
+    """
+    if not isinstance(kind, str) or not kind.strip():
+        raise InvalidInputError(f"kind must be a non-empty string such as 'checkpoint' or 'report', got {kind!r}")
+    if len(kind) > MAX_KIND_LEN:
+        raise InvalidInputError(f"kind is {len(kind)} characters long; keep it to {MAX_KIND_LEN} or fewer")
+    if "\x00" in kind:
+        raise InvalidInputError("kind must not contain NUL characters")
+    return kind
+
+
+def safe_file_name(name: str | None) -> str | None:
+    """The last path component of ``name`` if it is a usable file name, else ``None``.
+
+    Example:
+        >>> safe_file_name("../../etc/passwd"), safe_file_name("..")
+        ('passwd', None)
+    """
+    if not name:
+        return None
+    base = name.replace("\\", "/").rsplit("/", 1)[-1].replace("\x00", "")
+    if base in ("", ".", "..") or len(base.encode()) > 200:
+        return None
+    return base

@@ -1,0 +1,476 @@
+"""Memory, synchronous core: the event and tool-result log with a per-kernel hot window.
+
+Every event is appended to the events table (spool, then Parquet). The :class:`HotWindow`
+keeps the newest events of the whole store in memory, plus the latest value of every named
+output, so "what's the latest?" is answered without touching Parquet; when it cannot answer
+exactly, the query falls back to a newest-first scan that stops as soon as it has enough.
+"""
+
+from __future__ import annotations
+
+import bisect
+import heapq
+import json
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any
+
+from .errors import InvalidInputError
+from .hashing import new_id, now_us
+from .models import Event, Provenance, ScopeFilter, Value, ts_to_iso
+from .tables import Row
+from .validate import check_kind, check_limit, check_metrics, check_name
+
+if TYPE_CHECKING:
+    from .store import Store
+
+Key = tuple[int, str]
+RowFilter = Callable[[Row], bool]
+_NOTHING = (0, "")
+
+
+class HotWindow:
+    """The newest events of the store (at least ``limit`` of them once there are that many).
+
+    ``complete`` is True while the window holds every event the store has ever had.
+    """
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self.items: list[tuple[int, str, Event]] = []
+        self._ids: set[str] = set()
+        self.complete = True
+        self.last_values: dict[str, tuple[Key, Any]] = {}
+        self.last_outputs: dict[str, tuple[Key, dict[str, Any]]] = {}
+
+    @property
+    def oldest(self) -> Key:
+        return (self.items[0][0], self.items[0][1]) if self.items else _NOTHING
+
+    def add(self, ts: int, ev: Event) -> None:
+        """Insert one event (already-seen ids and events older than an incomplete window are skipped)."""
+        eid = ev.event_id
+        if eid in self._ids:
+            return
+        key = (ts, eid)
+        items = self.items
+        if not self.complete and items and key < (items[0][0], items[0][1]):
+            return
+        if not items or key > (items[-1][0], items[-1][1]):
+            items.append((ts, eid, ev))
+        else:
+            bisect.insort(items, (ts, eid, ev), key=lambda t: (t[0], t[1]))
+        self._ids.add(eid)
+        if ev.outputs:
+            self.note_outputs(key, ev)
+        if len(items) > 2 * self.limit:
+            drop = len(items) - self.limit
+            for _ts, old, _ev in items[:drop]:
+                self._ids.discard(old)
+            del items[:drop]
+            self.complete = False
+
+    def note_outputs(self, key: Key, ev: Event) -> None:
+        """Remember ``ev``'s outputs as the latest by name (and by topic) if they are newer."""
+        assert ev.outputs is not None
+        for v in ev.outputs:
+            prev = self.last_values.get(v.name)
+            if prev is None or prev[0] < key:
+                self.last_values[v.name] = (key, v.value)
+        if ev.topic is not None:
+            prev_t = self.last_outputs.get(ev.topic)
+            if prev_t is None or prev_t[0] < key:
+                self.last_outputs[ev.topic] = (key, {v.name: v.value for v in ev.outputs})
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+
+class EventLog:
+    """The memory of one store, as one process sees it."""
+
+    def __init__(self, store: Store, *, hot_limit: int = 1000) -> None:
+        self.store = store
+        self.table = store.event_table
+        self.hot = HotWindow(hot_limit)
+        self._seen_parts: set[str] = set()
+        self._absent_names: set[str] = set()
+        self._absent_topics: set[str] = set()
+        self._fill()
+
+    # -- filling and following ---------------------------------------------------------------
+    def _fill(self) -> None:
+        rows: list[Row] = []
+        for path in self.table.spool_paths():
+            got, offset = self.table.read_spool(path)
+            self.table._offsets[path] = offset
+            rows.extend(got)
+        self._seen_parts = {p.path for p in self.table.list_parts()}
+        need = self.hot.limit
+        stopped = False
+        newest: list[Key] = []  # min-heap of the newest `need` keys
+
+        def enough(max_ts: int) -> bool:
+            nonlocal stopped
+            if len(newest) >= need and newest[0][0] > max_ts:
+                stopped = True
+            return stopped
+
+        def push(batch: Iterable[Row]) -> None:
+            for r in batch:
+                k = (r["ts"], r["event_id"])
+                if len(newest) < need:
+                    heapq.heappush(newest, k)
+                elif k > newest[0]:
+                    heapq.heapreplace(newest, k)
+
+        push(rows)
+        for batch in self.table.iter_newest(stop=enough):
+            rows.extend(batch)
+            push(batch)
+        cutoff = newest[0] if newest and len(newest) >= need else _NOTHING
+        keep = sorted((r for r in rows if (r["ts"], r["event_id"]) >= cutoff), key=lambda r: (r["ts"], r["event_id"]))
+        seen: set[str] = set()
+        for r in keep:
+            if r["event_id"] not in seen:
+                seen.add(r["event_id"])
+                self.hot.add(r["ts"], _row_to_event(r))
+        self.hot.complete = not stopped and len(seen) <= 2 * need
+
+    def sync(self) -> None:
+        """Take in what other processes recorded since the last call (new spool bytes only)."""
+        table = self.table
+        rows, rotated = table.tail_others()
+        if rotated:
+            # Some writer flushed its spool: rows it wrote after our last tail are now in a part.
+            horizon = self.hot.oldest[0] if not self.hot.complete else 0
+            for part in table.list_parts():
+                if part.path in self._seen_parts:
+                    continue
+                self._seen_parts.add(part.path)
+                if part.name.max_ts < horizon:
+                    continue
+                rows.extend(table.read_part(part) or [])
+        if rows:
+            rows.sort(key=lambda r: (r["ts"], r["event_id"]))
+            with self.store.lock:
+                for r in rows:
+                    self.hot.add(r["ts"], _row_to_event(r))
+
+    # -- recording ---------------------------------------------------------------------------
+    def record(
+        self,
+        kind: str,
+        data: Any = None,
+        *,
+        topic: str | None = None,
+        tags: Sequence[str] | None = None,
+        severity: int = 2,
+        stage: str | None = None,
+        metrics: Mapping[str, Any] | None = None,
+        inputs: Sequence[Value | Mapping[str, Any]] | None = None,
+        outputs: Sequence[Value | Mapping[str, Any]] | None = None,
+        origin: Provenance = Provenance(),
+    ) -> Event:
+        """Append one event; ``data`` is stored as JSON text (a ``str`` as it is).
+
+        Example:
+            >>> log.record("train_log", {"epoch": 1, "loss": 0.25}).data   # doctest: +SKIP
+            {'epoch': 1, 'loss': 0.25}
+        """
+        check_kind(kind)
+        text = data if data is None or isinstance(data, str) else _dumps(data, "data")
+        if topic is not None and not isinstance(topic, str):
+            raise InvalidInputError(f"topic must be a string, got {type(topic).__name__}")
+        tag_list = _check_tags(tags)
+        if isinstance(severity, bool) or not isinstance(severity, int):
+            raise InvalidInputError(f"severity must be an int (0 debug .. 4 critical), got {severity!r}")
+        if stage is not None and not isinstance(stage, str):
+            raise InvalidInputError(f"stage must be a string, got {type(stage).__name__}")
+        metrics_ = check_metrics(metrics) or None
+        ins = _check_values(inputs, "inputs")
+        outs = _check_values(outputs, "outputs")
+        ts = now_us()
+        eid = new_id(ts)
+        row = {
+            "event_id": eid,
+            "ts": ts,
+            "kind": kind,
+            "topic": topic,
+            "run_id": origin.run_id,
+            "graph_id": origin.graph_id,
+            "node_id": origin.node_id,
+            "text": text,
+            "inputs": _dumps([v.to_dict() for v in ins], "inputs") if ins else None,
+            "outputs": _dumps([v.to_dict() for v in outs], "outputs") if outs else None,
+            "metrics": json.dumps(metrics_) if metrics_ else None,
+            "tags": json.dumps(tag_list) if tag_list else None,
+            "severity": severity,
+            "stage": stage,
+            "version": 1,
+        }
+        ev = Event(
+            eid, ts_to_iso(ts), kind, topic, ins or None, outs or None, metrics_, text, 1,
+            origin.run_id, origin.graph_id, origin.node_id, tag_list or None, severity, stage,
+        )  # fmt: skip
+        with self.store.lock:
+            self.store.check_open()
+            self.table.append(row)
+            self.hot.add(ts, ev)
+        return ev
+
+    def record_tool_result(
+        self,
+        tool: str,
+        *,
+        inputs: Sequence[Value | Mapping[str, Any]] | None = None,
+        outputs: Sequence[Value | Mapping[str, Any]] | None = None,
+        tags: Sequence[str] | None = None,
+        metrics: Mapping[str, Any] | None = None,
+        message: str | None = None,
+        severity: int = 2,
+        origin: Provenance = Provenance(),
+    ) -> Event:
+        """Record what a tool (a step, a function) took and produced: ``kind="tool_result"``, ``topic=tool``."""
+        if not isinstance(tool, str) or not tool:
+            raise InvalidInputError(f"tool must be a non-empty string such as 'train.step', got {tool!r}")
+        if message is not None and not isinstance(message, str):
+            raise InvalidInputError(f"message must be a string, got {type(message).__name__}")
+        return self.record(
+            "tool_result", message, topic=tool, tags=tags, severity=severity, metrics=metrics,
+            inputs=inputs, outputs=outputs, origin=origin,
+        )  # fmt: skip
+
+    # -- recalling ---------------------------------------------------------------------------
+    def recent(
+        self,
+        *,
+        kinds: Iterable[str] | str | None = None,
+        limit: int = 50,
+        where: ScopeFilter = ScopeFilter(),
+        topic: str | None = None,
+    ) -> list[Event]:
+        """The newest ``limit`` events matching, in chronological order (the most recent last)."""
+        kind_set = _kind_set(kinds)
+        limit_ = check_limit(limit)
+        assert limit_ is not None
+        if limit_ == 0:
+            return []
+        self.sync()
+        found: list[Event] = []
+        for _ts, _id, ev in reversed(self.hot.items):
+            if (
+                (kind_set is None or ev.kind in kind_set)
+                and (topic is None or ev.topic == topic)
+                and (not where or where.matches(ev))
+            ):
+                found.append(ev)
+                if len(found) >= limit_:
+                    break
+        if len(found) < limit_ and not self.hot.complete:
+            match = _row_filter(kind_set, where, topic)
+            found.extend(self._scan(kind_set, match, limit_ - len(found), before=self.hot.oldest))
+        found.reverse()
+        return found
+
+    def _scan(self, kinds: set[str] | None, match: RowFilter, limit: int, *, before: Key) -> list[Event]:
+        """Newest-first scan of spools and Parquet for events older than ``before``."""
+        heap: list[tuple[Key, Row]] = []  # min-heap of the best `limit` rows
+
+        def take(rows: Iterable[Row]) -> None:
+            for r in rows:
+                k = (r["ts"], r["event_id"])
+                if k >= before or (kinds is not None and r["kind"] not in kinds) or not match(r):
+                    continue
+                if len(heap) < limit:
+                    heapq.heappush(heap, (k, r))
+                elif k > heap[0][0]:
+                    heapq.heapreplace(heap, (k, r))
+
+        take(self.table.pending_rows)
+        for path in self.table.spool_paths():
+            take(self.table.read_spool(path)[0])
+
+        def enough(max_ts: int) -> bool:
+            return len(heap) >= limit and heap[0][0][0] > max_ts
+
+        for batch in self.table.iter_newest(kinds, stop=enough):
+            take(batch)
+        out: list[Event] = []
+        seen: set[str] = set()
+        for _k, r in sorted(heap, key=lambda t: t[0], reverse=True):
+            if r["event_id"] not in seen:
+                seen.add(r["event_id"])
+                out.append(_row_to_event(r))
+        return out
+
+    def recent_data(
+        self, *, kinds: Iterable[str] | str | None = None, limit: int = 50, where: ScopeFilter = ScopeFilter()
+    ) -> list[Any]:
+        """The decoded ``data`` of :meth:`recent`, same order."""
+        return [ev.data for ev in self.recent(kinds=kinds, limit=limit, where=where)]
+
+    def recent_tool_results(self, *, tool: str, limit: int = 10, where: ScopeFilter = ScopeFilter()) -> list[Event]:
+        """The newest results of one tool, chronological."""
+        if not isinstance(tool, str) or not tool:
+            raise InvalidInputError(f"tool must be a tool name such as 'train.step', got {tool!r}")
+        return self.recent(kinds=["tool_result"], limit=limit, where=where, topic=tool)
+
+    def last_by_name(self, name: str) -> Any:
+        """The latest output value called ``name`` across tool results (``None`` if there is none)."""
+        check_name(name, "output")
+        self.sync()
+        hit = self.hot.last_values.get(name)
+        if hit is not None:
+            return hit[1]
+        if self.hot.complete or name in self._absent_names:
+            return None
+        needle = json.dumps(name)
+
+        def has(r: Row) -> bool:
+            return (
+                bool(r.get("outputs")) and needle in r["outputs"] and any(v.name == name for v in _values(r["outputs"]))
+            )
+
+        found = self._scan(None, has, 1, before=self.hot.oldest)
+        if not found:
+            self._absent_names.add(name)
+            return None
+        ev = found[0]
+        self.hot.note_outputs(_key_of(ev), ev)
+        return self.hot.last_values[name][1]
+
+    def last_outputs_by_topic(self, topic: str) -> dict[str, Any]:
+        """``{name: value}`` of the latest result of tool ``topic`` (empty if none)."""
+        if not isinstance(topic, str) or not topic:
+            raise InvalidInputError(f"topic must be a tool name such as 'train.step', got {topic!r}")
+        self.sync()
+        hit = self.hot.last_outputs.get(topic)
+        if hit is not None:
+            return dict(hit[1])
+        if self.hot.complete or topic in self._absent_topics:
+            return {}
+        found = self._scan(
+            None, lambda r: r.get("topic") == topic and bool(r.get("outputs")), 1, before=self.hot.oldest
+        )
+        if not found:
+            self._absent_topics.add(topic)
+            return {}
+        self.hot.note_outputs(_key_of(found[0]), found[0])
+        return dict(self.hot.last_outputs[topic][1])
+
+    def kinds(self) -> list[str]:
+        """Event kinds present in the store."""
+        self.sync()
+        kinds = set(self.table.partition_kinds())
+        kinds.update(ev.kind for _t, _i, ev in self.hot.items)
+        return sorted(kinds)
+
+
+def _key_of(ev: Event) -> Key:
+    from datetime import datetime
+
+    dt = datetime.fromisoformat(ev.ts)
+    return (int(dt.timestamp()) * 1_000_000 + dt.microsecond, ev.event_id)
+
+
+def _kind_set(kinds: Iterable[str] | str | None) -> set[str] | None:
+    if kinds is None:
+        return None
+    if isinstance(kinds, str):
+        kinds = [kinds]
+    try:
+        out = set(kinds)
+    except TypeError:
+        raise InvalidInputError(f"kinds must be a list of strings such as ['train_log'], got {kinds!r}") from None
+    for k in out:
+        check_kind(k)
+    return out
+
+
+def _row_filter(kinds: set[str] | None, where: ScopeFilter, topic: str | None) -> RowFilter:
+    def match(r: Row) -> bool:
+        return (
+            (where.run_id is None or r.get("run_id") == where.run_id)
+            and (where.graph_id is None or r.get("graph_id") == where.graph_id)
+            and (where.node_id is None or r.get("node_id") == where.node_id)
+            and (topic is None or r.get("topic") == topic)
+        )
+
+    return match
+
+
+def _dumps(obj: Any, what: str) -> str:
+    try:
+        return json.dumps(obj, ensure_ascii=False)
+    except TypeError as exc:
+        raise InvalidInputError(
+            f"{what} cannot be stored as JSON: {exc}; convert it to dict/list/str/number first"
+        ) from None
+    except (ValueError, RecursionError) as exc:
+        raise InvalidInputError(
+            f"{what} cannot be stored as JSON ({type(exc).__name__}: nested too deeply or circular)"
+        ) from None
+
+
+def _check_tags(tags: Sequence[str] | None) -> list[str]:
+    if tags is None:
+        return []
+    if isinstance(tags, str) or not all(isinstance(t, str) for t in tags):
+        raise InvalidInputError(f"tags must be a list of strings such as ['eval'], got {tags!r}")
+    return list(tags)
+
+
+def _check_values(values: Sequence[Value | Mapping[str, Any]] | None, what: str) -> list[Value]:
+    if values is None:
+        return []
+    if isinstance(values, str | bytes | Mapping):
+        raise InvalidInputError(
+            f"{what} must be a list of {{'name', 'kind', 'value'}} dicts or Values, got {type(values).__name__}"
+        )
+    out = []
+    for i, v in enumerate(values):
+        if isinstance(v, Value):
+            val = v
+        elif isinstance(v, Mapping):
+            if "name" not in v:
+                raise InvalidInputError(
+                    f"{what}[{i}] has no 'name'; write it like {{'name': 'val_acc', 'kind': 'number', 'value': 0.9}}"
+                )
+            val = Value(name=v["name"], kind=v.get("kind", "json"), value=v.get("value"))
+        else:
+            raise InvalidInputError(f"{what}[{i}] must be a dict or Value, got {type(v).__name__}")
+        check_name(val.name, "output" if what == "outputs" else "input")
+        if not isinstance(val.kind, str):
+            raise InvalidInputError(f"{what}[{i}] kind must be a string such as 'number' or 'uri'")
+        out.append(val)
+    return out
+
+
+def _values(text: str | None) -> list[Value]:
+    if not text:
+        return []
+    try:
+        raw = json.loads(text)
+        return [Value(d["name"], d.get("kind", "json"), d.get("value")) for d in raw]
+    except (ValueError, KeyError, TypeError):
+        return []
+
+
+def _row_to_event(r: Row) -> Event:
+    return Event(
+        event_id=r["event_id"],
+        ts=ts_to_iso(r["ts"]),
+        kind=r["kind"],
+        topic=r.get("topic"),
+        inputs=_values(r.get("inputs")) or None,
+        outputs=_values(r.get("outputs")) or None,
+        metrics=json.loads(r["metrics"]) if r.get("metrics") else None,
+        text=r.get("text"),
+        version=r.get("version") or 1,
+        run_id=r.get("run_id"),
+        graph_id=r.get("graph_id"),
+        node_id=r.get("node_id"),
+        tags=json.loads(r["tags"]) if r.get("tags") else None,
+        severity=r.get("severity") if r.get("severity") is not None else 2,
+        stage=r.get("stage"),
+    )

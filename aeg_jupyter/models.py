@@ -1,0 +1,231 @@
+"""The records users hold: :class:`Artifact`, :class:`Event` and :class:`Value`.
+
+Field names follow AetherGraph's "Store & Recall" tutorial; the extra fields (scope ids, size,
+name, ...) come after the tutorial's so positional construction keeps working.
+"""
+
+from __future__ import annotations
+
+import html
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any, Literal
+
+from .errors import InvalidInputError
+
+DIR_MIME = "inode/directory"
+URI_PREFIX = "cas://blake3/"
+
+
+SCOPES = ("node", "graph", "run", "all")
+Scope = Literal["node", "graph", "run", "all"]
+
+
+@dataclass(frozen=True, slots=True)
+class ScopeFilter:
+    """Which run / graph / node a query is limited to (``None`` = any).
+
+    Built from a scope name and the caller's ids with :meth:`resolve`.
+    """
+
+    run_id: str | None = None
+    graph_id: str | None = None
+    node_id: str | None = None
+
+    @classmethod
+    def resolve(cls, scope: str, *, run_id: str | None, graph_id: str | None, node_id: str | None) -> ScopeFilter:
+        """``"run"`` -> this run, ``"graph"`` -> this notebook, ``"node"`` -> this cell of this run, ``"all"``.
+
+        Raises:
+            InvalidInputError: ``scope`` is not one of :data:`SCOPES`.
+        """
+        if scope == "all":
+            return cls()
+        if scope == "run":
+            return cls(run_id=run_id)
+        if scope == "graph":
+            return cls(graph_id=graph_id)
+        if scope == "node":
+            return cls(run_id=run_id, node_id=node_id)
+        raise InvalidInputError(f"unknown scope {scope!r}; use one of {', '.join(map(repr, SCOPES))}")
+
+    def __bool__(self) -> bool:
+        return self.run_id is not None or self.graph_id is not None or self.node_id is not None
+
+    def matches(self, obj: Any) -> bool:
+        """True when ``obj`` (an Artifact, Event or row-like object) is inside this scope."""
+        return (
+            (self.run_id is None or obj.run_id == self.run_id)
+            and (self.graph_id is None or obj.graph_id == self.graph_id)
+            and (self.node_id is None or obj.node_id == self.node_id)
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class Provenance:
+    """Where a write comes from: the run, notebook (graph) and cell (node) that made it."""
+
+    run_id: str | None = None
+    graph_id: str | None = None
+    node_id: str | None = None
+
+
+def ts_to_datetime(ts_us: int) -> datetime:
+    """Microseconds since the epoch -> tz-aware UTC datetime."""
+    return datetime.fromtimestamp(ts_us / 1_000_000, tz=UTC)
+
+
+def ts_to_iso(ts_us: int) -> str:
+    """Microseconds since the epoch -> ISO 8601 string in UTC, e.g. ``2026-01-02T03:04:05.000006+00:00``."""
+    return datetime.fromtimestamp(ts_us / 1_000_000, tz=UTC).isoformat(timespec="microseconds")
+
+
+def short_id(full_id: str) -> str:
+    """The 8-character form of an id shown in tables: its last characters (the random part)."""
+    return full_id[-8:]
+
+
+@dataclass(frozen=True, slots=True)
+class Value:
+    """One named input or output of a tool result, e.g. ``Value("val_acc", "number", 0.91)``."""
+
+    name: str
+    kind: str = "json"
+    value: Any = None
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain-dict form, as stored: ``{"name": ..., "kind": ..., "value": ...}``."""
+        return {"name": self.name, "kind": self.kind, "value": self.value}
+
+
+@dataclass(frozen=True, slots=True)
+class Artifact:
+    """A durable, content-addressed file, directory or value with kind, labels and metrics.
+
+    Example:
+        >>> art = await arts.save_text("hello")          # doctest: +SKIP
+        >>> art.uri.startswith("cas://blake3/")            # doctest: +SKIP
+        True
+    """
+
+    artifact_id: str
+    uri: str
+    kind: str
+    labels: Mapping[str, Any] = field(default_factory=dict)
+    metrics: Mapping[str, float] = field(default_factory=dict)
+    preview_uri: str | None = None
+    pinned: bool = False
+    created_at: datetime | None = None
+    size: int = 0
+    name: str | None = None
+    mime: str | None = None
+    run_id: str | None = None
+    graph_id: str | None = None
+    node_id: str | None = None
+
+    @property
+    def blob_id(self) -> str:
+        """The 64-hex blake3 digest that ``uri`` names."""
+        return self.uri.removeprefix(URI_PREFIX)
+
+    @property
+    def is_dir(self) -> bool:
+        """True for a directory artifact (its blob is a manifest)."""
+        return self.mime == DIR_MIME
+
+    @property
+    def short_id(self) -> str:
+        """The 8-character id shown in tables; ``get`` accepts it."""
+        return short_id(self.artifact_id)
+
+    def _repr_html_(self) -> str:
+        esc = html.escape
+        rows = [
+            ("id", self.artifact_id),
+            ("kind", self.kind),
+            ("name", self.name or ""),
+            ("uri", self.uri),
+            ("size", _human_size(self.size)),
+            ("created", self.created_at.isoformat(timespec="seconds") if self.created_at else ""),
+            ("run / graph / node", f"{self.run_id} / {self.graph_id} / {self.node_id}"),
+            ("labels", ", ".join(f"{k}={v}" for k, v in self.labels.items())),
+            ("metrics", ", ".join(f"{k}={v:g}" for k, v in self.metrics.items())),
+            ("pinned", "yes" if self.pinned else "no"),
+        ]
+        body = "".join(
+            f"<tr><th style='text-align:left'>{esc(k)}</th><td style='text-align:left'>{esc(str(v))}</td></tr>"
+            for k, v in rows
+        )
+        return f"<table class='aeg-artifact'><caption>Artifact</caption>{body}</table>"
+
+
+@dataclass(frozen=True, slots=True)
+class Event:
+    """One entry of the memory log: an event or a tool result.
+
+    ``text`` holds the JSON encoding of the recorded ``data`` (or the message text); ``data``
+    decodes it.
+    """
+
+    event_id: str
+    ts: str
+    kind: str
+    topic: str | None = None
+    inputs: list[Value] | None = None
+    outputs: list[Value] | None = None
+    metrics: dict[str, float] | None = None
+    text: str | None = None
+    version: int = 1
+    run_id: str | None = None
+    graph_id: str | None = None
+    node_id: str | None = None
+    tags: list[str] | None = None
+    severity: int = 2
+    stage: str | None = None
+
+    @property
+    def data(self) -> Any:
+        """The recorded payload: ``text`` decoded from JSON, or the text itself if it is not JSON."""
+        if self.text is None:
+            return None
+        try:
+            return json.loads(self.text)
+        except ValueError:
+            return self.text
+
+    @property
+    def short_id(self) -> str:
+        """The 8-character id shown in tables."""
+        return short_id(self.event_id)
+
+    def _repr_html_(self) -> str:
+        esc = html.escape
+        rows: list[tuple[str, str]] = [("id", self.event_id), ("ts", self.ts), ("kind", self.kind)]
+        if self.topic:
+            rows.append(("topic", self.topic))
+        if self.text is not None:
+            rows.append(("text", self.text if len(self.text) <= 2000 else self.text[:2000] + " ..."))
+        for label, values in (("inputs", self.inputs), ("outputs", self.outputs)):
+            if values:
+                rows.append((label, ", ".join(f"{v.name}={v.value!r}" for v in values)))
+        if self.metrics:
+            rows.append(("metrics", ", ".join(f"{k}={v:g}" for k, v in self.metrics.items())))
+        if self.tags:
+            rows.append(("tags", ", ".join(self.tags)))
+        rows.append(("run / graph / node", f"{self.run_id} / {self.graph_id} / {self.node_id}"))
+        body = "".join(
+            f"<tr><th style='text-align:left'>{esc(k)}</th><td style='text-align:left'>{esc(str(v))}</td></tr>"
+            for k, v in rows
+        )
+        return f"<table class='aeg-event'><caption>Event</caption>{body}</table>"
+
+
+def _human_size(n: int) -> str:
+    size = float(n)
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if size < 1024 or unit == "GiB":
+            return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
+        size /= 1024
+    return f"{n} B"  # pragma: no cover

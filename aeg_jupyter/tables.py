@@ -1,0 +1,534 @@
+"""Append-only tables: a JSONL spool per writer, flushed into Hive-partitioned Parquet parts.
+
+A row is acknowledged once its JSON line is in the writer's spool (one ``os.write``), so it
+survives a crash of the process that wrote it. Spools are flushed into Parquet parts
+(``kind=<k>/<max_ts>-<writer>-<seq>.parquet``) every ``flush_rows`` rows, on close and at exit;
+a dead writer's spool is flushed by the next process that opens the store. Part names are a
+pure function of the spool they came from, so flushing the same spool twice rewrites the same
+files, and readers de-duplicate rows by id in any case.
+
+Parts go through one ``pyarrow.fs`` filesystem; the spool is a local write-ahead log by nature
+(an appended line must be atomic), so it uses ``os`` directly.
+"""
+
+from __future__ import annotations
+
+import errno
+import fcntl
+import json
+import os
+import uuid
+import warnings
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.fs as pafs
+import pyarrow.parquet as pq
+
+from .errors import StoreWriteError
+from .layout import Layout, PartName, decode_kind, encode_kind, parse_spool_name
+
+Row = dict[str, Any]
+
+_TS = pa.timestamp("us", tz="UTC")
+ARTIFACTS_SCHEMA = pa.schema(
+    [
+        ("artifact_id", pa.string()),
+        ("created_at", _TS),
+        ("uri", pa.string()),
+        ("size", pa.int64()),
+        ("name", pa.string()),
+        ("mime", pa.string()),
+        ("run_id", pa.string()),
+        ("graph_id", pa.string()),
+        ("node_id", pa.string()),
+        ("pinned", pa.bool_()),
+        ("labels", pa.string()),  # JSON object
+        ("metrics", pa.string()),  # JSON object of finite floats
+        ("preview_uri", pa.string()),
+    ]
+)
+EVENTS_SCHEMA = pa.schema(
+    [
+        ("event_id", pa.string()),
+        ("ts", _TS),
+        ("topic", pa.string()),
+        ("run_id", pa.string()),
+        ("graph_id", pa.string()),
+        ("node_id", pa.string()),
+        ("text", pa.string()),
+        ("inputs", pa.string()),  # JSON list of {name, kind, value}
+        ("outputs", pa.string()),  # JSON list of {name, kind, value}
+        ("metrics", pa.string()),  # JSON object
+        ("tags", pa.string()),  # JSON list of strings
+        ("severity", pa.int32()),
+        ("stage", pa.string()),
+        ("version", pa.int32()),
+    ]
+)
+OPS_SCHEMA = pa.schema([("op_id", pa.string()), ("ts", _TS), ("artifact_id", pa.string())])
+
+ROW_GROUP = 65_536
+_LOCAL = pafs.LocalFileSystem()
+
+
+@dataclass(frozen=True, slots=True)
+class TableSpec:
+    """Name, Parquet schema, id column and time column of one table."""
+
+    name: str
+    schema: pa.Schema
+    id_field: str
+    ts_field: str
+
+
+ARTIFACTS = TableSpec("artifacts", ARTIFACTS_SCHEMA, "artifact_id", "created_at")
+EVENTS = TableSpec("events", EVENTS_SCHEMA, "event_id", "ts")
+OPS = TableSpec("ops", OPS_SCHEMA, "op_id", "ts")
+
+
+@dataclass(frozen=True, slots=True)
+class Part:
+    """One Parquet part on disk."""
+
+    path: str
+    kind: str
+    name: PartName
+
+
+class Table:
+    """One table of one store, as seen (and written) by one writer.
+
+    Example:
+        >>> t = Table(Layout(root), EVENTS, writer="w1")               # doctest: +SKIP
+        >>> t.append({"event_id": "01..", "ts": 1, "kind": "log"})     # doctest: +SKIP
+        >>> t.flush()                                                  # doctest: +SKIP
+    """
+
+    def __init__(
+        self,
+        layout: Layout,
+        spec: TableSpec,
+        *,
+        writer: str,
+        flush_rows: int = 10_000,
+        fsync: bool = False,
+        fs: pafs.FileSystem = _LOCAL,
+    ) -> None:
+        self.layout = layout
+        self.spec = spec
+        self.writer = writer
+        self.flush_rows = flush_rows
+        self.fsync = fsync
+        self.fs = fs
+        self.dir = layout.table_dir(spec.name)
+        self._seq = 0
+        self._fd: int | None = None
+        self._spool_size = 0
+        self._pending: list[Row] = []
+        # tailing state for other writers' spools: path -> bytes consumed
+        self._offsets: dict[str, int] = {}
+        self._spool_root_mtime = -1
+        self._writer_dirs: list[str] = []
+
+    # -- writing -----------------------------------------------------------------------------
+    @property
+    def pending_rows(self) -> list[Row]:
+        """Rows of this writer still in its spool (not yet in Parquet)."""
+        return self._pending
+
+    def append(self, row: Row) -> None:
+        """Append one row to this writer's spool: a single ``os.write`` of one JSON line.
+
+        Raises:
+            StoreWriteError: the disk is full or not writable; the spool is left as it was.
+        """
+        line = (json.dumps(row, separators=(",", ":"), ensure_ascii=False) + "\n").encode()
+        if self._fd is None:
+            self._open_spool()
+        fd = self._fd
+        assert fd is not None
+        try:
+            n = os.write(fd, line)
+            if n != len(line):
+                raise OSError(errno.ENOSPC, "short write")
+            if self.fsync:
+                os.fsync(fd)
+        except OSError as exc:
+            # Leave no half line behind: cut the spool back to the last whole row.
+            try:
+                os.ftruncate(fd, self._spool_size)
+            except OSError:
+                pass
+            raise StoreWriteError(
+                f"could not record to {self.spec.name}: {exc.strerror or exc}; free some disk space and retry"
+            ) from exc
+        self._spool_size += n
+        self._pending.append(row)
+        if len(self._pending) >= self.flush_rows:
+            self.flush()
+
+    def _open_spool(self) -> None:
+        path = self.layout.spool_file(self.writer, self.spec.name, self._seq)
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        self._fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+        self._spool_size = os.fstat(self._fd).st_size
+
+    def flush(self) -> int:
+        """Move this writer's spooled rows into Parquet parts; returns how many rows moved."""
+        if not self._pending:
+            return 0
+        rows = self._pending
+        self.write_parts(rows, self.writer, self._seq)
+        if self._fd is not None:
+            os.close(self._fd)
+            self._fd = None
+        _unlink(self.layout.spool_file(self.writer, self.spec.name, self._seq))
+        self._seq += 1
+        self._pending = []
+        self._spool_size = 0
+        return len(rows)
+
+    def close(self) -> None:
+        """Flush and release the spool file."""
+        self.flush()
+        if self._fd is not None:
+            os.close(self._fd)
+            self._fd = None
+
+    def write_parts(self, rows: list[Row], writer: str, seq: int) -> list[str]:
+        """Write ``rows`` as one part per kind; the names depend only on (rows, writer, seq)."""
+        by_kind: dict[str, list[Row]] = {}
+        for r in rows:
+            by_kind.setdefault(r["kind"], []).append(r)
+        written = []
+        for kind, group in by_kind.items():
+            group.sort(key=self._order_key)
+            max_ts = max(r[self.spec.ts_field] for r in group)
+            final = os.path.join(self.layout.partition_dir(self.spec.name, kind), str(PartName(max_ts, writer, seq)))
+            self._write_table(self.rows_to_arrow(group), final)
+            written.append(final)
+        return written
+
+    def _order_key(self, r: Row) -> tuple[int, str]:
+        return r[self.spec.ts_field], r[self.spec.id_field]
+
+    def rows_to_arrow(self, rows: list[Row]) -> pa.Table:
+        """Spool rows -> Arrow table with this table's schema (the partition column dropped)."""
+        cols = {f.name: [r.get(f.name) for r in rows] for f in self.spec.schema}
+        return pa.Table.from_pydict(cols, schema=self.spec.schema)
+
+    def _write_table(self, table: pa.Table, final: str) -> None:
+        tmp = os.path.join(self.layout.writer_tmp_dir(self.writer), f"part-{uuid.uuid4().hex}.parquet")
+        self.fs.create_dir(os.path.dirname(tmp), recursive=True)
+        self.fs.create_dir(os.path.dirname(final), recursive=True)
+        try:
+            pq.write_table(table, tmp, filesystem=self.fs, compression="zstd", row_group_size=ROW_GROUP)
+            self.fs.move(tmp, final)
+        except OSError as exc:
+            _unlink(tmp)
+            raise StoreWriteError(f"could not write a Parquet part of {self.spec.name}: {exc}") from exc
+
+    # -- reading parts -----------------------------------------------------------------------
+    def list_parts(self, kinds: Iterable[str] | None = None) -> list[Part]:
+        """Parts of this table (all kinds, or only ``kinds``), newest first by their newest row."""
+        dirs: list[tuple[str, str]] = []
+        if kinds is None:
+            try:
+                infos = self.fs.get_file_info(pafs.FileSelector(self.dir, allow_not_found=True))
+            except OSError:
+                infos = []
+            for info in infos:
+                kind = decode_kind(info.base_name)
+                if kind is not None and info.type == pafs.FileType.Directory:
+                    dirs.append((info.path, kind))
+        else:
+            dirs = [(self.layout.partition_dir(self.spec.name, k), k) for k in kinds]
+        parts: list[Part] = []
+        for path, kind in dirs:
+            selector = pafs.FileSelector(path, allow_not_found=True)
+            for info in self.fs.get_file_info(selector):
+                name = PartName.parse(info.base_name)
+                if name is not None and info.type == pafs.FileType.File:
+                    parts.append(Part(info.path, kind, name))
+        parts.sort(key=lambda p: (p.name.max_ts, p.name.writer, p.name.seq), reverse=True)
+        return parts
+
+    def read_part(self, part: Part, *, row_groups: list[int] | None = None) -> list[Row] | None:
+        """Rows of one part (``None`` if it vanished, e.g. merged by a compaction meanwhile).
+
+        A part that cannot be decoded is skipped with a warning naming the file.
+        """
+        try:
+            with self.fs.open_input_file(part.path) as f:
+                pf = pq.ParquetFile(f)
+                table = pf.read_row_groups(row_groups) if row_groups is not None else pf.read()
+        except FileNotFoundError:
+            return None
+        except (OSError, pa.ArrowException) as exc:
+            if self.fs.get_file_info(part.path).type != pafs.FileType.File:
+                return None
+            warnings.warn(f"skipping unreadable Parquet part {part.path}: {exc}", StoreWarning, stacklevel=2)
+            return []
+        return self.arrow_to_rows(table, part.kind)
+
+    def arrow_to_rows(self, table: pa.Table, kind: str) -> list[Row]:
+        """Arrow table of a part -> rows as the spool holds them (timestamps as int microseconds)."""
+        ts = self.spec.ts_field
+        if ts in table.column_names:
+            idx = table.column_names.index(ts)
+            table = table.set_column(idx, ts, table.column(ts).cast(pa.int64()))
+        rows = table.to_pylist()
+        for r in rows:
+            r["kind"] = kind
+        return rows
+
+    def iter_newest(
+        self, kinds: Iterable[str] | None = None, *, stop: Callable[[int], bool] | None = None
+    ) -> Iterator[list[Row]]:
+        """Batches of part rows, newest parts and row groups first.
+
+        ``stop(max_ts)`` is asked before each batch with the newest time the batch can hold;
+        when it says True, iteration ends (the caller has every row newer than that).
+        """
+        for _attempt in range(3):
+            parts = self.list_parts(kinds)
+            # (max_ts, part, row_group) candidates, newest first
+            units: list[tuple[int, Part, int | None]] = []
+            vanished = False
+            for part in parts:
+                units.append((part.name.max_ts, part, None))
+            units.sort(key=lambda u: u[0], reverse=True)
+            i = 0
+            while i < len(units):
+                max_ts, part, rg = units[i]
+                i += 1
+                if stop is not None and stop(max_ts):
+                    return
+                if rg is None:
+                    groups = self._row_group_ranges(part)
+                    if groups is None:
+                        vanished = True
+                        continue
+                    if len(groups) > 1:
+                        # split the part into its row groups and re-queue them in order
+                        extra = [(g_max, part, gi) for gi, g_max in groups]
+                        units[i:] = sorted(units[i:] + extra, key=lambda u: u[0], reverse=True)
+                        continue
+                    rows = self.read_part(part)
+                else:
+                    rows = self.read_part(part, row_groups=[rg])
+                if rows is None:
+                    vanished = True
+                    continue
+                yield rows
+            if not vanished:
+                return
+            # a compaction replaced parts while we read: the merged part holds the same rows
+        return
+
+    def _row_group_ranges(self, part: Part) -> list[tuple[int, int]] | None:
+        """[(row_group_index, max_ts)] of a part, from its footer statistics."""
+        try:
+            with self.fs.open_input_file(part.path) as f:
+                meta = pq.ParquetFile(f).metadata
+        except FileNotFoundError:
+            return None
+        except (OSError, pa.ArrowException) as exc:
+            warnings.warn(f"skipping unreadable Parquet part {part.path}: {exc}", StoreWarning, stacklevel=2)
+            return []
+        col = meta.schema.names.index(self.spec.ts_field)
+        out = []
+        for gi in range(meta.num_row_groups):
+            st = meta.row_group(gi).column(col).statistics
+            g_max = st.max if st is not None and st.has_min_max else None
+            if g_max is None:
+                out.append((gi, part.name.max_ts))
+            else:
+                out.append((gi, int(g_max.timestamp() * 1_000_000) if hasattr(g_max, "timestamp") else int(g_max)))
+        return out
+
+    def read_all_parts(self) -> list[Row]:
+        """Every row of every part (used for the small tables: artifacts and ops)."""
+        rows: list[Row] = []
+        for batch in self.iter_newest():
+            rows.extend(batch)
+        return rows
+
+    # -- reading spools ----------------------------------------------------------------------
+    def spool_paths(self, *, include_own: bool = False) -> list[str]:
+        """Every writer's spool files of this table (sorted), optionally with this writer's own."""
+        out = []
+        try:
+            writers = os.scandir(self.layout.spool)
+        except FileNotFoundError:
+            return out
+        with writers:
+            for w in writers:
+                if not w.is_dir(follow_symlinks=False) or (w.name == self.writer and not include_own):
+                    continue
+                try:
+                    names = os.listdir(w.path)
+                except FileNotFoundError:
+                    continue
+                for name in names:
+                    parsed = parse_spool_name(name)
+                    if parsed and parsed[0] == self.spec.name:
+                        out.append(os.path.join(w.path, name))
+        out.sort()
+        return out
+
+    def read_spool(self, path: str, offset: int = 0) -> tuple[list[Row], int]:
+        """Whole JSON lines of a spool file from ``offset``: ``(rows, new_offset)``.
+
+        A trailing line without its newline is not consumed (it is still being written); a line
+        that is not valid JSON is skipped with a warning naming the file.
+        """
+        try:
+            with open(path, "rb") as f:
+                f.seek(offset)
+                data = f.read()
+        except FileNotFoundError:
+            return [], offset
+        end = data.rfind(b"\n")
+        if end < 0:
+            return [], offset
+        rows: list[Row] = []
+        for line in data[: end + 1].splitlines():
+            if not line:
+                continue
+            try:
+                row = json.loads(line)
+            except ValueError:
+                warnings.warn(f"skipping a damaged line in spool {path}", StoreWarning, stacklevel=2)
+                continue
+            if isinstance(row, dict) and self.spec.id_field in row and "kind" in row:
+                rows.append(row)
+            else:
+                warnings.warn(f"skipping a damaged line in spool {path}", StoreWarning, stacklevel=2)
+        return rows, offset + end + 1
+
+    def tail_others(self) -> tuple[list[Row], bool]:
+        """New rows in other writers' spools since the last call: ``(rows, rotated)``.
+
+        ``rotated`` is True when a spool file seen before is gone: its rows moved into a Parquet
+        part, which the caller may need to read (rows not tailed before the flush are there).
+        """
+        rows: list[Row] = []
+        rotated = False
+        seen = set()
+        for path in self.spool_paths():
+            seen.add(path)
+            offset = self._offsets.get(path, 0)
+            try:
+                size = os.stat(path).st_size
+            except FileNotFoundError:
+                continue
+            if size < offset:  # rewritten from scratch (should not happen): read it again
+                offset = 0
+            if size > offset:
+                new, offset = self.read_spool(path, offset)
+                rows.extend(new)
+            self._offsets[path] = offset
+        for gone in [p for p in self._offsets if p not in seen]:
+            del self._offsets[gone]
+            rotated = True
+        return rows, rotated
+
+    # -- maintenance -------------------------------------------------------------------------
+    def compact(self, kind: str, *, min_parts: int = 16, max_rows: int = 1_000_000) -> int:
+        """Merge the small parts of one partition into one; returns how many parts were merged.
+
+        Runs under a lock file so two processes never compact the same table at once.
+        """
+        lock_path = os.path.join(self.dir, ".compact.lock")
+        os.makedirs(self.dir, exist_ok=True)
+        fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                return 0
+            parts = [p for p in self.list_parts([kind])]
+            small: list[Part] = []
+            total = 0
+            for p in sorted(parts, key=lambda p: p.name.max_ts):
+                n = _part_rows(self.fs, p.path)
+                if n is None or n >= max_rows:
+                    continue
+                if total + n > max_rows:
+                    break
+                small.append(p)
+                total += n
+            if len(small) < min_parts:
+                return 0
+            tables = []
+            for p in small:
+                with self.fs.open_input_file(p.path) as f:
+                    tables.append(pq.ParquetFile(f).read())
+            merged = pa.concat_tables(tables).combine_chunks()
+            ids = merged.column(self.spec.id_field).to_pylist()
+            keep, seen = [], set()
+            for i, v in enumerate(ids):
+                if v not in seen:
+                    seen.add(v)
+                    keep.append(i)
+            if len(keep) != len(ids):
+                merged = merged.take(pa.array(keep))
+            merged = merged.sort_by([(self.spec.ts_field, "ascending"), (self.spec.id_field, "ascending")])
+            max_ts = max(p.name.max_ts for p in small)
+            seq = int.from_bytes(os.urandom(3), "big") % 1_000_000
+            final = os.path.join(
+                self.layout.partition_dir(self.spec.name, kind), str(PartName(max_ts, "compact" + self.writer, seq))
+            )
+            self._write_table(merged.cast(self.spec.schema), final)
+            for p in small:
+                try:
+                    self.fs.delete_file(p.path)
+                except FileNotFoundError:
+                    pass
+            return len(small)
+        finally:
+            os.close(fd)
+
+    def partition_kinds(self) -> list[str]:
+        """The kinds that have a partition directory in this table."""
+        try:
+            names = os.listdir(self.dir)
+        except FileNotFoundError:
+            return []
+        return sorted(k for k in (decode_kind(n) for n in names) if k is not None)
+
+
+class StoreWarning(UserWarning):
+    """Something in the store was damaged and skipped; the message names the file."""
+
+
+def _part_rows(fs: pafs.FileSystem, path: str) -> int | None:
+    try:
+        with fs.open_input_file(path) as f:
+            return pq.ParquetFile(f).metadata.num_rows
+    except (OSError, pa.ArrowException):
+        return None
+
+
+def _unlink(path: str) -> None:
+    try:
+        os.unlink(path)
+    except FileNotFoundError:
+        pass
+
+
+__all__ = [
+    "ARTIFACTS",
+    "EVENTS",
+    "OPS",
+    "Part",
+    "Row",
+    "StoreWarning",
+    "Table",
+    "TableSpec",
+    "encode_kind",
+]

@@ -1,0 +1,127 @@
+"""Checks on what users pass in: each returns the clean value or raises InvalidInputError."""
+
+from __future__ import annotations
+
+import math
+import numbers
+import re
+from collections.abc import Mapping
+from datetime import timedelta
+from typing import Any
+
+from .errors import InvalidInputError
+from .layout import check_kind
+
+MAX_LABELS = 64
+MAX_LABEL_CHARS = 4096
+MAX_NAME_CHARS = 200
+
+__all__ = ["check_kind", "check_labels", "check_limit", "check_metrics", "check_name", "parse_duration"]
+
+
+def check_name(name: object, what: str) -> str:
+    """A label key, metric name or output name: a non-empty string without NUL."""
+    if not isinstance(name, str) or not name:
+        raise InvalidInputError(f"{what} names must be non-empty strings, got {name!r}")
+    if len(name) > MAX_NAME_CHARS or "\x00" in name:
+        raise InvalidInputError(
+            f"{what} name {name[:40]!r}... is too long or has NUL; keep it under {MAX_NAME_CHARS} characters"
+        )
+    return name
+
+
+def check_labels(labels: Mapping[str, Any] | None) -> dict[str, Any]:
+    """Labels are ``{str: str | int | float | bool}`` with finite numbers.
+
+    Example:
+        >>> check_labels({"exp": "A", "seed": 3})
+        {'exp': 'A', 'seed': 3}
+    """
+    if labels is None:
+        return {}
+    if not isinstance(labels, Mapping):
+        raise InvalidInputError(f"labels must be a dict such as {{'exp': 'A'}}, got {type(labels).__name__}")
+    if len(labels) > MAX_LABELS:
+        raise InvalidInputError(
+            f"{len(labels)} labels given; keep to {MAX_LABELS} (labels are filters, put data in JSON)"
+        )
+    out: dict[str, Any] = {}
+    for k, v in labels.items():
+        check_name(k, "label")
+        if isinstance(v, bool | str):
+            if isinstance(v, str) and len(v) > MAX_LABEL_CHARS:
+                raise InvalidInputError(
+                    f"label {k!r} is {len(v)} characters; keep labels under {MAX_LABEL_CHARS} (save long text with save_text)"
+                )
+            out[k] = v
+        elif isinstance(v, numbers.Integral):
+            out[k] = int(v)
+        elif isinstance(v, numbers.Real):
+            f = float(v)
+            if not math.isfinite(f):
+                raise InvalidInputError(f"label {k!r} is {f}; label values must be finite numbers or strings")
+            out[k] = f
+        else:
+            raise InvalidInputError(
+                f"label {k!r} has a {type(v).__name__} value; labels take str, int, float or bool (convert it, e.g. str(value))"
+            )
+    return out
+
+
+def check_metrics(metrics: Mapping[str, Any] | None) -> dict[str, float]:
+    """Metrics are ``{str: finite number}``, stored as floats.
+
+    Example:
+        >>> check_metrics({"val_acc": 0.9, "epoch": 3})
+        {'val_acc': 0.9, 'epoch': 3.0}
+    """
+    if metrics is None:
+        return {}
+    if not isinstance(metrics, Mapping):
+        raise InvalidInputError(f"metrics must be a dict such as {{'val_acc': 0.91}}, got {type(metrics).__name__}")
+    out: dict[str, float] = {}
+    for k, v in metrics.items():
+        check_name(k, "metric")
+        if isinstance(v, bool) or not isinstance(v, numbers.Real):
+            raise InvalidInputError(f"metric {k!r} must be a number, got {type(v).__name__} {v!r}")
+        f = float(v)
+        if not math.isfinite(f):
+            raise InvalidInputError(
+                f"metric {k!r} is {f}; metrics must be finite numbers (drop it or record it as a label)"
+            )
+        out[k] = f
+    return out
+
+
+def check_limit(limit: object, *, allow_none: bool = False) -> int | None:
+    """A row limit: a non-negative int (or ``None`` where allowed)."""
+    if limit is None and allow_none:
+        return None
+    if isinstance(limit, bool) or not isinstance(limit, numbers.Integral) or limit < 0:
+        raise InvalidInputError(f"limit must be a non-negative integer, got {limit!r}")
+    return int(limit)
+
+
+_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(s|m|h|d|w)\s*$")
+_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
+
+
+def parse_duration(value: str | float | int | timedelta | None) -> timedelta | None:
+    """``"7d"``, ``"12h"``, ``"30m"``, seconds, or a timedelta -> timedelta.
+
+    Example:
+        >>> parse_duration("2h")
+        datetime.timedelta(seconds=7200)
+    """
+    if value is None or isinstance(value, timedelta):
+        return value
+    if isinstance(value, bool):
+        raise InvalidInputError(f"not a duration: {value!r}")
+    if isinstance(value, numbers.Real):
+        if value < 0:
+            raise InvalidInputError(f"durations must not be negative, got {value!r}")
+        return timedelta(seconds=float(value))
+    m = _DURATION.match(str(value))
+    if not m:
+        raise InvalidInputError(f"not a duration: {value!r}; write it like '30m', '12h', '7d' or '2w'")
+    return timedelta(seconds=float(m.group(1)) * _UNITS[m.group(2)])
