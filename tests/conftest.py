@@ -1,0 +1,71 @@
+"""Shared fixtures: a real store in a temporary directory, and helpers to run child processes."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import subprocess
+import sys
+import textwrap
+from collections.abc import Coroutine, Iterator
+from typing import Any
+
+import pytest
+
+import aeg_jupyter
+from aeg_jupyter import KernelContext
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption("--soak", action="store_true", default=False, help="run long soak and scaling tests")
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    if config.getoption("--soak"):
+        return
+    skip = pytest.mark.skip(reason="long soak run: pass --soak to run it")
+    for item in items:
+        if "slow" in item.keywords:
+            item.add_marker(skip)
+
+
+@pytest.fixture
+def store_root(tmp_path: Any) -> str:
+    return str(tmp_path / "store")
+
+
+@pytest.fixture
+def context(store_root: str) -> Iterator[KernelContext]:
+    ctx = aeg_jupyter.connect(store_root, graph_id="tests")
+    yield ctx
+    if not ctx.store.closed:
+        ctx.close()
+
+
+def run(coro: Coroutine[Any, Any, Any]) -> Any:
+    """Run one coroutine to completion (tests are sync; the API under test is async)."""
+    return asyncio.run(coro)
+
+
+def run_child(code: str, *args: str, timeout: float = 120, check: bool = True) -> subprocess.CompletedProcess[str]:
+    """Run Python ``code`` in a fresh interpreter with the repo importable."""
+    env = dict(os.environ, PYTHONPATH=REPO + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    proc = subprocess.run(
+        [sys.executable, "-c", textwrap.dedent(code), *args], capture_output=True, text=True, timeout=timeout, env=env
+    )
+    if check and proc.returncode != 0:
+        raise AssertionError(f"child failed ({proc.returncode}):\n{proc.stdout}\n{proc.stderr}")
+    return proc
+
+
+def spawn_child(code: str, *args: str) -> subprocess.Popen[str]:
+    env = dict(os.environ, PYTHONPATH=REPO + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    return subprocess.Popen(
+        [sys.executable, "-c", textwrap.dedent(code), *args],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+    )
