@@ -109,22 +109,13 @@ class ArtifactIndex:
 
     # -- catalog -----------------------------------------------------------------------------
     def _load(self) -> None:
-        arts: list[Row] = []
-        for part in self.table.list_parts():
-            self._seen_parts.add(part.path)
-            arts.extend(self.table.read_part(part) or [])
-        for path in self.table.spool_paths():
-            rows, offset = self.table.read_spool(path)
-            self.table._offsets[path] = offset
-            arts.extend(rows)
-        ops: list[Row] = []
-        for part in self.ops.list_parts():
-            self._seen_parts.add(part.path)
-            ops.extend(self.ops.read_part(part) or [])
-        for path in self.ops.spool_paths():
-            rows, offset = self.ops.read_spool(path)
-            self.ops._offsets[path] = offset
-            ops.extend(rows)
+        # Spools first, then parts: a spool flushed meanwhile is then found as a part.
+        arts, _ = self.table.tail_others()
+        ops, _ = self.ops.tail_others()
+        for table, sink in ((self.table, arts), (self.ops, ops)):
+            for part in table.list_parts():
+                self._seen_parts.add(part.path)
+                sink.extend(table.read_part(part) or [])
         self._apply(arts, ops)
 
     def _apply(self, arts: list[Row], ops: list[Row]) -> None:

@@ -99,11 +99,7 @@ class EventLog:
 
     # -- filling and following ---------------------------------------------------------------
     def _fill(self) -> None:
-        rows: list[Row] = []
-        for path in self.table.spool_paths():
-            got, offset = self.table.read_spool(path)
-            self.table._offsets[path] = offset
-            rows.extend(got)
+        rows, _ = self.table.tail_others()  # spools first, then parts (see ArtifactIndex._load)
         self._seen_parts = {p.path for p in self.table.list_parts()}
         need = self.hot.limit
         stopped = False
@@ -127,14 +123,12 @@ class EventLog:
         for batch in self.table.iter_newest(stop=enough):
             rows.extend(batch)
             push(batch)
-        cutoff = newest[0] if newest and len(newest) >= need else _NOTHING
-        keep = sorted((r for r in rows if (r["ts"], r["event_id"]) >= cutoff), key=lambda r: (r["ts"], r["event_id"]))
-        seen: set[str] = set()
-        for r in keep:
-            if r["event_id"] not in seen:
-                seen.add(r["event_id"])
-                self.hot.add(r["ts"], _row_to_event(r))
-        self.hot.complete = not stopped and len(seen) <= 2 * need
+        unique = {r["event_id"]: r for r in rows}
+        ordered = sorted(unique.values(), key=lambda r: (r["ts"], r["event_id"]))
+        complete = not stopped and len(ordered) <= 2 * need
+        for r in ordered if complete else ordered[-need:]:
+            self.hot.add(r["ts"], _row_to_event(r))
+        self.hot.complete = complete
 
     def sync(self) -> None:
         """Take in what other processes recorded since the last call (new spool bytes only)."""

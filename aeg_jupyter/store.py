@@ -14,6 +14,7 @@ import json
 import os
 import secrets
 import shutil
+import sys
 import threading
 import weakref
 from typing import Literal
@@ -75,8 +76,7 @@ class Store:
 
         self.artifacts = ArtifactIndex(self)
         self.memory = EventLog(self, hot_limit=hot_limit)
-        ref = weakref.ref(self)
-        atexit.register(lambda: (s := ref()) is not None and s.close())
+        atexit.register(_close_at_exit, weakref.ref(self))
 
     # -- opening -----------------------------------------------------------------------------
     def _init_root(self) -> None:
@@ -237,6 +237,16 @@ class Store:
 
     def __repr__(self) -> str:
         return f"Store({self.root!r}, writer={self.writer!r}{', closed' if self.closed else ''})"
+
+
+def _close_at_exit(ref: weakref.ref[Store]) -> None:
+    store = ref()
+    if store is None or store.closed:
+        return
+    try:
+        store.close()
+    except Exception as exc:  # the spool is intact; the next open flushes it
+        print(f"aeg_jupyter: rows stay in the spool until the next open ({exc})", file=sys.stderr)
 
 
 def _is_dead(lock_path: str) -> bool:

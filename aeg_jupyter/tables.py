@@ -13,6 +13,7 @@ Parts go through one ``pyarrow.fs`` filesystem; the spool is a local write-ahead
 
 from __future__ import annotations
 
+import concurrent.futures.thread  # noqa: F401  (see NOTE below)
 import errno
 import fcntl
 import json
@@ -69,6 +70,10 @@ EVENTS_SCHEMA = pa.schema(
     ]
 )
 OPS_SCHEMA = pa.schema([("op_id", pa.string()), ("ts", _TS), ("artifact_id", pa.string())])
+
+# NOTE: pyarrow imports pandas the first time it builds an array. When that first time is the
+# flush at interpreter exit, pandas' import of concurrent.futures.thread would register an
+# atexit hook after shutdown began and fail; importing that module up front avoids it.
 
 ROW_GROUP = 65_536
 _LOCAL = pafs.LocalFileSystem()
@@ -130,8 +135,9 @@ class Table:
         self._pending: list[Row] = []
         # tailing state for other writers' spools: path -> bytes consumed
         self._offsets: dict[str, int] = {}
-        self._spool_root_mtime = -1
-        self._writer_dirs: list[str] = []
+        self._dir_mtimes: dict[str, tuple[int, tuple[str, ...]]] | None = (
+            None  # other writers' spool dirs, at the last tail
+        )
 
     # -- writing -----------------------------------------------------------------------------
     @property
@@ -357,10 +363,33 @@ class Table:
             rows.extend(batch)
         return rows
 
+    def read_columns(self, columns: list[str]) -> Iterator[pa.Table]:
+        """Only ``columns`` of every part, one Arrow table per part (for whole-table summaries).
+
+        ``columns=[]`` reads footers only (``num_rows``). Parts that vanish meanwhile (merged by a
+        compaction) are skipped; an undecodable part is skipped with a warning, as in ``read_part``.
+        """
+        for part in self.list_parts():
+            try:
+                with self.fs.open_input_file(part.path) as f:
+                    table = pq.ParquetFile(f).read(columns=columns)
+            except FileNotFoundError:
+                continue
+            except (OSError, pa.ArrowException) as exc:
+                if self.fs.get_file_info(part.path).type == pafs.FileType.File:
+                    warnings.warn(f"skipping unreadable Parquet part {part.path}: {exc}", StoreWarning, stacklevel=2)
+                continue
+            yield table
+
     # -- reading spools ----------------------------------------------------------------------
-    def spool_paths(self, *, include_own: bool = False) -> list[str]:
-        """Every writer's spool files of this table (sorted), optionally with this writer's own."""
-        out = []
+    def spool_paths(
+        self, *, include_own: bool = False, dir_mtimes: dict[str, tuple[int, tuple[str, ...]]] | None = None
+    ) -> list[str]:
+        """Every writer's spool files of this table (sorted), optionally with this writer's own.
+
+        ``dir_mtimes``, if given, is filled with each listed writer directory's mtime.
+        """
+        out: list[str] = []
         try:
             writers = os.scandir(self.layout.spool)
         except FileNotFoundError:
@@ -370,13 +399,15 @@ class Table:
                 if not w.is_dir(follow_symlinks=False) or (w.name == self.writer and not include_own):
                     continue
                 try:
+                    mtime = w.stat(follow_symlinks=False).st_mtime_ns
                     names = os.listdir(w.path)
                 except FileNotFoundError:
                     continue
-                for name in names:
-                    parsed = parse_spool_name(name)
-                    if parsed and parsed[0] == self.spec.name:
-                        out.append(os.path.join(w.path, name))
+                mine = sorted(n for n in names if (p := parse_spool_name(n)) is not None and p[0] == self.spec.name)
+                if dir_mtimes is not None:
+                    # NOTE: the names too, since an mtime only moves once per clock tick
+                    dir_mtimes[w.name] = (mtime, tuple(mine))
+                out.extend(os.path.join(w.path, n) for n in mine)
         out.sort()
         return out
 
@@ -413,13 +444,16 @@ class Table:
     def tail_others(self) -> tuple[list[Row], bool]:
         """New rows in other writers' spools since the last call: ``(rows, rotated)``.
 
-        ``rotated`` is True when a spool file seen before is gone: its rows moved into a Parquet
-        part, which the caller may need to read (rows not tailed before the flush are there).
+        ``rotated`` is True when rows may have moved into Parquet parts we have not read: some
+        writer's spool directory changed (a spool flushed and replaced: its mtime moves) or
+        writers came or went. The caller then reads the parts it has not seen. Appending rows
+        changes no directory, so the common case costs one ``stat`` per writer.
+        The first call reads every spool from the start.
         """
         rows: list[Row] = []
-        rotated = False
+        dir_mtimes: dict[str, tuple[int, tuple[str, ...]]] = {}
         seen = set()
-        for path in self.spool_paths():
+        for path in self.spool_paths(dir_mtimes=dir_mtimes):
             seen.add(path)
             offset = self._offsets.get(path, 0)
             try:
@@ -432,6 +466,8 @@ class Table:
                 new, offset = self.read_spool(path, offset)
                 rows.extend(new)
             self._offsets[path] = offset
+        rotated = self._dir_mtimes is not None and dir_mtimes != self._dir_mtimes
+        self._dir_mtimes = dir_mtimes
         for gone in [p for p in self._offsets if p not in seen]:
             del self._offsets[gone]
             rotated = True

@@ -6,6 +6,7 @@ import json
 import math
 import os
 import stat
+from pathlib import Path
 
 import pytest
 from conftest import run
@@ -86,8 +87,8 @@ def test_save_dir_and_as_local_dir(context, tmp_path):
     assert art.is_dir and art.size == 2 and art.name == "run1"
     out = run(arts.as_local_dir(art))
     assert os.path.basename(out) == "run1"
-    assert open(os.path.join(out, "a.txt")).read() == "A"
-    assert open(os.path.join(out, "sub", "b.txt")).read() == "B"
+    assert Path(out, "a.txt").read_text() == "A"
+    assert Path(out, "sub", "b.txt").read_text() == "B"
     assert os.path.isdir(os.path.join(out, "empty"))
     assert not os.path.exists(os.path.join(out, "link"))
     assert [e["path"] for e in context.store.artifacts.manifest(art)] == ["a.txt", "empty/", "sub/b.txt"]
@@ -144,7 +145,14 @@ def test_search_labels_metric_rank_and_limit(context):
     saved = []
     for exp, acc in specs:
         saved.append(
-            run(arts.save_json({"exp": exp}, kind="checkpoint", labels={"exp": exp}, metrics={} if acc is None else {"val_acc": acc}))
+            run(
+                arts.save_json(
+                    {"exp": exp},
+                    kind="checkpoint",
+                    labels={"exp": exp},
+                    metrics={} if acc is None else {"val_acc": acc},
+                )
+            )
         )
     hits = run(arts.search(kind="checkpoint", labels={"exp": "A"}))
     assert [h.artifact_id for h in hits] == [saved[i].artifact_id for i in (4, 3, 1, 0)]  # newest first
