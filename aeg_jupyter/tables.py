@@ -76,6 +76,7 @@ OPS_SCHEMA = pa.schema([("op_id", pa.string()), ("ts", _TS), ("artifact_id", pa.
 # atexit hook after shutdown began and fail; importing that module up front avoids it.
 
 ROW_GROUP = 65_536
+COMPACT_AT = 32  # parts in one partition before a flush merges the small ones
 _LOCAL = pafs.LocalFileSystem()
 
 
@@ -187,7 +188,7 @@ class Table:
         if not self._pending:
             return 0
         rows = self._pending
-        self.write_parts(rows, self.writer, self._seq)
+        written = self.write_parts(rows, self.writer, self._seq)
         if self._fd is not None:
             os.close(self._fd)
             self._fd = None
@@ -195,6 +196,9 @@ class Table:
         self._seq += 1
         self._pending = []
         self._spool_size = 0
+        for path in written:  # keep partitions to a few files: reads list and open every part
+            if len(os.listdir(os.path.dirname(path))) > COMPACT_AT:
+                self.compact(decode_kind(os.path.basename(os.path.dirname(path))) or "", min_parts=COMPACT_AT // 2)
         return len(rows)
 
     def close(self) -> None:

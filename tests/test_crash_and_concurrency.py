@@ -202,3 +202,14 @@ def test_open_is_fast_enough_to_not_notice(store_root):
     t = time.perf_counter()
     aeg_jupyter.Store(store_root).close()
     assert time.perf_counter() - t < 5  # generous: a sanity check, budgets live in bench/
+
+
+def test_flushes_compact_partitions_automatically(store_root):
+    from aeg_jupyter.tables import COMPACT_AT
+
+    store = aeg_jupyter.Store(store_root, flush_rows=2)
+    for i in range(2 * COMPACT_AT + 10):
+        store.memory.record("tick", i)
+    assert len(store.event_table.list_parts(["tick"])) <= COMPACT_AT
+    assert [e.data for e in store.memory.recent(kinds=["tick"], limit=10_000)] == list(range(2 * COMPACT_AT + 10))
+    store.close()
