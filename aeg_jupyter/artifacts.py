@@ -76,19 +76,25 @@ class VerifyReport:
     checked: int = 0
     corrupt: list[str] = field(default_factory=list)
     missing: list[tuple[str, str]] = field(default_factory=list)
+    bad_parts: list[str] = field(default_factory=list)
     moved_aside: list[str] = field(default_factory=list)
 
     @property
     def ok(self) -> bool:
-        return not self.corrupt and not self.missing
+        return not self.corrupt and not self.missing and not self.bad_parts
 
     def __str__(self) -> str:
         if self.ok:
             return f"verify: {self.checked} blobs checked, all intact"
-        return (
+        text = (
             f"verify: {self.checked} blobs checked, {len(self.corrupt)} corrupt, "
-            f"{len(self.missing)} artifacts missing their blob"
+            f"{len(self.missing)} artifacts missing their blob, {len(self.bad_parts)} unreadable Parquet parts"
         )
+        if self.moved_aside:
+            text += f"; {len(self.moved_aside)} bad files moved aside"
+        elif self.corrupt or self.bad_parts:
+            text += "; run verify with repair=True (`aeg verify --repair`) to move them aside"
+        return text
 
 
 class ArtifactIndex:
@@ -686,15 +692,22 @@ class ArtifactIndex:
         self._append_op(art.artifact_id, "delete")
         return art
 
-    def _retention_candidates(self, older_than: timedelta | None, keep_last: int | None) -> list[Artifact]:
+    def _retention_candidates(
+        self, older_than: timedelta | None, keep_last: int | None, keep_best: dict[str, tuple[str, Mode]]
+    ) -> list[Artifact]:
         if older_than is None and keep_last is None:
             return []
         cutoff = datetime.now().astimezone() - older_than if older_than is not None else None
+        protected: set[str] = set()
+        for kind, (metric, mode) in keep_best.items():
+            champion = self.best(kind=kind, metric=metric, mode=mode)
+            if champion is not None:
+                protected.add(champion.artifact_id)
         out = []
         for lst in self._by_kind.values():
-            protected = set(a.artifact_id for a in lst[-keep_last:]) if keep_last else set()
+            newest = {a.artifact_id for a in lst[-keep_last:]} if keep_last else set()
             for a in lst:
-                if a.pinned or a.artifact_id in protected:
+                if a.pinned or a.artifact_id in newest or a.artifact_id in protected:
                     continue
                 if cutoff is not None and a.created_at is not None and a.created_at >= cutoff:
                     continue
@@ -718,19 +731,29 @@ class ArtifactIndex:
         dry_run: bool = True,
         older_than: str | float | timedelta | None = None,
         keep_last: int | None = None,
+        keep_best: Mapping[str, str | tuple[str, Mode]] | None = None,
     ) -> GcReport:
         """Collect unpinned artifacts matching the retention rule, then every unreferenced blob.
 
         ``older_than`` ("7d", seconds, timedelta) and ``keep_last`` (newest N per kind kept)
-        select artifacts; with neither, only blobs no live artifact references (deleted
-        artifacts, interrupted saves) are freed. ``dry_run=True`` (the default) only reports.
+        select artifacts; ``keep_best`` (``{"checkpoint": "val_acc"}`` or
+        ``{"checkpoint": ("loss", "min")}``) always keeps the best artifact of a kind. With
+        neither ``older_than`` nor ``keep_last``, only blobs that no live artifact references
+        (deleted artifacts, interrupted saves) are freed. Pinned artifacts are never collected.
+        ``dry_run=True`` (the default) only reports.
+
+        Example:
+            >>> index.gc(dry_run=False, older_than="7d", keep_best={"checkpoint": "val_acc"})  # doctest: +SKIP
         """
         age = parse_duration(older_than)
         keep = check_limit(keep_last, allow_none=True)
+        best_rules = _best_rules(keep_best)
         with self.store.lock:
+            if not dry_run:
+                self.store.recover()  # temp files of dead writers
             self.sync()
             started = time.time()
-            doomed = self._retention_candidates(age, keep)
+            doomed = self._retention_candidates(age, keep, best_rules)
             doomed_ids = {a.artifact_id for a in doomed}
             live = [a for a in self._by_id.values() if a.artifact_id not in doomed_ids]
             refs = self._referenced(live)
@@ -750,10 +773,11 @@ class ArtifactIndex:
             return report
 
     def verify(self, *, repair: bool = False) -> VerifyReport:
-        """Re-hash every blob; report corrupt blobs and live artifacts whose blob is missing.
+        """Re-hash every blob and open every Parquet part; report what is corrupt or missing.
 
-        With ``repair=True`` corrupt blobs are moved aside into ``<root>/corrupt/`` so a later
-        save of the same bytes stores them afresh.
+        With ``repair=True`` corrupt blobs and unreadable parts are moved aside into
+        ``<root>/corrupt/`` (never deleted): readers stop tripping over them, and saving the
+        same bytes again stores them afresh.
         """
         self.sync()
         report = VerifyReport()
@@ -766,13 +790,20 @@ class ArtifactIndex:
         for a in self._by_id.values():
             if a.blob_id not in present:
                 report.missing.append((a.artifact_id, a.blob_id))
-        if repair and report.corrupt:
+        for table in self.store.tables.values():
+            report.bad_parts.extend(table.unreadable_parts())
+        if repair:
             aside = os.path.join(self.store.root, "corrupt")
-            os.makedirs(aside, exist_ok=True)
             for digest in report.corrupt:
-                dest = os.path.join(aside, digest)
+                dest = os.path.join(aside, "blobs", digest)
+                os.makedirs(os.path.dirname(dest), exist_ok=True)
                 os.replace(self.blobs.path(digest), dest)
                 shutil.rmtree(os.path.join(self.store.layout.files, digest), ignore_errors=True)
+                report.moved_aside.append(dest)
+            for path in report.bad_parts:
+                dest = os.path.join(aside, os.path.relpath(path, self.store.root))
+                os.makedirs(os.path.dirname(dest), exist_ok=True)
+                os.replace(path, dest)
                 report.moved_aside.append(dest)
         return report
 
@@ -813,6 +844,22 @@ class ArtifactWriter:
     def abort(self) -> None:
         """Discard everything written; nothing becomes visible."""
         self._blob.abort()
+
+
+def _best_rules(keep_best: Mapping[str, str | tuple[str, Mode]] | None) -> dict[str, tuple[str, Mode]]:
+    if not keep_best:
+        return {}
+    if not isinstance(keep_best, Mapping):
+        raise InvalidInputError(
+            "keep_best must be a dict such as {'checkpoint': 'val_acc'} or {'ckpt': ('loss', 'min')}"
+        )
+    rules: dict[str, tuple[str, Mode]] = {}
+    for kind, rule in keep_best.items():
+        metric, mode = (rule, "max") if isinstance(rule, str) else tuple(rule)
+        if mode not in ("max", "min") or not isinstance(metric, str):
+            raise InvalidInputError(f"keep_best[{kind!r}] must be a metric name or (metric, 'max'|'min'), got {rule!r}")
+        rules[check_kind(kind)] = (metric, mode)  # type: ignore[assignment]
+    return rules
 
 
 def _order(a: Artifact) -> tuple[datetime, str]:

@@ -264,10 +264,17 @@ class Artifacts:
         return self.index.delete(artifact_id)
 
     async def gc(
-        self, *, dry_run: bool = True, older_than: str | float | timedelta | None = None, keep_last: int | None = None
+        self,
+        *,
+        dry_run: bool = True,
+        older_than: str | float | timedelta | None = None,
+        keep_last: int | None = None,
+        keep_best: Mapping[str, Any] | None = None,
     ) -> GcReport:
         """Collect unpinned artifacts by retention and unreferenced blobs (dry run by default)."""
-        return await asyncio.to_thread(self.index.gc, dry_run=dry_run, older_than=older_than, keep_last=keep_last)
+        return await asyncio.to_thread(
+            self.index.gc, dry_run=dry_run, older_than=older_than, keep_last=keep_last, keep_best=keep_best
+        )
 
     async def verify(self, *, repair: bool = False) -> VerifyReport:
         """Re-hash every blob and report corruption."""

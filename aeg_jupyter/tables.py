@@ -533,6 +533,21 @@ class Table:
         finally:
             os.close(fd)
 
+    def unreadable_parts(self) -> list[str]:
+        """Paths of parts whose footer or schema cannot be read (truncated, garbage, foreign)."""
+        bad = []
+        for part in self.list_parts():
+            try:
+                with self.fs.open_input_file(part.path) as f:
+                    schema = pq.ParquetFile(f).schema_arrow
+                if self.spec.id_field not in schema.names or self.spec.ts_field not in schema.names:
+                    bad.append(part.path)
+            except FileNotFoundError:
+                continue
+            except (OSError, pa.ArrowException):
+                bad.append(part.path)
+        return bad
+
     def partition_kinds(self) -> list[str]:
         """The kinds that have a partition directory in this table."""
         try:

@@ -1,0 +1,95 @@
+"""Damaged files: a flipped blob byte, truncated or garbage Parquet parts, garbage spool lines."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+
+import aeg_jupyter
+from aeg_jupyter import CorruptionError
+from aeg_jupyter.tables import StoreWarning
+
+
+def _make_store(root: str) -> list[str]:
+    store = aeg_jupyter.Store(root, flush_rows=5)
+    ids = []
+    for i in range(12):
+        ids.append(store.artifacts.save_json({"i": i}, kind="ckpt", metrics={"acc": i / 12}).artifact_id)
+        store.memory.record("log", {"i": i})
+    store.close()
+    return ids
+
+
+def test_flipped_blob_byte_is_reported_with_the_artifact_id(store_root):
+    ids = _make_store(store_root)
+    store = aeg_jupyter.Store(store_root)
+    art = store.artifacts.get(ids[3])
+    path = store.blobs.path(art.blob_id)
+    os.chmod(path, 0o644)
+    with open(path, "rb") as fh:
+        data = bytearray(fh.read())
+    data[0] ^= 0x01
+    with open(path, "wb") as f:
+        f.write(data)
+    report = store.artifacts.verify()
+    assert report.corrupt == [art.blob_id] and "1 corrupt" in str(report) and "repair=True" in str(report)
+    for call in (store.artifacts.load_bytes, store.artifacts.load_json, store.artifacts.local_file):
+        with pytest.raises(CorruptionError, match=art.artifact_id):
+            call(art.artifact_id, verify=True)
+    store.close()
+
+
+@pytest.mark.parametrize("damage", ["truncate", "garbage"])
+def test_bad_parquet_part_is_skipped_with_a_warning_and_repairable(store_root, damage):
+    _make_store(store_root)
+    store = aeg_jupyter.Store(store_root, hot_limit=3)
+    part = store.event_table.list_parts(["log"])[-1]  # the oldest part
+    size = os.path.getsize(part.path)
+    with open(part.path, "r+b") as f:
+        if damage == "truncate":
+            f.truncate(size // 2)
+        else:
+            f.write(os.urandom(size))
+    store.close()
+    with pytest.warns(StoreWarning, match=os.path.basename(part.path)):
+        store = aeg_jupyter.Store(store_root, hot_limit=3)
+        got = store.memory.recent(kinds=["log"], limit=100)
+    assert [e.data["i"] for e in got] == list(range(5, 12))  # the damaged part held rows 0-4
+    report = store.artifacts.verify()
+    assert report.bad_parts == [part.path] and not report.ok
+    fixed = store.artifacts.verify(repair=True)
+    assert fixed.moved_aside and not os.path.exists(part.path)
+    assert store.artifacts.verify().ok
+    store.close()
+    store = aeg_jupyter.Store(store_root, hot_limit=3)  # no warning any more
+    assert len(store.memory.recent(kinds=["log"], limit=100)) == 7
+    store.close()
+
+
+def test_garbage_spool_line_of_a_dead_writer_is_skipped_with_a_warning(store_root):
+    store = aeg_jupyter.Store(store_root)
+    store.memory.record("log", "kept")
+    spool = store.event_table.spool_paths(include_own=True)[0]
+    with open(spool, "ab") as f:
+        f.write(b'{"not": "a row"\n\x00\x01garbage\n')
+    store.memory.record("log", "kept too")
+    # simulate a crash: release the lock without flushing
+    os.close(store._lock_fd)
+    store.closed = True
+    with pytest.warns(StoreWarning, match="spool"):
+        store2 = aeg_jupyter.Store(store_root)
+    assert store2.memory.recent_data(kinds=["log"]) == ["kept", "kept too"]
+    store2.close()
+
+
+def test_a_half_written_last_line_is_not_read_until_complete(store_root):
+    store = aeg_jupyter.Store(store_root)
+    store.memory.record("log", "whole")
+    spool = store.event_table.spool_paths(include_own=True)[0]
+    rows, offset = store.event_table.read_spool(spool)
+    with open(spool, "ab") as f:
+        f.write(b'{"event_id": "01HALF')  # a writer in the middle of its write
+    rows2, offset2 = store.event_table.read_spool(spool)
+    assert len(rows2) == len(rows) == 1 and offset2 == offset
+    store.close()

@@ -1,0 +1,104 @@
+"""gc retention rules: older-than, keep-last, keep-best; pins; dry run equals the real run."""
+
+from __future__ import annotations
+
+import os
+import time
+
+import pytest
+
+import aeg_jupyter
+import aeg_jupyter.artifacts as artifacts_mod
+from aeg_jupyter import InvalidInputError
+
+
+@pytest.fixture(autouse=True)
+def no_grace(monkeypatch):
+    monkeypatch.setattr(artifacts_mod, "GC_GRACE_SECONDS", -1.0)
+
+
+def _disk(root: str) -> tuple[int, int]:
+    files = size = 0
+    for dirpath, _d, names in os.walk(os.path.join(root, "blobs")):
+        for n in names:
+            files += 1
+            size += os.path.getsize(os.path.join(dirpath, n))
+    return files, size
+
+
+def test_keep_best_and_keep_last_and_pins(store_root):
+    store = aeg_jupyter.Store(store_root)
+    idx = store.artifacts
+    accs = [0.5, 0.9, 0.6, 0.7, 0.8]
+    ckpts = [idx.save_text(f"ckpt {a}", kind="ckpt", metrics={"acc": a}) for a in accs]
+    pinned = idx.save_text("keep", kind="ckpt", pin=True)
+    notes = [idx.save_text(f"note {i}", kind="note") for i in range(3)]
+    dry = idx.gc(keep_last=1, keep_best={"ckpt": "acc"})
+    expected = {ckpts[0].artifact_id, ckpts[2].artifact_id, ckpts[3].artifact_id, ckpts[4].artifact_id}
+    expected |= {notes[0].artifact_id, notes[1].artifact_id}
+    assert set(dry.artifacts) == expected  # newest ckpt is the pinned one; best (0.9) kept
+    files_before, bytes_before = _disk(store_root)
+    real = idx.gc(dry_run=False, keep_last=1, keep_best={"ckpt": "acc"})
+    files_after, bytes_after = _disk(store_root)
+    assert (real.artifacts, real.blobs, real.bytes_freed) == (dry.artifacts, dry.blobs, dry.bytes_freed)
+    assert (files_before - files_after, bytes_before - bytes_after) == (len(real.blobs), real.bytes_freed)
+    left = {a.artifact_id for a in idx.list()}
+    assert left == {ckpts[1].artifact_id, pinned.artifact_id, notes[2].artifact_id}
+    assert idx.gc(dry_run=False, keep_last=0).artifacts == sorted([ckpts[1].artifact_id, notes[2].artifact_id])
+    assert [a.artifact_id for a in idx.list()] == [pinned.artifact_id]  # pinned survives keep_last=0
+    assert idx.load_text(pinned) == "keep"
+    store.close()
+
+
+def test_older_than_only_collects_old_artifacts(store_root):
+    store = aeg_jupyter.Store(store_root)
+    old = store.artifacts.save_text("old")
+    time.sleep(0.3)
+    new = store.artifacts.save_text("new")
+    report = store.artifacts.gc(dry_run=False, older_than=0.2)
+    assert report.artifacts == [old.artifact_id]
+    assert [a.artifact_id for a in store.artifacts.list()] == [new.artifact_id]
+    store.close()
+
+
+def test_unreferenced_blobs_of_deleted_artifacts_and_materialized_files_go(store_root, tmp_path):
+    store = aeg_jupyter.Store(store_root)
+    f = tmp_path / "model.bin"
+    f.write_bytes(b"m" * 1000)
+    art = store.artifacts.save_file(f, kind="model")
+    local = store.artifacts.local_file(art)
+    store.artifacts.delete(art)
+    report = store.artifacts.gc(dry_run=False)
+    assert report.blobs == [art.blob_id] and report.bytes_freed == 1000
+    assert not os.path.exists(local)
+    store.close()
+
+
+def test_directory_blobs_stay_while_the_directory_artifact_lives(store_root, tmp_path):
+    d = tmp_path / "d"
+    d.mkdir()
+    (d / "x.txt").write_text("x")
+    store = aeg_jupyter.Store(store_root)
+    art = store.artifacts.save_dir(d, kind="dir")
+    assert store.artifacts.gc(dry_run=False).blobs == []
+    with open(os.path.join(store.artifacts.local_dir(art), "x.txt")) as fh:
+        assert fh.read() == "x"
+    store.close()
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"older_than": "soon"}, "not a duration"),
+        ({"keep_last": -1}, "non-negative integer"),
+        ({"keep_last": 1, "keep_best": {"ckpt": ("acc", "best")}}, "keep_best['ckpt']"),
+        ({"keep_last": 1, "keep_best": ["ckpt"]}, "keep_best must be a dict"),
+    ],
+)
+def test_bad_retention_rules_are_clear(store_root, kwargs, message):
+    store = aeg_jupyter.Store(store_root)
+    store.artifacts.save_text("x", kind="ckpt")
+    with pytest.raises(InvalidInputError, match=message.replace("[", r"\[").replace("]", r"\]")):
+        store.artifacts.gc(dry_run=False, **kwargs)
+    assert len(store.artifacts.list()) == 1
+    store.close()
