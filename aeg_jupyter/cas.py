@@ -73,6 +73,8 @@ class BlobStore:
 
     # -- writes ------------------------------------------------------------------------------
     def _tmp_path(self) -> str:
+        if not os.path.isdir(self.tmp_dir):  # removed from under us (a manual clean-up): recreate
+            os.makedirs(self.tmp_dir, exist_ok=True)
         return os.path.join(self.tmp_dir, uuid.uuid4().hex)
 
     def _keep_existing(self, final: str) -> bool:

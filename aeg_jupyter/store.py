@@ -16,6 +16,7 @@ import secrets
 import shutil
 import sys
 import threading
+import time
 import weakref
 from typing import Literal
 
@@ -25,6 +26,7 @@ from .layout import META_NAME, STORE_FORMAT, Layout, parse_spool_name
 from .tables import ARTIFACTS, EVENTS, OPS, Table
 
 Durability = Literal["flush", "fsync"]
+STALE_SECONDS = 60.0  # a half-created writer directory older than this belonged to a dead process
 _KNOWN_DIRS = {"blobs", "tables", "spool", "tmp", "files"}
 
 
@@ -140,13 +142,17 @@ class Store:
         """
         recovered = []
         spool_root = self.layout.spool
+        # tmp/ is listed before spool/: a writer creates its spool directory before its temp
+        # directory, so a temp directory whose writer is missing from the later listing is dead.
+        tmp_names = os.listdir(self.layout.tmp)
         for name in sorted(os.listdir(spool_root)):
             if name == self.writer:
                 continue
             wdir = os.path.join(spool_root, name)
             if name.startswith(".new-"):
-                # A writer that died before its directory was renamed into place.
-                if _is_dead(os.path.join(wdir, "lock")):
+                # A writer that died before its directory was renamed into place (or one that is
+                # starting right now: its lock file may not exist yet, hence the age check).
+                if _age(wdir) > STALE_SECONDS and _is_dead(os.path.join(wdir, "lock")):
                     shutil.rmtree(wdir, ignore_errors=True)
                 continue
             lock_path = os.path.join(wdir, "lock")
@@ -168,7 +174,7 @@ class Store:
                 os.close(fd)
         # temp directories with no writer behind them
         live = set(os.listdir(spool_root))
-        for name in os.listdir(self.layout.tmp):
+        for name in tmp_names:
             if name not in live and name != self.writer:
                 shutil.rmtree(os.path.join(self.layout.tmp, name), ignore_errors=True)
         return recovered
@@ -247,6 +253,13 @@ def _close_at_exit(ref: weakref.ref[Store]) -> None:
         store.close()
     except Exception as exc:  # the spool is intact; the next open flushes it
         print(f"aeg_jupyter: rows stay in the spool until the next open ({exc})", file=sys.stderr)
+
+
+def _age(path: str) -> float:
+    try:
+        return time.time() - os.stat(path).st_mtime
+    except FileNotFoundError:
+        return 0.0
 
 
 def _is_dead(lock_path: str) -> bool:

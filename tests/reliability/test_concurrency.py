@@ -1,0 +1,83 @@
+"""Four writers, two readers, a compactor and a gc on one store at the same time."""
+
+from __future__ import annotations
+
+import json
+
+from conftest import spawn_child
+
+import aeg_jupyter
+
+WRITER = """
+import sys, os, aeg_jupyter
+root, name, n = sys.argv[1], sys.argv[2], int(sys.argv[3])
+store = aeg_jupyter.Store(root, flush_rows=7)
+kept, deleted, events = [], [], []
+for i in range(n):
+    a = store.artifacts.save_json({"w": name, "i": i}, kind="ckpt", labels={"w": name}, metrics={"acc": i / n})
+    if i % 4 == 3:
+        store.artifacts.delete(a)
+        deleted.append(a.artifact_id)
+    else:
+        kept.append(a.artifact_id)
+    events.append(store.memory.record("log", {"w": name, "i": i}).event_id)
+store.close()
+print(json.dumps({"kept": kept, "deleted": deleted, "events": events}))
+""".replace("import sys, os, aeg_jupyter", "import sys, os, json, aeg_jupyter")
+
+READER = """
+import sys, time, aeg_jupyter
+store = aeg_jupyter.Store(sys.argv[1])
+errors, loops = [], 0
+deadline = time.time() + float(sys.argv[2])
+while time.time() < deadline:
+    try:
+        store.memory.recent(kinds=["log"], limit=20)
+        store.artifacts.search(kind="ckpt", labels={"w": "w0"})
+        store.artifacts.best(kind="ckpt", metric="acc")
+        loops += 1
+    except Exception as exc:
+        errors.append(repr(exc))
+store.close()
+print(loops, len(errors), errors[:3])
+"""
+
+MAINTAINER = """
+import sys, time, aeg_jupyter, aeg_jupyter.artifacts
+aeg_jupyter.artifacts.GC_GRACE_SECONDS = 0.5
+store = aeg_jupyter.Store(sys.argv[1])
+deadline = time.time() + float(sys.argv[2])
+merged = freed = 0
+while time.time() < deadline:
+    merged += store.compact(min_parts=2)
+    freed += len(store.artifacts.gc(dry_run=False).blobs)
+    time.sleep(0.05)
+store.close()
+print(merged, freed)
+"""
+
+
+def test_writers_readers_compaction_and_gc_at_once(store_root):
+    aeg_jupyter.Store(store_root).close()
+    writers = [spawn_child(WRITER, store_root, f"w{i}", "60") for i in range(4)]
+    others = [spawn_child(READER, store_root, "6") for _ in range(2)] + [spawn_child(MAINTAINER, store_root, "6")]
+    results = [p.communicate(timeout=180) for p in writers + others]
+    for p, (_out, err) in zip(writers + others, results, strict=True):
+        assert p.returncode == 0, err
+    written = [json.loads(out) for out, _ in results[:4]]
+    for out, _ in results[4:6]:
+        loops, n_errors, errors = out.split(maxsplit=2)
+        assert int(loops) > 0 and n_errors == "0", errors
+    merged, freed = map(int, results[6][0].split())
+    assert merged > 0 and freed > 0  # compaction and gc really ran while others wrote and read
+    store = aeg_jupyter.Store(store_root, hot_limit=10)
+    live = {a.artifact_id: a for a in store.artifacts.list()}
+    kept = {x for w in written for x in w["kept"]}
+    assert set(live) == kept  # no lost rows, no deleted row resurrected
+    for a in live.values():
+        store.artifacts.load_bytes(a, verify=True)  # no blob of a live artifact was collected
+    events = [e.event_id for e in store.memory.recent(kinds=["log"], limit=10_000)]
+    assert len(events) == len(set(events)) == 240  # every event exactly once
+    assert set(events) == {x for w in written for x in w["events"]}
+    assert store.artifacts.verify().ok
+    store.close()
