@@ -526,12 +526,22 @@ class ArtifactIndex:
             who = f"artifact {art.artifact_id}" if art else f"content {digest}"
             raise CorruptionError(f"{who} is corrupt: its bytes no longer match {digest}; run verify(repair=True)")
         fname = (art and safe_file_name(art.name)) or digest[:16] + (_guess_ext(art.mime) if art else "")
-        target_dir = self.store.layout.materialized_dir(digest)
+        target_dir = self._inside_root(self.store.layout.materialized_dir(digest))
         target = os.path.join(target_dir, fname)
         if not os.path.exists(target):
             os.makedirs(target_dir, exist_ok=True)
             _link_or_copy(src, target)
         return target
+
+    def _inside_root(self, path: str) -> str:
+        """``path`` if it resolves inside the store root; a planted symlink out of it is refused."""
+        root = os.path.realpath(self.store.root)
+        real = os.path.realpath(path)
+        if real != root and not real.startswith(root + os.sep):
+            raise InvalidInputError(
+                f"{path} leads outside the store (a symlink to {real}); remove the link and try again"
+            )
+        return path
 
     def manifest(self, ref: ArtifactRef) -> list[dict[str, Any]]:
         """The entries of a directory artifact: ``[{"path", "blob", "size", "mode"}, ...]``."""
@@ -552,7 +562,7 @@ class ArtifactIndex:
         digest, art = self._resolve(ref)
         entries = self.manifest(ref)
         dname = (art and safe_file_name(art.name)) or digest[:16]
-        target = os.path.join(self.store.layout.materialized_dir(digest), dname)
+        target = os.path.join(self._inside_root(self.store.layout.materialized_dir(digest)), dname)
         if os.path.isdir(target):
             return target
         staging = os.path.join(self.blobs.tmp_dir, "dir-" + uuid.uuid4().hex)
