@@ -159,3 +159,16 @@ def test_bad_input_is_clear_and_writes_nothing(context, call, message):
     assert message in str(err.value)
     assert len(context.store.event_table.pending_rows) == before
     assert [e.kind for e in run(mem.recent())] == ["baseline"]
+
+
+def test_fsync_durability_writes_the_same_store(store_root):
+    ctx = aeg_jupyter.connect(store_root, durability="fsync")
+    run(ctx.memory().record("log", {"durable": True}))
+    art = run(ctx.artifacts().save_text("durable"))
+    ctx.close()
+    store = aeg_jupyter.Store(store_root)
+    assert store.memory.recent_data(kinds=["log"]) == [{"durable": True}]
+    assert store.artifacts.load_text(art) == "durable"
+    store.close()
+    with pytest.raises(InvalidInputError, match="durability must be 'flush' or 'fsync'"):
+        aeg_jupyter.Store(store_root, durability="paranoid")
