@@ -22,6 +22,7 @@ import uuid
 import warnings
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pyarrow as pa
@@ -363,7 +364,7 @@ class Table:
             if g_max is None:
                 out.append((gi, part.name.max_ts))
             else:
-                out.append((gi, int(g_max.timestamp() * 1_000_000) if hasattr(g_max, "timestamp") else int(g_max)))
+                out.append((gi, _to_us(g_max)))
         return out
 
     def read_all_parts(self) -> list[Row]:
@@ -565,6 +566,18 @@ class Table:
 
 class StoreWarning(UserWarning):
     """Something in the store was damaged and skipped; the message names the file."""
+
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+def _to_us(value: Any) -> int:
+    """A Parquet timestamp statistic (datetime or int) -> exact microseconds since the epoch."""
+    if isinstance(value, datetime):
+        if value.tzinfo is None:
+            value = value.replace(tzinfo=UTC)
+        return (value - _EPOCH) // timedelta(microseconds=1)
+    return int(value)
 
 
 def _part_rows(fs: pafs.FileSystem, path: str) -> int | None:
