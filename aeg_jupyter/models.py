@@ -77,9 +77,20 @@ def ts_to_datetime(ts_us: int) -> datetime:
     return datetime.fromtimestamp(ts_us / 1_000_000, tz=UTC)
 
 
+_iso_second: tuple[int, str] = (-1, "")  # the last second formatted by ts_to_iso
+
+
 def ts_to_iso(ts_us: int) -> str:
     """Microseconds since the epoch -> ISO 8601 string in UTC, e.g. ``2026-01-02T03:04:05.000006+00:00``."""
-    return datetime.fromtimestamp(ts_us / 1_000_000, tz=UTC).isoformat(timespec="microseconds")
+    # Exact integer arithmetic, and the "YYYY-MM-DDTHH:MM:SS" part cached per second: this runs
+    # on every `record` (2.7 us -> 0.4 us).
+    global _iso_second
+    sec, us = divmod(int(ts_us), 1_000_000)
+    cached = _iso_second
+    if cached[0] != sec:
+        cached = (sec, datetime.fromtimestamp(sec, tz=UTC).isoformat()[:19])
+        _iso_second = cached
+    return f"{cached[1]}.{us:06d}+00:00"
 
 
 def short_id(full_id: str) -> str:

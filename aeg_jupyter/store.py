@@ -17,7 +17,9 @@ import shutil
 import sys
 import threading
 import time
+import warnings
 import weakref
+from collections.abc import Callable
 from typing import Literal
 
 from .cas import BlobStore
@@ -62,6 +64,7 @@ class Store:
         self.durability: Durability = durability
         self.lock = threading.RLock()
         self.closed = False
+        self._listeners: list[Callable[[str], None]] = []
         self._init_root()
         self.writer = f"p{os.getpid()}x{secrets.token_hex(4)}"
         self._lock_fd = self._claim_writer_dir()
@@ -230,6 +233,35 @@ class Store:
             _OPEN.pop(self.root, None)
         if errors:
             raise errors[0]
+
+    # -- change listeners --------------------------------------------------------------------
+    def subscribe(self, callback: Callable[[str], None]) -> Callable[[], None]:
+        """Call ``callback(table)`` after each write of this process (``"artifacts"``, ``"events"``, ``"ops"``).
+
+        For live views (the panel): the callback runs in the writing thread, right after the
+        write, so it must be quick (mark dirty, schedule a redraw). Returns the unsubscribe function.
+
+        Example:
+            >>> stop = store.subscribe(lambda table: print("changed:", table))   # doctest: +SKIP
+            >>> stop()                                                            # doctest: +SKIP
+        """
+        self._listeners.append(callback)
+
+        def unsubscribe() -> None:
+            if callback in self._listeners:
+                self._listeners.remove(callback)
+
+        return unsubscribe
+
+    def notify(self, table: str) -> None:
+        """Tell the listeners that this process wrote to ``table``; a failing listener never fails the write."""
+        if not self._listeners:
+            return
+        for callback in tuple(self._listeners):
+            try:
+                callback(table)
+            except Exception as exc:
+                warnings.warn(f"aeg_jupyter: a store listener failed: {exc!r}", RuntimeWarning, stacklevel=3)
 
     def check_open(self) -> None:
         if self.closed:

@@ -69,3 +69,30 @@ def spawn_child(code: str, *args: str) -> subprocess.Popen[str]:
         text=True,
         env=env,
     )
+
+
+# -- IPython (tests/test_magics.py, tests/test_cli.py) ----------------------------------------------
+@pytest.fixture
+def ipython_shell(tmp_path: Any, monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
+    """A real ``InteractiveShell`` with history disabled, working in ``tmp_path``; no extension loaded.
+
+    ``AEG_STORE`` is unset, so a test chooses the store (env, ``%config`` or ``./.aeg``).
+    """
+    from IPython.core.interactiveshell import InteractiveShell
+    from traitlets.config import Config
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("AEG_STORE", raising=False)
+    monkeypatch.delenv("JPY_SESSION_NAME", raising=False)
+    config = Config()
+    config.HistoryManager.enabled = False
+    config.HistoryManager.hist_file = ":memory:"
+    config.IPCompleter.use_jedi = False
+    shell = InteractiveShell(config=config)
+    yield shell
+    if "aeg_jupyter" in shell.extension_manager.loaded:
+        shell.extension_manager.unload_extension("aeg_jupyter")
+    # NOTE: each shell's exit hook runs gc.collect(); a hundred of them add ~15 s to interpreter exit.
+    import atexit
+
+    atexit.unregister(shell.atexit_operations)

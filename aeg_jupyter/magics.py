@@ -1,0 +1,396 @@
+"""``%aeg`` and ``%%aeg track``: the IPython front end (the only module that imports IPython).
+
+``%load_ext aeg_jupyter`` opens the store (``$AEG_STORE``, else ``%config AegMagics.store``, else
+``./.aeg``), starts a run, binds ``context`` and prints one line. Every cell then updates the
+context's node (the cell id, or ``In[n]``); the graph is the notebook's path when the kernel knows
+it. The subcommands themselves live in :mod:`aeg_jupyter.commands`, shared with the ``aeg``
+console script; here they get IPython's ``UsageError`` for mistakes, the notebook namespace for
+``save VARIABLE``, tab completion and a cell runner for ``%%aeg track``.
+
+The magics call the synchronous core directly: nothing here runs a coroutine on the kernel's
+loop (``%%aeg track`` hands a cell with top-level ``await`` to :func:`aeg_jupyter.run_sync`).
+
+Example (in a notebook)::
+
+    %load_ext aeg_jupyter
+    df = %aeg recent train_log -n 5
+    best = %aeg best checkpoint --metric val_acc
+"""
+
+from __future__ import annotations
+
+import ast
+import inspect
+import os
+import weakref
+from typing import Any, NoReturn
+
+from IPython.core.error import TryNext, UsageError
+from IPython.core.interactiveshell import InteractiveShell
+from IPython.core.magic import Magics, line_cell_magic, magics_class
+from traitlets import Enum, Int, TraitError, Unicode, observe, validate
+from traitlets.config import Configurable
+
+from .artifacts import GcReport, VerifyReport
+from .commands import (
+    ALIASES,
+    COMMANDS,
+    CommandError,
+    CommandParser,
+    Session,
+    overview,
+    parser_for,
+    run_command,
+    split_line,
+    store_status,
+)
+from .context import DEFAULT_ROOT, KernelContext, connect
+from .errors import AegError
+from .models import SCOPES
+from .sync import run_sync
+
+BOUND_NAMES = ("context", "aeg_context")
+_OURS: weakref.WeakSet[KernelContext] = weakref.WeakSet()
+_MISSING = object()
+_ID_COMMANDS = {name for name, c in COMMANDS.items() if c.takes_id}
+_ARTIFACT_KIND_COMMANDS = {"search", "list", "best"}
+_EVENT_KIND_COMMANDS = {"recent", "log", "track"}
+_MAX_COMPLETIONS = 50
+
+
+class MagicParser(CommandParser):
+    """The subcommand parser inside IPython: a mistake raises a one-line ``UsageError``."""
+
+    def error(self, message: str) -> NoReturn:
+        raise UsageError(self.explain(message))
+
+
+@magics_class
+class AegMagics(Magics, Configurable):
+    """The ``%aeg`` magics and their settings (``%config AegMagics`` lists them).
+
+    Example:
+        >>> %config AegMagics.display_limit = 50          # doctest: +SKIP
+    """
+
+    store = Unicode(
+        "",
+        config=True,
+        help="Store root used when $AEG_STORE is not set (default: ./.aeg beside the notebook). "
+        "Setting it after %load_ext switches the kernel to that store.",
+    )
+    display_limit = Int(20, config=True, help="Rows returned by %aeg recent/list/search/runs when -n is not given.")
+    default_scope = Enum(
+        list(SCOPES),
+        default_value="all",
+        config=True,
+        help="Scope of %aeg queries without --scope: run (this kernel session), graph (this notebook), "
+        "node (this cell), or all (the whole store, so a restarted kernel recalls earlier ones).",
+    )
+    hot_limit = Int(
+        1000, config=True, help="Newest events kept in memory for instant recall (applies when the store is opened)."
+    )
+
+    def __init__(self, shell: InteractiveShell) -> None:
+        self.context: KernelContext | None = None  # set first: loading config fires the observers
+        self.bound_name: str | None = None
+        self._parsers: dict[str, CommandParser] = {}
+        # Magics.__init__ appends us to shell.configurables and takes config from the shell.
+        super().__init__(shell=shell)
+
+    # -- settings ----------------------------------------------------------------------------
+    @validate("display_limit", "hot_limit")
+    def _positive(self, proposal: Any) -> int:
+        value = proposal["value"]
+        if value < 1:
+            raise TraitError(f"{proposal['trait'].name} must be at least 1, got {value}")
+        return int(value)
+
+    @observe("store")
+    def _store_changed(self, change: Any) -> None:
+        old = self.context
+        if old is None or not change["new"]:
+            return
+        root = os.path.abspath(os.path.expanduser(change["new"]))
+        if root == old.store.root:
+            return
+        try:
+            ctx = connect(root, run_id=old.run_id, graph_id=old.graph_id, hot_limit=self.hot_limit)
+        except AegError as exc:
+            raise UsageError(f"%config AegMagics.store: {exc}") from None
+        ctx.node_id = old.node_id
+        _OURS.add(ctx)
+        self.context = ctx
+        ns = self.shell.user_ns
+        if self.bound_name and ns.get(self.bound_name) is old:
+            ns[self.bound_name] = ctx
+        old.close()
+        print(store_status(ctx).line())
+
+    # -- opening and closing -----------------------------------------------------------------
+    def open(self) -> str:
+        """Open the store, start a run, bind ``context``; return the one line ``%load_ext`` prints."""
+        root = os.environ.get("AEG_STORE") or self.store or os.path.abspath(DEFAULT_ROOT)
+        try:
+            ctx = connect(root, hot_limit=self.hot_limit, graph_id=self.graph_id())
+        except AegError as exc:
+            raise UsageError(f"aeg_jupyter: {exc}") from None
+        ctx.node_id = self.node_id(None)
+        _OURS.add(ctx)
+        self.context = ctx
+        bound = self._bind(ctx)
+        self.shell.events.register("pre_run_cell", self._pre_run_cell)
+        for key in ("%aeg", "%%aeg"):
+            self.shell.set_hook("complete_command", _complete_hook, str_key=key)
+        plain = self.shell.display_formatter.formatters["text/plain"]
+        for report in (GcReport, VerifyReport):
+            plain.for_type(report, _pretty_str)
+        return f"{store_status(ctx).line()} | {bound}"
+
+    def _bind(self, ctx: KernelContext) -> str:
+        ns = self.shell.user_ns
+        for name in BOUND_NAMES:
+            cur = ns.get(name, _MISSING)
+            if cur is _MISSING or (isinstance(cur, KernelContext) and any(cur is c for c in _OURS)):
+                ns[name] = ctx
+                self.bound_name = name
+                return "`context` is ready" if name == "context" else "`context` was taken: use `aeg_context`"
+        self.bound_name = None
+        return "`context` and `aeg_context` are taken: get it with `aeg_jupyter.magics.current_context()`"
+
+    def close(self) -> str:
+        """Flush and close the store, stop following cells, unbind ``context``; return a one-line note."""
+        ctx = self.context
+        try:
+            self.shell.events.unregister("pre_run_cell", self._pre_run_cell)
+        except ValueError:
+            pass
+        if ctx is None:
+            return "aeg_jupyter: nothing to close"
+        ns = self.shell.user_ns
+        if self.bound_name and ns.get(self.bound_name) is ctx:
+            del ns[self.bound_name]
+        self.bound_name = None
+        self.context = None
+        ctx.close()
+        return f"aeg_jupyter: store {ctx.store.root} closed (spools flushed to Parquet)"
+
+    # -- scopes from the kernel --------------------------------------------------------------
+    def graph_id(self) -> str:
+        """The notebook's path when the kernel knows it (``__session__``, VS Code, ``JPY_SESSION_NAME``)."""
+        ns = self.shell.user_ns
+        for key in ("__session__", "__vsc_ipynb_file__"):
+            value = ns.get(key)
+            if isinstance(value, str) and value:
+                return value
+        return os.environ.get("JPY_SESSION_NAME") or "default"
+
+    def node_id(self, info: Any) -> str:
+        """The current cell: its id when the front end sends one, else ``In[n]``."""
+        cell_id = getattr(info, "cell_id", None)
+        if not cell_id:
+            parent = getattr(self.shell, "parent_header", None)
+            if isinstance(parent, dict):
+                cell_id = (parent.get("metadata") or {}).get("cellId")
+        return str(cell_id) if cell_id else f"In[{self.shell.execution_count}]"
+
+    def _pre_run_cell(self, info: Any) -> None:
+        ctx = self.context
+        if ctx is None:
+            return
+        ctx.node_id = self.node_id(info)
+        if ctx.graph_id == "default":
+            ctx.graph_id = self.graph_id()
+
+    # -- the magic ---------------------------------------------------------------------------
+    def session(self, cell: str | None = None) -> Session:
+        """A :class:`~aeg_jupyter.commands.Session` for one ``%aeg`` call."""
+        if self.context is None or self.context.store.closed:
+            raise UsageError("aeg_jupyter is not loaded; type `%load_ext aeg_jupyter` first")
+        return Session(
+            self.context,
+            prefix="%aeg",
+            user_ns=self.shell.user_ns,
+            display_limit=self.display_limit,
+            default_scope=self.default_scope,
+            parser_class=MagicParser,
+            cell=cell,
+            execute=self.execute_cell,
+            _parsers=self._parsers,
+        )
+
+    @line_cell_magic
+    def aeg(self, line: str, cell: str | None = None) -> Any:
+        session = self.session(cell)
+        sub = ""
+        try:
+            argv = split_line(line)
+            sub = ALIASES.get(argv[0], argv[0]) if argv else ""
+            if cell is not None and sub != "track":
+                raise UsageError(
+                    "only `track` runs as a cell magic: make `%%aeg track KIND` the cell's first line "
+                    f"(type other subcommands on a line: `%aeg {line.strip() or 'help'}`)"
+                )
+            return run_command(session, argv)
+        except UsageError:
+            raise
+        except (CommandError, AegError, OSError) as exc:
+            if session.cell_raised:  # the tracked cell's own error: show it as the cell's
+                raise
+            raise UsageError(_one_line(exc, sub)) from None
+
+    def execute_cell(self, cell: str) -> Any:
+        """Run a cell body in the user namespace like ``%%time`` does; return its last expression.
+
+        IPython syntax (magics, ``!cmd``) is transformed first; top-level ``await`` runs through
+        :func:`aeg_jupyter.run_sync`. Exceptions propagate unchanged.
+        """
+        shell = self.shell
+        source = shell.transform_cell(cell)
+        tree = shell.transform_ast(shell.compile.ast_parse(source))
+        last = None
+        if tree.body and isinstance(tree.body[-1], ast.Expr):
+            last = ast.Expression(tree.body.pop().value)
+        filename = shell.compile.cache(source)
+        flags = shell.compile.flags | ast.PyCF_ALLOW_TOP_LEVEL_AWAIT
+        glob, loc = shell.user_global_ns, shell.user_ns
+        _finish(eval(compile(tree, filename, "exec", flags, dont_inherit=True), glob, loc))
+        if last is None:
+            return None
+        return _finish(eval(compile(last, filename, "eval", flags, dont_inherit=True), glob, loc))
+
+    # -- completion --------------------------------------------------------------------------
+    def complete(self, event: Any) -> list[str]:
+        """Completions for a ``%aeg`` line: subcommands, options, kinds, metric names, id prefixes."""
+        text: str = event.text_until_cursor
+        words = text.split()
+        current = "" if text.endswith((" ", "\t")) else (words.pop() if words else "")
+        is_cell = bool(words) and words[0].startswith("%%")
+        words = words[1:]  # drop %aeg / %%aeg
+        if not words:
+            return ["track"] if is_cell else sorted([*COMMANDS, *ALIASES])
+        ctx = self.context
+        if ctx is None:
+            return []
+        name = ALIASES.get(words[0], words[0])
+        cmd = COMMANDS.get(name)
+        if cmd is None:
+            return []
+        prev = words[-1] if len(words) > 1 else ""
+        arts, log = ctx.store.artifacts, ctx.store.memory
+        if current.startswith("-"):
+            return sorted(o for o in parser_for(self.session(), cmd)._option_string_actions if o.startswith("--"))
+        if prev == "--scope":
+            return list(SCOPES)
+        if prev == "--kind":
+            return arts.kinds()
+        if prev == "--metric":
+            kind = words[1] if name in ("best", "search") and len(words) > 1 and not words[1].startswith("-") else None
+            return arts.metric_names(kind)
+        if prev.startswith("-"):
+            raise TryNext()
+        positional = [w for w in words[1:] if not w.startswith("-")]
+        if name in _ID_COMMANDS and not positional:
+            want = current.upper()
+            ids = [a.artifact_id for a in arts.list(limit=None) if a.artifact_id.startswith(want)]
+            return ids[:_MAX_COMPLETIONS]
+        if name in _ARTIFACT_KIND_COMMANDS and not positional:
+            return arts.kinds()
+        if name in _EVENT_KIND_COMMANDS and (name == "recent" or not positional):
+            return log.kinds()
+        if name == "help" and not positional:
+            return sorted(COMMANDS)
+        if name == "run" and not positional:
+            return ["new"]
+        raise TryNext()  # save: Python names and file paths, IPython's own completers
+
+
+def _complete_hook(shell: InteractiveShell, event: Any) -> list[str]:
+    magics = shell.magics_manager.registry.get("AegMagics")
+    if not isinstance(magics, AegMagics):
+        raise TryNext()
+    return magics.complete(event)
+
+
+def _finish(value: Any) -> Any:
+    """The value of evaluated code; a coroutine (top-level ``await``) is run to completion first."""
+    if inspect.iscoroutine(value):
+        return run_sync(value)
+    return value
+
+
+def _pretty_str(obj: Any, p: Any, cycle: bool) -> None:
+    p.text(str(obj))
+
+
+def _one_line(exc: BaseException, sub: str) -> str:
+    text = str(exc).strip()
+    if isinstance(exc, OSError) and not isinstance(exc, AegError):
+        text = f"{exc.strerror or type(exc).__name__}: {exc.filename!r}" if exc.filename else str(exc)
+    text = text.splitlines()[0] if text else type(exc).__name__
+    if isinstance(exc, CommandError) or text.startswith("%aeg"):
+        return text
+    where = f"%aeg {sub}" if sub in COMMANDS else "%aeg"
+    return f"{where}: {text}"
+
+
+def current_context(shell: InteractiveShell | None = None) -> KernelContext:
+    """The context ``%load_ext aeg_jupyter`` opened in this kernel (when ``context`` was taken).
+
+    Example:
+        >>> ctx = aeg_jupyter.magics.current_context()      # doctest: +SKIP
+    """
+    shell = shell or InteractiveShell.instance()
+    magics = shell.magics_manager.registry.get("AegMagics")
+    if not isinstance(magics, AegMagics) or magics.context is None:
+        raise UsageError("aeg_jupyter is not loaded; type `%load_ext aeg_jupyter` first")
+    return magics.context
+
+
+AegMagics.aeg.__doc__ = (
+    overview("%aeg", in_kernel=True)
+    + "\n\nAs a cell magic only `%%aeg track KIND [--metric m=v]...` is accepted: it runs the cell and "
+    "records an event with its duration, success or exception, and the cell's source hash."
+)
+
+
+def load_ipython_extension(ipython: InteractiveShell) -> None:
+    """``%load_ext aeg_jupyter``: open the store, register ``%aeg``, bind ``context``; print one line."""
+    if isinstance(ipython.magics_manager.registry.get("AegMagics"), AegMagics):
+        unload_ipython_extension(ipython, quiet=True)
+    magics = AegMagics(shell=ipython)
+    try:
+        line = magics.open()
+    except BaseException:
+        if magics in ipython.configurables:
+            ipython.configurables.remove(magics)
+        raise
+    ipython.register_magics(magics)
+    print(line)
+
+
+def unload_ipython_extension(ipython: InteractiveShell, *, quiet: bool = False) -> None:
+    """``%unload_ext aeg_jupyter``: flush and close the store and remove everything ``%load_ext`` added."""
+    manager = ipython.magics_manager
+    magics = manager.registry.get("AegMagics")
+    if not isinstance(magics, AegMagics):
+        return
+    note = magics.close()
+    for table in manager.magics.values():
+        if getattr(table.get("aeg"), "__self__", None) is magics:
+            del table["aeg"]
+    manager.registry.pop("AegMagics", None)
+    if magics in ipython.configurables:
+        ipython.configurables.remove(magics)
+    dispatch = ipython.strdispatchers.get("complete_command")
+    if dispatch is not None:
+        for key in ("%aeg", "%%aeg"):
+            dispatch.strs.pop(key, None)
+    plain = ipython.display_formatter.formatters["text/plain"]
+    for report in (GcReport, VerifyReport):
+        plain.pop(report, None)
+    if not quiet:
+        print(note)
+
+
+__all__ = ["AegMagics", "MagicParser", "current_context", "load_ipython_extension", "unload_ipython_extension"]
