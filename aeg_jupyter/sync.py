@@ -37,7 +37,33 @@ def run_sync(coro: Coroutine[Any, Any, T], *, timeout: float | None = None) -> T
     if not asyncio.iscoroutine(coro):
         raise TypeError(f"run_sync needs a coroutine, got {type(coro).__name__}")
     try:
-        asyncio.get_running_loop()
+        running = asyncio.get_running_loop()
     except RuntimeError:
-        return asyncio.run(coro)
-    return asyncio.run_coroutine_threadsafe(coro, _private_loop()).result(timeout)
+        return asyncio.run(coro) if timeout is None else asyncio.run(asyncio.wait_for(coro, timeout))
+    if running is _loop:
+        # Called from a coroutine that itself runs on the private loop: waiting on that loop
+        # would deadlock, so this one gets a fresh loop on a fresh thread.
+        return _run_on_new_thread(coro, timeout)
+    future = asyncio.run_coroutine_threadsafe(coro, _private_loop())
+    try:
+        return future.result(timeout)
+    except BaseException:  # timeout or KeyboardInterrupt: do not leave it running
+        future.cancel()
+        raise
+
+
+def _run_on_new_thread(coro: Coroutine[Any, Any, T], timeout: float | None) -> T:
+    box: dict[str, Any] = {}
+
+    def target() -> None:
+        try:
+            box["result"] = asyncio.run(coro if timeout is None else asyncio.wait_for(coro, timeout))
+        except BaseException as exc:
+            box["error"] = exc
+
+    t = threading.Thread(target=target, name="aeg-sync-nested", daemon=True)
+    t.start()
+    t.join()
+    if "error" in box:
+        raise box["error"]
+    return box["result"]

@@ -143,3 +143,52 @@ def test_asyncio_is_not_patched() -> None:
 def test_exported_at_the_top_level() -> None:
     assert aeg_jupyter.run_sync is run_sync
     assert "nest_asyncio" not in sys.modules
+
+
+def test_nested_run_sync_on_the_private_loop_does_not_deadlock():
+    import asyncio
+
+    import aeg_jupyter
+
+    async def inner():
+        return 1
+
+    async def outer():
+        return aeg_jupyter.run_sync(inner(), timeout=5)
+
+    async def main():
+        return aeg_jupyter.run_sync(outer(), timeout=10)
+
+    assert asyncio.run(main()) == 1
+
+
+def test_timeout_cancels_the_coroutine():
+    import asyncio
+    import concurrent.futures
+
+    import aeg_jupyter
+
+    state = {"cancelled": False}
+
+    async def slow():
+        try:
+            await asyncio.sleep(30)
+        except asyncio.CancelledError:
+            state["cancelled"] = True
+            raise
+
+    async def main():
+        aeg_jupyter.run_sync(slow(), timeout=0.2)
+
+    try:
+        asyncio.run(main())
+    except (TimeoutError, concurrent.futures.TimeoutError):
+        pass
+    else:
+        raise AssertionError("expected a timeout")
+    import time
+
+    deadline = time.time() + 5
+    while not state["cancelled"] and time.time() < deadline:
+        time.sleep(0.01)
+    assert state["cancelled"]
