@@ -35,7 +35,7 @@ if TYPE_CHECKING:
 Mode = Literal["max", "min"]
 ArtifactRef = Artifact | str
 MANIFEST_FORMAT = 1
-GC_GRACE_SECONDS = 120.0  # blobs younger than this are never collected (a save may be in flight)
+GC_GRACE_SECONDS = 120.0  # unreferenced blobs younger than this may belong to a save in flight
 _MISSING = object()
 
 
@@ -353,6 +353,11 @@ class ArtifactIndex:
                     {"path": _rel(rel_dir, fname), "blob": put.digest, "size": put.size, "mode": st.st_mode & 0o777}
                 )
         entries.sort(key=lambda e: e["path"])
+        # A long save_dir: refresh every file blob now (gc keeps fresh blobs) and re-store any
+        # that a gc running meanwhile collected, so the manifest never names a missing blob.
+        for e in entries:
+            if e["blob"] and not self.blobs.touch(e["blob"]):
+                self.blobs.put_file(os.path.join(top, *e["path"].split("/")))
         manifest = {"format": MANIFEST_FORMAT, "type": "dir", "entries": entries, "skipped": sorted(skipped)}
         put = self.blobs.put_bytes(json.dumps(manifest, sort_keys=True).encode())
         dname = safe_file_name(name) if name else safe_file_name(os.path.basename(top))
@@ -757,6 +762,22 @@ class ArtifactIndex:
                 out.append(a)
         return out
 
+    def _last_use(self, arts: Iterable[Artifact]) -> dict[str, float]:
+        """Blob digest -> creation time (epoch seconds) of the newest of ``arts`` that uses it."""
+        out: dict[str, float] = {}
+        for a in arts:
+            when = a.created_at.timestamp() if a.created_at is not None else 0.0
+            digests = [a.blob_id]
+            if a.is_dir:
+                try:
+                    digests += [e["blob"] for e in self.manifest(a) if e["blob"]]
+                except (NotFoundError, CorruptionError):
+                    pass
+            for d in digests:
+                if out.get(d, -1.0) < when:
+                    out[d] = when
+        return out
+
     def _referenced(self, arts: Iterable[Artifact]) -> set[str]:
         refs: set[str] = set()
         for a in arts:
@@ -800,9 +821,17 @@ class ArtifactIndex:
             doomed_ids = {a.artifact_id for a in doomed}
             live = [a for a in self._by_id.values() if a.artifact_id not in doomed_ids]
             refs = self._referenced(live)
+            last_use = self._last_use([*doomed, *self._deleted.values()])
             report = GcReport(dry_run=dry_run, artifacts=sorted(doomed_ids))
             for digest, size, mtime in self.blobs.iter_blobs():
-                if digest not in refs and mtime < started - GC_GRACE_SECONDS:
+                if digest in refs:
+                    continue
+                # NOTE: every save refreshes its blob's mtime just before its row is appended. A
+                # blob not touched since the newest (deleted) artifact using it was created has
+                # no save in flight and goes now; any other unreferenced blob (an interrupted
+                # save, or one a concurrent save is reusing) must first age past the grace period.
+                used = last_use.get(digest)
+                if (used is not None and mtime <= used) or mtime < started - GC_GRACE_SECONDS:
                     report.blobs.append(digest)
                     report.bytes_freed += size
             if dry_run:

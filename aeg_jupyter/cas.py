@@ -66,6 +66,10 @@ class BlobStore:
         """Local path of a blob (which may not exist)."""
         return self.layout.blob_path(digest)
 
+    def touch(self, digest: str) -> bool:
+        """Refresh a blob's mtime (``gc`` keeps recently touched blobs); False if it is missing."""
+        return self._keep_existing(self.layout.blob_path(digest))
+
     def exists(self, digest: str) -> bool:
         return os.path.exists(self.layout.blob_path(digest))
 

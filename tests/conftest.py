@@ -96,3 +96,17 @@ def ipython_shell(tmp_path: Any, monkeypatch: pytest.MonkeyPatch) -> Iterator[An
     import atexit
 
     atexit.unregister(shell.atexit_operations)
+
+
+@pytest.fixture
+def kernel_name(tmp_path: Any, monkeypatch: pytest.MonkeyPatch) -> str:
+    """A kernelspec that runs this interpreter (whatever `python` on PATH is), named "python3"
+    so notebooks saved with the usual kernelspec run on it unchanged."""
+    import json
+
+    spec_dir = tmp_path / "jupyter-data" / "kernels" / "python3"
+    spec_dir.mkdir(parents=True)
+    argv = [sys.executable, "-m", "ipykernel_launcher", "-f", "{connection_file}"]
+    (spec_dir / "kernel.json").write_text(json.dumps({"argv": argv, "display_name": "Python 3", "language": "python"}))
+    monkeypatch.setenv("JUPYTER_PATH", str(tmp_path / "jupyter-data"))
+    return "python3"
