@@ -25,11 +25,20 @@ from .errors import (
     StoreFormatError,
     StoreWriteError,
 )
+from .leaderboard import leaderboard
 from .models import Artifact, Event, Value
 from .store import Store
 from .sync import run_sync
 
 __version__ = "0.1.0"
+
+
+def __getattr__(name: str) -> Any:
+    if name == "Panel":  # ipywidgets is imported only when the panel is asked for
+        from .panel import Panel
+
+        return Panel
+    raise AttributeError(f"module 'aeg_jupyter' has no attribute {name!r}")
 
 
 def load_ipython_extension(ipython: Any) -> None:
@@ -67,5 +76,6 @@ __all__ = [
     "VerifyReport",
     "connect",
     "default_root",
+    "leaderboard",
     "run_sync",
 ]

@@ -8,6 +8,7 @@ tailing their spools. The async API of the tutorial (:mod:`aeg_jupyter.context`)
 from __future__ import annotations
 
 import bisect
+import itertools
 import json
 import math
 import mimetypes
@@ -659,6 +660,12 @@ class ArtifactIndex:
         pool = self._pool(kind, items, where)
         match = _match_fn(where, items)
         out = ArtifactList()
+        if metric is None and kind is not None and len(items) == 1 and not where:
+            keys = _label_keys(kind, items)
+            if keys:  # one label, no scope: its posting list is the answer, already in order
+                hits = reversed(self._postings.get(keys[0], []))
+                out.extend(hits if limit is None else itertools.islice(hits, limit))
+                return out
         if metric is None:
             if limit is None:  # the loop in C: only the predicate runs in Python (100k: 41 -> ~15 ms)
                 out.extend(reversed(pool) if match is None else filter(match, reversed(pool)))

@@ -518,6 +518,47 @@ def run_runs(s: Session, a: argparse.Namespace) -> Any:
     return runs_frame(summarize_runs(s.context.store)[: s.limit(a.limit)])
 
 
+def _leaderboard_args(p: CommandParser) -> None:
+    p.add_argument("kind", metavar="KIND", help="artifact kind, e.g. checkpoint")
+    p.add_argument("--metric", required=True, metavar="M", help="the metric to rank by, e.g. val_acc")
+    _mode(p, "max")
+    _scope(p)
+    _labels(p, "only artifacts with this label (repeatable)")
+    p.add_argument("--by", metavar="LABEL", help="best artifact per value of this label, e.g. exp")
+    _limit(p)
+
+
+def run_leaderboard(s: Session, a: argparse.Namespace) -> Any:
+    """The top artifacts of KIND by a metric as a ranked DataFrame (optionally best per label).
+
+    Example: ``%aeg leaderboard checkpoint --metric val_acc --by exp``
+    """
+    from .leaderboard import leaderboard
+
+    return leaderboard(
+        s.arts, kind=a.kind, metric=a.metric, mode=a.mode, where=s.where(a.scope), labels=dict(a.label) or None,
+        group_by=a.by, limit=s.limit(a.limit),
+    )  # fmt: skip
+
+
+def _panel_args(p: CommandParser) -> None:
+    p.add_argument("--kind", metavar="K", help="the leaderboard's kind (default: the first with metrics)")
+    p.add_argument("--metric", metavar="M", help="the leaderboard's metric")
+    _mode(p, "max")
+    _scope(p)
+    p.add_argument("--by", metavar="LABEL", help="best artifact per value of this label")
+
+
+def run_panel(s: Session, a: argparse.Namespace) -> Any:
+    """The live panel: leaderboard, artifact browser with previews, memory feed, runs.
+
+    Example: ``%aeg panel --kind checkpoint --metric val_acc``
+    """
+    from .panel import Panel
+
+    return Panel(s.context, kind=a.kind, metric=a.metric, mode=a.mode, scope=a.scope or s.default_scope, group_by=a.by)
+
+
 def _run_args(p: CommandParser) -> None:
     p.add_argument("action", nargs="?", choices=["new"], help="`new` starts a new run")
     p.add_argument("name", nargs="?", metavar="NAME", help="the new run's name (its id starts with it)")
@@ -687,6 +728,10 @@ COMMANDS: dict[str, Command] = {
         Command("gc", "delete unpinned artifacts by age / count, then unreferenced blobs",
                 "gc --older-than 7d --keep-last 3 --dry-run", _gc_args, run_gc),
         Command("verify", "re-hash every blob and report corruption", "verify", _verify_args, run_verify),
+        Command("leaderboard", "the top artifacts of KIND by a metric, optionally best per label",
+                "leaderboard checkpoint --metric val_acc --by exp", _leaderboard_args, run_leaderboard),
+        Command("panel", "the live widget panel: leaderboard, artifacts, memory, runs",
+                "panel --kind checkpoint --metric val_acc", _panel_args, run_panel, cli=False),
         Command("runs", "every run that wrote something, most recent first", "runs -n 5", _limit, run_runs),
         Command("run", "the current run id; `run new NAME` starts a new run", "run new sweep-2", _run_args, run_run,
                 cli=False),

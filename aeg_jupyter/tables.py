@@ -261,10 +261,13 @@ class Table:
             _unlink(tmp)
             raise
 
-    def _read_for_merge(self, part: Part) -> pa.Table:
+    def _row_groups_for_merge(self, part: Part) -> Iterator[pa.Table]:
+        """A part's rows one row group at a time (a compacted part can hold a million rows)."""
         with self.fs.open_input_file(part.path) as f:
-            t = pq.ParquetFile(f).read()
-        return t if t.schema.equals(self.spec.schema) else t.cast(self.spec.schema)
+            pf = pq.ParquetFile(f)
+            for rg in range(pf.num_row_groups):
+                t = pf.read_row_group(rg)
+                yield t if t.schema.equals(self.spec.schema) else t.cast(self.spec.schema)
 
     # -- reading parts -----------------------------------------------------------------------
     def list_parts(self, kinds: Iterable[str] | None = None) -> list[Part]:
@@ -426,6 +429,9 @@ class Table:
         """
         out: list[str] = []
         try:
+            if dir_mtimes is not None:
+                # writers that came and went since the last look leave only this behind
+                dir_mtimes[""] = (os.stat(self.layout.spool).st_mtime_ns, ())
             writers = os.scandir(self.layout.spool)
         except FileNotFoundError:
             return out
@@ -544,9 +550,9 @@ class Table:
             if _disjoint(ranges):
                 # The common case (parts of one writer, in time order): every part is sorted and
                 # their time ranges do not overlap, so the merge is the parts one after another,
-                # streamed with one part in memory (merging 1M rows in memory took +450 MB RSS).
+                # streamed one row group at a time (merging 1M rows in memory took +450 MB RSS).
                 order = sorted(range(len(small)), key=lambda i: ranges[i][0])  # type: ignore[index]
-                self._write_table((self._read_for_merge(small[i]) for i in order), final)
+                self._write_table((t for i in order for t in self._row_groups_for_merge(small[i])), final)
             else:
                 tables = []
                 for p in small:

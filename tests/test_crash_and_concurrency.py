@@ -213,3 +213,21 @@ def test_flushes_compact_partitions_automatically(store_root):
     assert len(store.event_table.list_parts(["tick"])) <= COMPACT_AT
     assert [e.data for e in store.memory.recent(kinds=["tick"], limit=10_000)] == list(range(2 * COMPACT_AT + 10))
     store.close()
+
+
+def test_a_writer_that_came_and_went_between_two_looks_is_seen(store_root):
+    store = aeg_jupyter.Store(store_root)
+    assert store.artifacts.list() == [] and store.memory.recent() == []
+    run_child(
+        """
+        import sys, aeg_jupyter
+        s = aeg_jupyter.Store(sys.argv[1])
+        s.artifacts.save_text("from a one-shot process", kind="note")
+        s.memory.record("log", "one-shot")
+        s.close()
+        """,
+        store_root,
+    )
+    assert [a.kind for a in store.artifacts.list()] == ["note"]
+    assert store.memory.recent_data(kinds=["log"]) == ["one-shot"]
+    store.close()

@@ -718,3 +718,21 @@ def test_front_end_helpers_do_not_import_ipython() -> None:
         """
     )
     assert proc.stdout.strip() == "[]"
+
+
+def test_leaderboard_and_panel_subcommands(ip: Any) -> None:
+    import ipywidgets
+
+    ip.run_cell("cfg = {'a': 1}")
+    for exp, acc in (("A", 0.7), ("B", 0.9), ("A", 0.8)):
+        ctx(ip).store.artifacts.save_text(f"{exp}{acc}", kind="ckpt", labels={"exp": exp}, metrics={"acc": acc})
+    board = aeg(ip, "leaderboard ckpt --metric acc")
+    assert list(board["metric.acc"]) == [0.9, 0.8, 0.7] and list(board["rank"]) == [1, 2, 3]
+    per_exp = aeg(ip, "leaderboard ckpt --metric acc --by exp")
+    assert sorted(zip(per_exp["label.exp"], per_exp["metric.acc"], strict=True)) == [("A", 0.8), ("B", 0.9)]
+    assert list(aeg(ip, "leaderboard ckpt --metric acc --min -n 1")["metric.acc"]) == [0.7]
+    panel = aeg(ip, "panel --kind ckpt --metric acc")
+    assert isinstance(panel, ipywidgets.Widget)
+    panel.close()
+    with pytest.raises(UsageError, match="--metric"):
+        aeg(ip, "leaderboard ckpt")

@@ -1,0 +1,266 @@
+"""The panel in a real browser: JupyterLab on 127.0.0.1, a notebook that shows it, Playwright driving Chromium.
+
+Checks what only a front end shows: the leaderboard renders rows, a save in the kernel re-ranks it
+without touching the panel, changing the metric and the mode re-ranks it, an image preview appears,
+and a hostile label is shown as text (no element made from it, no dialog). Screenshots go to the
+test's tmp dir.
+
+Needs Debian's Chromium (``apt-get install -y chromium``: ``/usr/bin/chromium``) and the Python
+packages ``playwright`` and ``jupyterlab`` (the ``test`` extra). Playwright's own browser download
+(``playwright install``) is never used. Without any of them the test is skipped, saying which.
+"""
+
+from __future__ import annotations
+
+import base64
+import importlib.util
+import json
+import os
+import shutil
+import socket
+import struct
+import subprocess
+import sys
+import time
+import urllib.request
+import zlib
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from conftest import REPO
+
+import aeg_jupyter
+
+CHROMIUM = os.environ.get("AEG_CHROMIUM", "/usr/bin/chromium")
+CHROMIUM_ARGS = [
+    "--no-sandbox", "--headless", "--disable-gpu", "--disable-quic", "--no-first-run",
+    "--disable-background-networking", "--disable-component-update", "--disable-sync",
+]  # fmt: skip
+HOSTILE = "<img src=x onerror=alert(1)>"
+pytestmark = pytest.mark.timeout(180)
+
+
+def _missing() -> str | None:
+    """Why the browser test cannot run here, or ``None`` if it can."""
+    if not (os.path.isfile(CHROMIUM) and os.access(CHROMIUM, os.X_OK)):
+        return f"Chromium not found at {CHROMIUM} (install Debian's: apt-get install -y chromium)"
+    if importlib.util.find_spec("playwright") is None:
+        return "playwright is not installed (pip install -e '.[test]')"
+    if importlib.util.find_spec("jupyterlab") is None:
+        return "jupyterlab is not installed (pip install -e '.[test]')"
+    return None
+
+
+def gradient_png(width: int = 160, height: int = 90) -> bytes:
+    """A small RGB gradient PNG, made without Pillow."""
+
+    def chunk(tag: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + tag + data + struct.pack(">I", zlib.crc32(tag + data) & 0xFFFFFFFF)
+
+    raw = b"".join(
+        b"\x00" + b"".join(bytes((x * 255 // width, y * 255 // height, 160)) for x in range(width))
+        for y in range(height)
+    )
+    header = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(raw)) + chunk(b"IEND", b"")
+
+
+SETUP_CELL = f"""\
+import base64, os
+import aeg_jupyter
+from aeg_jupyter.panel import Panel
+
+context = aeg_jupyter.connect(os.environ["AEG_STORE"], graph_id="panel-demo.ipynb")
+index = context.store.artifacts
+for exp, acc, loss in [("A", 0.91, 0.50), ("B", 0.95, 0.20), ("C", 0.88, 0.10)]:
+    index.save_json({{"exp": exp, "weights": [acc] * 8}}, kind="checkpoint", labels={{"exp": exp, "seed": 1}},
+                    metrics={{"val_acc": acc, "loss": loss}}, name=f"ckpt-{{exp}}.json", origin=context.origin)
+index.save_bytes(base64.b64decode({base64.b64encode(gradient_png()).decode()!r}), kind="plot", name="curve.png",
+                 labels={{"exp": {HOSTILE!r}}}, origin=context.origin)
+panel = Panel(context, kind="checkpoint", metric="val_acc")
+panel"""
+
+LIVE_SAVE = """\
+index.save_json({"exp": "D"}, kind="checkpoint", labels={"exp": "D", "seed": 2},
+                metrics={"val_acc": 0.99, "loss": 0.30}, name="ckpt-D.json", origin=context.origin)"""
+
+
+def _notebook() -> dict[str, Any]:
+    cell = {
+        "cell_type": "code",
+        "execution_count": None,
+        "id": "setup",
+        "metadata": {},
+        "outputs": [],
+        "source": SETUP_CELL,
+    }
+    return {
+        "cells": [cell],
+        "metadata": {"kernelspec": {"display_name": "Python 3", "language": "python", "name": "python3"}},
+        "nbformat": 4,
+        "nbformat_minor": 5,
+    }
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@pytest.fixture
+def jupyterlab(tmp_path: Any) -> Iterator[str]:
+    """A JupyterLab server on 127.0.0.1 serving a temporary folder with the panel notebook; yields its URL."""
+    reason = _missing()
+    if reason:
+        pytest.skip(reason)
+    root = tmp_path / "lab"
+    root.mkdir()
+    (root / "panel.ipynb").write_text(json.dumps(_notebook()))
+    settings = tmp_path / "lab-settings" / "@jupyterlab" / "apputils-extension"
+    settings.mkdir(parents=True)  # no "get Jupyter news?" toast over the panel
+    (settings / "notification.jupyterlab-settings").write_text(
+        json.dumps({"fetchNews": "false", "checkForUpdates": False, "doNotDisturbMode": True})
+    )
+    port, token = _free_port(), "aeg-browser-test"
+    env = dict(
+        os.environ,
+        AEG_STORE=str(tmp_path / "store"),
+        PYTHONPATH=REPO + os.pathsep + os.environ.get("PYTHONPATH", ""),
+        JUPYTER_CONFIG_DIR=str(tmp_path / "jupyter-config"),
+        JUPYTER_RUNTIME_DIR=str(tmp_path / "jupyter-runtime"),
+        JUPYTERLAB_SETTINGS_DIR=str(tmp_path / "lab-settings"),
+        JUPYTERLAB_WORKSPACES_DIR=str(tmp_path / "lab-workspaces"),
+    )
+    cmd = [
+        sys.executable, "-m", "jupyterlab", "--no-browser", "--ip=127.0.0.1", f"--port={port}",
+        "--allow-root", f"--IdentityProvider.token={token}", f"--ServerApp.root_dir={root}", "--ServerApp.port_retries=0",
+        "--LabApp.expose_app_in_browser=True", "--LabApp.extension_manager=readonly", "--ServerApp.terminals_enabled=False", "--LabApp.news_url=None",
+        "--LabApp.check_for_updates_class=jupyterlab.NeverCheckForUpdate",
+    ]  # fmt: skip
+    log = open(tmp_path / "jupyterlab.log", "w")  # noqa: SIM115 (closed below)
+    server = subprocess.Popen(cmd, env=env, stdout=log, stderr=subprocess.STDOUT, cwd=root)
+    base = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                with urllib.request.urlopen(f"{base}/api/status?token={token}", timeout=2) as r:
+                    if r.status == 200:
+                        break
+            except OSError:
+                pass
+            if server.poll() is not None or time.monotonic() > deadline:
+                log.flush()
+                pytest.fail(f"JupyterLab did not start:\n{(tmp_path / 'jupyterlab.log').read_text()[-3000:]}")
+            time.sleep(0.3)
+        yield f"{base}/lab/tree/panel.ipynb?token={token}"
+    finally:
+        server.terminate()
+        try:
+            server.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            server.kill()
+        log.close()
+
+
+FIRST_ROW = "() => { const r = document.querySelector('.aeg-panel .aeg-lb-row'); return r && r.innerText; }"
+
+
+def _first_row_has(page: Any, text: str, timeout: float = 10_000) -> None:
+    page.wait_for_function(f"t => ({FIRST_ROW})() && ({FIRST_ROW})().includes(t)", arg=text, timeout=timeout)
+
+
+def _rows(page: Any, n: int) -> None:
+    page.wait_for_function(
+        "n => document.querySelectorAll('.aeg-panel .aeg-lb-row').length === n", arg=n, timeout=10_000
+    )
+
+
+def test_panel_in_jupyterlab(jupyterlab: str, tmp_path: Any) -> None:
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
+        try:
+            page = browser.new_page(viewport={"width": 1280, "height": 1000})
+            dialogs: list[str] = []
+            page.on("dialog", lambda d: (dialogs.append(d.message), d.dismiss()))
+            page.goto(jupyterlab, wait_until="domcontentloaded", timeout=60_000)
+            page.wait_for_function(
+                "() => { const w = window.jupyterapp && window.jupyterapp.shell.currentWidget;"
+                " const k = w && w.sessionContext && w.sessionContext.session && w.sessionContext.session.kernel;"
+                " return k && k.status === 'idle'; }",
+                timeout=60_000,
+            )
+            page.evaluate("window.jupyterapp.commands.execute('notebook:run-all-cells')")
+
+            # The leaderboard renders one row per checkpoint, the best (val_acc, max) first.
+            page.locator(".aeg-panel .aeg-lb-row").first.wait_for(timeout=60_000)
+            _rows(page, 3)
+            _first_row_has(page, "ckpt-B.json")
+            assert "aeg-best" in (page.locator(".aeg-panel .aeg-lb-row").first.get_attribute("class") or "")
+
+            # A save in the kernel re-ranks it without touching the panel.
+            started = time.monotonic()
+            page.evaluate(
+                "code => window.jupyterapp.shell.currentWidget.sessionContext.session.kernel.requestExecute({code})",
+                LIVE_SAVE,
+            )
+            _first_row_has(page, "ckpt-D.json", timeout=5_000)
+            live_seconds = time.monotonic() - started
+            _rows(page, 4)
+
+            # Changing the metric re-ranks; so does the max/min toggle.
+            page.locator(".aeg-panel .aeg-lb-metric select").select_option("loss")
+            _first_row_has(page, "ckpt-A.json")
+            page.locator(".aeg-panel .aeg-lb-mode button", has_text="min").click()
+            _first_row_has(page, "ckpt-C.json")
+            page.locator(".aeg-panel").screenshot(path=str(tmp_path / "panel-leaderboard.png"))
+
+            # Opt-in auto-refresh (an asyncio task in the kernel) shows another process's save.
+            page.locator(".aeg-panel .aeg-every input").fill("1")
+            page.locator(".aeg-panel .aeg-every input").press("Enter")
+            page.locator(".aeg-panel .aeg-auto input").check()
+            other = aeg_jupyter.connect(tmp_path / "store", graph_id="another-kernel")
+            try:
+                other.store.artifacts.save_json(
+                    {},
+                    kind="checkpoint",
+                    labels={"exp": "E"},
+                    metrics={"val_acc": 0.5, "loss": 0.01},
+                    name="ckpt-E.json",
+                )
+                _first_row_has(page, "ckpt-E.json", timeout=15_000)
+            finally:
+                other.close()
+            assert "event loop" not in page.locator(".aeg-panel").inner_text()
+
+            # The artifact browser shows an image inline.
+            page.locator(".aeg-panel .lm-TabBar-tab", has_text="Artifacts").click()
+            page.locator(".aeg-panel .aeg-ar-list option", has_text="curve.png").wait_for(state="attached")
+            options = page.locator(".aeg-panel .aeg-ar-list select option").all_inner_texts()
+            plot = next(i for i, text in enumerate(options) if "curve.png" in text)
+            page.locator(".aeg-panel .aeg-ar-list select").select_option(index=plot)
+            page.wait_for_function(
+                "() => { const i = document.querySelector('.aeg-panel img.aeg-ar-image');"
+                " return i && i.complete && i.naturalWidth === 160 && getComputedStyle(i).display !== 'none'; }",
+                timeout=10_000,
+            )
+            page.locator(".aeg-panel").screenshot(path=str(tmp_path / "panel-artifacts.png"))
+
+            # The hostile label is text on the page, not an element; no script ran.
+            page.wait_for_function("t => document.querySelector('.aeg-panel').innerText.includes(t)", arg=HOSTILE)
+            assert page.locator("img[src='x']").count() == 0
+            assert dialogs == []
+            print(f"live re-rank seen in the browser after {live_seconds:.2f} s; screenshots in {tmp_path}")
+            shots = os.environ.get("AEG_SCREENSHOT_DIR")
+            if shots:  # keep them (e.g. for docs/panel.png)
+                for name in ("panel-leaderboard.png", "panel-artifacts.png"):
+                    shutil.copy(tmp_path / name, os.path.join(shots, name))
+        except Exception:
+            page.screenshot(path=str(tmp_path / "failure.png"))
+            raise
+        finally:
+            browser.close()
