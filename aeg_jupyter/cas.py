@@ -110,7 +110,7 @@ class BlobStore:
             os.makedirs(os.path.dirname(final), exist_ok=True)
             os.replace(tmp, final)
         if self.fsync:
-            _fsync_dir(os.path.dirname(final))
+            fsync_path(os.path.dirname(final))
         return True
 
     def put_bytes(self, data: bytes | bytearray | memoryview) -> PutResult:
@@ -331,7 +331,8 @@ def _copy_file(src: str, dst: str, size: int, *, fsync: bool) -> None:
             os.fsync(fout.fileno())
 
 
-def _fsync_dir(path: str) -> None:
+def fsync_path(path: str) -> None:
+    """fsync a file or a directory by path (a directory opened read-only can be fsynced on Linux)."""
     fd = os.open(path, os.O_RDONLY)
     try:
         os.fsync(fd)

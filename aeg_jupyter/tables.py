@@ -30,6 +30,7 @@ import pyarrow as pa
 import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
+from .cas import fsync_path
 from .errors import StoreWriteError
 from .layout import Layout, PartName, decode_kind, encode_kind, parse_spool_name
 
@@ -188,7 +189,7 @@ class Table:
         self._fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
         self._spool_size = os.fstat(self._fd).st_size
         if self.fsync:  # the new file's directory entry must survive a power loss too
-            _fsync_dir(os.path.dirname(path))
+            fsync_path(os.path.dirname(path))
 
     def flush(self) -> int:
         """Move this writer's spooled rows into Parquet parts; returns how many rows moved."""
@@ -250,10 +251,10 @@ class Table:
                     for t in table:
                         w.write_table(t, row_group_size=ROW_GROUP)
             if self.fsync:
-                _fsync_file(tmp)
+                fsync_path(tmp)
             self.fs.move(tmp, final)
             if self.fsync:
-                _fsync_dir(os.path.dirname(final))
+                fsync_path(os.path.dirname(final))
         except OSError as exc:
             _unlink(tmp)
             raise StoreWriteError(f"could not write a Parquet part of {self.spec.name}: {exc}") from exc
@@ -650,18 +651,6 @@ def _part_rows(fs: pafs.FileSystem, path: str) -> int | None:
             return pq.ParquetFile(f).metadata.num_rows
     except (OSError, pa.ArrowException):
         return None
-
-
-def _fsync_file(path: str) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def _fsync_dir(path: str) -> None:
-    _fsync_file(path)  # a directory opened read-only can be fsynced on Linux
 
 
 def _unlink(path: str) -> None:
