@@ -25,6 +25,7 @@ import os
 import weakref
 from typing import Any, NoReturn
 
+import IPython
 from IPython.core.error import TryNext, UsageError
 from IPython.core.interactiveshell import InteractiveShell
 from IPython.core.magic import Magics, line_cell_magic, magics_class
@@ -95,6 +96,8 @@ class AegMagics(Magics, Configurable):
         self.context: KernelContext | None = None  # set first: loading config fires the observers
         self.bound_name: str | None = None
         self._parsers: dict[str, CommandParser] = {}
+        self._count_seen: int | None = None
+        self._count_offset = -1 if IPython.version_info >= (9,) else 0  # corrected after each cell
         # Magics.__init__ appends us to shell.configurables and takes config from the shell.
         super().__init__(shell=shell)
 
@@ -140,6 +143,7 @@ class AegMagics(Magics, Configurable):
         self.context = ctx
         bound = self._bind(ctx)
         self.shell.events.register("pre_run_cell", self._pre_run_cell)
+        self.shell.events.register("post_run_cell", self._post_run_cell)
         for key in ("%aeg", "%%aeg"):
             self.shell.set_hook("complete_command", _complete_hook, str_key=key)
         plain = self.shell.display_formatter.formatters["text/plain"]
@@ -163,6 +167,7 @@ class AegMagics(Magics, Configurable):
         ctx = self.context
         try:
             self.shell.events.unregister("pre_run_cell", self._pre_run_cell)
+            self.shell.events.unregister("post_run_cell", self._post_run_cell)
         except ValueError:
             pass
         if ctx is None:
@@ -192,9 +197,19 @@ class AegMagics(Magics, Configurable):
             parent = getattr(self.shell, "parent_header", None)
             if isinstance(parent, dict):
                 cell_id = (parent.get("metadata") or {}).get("cellId")
-        return str(cell_id) if cell_id else f"In[{self.shell.execution_count}]"
+        if cell_id:
+            return str(cell_id)
+        return f"In[{self.shell.execution_count + self._count_offset}]"
+
+    def _post_run_cell(self, result: Any) -> None:
+        # NOTE: IPython 9 counts a cell before `pre_run_cell`, IPython 8 after it: learn which from
+        # the count the finished cell really got, so `In[n]` matches the prompt on every version.
+        seen, real = self._count_seen, getattr(result, "execution_count", None)
+        if seen is not None and isinstance(real, int) and getattr(result.info, "store_history", True):
+            self._count_offset = real - seen
 
     def _pre_run_cell(self, info: Any) -> None:
+        self._count_seen = self.shell.execution_count
         ctx = self.context
         if ctx is None:
             return

@@ -3,6 +3,7 @@ store stays consistent (it reopens, verifies, and shows exactly what was acknowl
 
 from __future__ import annotations
 
+import json
 import math
 import os
 import shutil
@@ -107,19 +108,10 @@ def test_nested_and_odd_json_records_or_refuses(shared_root, depth, data):
             except AegError:
                 continue
             back = store.artifacts.load_json(art)
-            assert back == payload or _has_nan(payload)
+            # compared as JSON text: == on deeply nested lists would itself hit the recursion limit
+            assert json.dumps(back) == json.dumps(payload)
     finally:
         store.close()
-
-
-def _has_nan(obj: object) -> bool:
-    if isinstance(obj, float):
-        return math.isnan(obj)
-    if isinstance(obj, list):
-        return any(_has_nan(x) for x in obj)
-    if isinstance(obj, dict):
-        return any(_has_nan(x) for x in obj.values())
-    return False
 
 
 def test_store_is_consistent_after_the_hostile_runs(shared_root):
