@@ -17,7 +17,9 @@ pytestmark = pytest.mark.timeout(300)
 
 def test_there_are_demo_notebooks():
     names = [os.path.basename(p) for p in NOTEBOOKS]
-    assert {"01_quickstart.ipynb", "02_leaderboard.ipynb", "03_memory.ipynb", "04_beyond_one_kernel.ipynb"} <= set(names)
+    assert {"01_quickstart.ipynb", "02_leaderboard.ipynb", "03_memory.ipynb", "04_beyond_one_kernel.ipynb"} <= set(
+        names
+    )
 
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=os.path.basename)
