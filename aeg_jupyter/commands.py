@@ -519,11 +519,7 @@ def run_runs(s: Session, a: argparse.Namespace) -> Any:
 
 
 def _leaderboard_args(p: CommandParser) -> None:
-    p.add_argument("kind", metavar="KIND", help="artifact kind, e.g. checkpoint")
-    p.add_argument("--metric", required=True, metavar="M", help="the metric to rank by, e.g. val_acc")
-    _mode(p, "max")
-    _scope(p)
-    _labels(p, "only artifacts with this label (repeatable)")
+    _best_args(p)  # the same KIND --metric M [--min|--max] [--scope] [--label] as `best`
     p.add_argument("--by", metavar="LABEL", help="best artifact per value of this label, e.g. exp")
     _limit(p)
 

@@ -16,24 +16,18 @@ import json
 import sys
 import time
 
-from _util import collect, rss_mb, run_child, summarize, time_calls, time_calls_async
+from _util import COLD_OPEN_PRELUDE, collect, rss_mb, run_child, summarize, time_calls, time_calls_async
 
-COLD = r"""
-import json, sys, time
-t0 = time.perf_counter()
-def hwm():  # this process's peak RSS in MiB (ru_maxrss would count the parent's, kept across exec)
-    with open("/proc/self/status") as f:
-        return next(int(ln.split()[1]) for ln in f if ln.startswith("VmHWM")) / 1024
-import aeg_jupyter
-t1 = time.perf_counter()
-ctx = aeg_jupyter.connect(sys.argv[1])
-t2 = time.perf_counter()
+COLD = (
+    COLD_OPEN_PRELUDE
+    + r"""
 evs = ctx.store.memory.recent(limit=10)
 t3 = time.perf_counter()
 assert len(evs) == 10, len(evs)
 print(json.dumps({"import_s": t1 - t0, "open_s": t2 - t1, "query_s": t3 - t2, "open_query_s": t3 - t1,
                   "in_process_s": t3 - t0, "peak_rss_mb": hwm()}))
 """
+)
 
 RARE_EVERY = 997  # a kind too rare for the hot window: its recent() falls back to Parquet
 TOOL_EVERY = 10

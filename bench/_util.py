@@ -161,3 +161,18 @@ def fmt_ratio(r: float | None) -> str:
     if r is None:
         return "n/a"
     return f"{r:,.0f}x" if r >= 10 else f"{r:.2f}x"
+
+
+# The start of every "new process" measurement: time the imports and the open, and report the
+# process's own peak RSS. The measuring script appended to it uses t0..t2, hwm() and ctx.
+COLD_OPEN_PRELUDE = r"""
+import json, sys, time
+t0 = time.perf_counter()
+def hwm():  # this process's peak RSS in MiB (ru_maxrss would count the parent's, kept across exec)
+    with open("/proc/self/status") as f:
+        return next(int(ln.split()[1]) for ln in f if ln.startswith("VmHWM")) / 1024
+import aeg_jupyter
+t1 = time.perf_counter()
+ctx = aeg_jupyter.connect(sys.argv[1])
+t2 = time.perf_counter()
+"""

@@ -28,6 +28,7 @@ from typing import Any
 import _peers
 from _util import (
     BENCH_DIR,
+    COLD_OPEN_PRELUDE,
     collect,
     dir_bytes,
     fmt_ratio,
@@ -271,16 +272,9 @@ def _child_env() -> dict[str, str]:
 # ============================================================================================
 # 4. artifacts at scale: search / best / list / open, vs MLflow search_runs and AetherGraph
 # ============================================================================================
-COLD_ART = r"""
-import json, sys, time
-t0 = time.perf_counter()
-def hwm():  # this process's peak RSS in MiB (ru_maxrss would count the parent's, kept across exec)
-    with open("/proc/self/status") as f:
-        return next(int(ln.split()[1]) for ln in f if ln.startswith("VmHWM")) / 1024
-import aeg_jupyter
-t1 = time.perf_counter()
-ctx = aeg_jupyter.connect(sys.argv[1])
-t2 = time.perf_counter()
+COLD_ART = (
+    COLD_OPEN_PRELUDE
+    + r"""
 idx = ctx.store.artifacts
 hits = idx.search(kind="checkpoint", labels={"exp": "E3"})
 t3 = time.perf_counter()
@@ -289,6 +283,7 @@ t4 = time.perf_counter()
 print(json.dumps({"import_s": t1 - t0, "open_s": t2 - t1, "search_s": t3 - t2, "best_s": t4 - t3,
                   "hits": len(hits), "peak_rss_mb": hwm()}))
 """
+)
 
 
 def _metric(i: int) -> float:
