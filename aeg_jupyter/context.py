@@ -17,7 +17,7 @@ from typing import Any
 
 from .artifacts import ArtifactIndex, ArtifactList, ArtifactRef, ArtifactWriter, GcReport, Mode, VerifyReport
 from .errors import InvalidInputError
-from .memory import EventLog
+from .memory import EventLog, check_tool
 from .models import Artifact, Event, Provenance, Scope, ScopeFilter, Value
 from .store import Durability, Store, open_store
 
@@ -52,11 +52,15 @@ class KernelContext:
         self.node_id = node_id or "main"
         self._artifacts: Artifacts | None = None
         self._memory: Memory | None = None
+        self._origin = Provenance(self.run_id, self.graph_id, self.node_id)
 
     @property
     def origin(self) -> Provenance:
         """Run, graph and node ids stamped on what is written now."""
-        return Provenance(self.run_id, self.graph_id, self.node_id)
+        o = self._origin  # rebuilt only when an id changed: this runs on every `await mem.record`
+        if o.run_id is not self.run_id or o.graph_id is not self.graph_id or o.node_id is not self.node_id:
+            o = self._origin = Provenance(self.run_id, self.graph_id, self.node_id)
+        return o
 
     def scope(self, scope: Scope | str) -> ScopeFilter:
         """The filter for a scope name, relative to this context."""
@@ -301,10 +305,7 @@ class Memory:
         outputs: Sequence[Value | Mapping[str, Any]] | None = None,
     ) -> Event:
         """Log an event. ``await mem.record(kind="train_log", data={"epoch": 1, "loss": 0.25})``"""
-        return self.log.record(
-            kind, data, tags=tags, severity=severity, stage=stage, metrics=metrics, inputs=inputs, outputs=outputs,
-            origin=self.context.origin,
-        )  # fmt: skip
+        return self.log._record(kind, data, None, tags, severity, stage, metrics, inputs, outputs, self.context.origin)
 
     async def record_tool_result(
         self,
@@ -318,10 +319,10 @@ class Memory:
         severity: int = 2,
     ) -> Event:
         """Record a typed tool result; its outputs are recalled by name with :meth:`last_by_name`."""
-        return self.log.record_tool_result(
-            tool, inputs=inputs, outputs=outputs, tags=tags, metrics=metrics, message=message, severity=severity,
-            origin=self.context.origin,
-        )  # fmt: skip
+        check_tool(tool, message)
+        return self.log._record(
+            "tool_result", message, tool, tags, severity, None, metrics, inputs, outputs, self.context.origin
+        )
 
     async def write_result(
         self,

@@ -98,9 +98,13 @@ def short_id(full_id: str) -> str:
     return full_id[-8:]
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Value:
-    """One named input or output of a tool result, e.g. ``Value("val_acc", "number", 0.91)``."""
+    """One named input or output of a tool result, e.g. ``Value("val_acc", "number", 0.91)``.
+
+    A plain dataclass, as in the tutorial (a frozen one costs ~0.6 us more to build, on every
+    ``record_tool_result``).
+    """
 
     name: str
     kind: str = "json"

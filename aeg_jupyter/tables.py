@@ -79,7 +79,33 @@ OPS_SCHEMA = pa.schema([("op_id", pa.string()), ("ts", _TS), ("artifact_id", pa.
 # atexit hook after shutdown began and fail; importing that module up front avoids it.
 
 ROW_GROUP = 65_536
-_encode_value = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False).encode
+
+
+def json_encoder(*, compact: bool = False, ascii: bool = False) -> Callable[[Any], str]:
+    """``json.dumps`` with fixed settings, without its per-call set-up (2.7 us -> 1.5 us a small dict).
+
+    ``json.JSONEncoder.encode`` builds a new C encoder on every call; this builds it once. It keeps
+    no circular-reference markers: a cycle raises ``RecursionError`` instead of ``ValueError``.
+    """
+    item_sep, key_sep = (",", ":") if compact else (", ", ": ")
+    basestring = json.encoder.encode_basestring_ascii if ascii else json.encoder.encode_basestring
+    make = json.encoder.c_make_encoder
+    if make is None:  # no C accelerator (not CPython): the standard encoder
+        return json.JSONEncoder(separators=(item_sep, key_sep), ensure_ascii=ascii).encode
+
+    def default(o: Any) -> Any:
+        raise TypeError(f"Object of type {o.__class__.__name__} is not JSON serializable")
+
+    c_encode = make(None, default, basestring, None, key_sep, item_sep, False, False, True)
+    join = "".join
+
+    def encode(obj: Any) -> str:
+        return join(c_encode(obj, 0))
+
+    return encode
+
+
+_encode_value = json_encoder(compact=True)
 _encode_str = json.encoder.encode_basestring  # the C function json uses for ensure_ascii=False
 
 
@@ -174,14 +200,17 @@ class Table:
         """Rows of this writer still in its spool (not yet in Parquet)."""
         return self._pending
 
-    def append(self, row: Row) -> None:
+    def append(self, row: Row, line: str | None = None) -> None:
         """Append one row to this writer's spool: a single ``os.write`` of one JSON line.
+
+        ``line`` is the row already encoded (one JSON object and a newline), for callers that can
+        encode their rows faster than the generic encoder.
 
         Raises:
             StoreWriteError: the disk is full or not writable; the spool is left as it was.
         """
         try:
-            line = (_encode_row(row) + "\n").encode()
+            data = (line if line is not None else _encode_row(row) + "\n").encode()
         except UnicodeEncodeError:
             raise InvalidInputError(
                 "the text holds unpaired surrogate characters, which UTF-8 cannot store; "
@@ -192,8 +221,8 @@ class Table:
         fd = self._fd
         assert fd is not None
         try:
-            n = os.write(fd, line)
-            if n != len(line):
+            n = os.write(fd, data)
+            if n != len(data):
                 raise OSError(errno.ENOSPC, "short write")
             if self.fsync:
                 os.fsync(fd)
