@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from .cas import BlobWriter, PutResult
 from .errors import AmbiguousIdError, CorruptionError, InvalidInputError, NotFoundError
-from .hashing import is_hex_digest, new_id, now_us
+from .hashing import is_hex_digest, new_ts_id
 from .layout import safe_file_name
 from .models import DIR_MIME, URI_PREFIX, Artifact, Provenance, ScopeFilter, ts_to_datetime
 from .tables import Row
@@ -246,8 +246,7 @@ class ArtifactIndex:
         origin: Provenance,
         size: int | None = None,
     ) -> Artifact:
-        ts = now_us()
-        aid = new_id(ts)
+        ts, aid = new_ts_id()
         row = {
             "artifact_id": aid,
             "created_at": ts,
@@ -735,8 +734,8 @@ class ArtifactIndex:
 
     # -- pin, delete, gc, verify -------------------------------------------------------------
     def _append_op(self, artifact_id: str, op: str) -> None:
-        ts = now_us()
-        row = {"op_id": new_id(ts), "ts": ts, "kind": op, "artifact_id": artifact_id}
+        ts, op_id = new_ts_id()
+        row = {"op_id": op_id, "ts": ts, "kind": op, "artifact_id": artifact_id}
         with self.store.lock:
             self.store.check_open()
             self.ops.append(row)

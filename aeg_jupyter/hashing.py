@@ -24,13 +24,14 @@ _last_rand = 0
 _last_us = 0
 _time_cache: tuple[int, str] = (-1, "")
 _rand_cache: tuple[int, str] = (-1, "")
+_RAND_MASK = (1 << 80) - 1
 
 
 def hasher(*, threads: bool = False) -> blake3.blake3:
     """Return a fresh incremental blake3 hasher (all cores with ``threads=True``).
 
     Example:
-        >>> h = hasher(); h.update(b"abc"); len(h.hexdigest())
+        >>> h = hasher(); _ = h.update(b"abc"); len(h.hexdigest())
         64
     """
     return blake3.blake3(max_threads=blake3.blake3.AUTO) if threads else blake3.blake3()
@@ -56,41 +57,48 @@ def now_us() -> int:
 
     Two calls never return the same value, so ``(ts, id)`` orders events exactly.
     """
-    global _last_us
-    t = time.time_ns() // 1000
-    with _lock:
-        if t <= _last_us:
-            t = _last_us + 1
-        _last_us = t
-    return t
+    return new_ts_id()[0]
 
 
 def new_id(ts_us: int | None = None) -> str:
-    """Return a new ULID, monotonic within this process.
+    """Return a new ULID, monotonic within this process (its time part from ``ts_us`` if given).
 
     Example:
         >>> a, b = new_id(), new_id(); a < b and len(a) == 26
         True
     """
-    global _last_ms, _last_rand, _time_cache, _rand_cache
-    ms = (ts_us if ts_us is not None else time.time_ns() // 1000) // 1000
+    return new_ts_id(ts_us)[1]
+
+
+def new_ts_id(ts_us: int | None = None) -> tuple[int, str]:
+    """A strictly increasing timestamp (us) and a new monotonic ULID of the same millisecond.
+
+    With ``ts_us`` given, that time is used as it is (the ULID stays monotonic all the same).
+    """
+    global _last_us, _last_ms, _last_rand, _time_cache, _rand_cache
     with _lock:
+        if ts_us is None:
+            t = time.time_ns() // 1000
+            if t <= _last_us:
+                t = _last_us + 1
+            _last_us = t
+        else:
+            t = ts_us
+        ms = t // 1000
         if ms <= _last_ms:
             ms = _last_ms
-            rand = (_last_rand + 1) & ((1 << 80) - 1)
+            rand = (_last_rand + 1) & _RAND_MASK
         else:
             rand = int.from_bytes(os.urandom(10), "big") >> 1  # room to increment
         _last_ms, _last_rand = ms, rand
-    if _time_cache[0] != ms:
-        t = ms
-        head = "".join(_CROCKFORD[(t >> shift) & 31] for shift in range(45, -1, -5))
-        _time_cache = (ms, head)
-    pairs = _PAIRS
-    # The top 60 random bits change only when the counter carries (or a new millisecond starts):
-    # their 12 characters are cached, so an id costs two table lookups (2.2 us -> 1.4 us).
-    hi = rand >> 20
-    cached = _rand_cache
-    if cached[0] != hi:
-        cached = (hi, "".join([pairs[(hi >> shift) & 1023] for shift in (50, 40, 30, 20, 10, 0)]))
-        _rand_cache = cached
-    return _time_cache[1] + cached[1] + pairs[(rand >> 10) & 1023] + pairs[rand & 1023]
+        head = _time_cache
+        if head[0] != ms:
+            head = _time_cache = (ms, "".join(_CROCKFORD[(ms >> shift) & 31] for shift in range(45, -1, -5)))
+        # The top 60 random bits change only when the counter carries (or a new millisecond
+        # starts): their 12 characters are cached, so an id costs two table lookups.
+        hi = rand >> 20
+        mid = _rand_cache
+        if mid[0] != hi:
+            pairs = _PAIRS
+            mid = _rand_cache = (hi, "".join([pairs[(hi >> shift) & 1023] for shift in (50, 40, 30, 20, 10, 0)]))
+    return t, head[1] + mid[1] + _PAIRS[(rand >> 10) & 1023] + _PAIRS[rand & 1023]

@@ -15,7 +15,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from .errors import InvalidInputError
-from .hashing import new_id, now_us
+from .hashing import new_ts_id
 from .models import Event, Provenance, ScopeFilter, Value, ts_to_iso
 from .tables import Row, json_encoder
 from .validate import MAX_NAME_CHARS, check_kind, check_limit, check_metrics, check_name
@@ -26,6 +26,7 @@ if TYPE_CHECKING:
 Key = tuple[int, str]
 RowFilter = Callable[[Row], bool]
 _NOTHING = (0, "")
+_NO_ORIGIN = Provenance()
 
 
 class HotWindow:
@@ -98,6 +99,8 @@ class EventLog:
         self.hot = HotWindow(hot_limit)
         self._seen_parts: set[str] = set()
         self._absent_names: set[str] = set()
+        # the last origin seen by `_record`, its non-null fields and their spool-line JSON
+        self._origin, self._origin_fields, self._origin_json = _NO_ORIGIN, dict[str, str](), ""
         self._absent_topics: set[str] = set()
         self._fill()
 
@@ -167,7 +170,7 @@ class EventLog:
         metrics: Mapping[str, Any] | None = None,
         inputs: Sequence[Value | Mapping[str, Any]] | None = None,
         outputs: Sequence[Value | Mapping[str, Any]] | None = None,
-        origin: Provenance = Provenance(),
+        origin: Provenance = _NO_ORIGIN,
     ) -> Event:
         """Append one event; ``data`` is stored as JSON text (a ``str`` as it is).
 
@@ -206,29 +209,41 @@ class EventLog:
         metrics_ = (check_metrics(metrics) or None) if metrics is not None else None
         ins = _check_values(inputs, "inputs") if inputs is not None else []
         outs = _check_values(outputs, "outputs") if outputs is not None else []
-        ts = now_us()
-        eid = new_id(ts)
+        ts, eid = new_ts_id()
         # NOTE: the spool line is written here, not by the table's generic row encoder: every
         # optional column is a string or absent (readers take a missing key as null), the id is a
         # ULID and ts/severity are ints, so one f-string and an escape per string does it
         # (2.5 us -> 1.0 us of this method's 15 us budget, DESIGN.md section 7).
         row: Row = {"event_id": eid, "ts": ts, "kind": kind, "severity": severity, "version": 1}
         line = f'{{"event_id":"{eid}","ts":{ts},"kind":{_str(kind)},"severity":{severity},"version":1'
-        for key, value in (
-            ("run_id", origin.run_id),
-            ("graph_id", origin.graph_id),
-            ("node_id", origin.node_id),
-            ("text", text),
-            ("topic", topic),
-            ("stage", stage),
-            ("inputs", _values_text(ins, "inputs") if ins else None),
-            ("outputs", _values_text(outs, "outputs") if outs else None),
-            ("metrics", _encode_ascii(metrics_) if metrics_ else None),
-            ("tags", _encode_ascii(tag_list) if tag_list else None),
-        ):
-            if value is not None:
-                row[key] = value
-                line += f',"{key}":{_str(value)}'
+        if origin is not _NO_ORIGIN:
+            if origin is not self._origin:  # the facade passes the same Provenance until a cell or run changes
+                fields = {"run_id": origin.run_id, "graph_id": origin.graph_id, "node_id": origin.node_id}
+                self._origin_fields = {k: v for k, v in fields.items() if v is not None}
+                self._origin, self._origin_json = origin, _optional_json(fields)
+            row.update(self._origin_fields)
+            line += self._origin_json
+        if text is not None:
+            row["text"] = text
+            line += f',"text":{_str(text)}'
+        if topic is not None:
+            row["topic"] = topic
+            line += f',"topic":{_str(topic)}'
+        if ins:
+            row["inputs"] = v = _values_text(ins, "inputs")
+            line += f',"inputs":{_str(v)}'
+        if outs:
+            row["outputs"] = v = _values_text(outs, "outputs")
+            line += f',"outputs":{_str(v)}'
+        if metrics_:
+            row["metrics"] = v = _encode_ascii(metrics_)
+            line += f',"metrics":{_str(v)}'
+        if tag_list:
+            row["tags"] = v = _encode_ascii(tag_list)
+            line += f',"tags":{_str(v)}'
+        if stage is not None:
+            row["stage"] = stage
+            line += f',"stage":{_str(stage)}'
         ev = Event(
             eid, ts_to_iso(ts), kind, topic, ins or None, outs or None, metrics_, text, 1,
             origin.run_id, origin.graph_id, origin.node_id, tag_list or None, severity, stage,
@@ -250,7 +265,7 @@ class EventLog:
         metrics: Mapping[str, Any] | None = None,
         message: str | None = None,
         severity: int = 2,
-        origin: Provenance = Provenance(),
+        origin: Provenance = _NO_ORIGIN,
     ) -> Event:
         """Record what a tool (a step, a function) took and produced: ``kind="tool_result"``, ``topic=tool``."""
         check_tool(tool, message)
@@ -433,6 +448,11 @@ def _dumps(obj: Any, what: str) -> str:
         ) from None
 
 
+def _optional_json(fields: Mapping[str, str | None]) -> str:
+    """``,"key":"value"`` for each string field that is not None (a spool line's optional tail)."""
+    return "".join(f',"{k}":{_str(v)}' for k, v in fields.items() if v is not None)
+
+
 def check_tool(tool: object, message: object) -> None:
     """A tool name is a non-empty string; a message is a string or None."""
     if not isinstance(tool, str) or not tool:
@@ -476,7 +496,7 @@ def _check_tags(tags: Sequence[str] | None) -> list[str]:
 def _check_values(values: Sequence[Value | Mapping[str, Any]] | None, what: str) -> list[Value]:
     if values is None:
         return []
-    if isinstance(values, str | bytes | Mapping):
+    if values.__class__ is not list and isinstance(values, str | bytes | Mapping):
         raise InvalidInputError(
             f"{what} must be a list of {{'name', 'kind', 'value'}} dicts or Values, got {type(values).__name__}"
         )

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import pytest
 from conftest import run, run_child
 
@@ -172,3 +174,40 @@ def test_fsync_durability_writes_the_same_store(store_root):
     store.close()
     with pytest.raises(InvalidInputError, match="durability must be 'flush' or 'fsync'"):
         aeg_jupyter.Store(store_root, durability="paranoid")
+
+
+def test_every_field_survives_the_spool_line_and_parquet(store_root):
+    """`record` writes its spool line by hand (for speed): another process must read back the same
+    events from that line, and from Parquet after the flush."""
+    from aeg_jupyter.models import Provenance
+
+    log = aeg_jupyter.connect(store_root).store.memory
+    odd = 'quote " backslash \\ newline \n tab \t é \u2028 😀 </script>'
+    origin = Provenance("run-" + odd, "nb.ipynb", "In[3]")
+    made = [
+        log.record("plain", None),
+        log.record("msg", odd, topic=odd, tags=[odd, "b"], severity=4, stage=odd, origin=origin),
+        log.record("json", {"k": [1, 2.5, None, True, odd]}, metrics={"loss": 0.25, "n": 3}),
+        log.record_tool_result(
+            odd,
+            inputs=[{"name": "x", "value": {"nested": [odd]}}, Value("y", "number", -0.0)],
+            outputs=[
+                {"name": odd, "kind": "number", "value": 1e300},
+                {"name": "inf", "kind": "number", "value": float("inf")},
+                {"name": "big", "kind": "int", "value": 10**30},
+                {"name": "flag", "kind": "bool", "value": False},
+                {"name": "none", "kind": "json", "value": None},
+            ],
+            message=odd,
+            origin=Provenance(None, "g", None),
+        ),
+    ]
+    expected = repr([dataclasses.asdict(e) for e in made])
+    child = """
+        import dataclasses, sys, aeg_jupyter
+        log = aeg_jupyter.connect(sys.argv[1]).store.memory
+        print(repr([dataclasses.asdict(e) for e in log.recent(limit=10)]))
+    """
+    assert run_child(child, store_root).stdout.strip() == expected  # from the spool
+    assert log.table.flush() == 4
+    assert run_child(child, store_root).stdout.strip() == expected  # from Parquet
