@@ -28,7 +28,7 @@ from .errors import AmbiguousIdError, CorruptionError, InvalidInputError, NotFou
 from .hashing import is_hex_digest, new_ts_id
 from .layout import safe_file_name
 from .models import DIR_MIME, URI_PREFIX, Artifact, Provenance, ScopeFilter, ts_to_datetime
-from .tables import Row
+from .tables import Row, json_encoder
 from .validate import check_kind, check_labels, check_limit, check_metrics, parse_duration
 
 if TYPE_CHECKING:
@@ -39,6 +39,8 @@ ArtifactRef = Artifact | str
 MANIFEST_FORMAT = 1
 GC_GRACE_SECONDS = 120.0  # unreferenced blobs younger than this may belong to a save in flight
 _MISSING = object()
+_encode = json_encoder()  # json.dumps(obj, ensure_ascii=False), without its per-call set-up
+_encode_ascii = json_encoder(ascii=True)  # json.dumps(obj)
 
 
 class ArtifactList(list[Artifact]):
@@ -73,13 +75,18 @@ class GcReport:
 
 @dataclass(slots=True)
 class VerifyReport:
-    """What ``verify`` found: blobs checked, corrupt blobs, and artifacts whose blob is missing."""
+    """What ``verify`` found: blobs checked, corrupt blobs, and artifacts whose blob is missing.
+
+    ``partial`` lists damaged blobs that no artifact refers to (the leftovers of a save that was
+    interrupted, or is still writing): they do not make the report fail, and ``gc`` frees them.
+    """
 
     checked: int = 0
     corrupt: list[str] = field(default_factory=list)
     missing: list[tuple[str, str]] = field(default_factory=list)
     bad_parts: list[str] = field(default_factory=list)
     moved_aside: list[str] = field(default_factory=list)
+    partial: list[str] = field(default_factory=list)  # unreferenced, incomplete: left to `gc`
 
     @property
     def ok(self) -> bool:
@@ -87,7 +94,10 @@ class VerifyReport:
 
     def __str__(self) -> str:
         if self.ok:
-            return f"verify: {self.checked} blobs checked, all intact"
+            text = f"verify: {self.checked} blobs checked, all intact"
+            if self.partial:
+                text += f" ({len(self.partial)} unreferenced partial blobs of interrupted saves, for gc)"
+            return text
         text = (
             f"verify: {self.checked} blobs checked, {len(self.corrupt)} corrupt, "
             f"{len(self.missing)} artifacts missing their blob, {len(self.bad_parts)} unreadable Parquet parts"
@@ -259,8 +269,8 @@ class ArtifactIndex:
             "graph_id": origin.graph_id,
             "node_id": origin.node_id,
             "pinned": bool(pin),
-            "labels": json.dumps(labels, ensure_ascii=False) if labels else "{}",
-            "metrics": json.dumps(metrics) if metrics else "{}",
+            "labels": _encode(labels) if labels else "{}",
+            "metrics": _encode_ascii(metrics) if metrics else "{}",
             "preview_uri": None,
         }
         with self.store.lock:
@@ -414,9 +424,7 @@ class ArtifactIndex:
     def save_json(self, obj: Any, *, kind: str = "json", name: str | None = None, **kw: Any) -> Artifact:
         """Store a JSON-encodable object (as UTF-8 JSON text)."""
         try:
-            text = json.dumps(
-                obj, ensure_ascii=False
-            )  # NOTE: no indent: the C encoder (indent forces the pure-Python one)
+            text = _encode(obj)  # NOTE: no indent: the C encoder (indent forces the pure-Python one)
         except (TypeError, ValueError) as exc:
             raise InvalidInputError(
                 f"save_json cannot encode this object: {exc}; convert it to dict/list/str/number first"
@@ -871,11 +879,14 @@ class ArtifactIndex:
         self.sync()
         report = VerifyReport()
         present = set()
+        refs = self._referenced(list(self._by_id.values()))
         for digest, _size, _mtime in self.blobs.iter_blobs():
             report.checked += 1
             present.add(digest)
             if not self.blobs.check(digest):
-                report.corrupt.append(digest)
+                # A damaged blob no artifact refers to is what an interrupted (or still running)
+                # save leaves: no data depends on it, and `gc` frees it after its grace period.
+                (report.corrupt if digest in refs else report.partial).append(digest)
         for a in self._by_id.values():
             if a.blob_id not in present:
                 report.missing.append((a.artifact_id, a.blob_id))

@@ -7,6 +7,7 @@ milliseconds then 80 random bits, monotonic within a process) so they sort by cr
 from __future__ import annotations
 
 import os
+import re
 import threading
 import time
 
@@ -25,6 +26,7 @@ _last_us = 0
 _time_cache: tuple[int, str] = (-1, "")
 _rand_cache: tuple[int, str] = (-1, "")
 _RAND_MASK = (1 << 80) - 1
+_HEX_DIGEST = re.compile(f"[0-9a-f]{{{HEX_LEN}}}")
 
 
 def hasher(*, threads: bool = False) -> blake3.blake3:
@@ -49,7 +51,7 @@ def hash_bytes(data: bytes | memoryview) -> str:
 
 def is_hex_digest(text: str) -> bool:
     """True when ``text`` is a full lowercase 64-hex digest (safe to use as a file name)."""
-    return len(text) == HEX_LEN and all(c in "0123456789abcdef" for c in text)
+    return _HEX_DIGEST.fullmatch(text) is not None
 
 
 def now_us() -> int:

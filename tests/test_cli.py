@@ -10,7 +10,7 @@ import tomllib
 from typing import Any
 
 import pytest
-from conftest import REPO
+from conftest import REPO, run_child
 
 import aeg_jupyter
 from aeg_jupyter.cli import main, split_globals
@@ -224,3 +224,23 @@ def test_console_script_is_declared_and_runs(filled: dict[str, Any]) -> None:
         capture_output=True, text=True, env=env, timeout=60,
     )  # fmt: skip
     assert bad.returncode == 2 and bad.stderr.startswith("aeg best: the following arguments are required")
+
+
+def test_the_readme_demo_runs_and_recalls_what_it_saved(tmp_path: Any) -> None:
+    """`python -m aeg_jupyter.demo` (the README's first command) in a new process."""
+    root = str(tmp_path / "demo-store")
+    proc = run_child("import sys; from aeg_jupyter.demo import main; main(['--store', sys.argv[1]])", root)
+    out = proc.stdout
+    assert f"store: {root}" in out and "artifacts: 30" in out
+    assert "Leaderboard: top 5 checkpoints by val_acc" in out and "metric.val_acc" in out
+    best = re.search(r"best: (\S+)\s+val_acc=([0-9.]+)\s+-> (\S+)", out)
+    assert best and os.path.isfile(best.group(3))
+    store = aeg_jupyter.Store(root)  # what it printed is what the store holds
+    try:
+        top = store.artifacts.best(kind="checkpoint", metric="val_acc")
+        assert top is not None and top.artifact_id == best.group(1)
+        assert top.metrics["val_acc"] == float(best.group(2))
+        assert store.memory.last_by_name("val_acc") is not None
+        assert len(store.memory.recent(kinds=["train_log"], limit=100)) == 30
+    finally:
+        store.close()

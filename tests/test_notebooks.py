@@ -30,6 +30,9 @@ def test_notebook_runs_clean(path, tmp_path, kernel_name, monkeypatch):
     work.mkdir()
     shutil.copy(path, work)
     monkeypatch.delenv("AEG_STORE", raising=False)
+    scratch = tmp_path / "scratch"  # the notebooks' temporary stores land here, not in the system's /tmp
+    scratch.mkdir()
+    monkeypatch.setenv("TMPDIR", str(scratch))
     client = NotebookClient(nb, timeout=180, kernel_name=kernel_name, resources={"metadata": {"path": str(work)}})
     client.execute()
     errors = [o for c in nb.cells for o in c.get("outputs", []) if o.output_type == "error"]
@@ -39,6 +42,7 @@ def test_notebook_runs_clean(path, tmp_path, kernel_name, monkeypatch):
     )
     assert "context` is ready" in text  # %load_ext ran and bound `context`
     assert not os.path.exists(work / ".aeg")  # notebooks use a temporary store
+    assert os.listdir(scratch)
     name = os.path.basename(path)
     if name == "03_memory.ipynb":
         assert "second kernel sees val_acc = 0.912" in text

@@ -93,3 +93,23 @@ def test_a_half_written_last_line_is_not_read_until_complete(store_root):
     rows2, offset2 = store.event_table.read_spool(spool)
     assert len(rows2) == len(rows) == 1 and offset2 == offset
     store.close()
+
+
+@pytest.mark.parametrize("size", [100, 3 << 20])  # written in place / through a temp file
+def test_a_short_blob_left_by_a_killed_writer_is_rewritten_not_trusted(store_root, size):
+    """A new small blob is created under its final name; a writer killed half-way leaves a short
+    file there. Saving those bytes again must rewrite it, never count it as stored."""
+    from aeg_jupyter.hashing import hash_bytes
+
+    data = os.urandom(size)
+    store = aeg_jupyter.Store(store_root)
+    path = store.blobs.path(hash_bytes(data))
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    with open(path, "wb") as f:
+        f.write(data[: size // 3])  # what the killed writer got to write
+    os.chmod(path, 0o444)
+    art = store.artifacts.save_bytes(data, kind="raw")
+    assert store.artifacts.load_bytes(art.artifact_id, verify=True) == data
+    assert os.stat(path).st_mode & 0o222 == 0  # blobs stay read-only
+    assert store.artifacts.verify().corrupt == []
+    store.close()
