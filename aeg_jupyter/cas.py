@@ -54,6 +54,15 @@ def _create_read_only(path: str) -> int:
         return os.open(path, flags, READ_ONLY)
 
 
+def _unlink_if_ours(path: str, fd: int) -> None:
+    """Remove the short file we were writing, unless another writer has since replaced it."""
+    try:
+        if os.stat(path).st_ino == os.fstat(fd).st_ino:
+            os.unlink(path)
+    except OSError:
+        pass
+
+
 def _write_all(fd: int, data: bytes | bytearray | memoryview) -> None:
     view = memoryview(data)
     while view:
@@ -154,10 +163,10 @@ class BlobStore:
                 try:
                     _write_all(fd, data)
                 except OSError as exc:
-                    _silent_unlink(final)
+                    _unlink_if_ours(final, fd)
                     raise _write_error(exc, "a blob") from exc
                 except BaseException:
-                    _silent_unlink(final)
+                    _unlink_if_ours(final, fd)
                     raise
                 finally:
                     os.close(fd)
