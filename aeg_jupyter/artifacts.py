@@ -18,6 +18,7 @@ import shutil
 import stat
 import time
 import uuid
+import warnings
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
@@ -28,11 +29,12 @@ from .errors import AmbiguousIdError, CorruptionError, InvalidInputError, NotFou
 from .hashing import is_hex_digest, new_ts_id
 from .layout import safe_file_name
 from .models import DIR_MIME, URI_PREFIX, Artifact, Provenance, ScopeFilter, ts_to_datetime
-from .tables import Row, json_encoder
+from .tables import Row, StoreWarning, column_micros, json_decoder, json_encoder
 from .validate import check_kind, check_labels, check_limit, check_metrics, parse_duration
 
 if TYPE_CHECKING:
     from .store import Store
+    from .tables import Part
 
 Mode = Literal["max", "min"]
 ArtifactRef = Artifact | str
@@ -41,6 +43,7 @@ GC_GRACE_SECONDS = 120.0  # unreferenced blobs younger than this may belong to a
 _MISSING = object()
 _encode = json_encoder()  # json.dumps(obj, ensure_ascii=False), without its per-call set-up
 _encode_ascii = json_encoder(ascii=True)  # json.dumps(obj)
+_decode = json_decoder()  # json.loads(text), for the store's own JSON columns
 
 
 class ArtifactList(list[Artifact]):
@@ -128,6 +131,7 @@ class ArtifactIndex:
         self._deleted: dict[str, Artifact] = {}
         self._seen_parts: set[str] = set()
         self._manifests: dict[str, list[dict[str, Any]]] = {}
+        self._id_index: IdIndex | None = None  # built by the first `get` of a partial id
         self._load()
 
     # -- catalog -----------------------------------------------------------------------------
@@ -138,27 +142,58 @@ class ArtifactIndex:
         gc.disable()
         try:
             # Spools first, then parts: a spool flushed meanwhile is then found as a part.
-            arts, _ = self.table.tail_others()
+            rows, _ = self.table.tail_others()
             ops, _ = self.ops.tail_others()
-            for table, sink in ((self.table, arts), (self.ops, ops)):
-                for part in table.list_parts():
-                    self._seen_parts.add(part.path)
-                    sink.extend(table.read_part(part) or [])
+            arts = [_row_to_artifact(r) for r in rows]
+            for part in self.table.list_parts():
+                self._seen_parts.add(part.path)
+                arts.extend(self._read_artifacts(part))
+            for part in self.ops.list_parts():
+                self._seen_parts.add(part.path)
+                ops.extend(self.ops.read_part(part) or [])
             self._apply(arts, ops)
         finally:
             if gc_was_on:
                 gc.enable()
 
-    def _apply(self, arts: list[Row], ops: list[Row]) -> None:
+    def _read_artifacts(self, part: Part) -> list[Artifact]:
+        """The artifacts of one Parquet part, built column by column.
+
+        NOTE: this is most of the time of opening a big store: whole columns to Python lists,
+        the JSON columns decoded as one array each, and one constructor call per row (100k
+        artifacts: 1.2 s as row dicts -> ~0.5 s).
+        """
+        table = self.table.read_part_table(part)
+        if table is None or table.num_rows == 0:
+            return []
+        n, names = table.num_rows, set(table.column_names)
+
+        def col(name: str) -> list[Any]:
+            return table.column(name).to_pylist() if name in names else [None] * n
+
+        micros = column_micros(table, "created_at")
+        return list(
+            map(
+                Artifact,
+                col("artifact_id"), col("uri"), [part.kind] * n,
+                _decode_objects(col("labels"), part.path), _decode_objects(col("metrics"), part.path),
+                col("preview_uri"), [bool(p) for p in col("pinned")], [ts_to_datetime(t) for t in micros],
+                [s or 0 for s in col("size")], col("name"), col("mime"),
+                col("run_id"), col("graph_id"), col("node_id"),
+            )
+        )  # fmt: skip
+
+    def _apply(self, arts: list[Artifact], ops: list[Row]) -> None:
         for op in ops:
             prev = self._op_state.get(op["artifact_id"])
             key = (op["ts"], op["op_id"], op["kind"])
             if prev is None or key[:2] > prev[:2]:
                 self._op_state[op["artifact_id"]] = key
-        arts.sort(key=lambda r: (r["created_at"], r["artifact_id"]))
-        for row in arts:
-            if row["artifact_id"] not in self._by_id and row["artifact_id"] not in self._deleted:
-                self._insert(_row_to_artifact(row))
+        arts.sort(key=_order)
+        by_id, deleted = self._by_id, self._deleted
+        for art in arts:
+            if art.artifact_id not in by_id and art.artifact_id not in deleted:
+                self._insert(art)
         for op in ops:
             self._refold(op["artifact_id"])
 
@@ -170,11 +205,12 @@ class ArtifactIndex:
                 return
             art = replace(art, pinned=state[2] == "pin")
         self._by_id[art.artifact_id] = art
-        order = _order(art)
-        for lst in [self._by_kind.setdefault(art.kind, [])] + [
-            self._postings.setdefault(key, []) for key in _posting_keys(art)
-        ]:
-            if not lst or _order(lst[-1]) < order:
+        if self._id_index is not None:
+            self._id_index.add(art.artifact_id)
+        order = (art.created_at, art.artifact_id)
+        postings = self._postings
+        for lst in (self._by_kind.setdefault(art.kind, []), *(postings.setdefault(k, []) for k in _posting_keys(art))):
+            if not lst or (lst[-1].created_at, lst[-1].artifact_id) < order:  # the usual case: newest
                 lst.append(art)
             else:
                 bisect.insort(lst, art, key=_order)
@@ -188,6 +224,8 @@ class ArtifactIndex:
 
     def _remove(self, art: Artifact) -> None:
         del self._by_id[art.artifact_id]
+        if self._id_index is not None:
+            self._id_index.discard(art.artifact_id)
         order = _order(art)
         lst = self._by_kind[art.kind]
         del lst[bisect.bisect_left(lst, order, key=_order)]
@@ -213,14 +251,18 @@ class ArtifactIndex:
     def sync(self) -> None:
         """Bring the catalog up to date with other processes (new spool bytes, new parts)."""
         with self.store.lock:
-            arts, rotated_a = self.table.tail_others()
+            rows, rotated_a = self.table.tail_others()
             ops, rotated_o = self.ops.tail_others()
+            arts = [_row_to_artifact(r) for r in rows]
             if rotated_a or rotated_o:
-                for table, sink in ((self.table, arts), (self.ops, ops)):
-                    for part in table.list_parts():
-                        if part.path not in self._seen_parts:
-                            self._seen_parts.add(part.path)
-                            sink.extend(table.read_part(part) or [])
+                for part in self.table.list_parts():
+                    if part.path not in self._seen_parts:
+                        self._seen_parts.add(part.path)
+                        arts.extend(self._read_artifacts(part))
+                for part in self.ops.list_parts():
+                    if part.path not in self._seen_parts:
+                        self._seen_parts.add(part.path)
+                        ops.extend(self.ops.read_part(part) or [])
             if arts or ops:
                 self._apply(arts, ops)
 
@@ -490,9 +532,11 @@ class ArtifactIndex:
         if art is not None:
             return art
         key = ref.upper()
-        hits = [a for aid, a in self._by_id.items() if aid.startswith(key)]
-        if not hits and len(key) >= 6:
-            hits = [a for aid, a in self._by_id.items() if aid.endswith(key)]
+        if self._id_index is None:
+            self._id_index = IdIndex(self._by_id)
+        hits = [self._by_id[aid] for aid in self._id_index.with_prefix(key)]
+        if not hits and len(key) >= IdIndex.TAIL:
+            hits = [self._by_id[aid] for aid in self._id_index.with_suffix(key)]
         if len(hits) == 1:
             return hits[0]
         if not hits:
@@ -908,6 +952,45 @@ class ArtifactIndex:
         return report
 
 
+class IdIndex:
+    """Artifact ids by prefix (a sorted list) and by suffix (their last ``TAIL`` characters), so
+    ``get`` of a short id is a lookup, not a scan of every id (100k artifacts: 20 ms -> ~10 us)."""
+
+    TAIL = 6  # the shortest suffix `get` accepts
+
+    def __init__(self, ids: Iterable[str]) -> None:
+        self._sorted = sorted(ids)
+        self._tails: dict[str, list[str]] = {}
+        for aid in self._sorted:
+            self._tails.setdefault(aid[-self.TAIL :], []).append(aid)
+
+    def add(self, aid: str) -> None:
+        if not self._sorted or aid > self._sorted[-1]:
+            self._sorted.append(aid)
+        else:
+            bisect.insort(self._sorted, aid)
+        self._tails.setdefault(aid[-self.TAIL :], []).append(aid)
+
+    def discard(self, aid: str) -> None:
+        i = bisect.bisect_left(self._sorted, aid)
+        if i < len(self._sorted) and self._sorted[i] == aid:
+            del self._sorted[i]
+        same = self._tails.get(aid[-self.TAIL :], [])
+        if aid in same:
+            same.remove(aid)
+
+    def with_prefix(self, prefix: str) -> list[str]:
+        i = bisect.bisect_left(self._sorted, prefix)
+        out = []
+        while i < len(self._sorted) and self._sorted[i].startswith(prefix):
+            out.append(self._sorted[i])
+            i += 1
+        return out
+
+    def with_suffix(self, suffix: str) -> list[str]:
+        return [aid for aid in self._tails.get(suffix[-self.TAIL :], []) if aid.endswith(suffix)]
+
+
 class ArtifactWriter:
     """File-like writer for a new artifact; ``commit()`` makes it visible, ``abort()`` drops it."""
 
@@ -970,7 +1053,11 @@ def _label_keys(kind: str, items: Iterable[tuple[str, Any]]) -> list[tuple[Any, 
     """Posting keys of labels: a bool is its own value (True is not 1); 1 and 1.0 share a key."""
     keys = []
     for k, v in items:
-        key = (kind, k, isinstance(v, bool), v)
+        cls = v.__class__
+        if cls is str or cls is int or cls is float:  # the usual label values, hashable
+            keys.append((kind, k, False, v))
+            continue
+        key = (kind, k, cls is bool, v)
         try:
             hash(key)
         except TypeError:  # an unhashable value (a foreign writer's row) can match no query
@@ -1026,13 +1113,37 @@ def _labels_match(labels: Mapping[str, Any], items: list[tuple[str, Any]]) -> bo
     return True
 
 
+def _decode_objects(texts: list[str | None], where: str) -> list[dict[str, Any]]:
+    """JSON-object column -> dicts (one parse of the whole column; a damaged cell becomes ``{}``)."""
+    try:
+        out = _decode("[" + ",".join(t or "{}" for t in texts) + "]")
+        if len(out) == len(texts) and all(type(d) is dict for d in out):
+            return out
+    except ValueError:
+        pass
+    return [_decode_object(t, where) for t in texts]
+
+
+def _decode_object(text: str | None, where: str) -> dict[str, Any]:
+    if not text:
+        return {}
+    try:
+        obj = _decode(text)
+    except ValueError:
+        obj = None
+    if type(obj) is not dict:
+        warnings.warn(f"a damaged labels/metrics cell in {where} reads as {{}}", StoreWarning, stacklevel=4)
+        return {}
+    return obj
+
+
 def _row_to_artifact(row: Row) -> Artifact:
     return Artifact(
         artifact_id=row["artifact_id"],
         uri=row["uri"],
         kind=row["kind"],
-        labels=json.loads(row["labels"]) if row.get("labels") else {},
-        metrics=json.loads(row["metrics"]) if row.get("metrics") else {},
+        labels=_decode_object(row.get("labels"), "a spool"),
+        metrics=_decode_object(row.get("metrics"), "a spool"),
         preview_uri=row.get("preview_uri"),
         pinned=bool(row.get("pinned")),
         created_at=ts_to_datetime(row["created_at"]),

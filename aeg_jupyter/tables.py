@@ -106,6 +106,39 @@ def json_encoder(*, compact: bool = False, ascii: bool = False) -> Callable[[Any
 
 
 _encode_value = json_encoder(compact=True)
+
+
+def _as_micros(col: pa.ChunkedArray) -> pa.ChunkedArray:
+    """A timestamp[us] column as its int64 microseconds: a view, not a cast (no pyarrow.compute
+    import, ~50 ms of a cold open)."""
+    return pa.chunked_array([c.view(pa.int64()) for c in col.chunks], type=pa.int64())
+
+
+def column_micros(table: pa.Table, name: str) -> list[int]:
+    """A timestamp[us] column of ``table`` as Python ints (microseconds since the epoch)."""
+    return _as_micros(table.column(name)).to_pylist()  # type: ignore[no-any-return]
+
+
+def json_decoder() -> Callable[[str], Any]:
+    """``json.loads`` for text the store wrote, ~2x faster on small documents.
+
+    It calls json's C scanner directly, skipping the two whitespace regex matches and Python
+    frames around it (opening 100k artifacts decodes 200k small objects); anything the scanner
+    does not consume whole (whitespace, garbage) goes through ``json.loads`` itself.
+    """
+    scan = json.scanner.make_scanner(json.JSONDecoder())  # type: ignore[no-untyped-call]
+    loads = json.loads
+
+    def decode(text: str) -> Any:
+        try:
+            obj, end = scan(text, 0)
+        except StopIteration:
+            return loads(text)  # raises json's own error
+        return obj if end == len(text) else loads(text)
+
+    return decode
+
+
 _encode_str = json.encoder.encode_basestring  # the C function json uses for ensure_ascii=False
 
 
@@ -357,18 +390,22 @@ class Table:
 
         A part that cannot be decoded is skipped with a warning naming the file.
         """
+        table = self.read_part_table(part, row_groups=row_groups)
+        return None if table is None else self.arrow_to_rows(table, part.kind)
+
+    def read_part_table(self, part: Part, *, row_groups: list[int] | None = None) -> pa.Table | None:
+        """One part as Arrow (``None`` if it vanished; an empty table, with a warning, if unreadable)."""
         try:
             with self.fs.open_input_file(part.path) as f:
                 pf = pq.ParquetFile(f)
-                table = pf.read_row_groups(row_groups) if row_groups is not None else pf.read()
+                return pf.read_row_groups(row_groups) if row_groups is not None else pf.read()
         except FileNotFoundError:
             return None
         except (OSError, pa.ArrowException) as exc:
             if self.fs.get_file_info(part.path).type != pafs.FileType.File:
                 return None
-            warnings.warn(f"skipping unreadable Parquet part {part.path}: {exc}", StoreWarning, stacklevel=2)
-            return []
-        return self.arrow_to_rows(table, part.kind)
+            warnings.warn(f"skipping unreadable Parquet part {part.path}: {exc}", StoreWarning, stacklevel=3)
+            return self.spec.schema.empty_table()
 
     def arrow_to_rows(self, table: pa.Table, kind: str) -> list[Row]:
         """Arrow table of a part -> rows as the spool holds them (timestamps as int microseconds)."""
@@ -377,9 +414,7 @@ class Table:
             idx = table.column_names.index(ts)
             # view, not cast: the same int64 microseconds without importing pyarrow.compute
             # (~50 ms of a cold open)
-            col = table.column(ts)
-            ints = pa.chunked_array([c.view(pa.int64()) for c in col.chunks], type=pa.int64())
-            table = table.set_column(idx, ts, ints)
+            table = table.set_column(idx, ts, _as_micros(table.column(ts)))
         rows = table.to_pylist()
         for r in rows:
             r["kind"] = kind

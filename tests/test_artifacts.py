@@ -137,6 +137,14 @@ def test_get_by_prefix_short_id_and_ambiguity(context):
         run(arts.get("../../etc/passwd"))
     with pytest.raises(InvalidInputError, match="not a valid content address"):
         run(arts.as_local_file("cas://blake3/../../x"))
+    # the id index built by the lookups above follows later saves and deletes
+    later = run(arts.save_text("later"))
+    assert run(arts.get(later.short_id)) == later and run(arts.get(later.artifact_id[-6:])) == later
+    assert run(arts.get(later.artifact_id[:-3])) == later
+    context.store.artifacts.delete(saved[1].artifact_id)
+    with pytest.raises(NotFoundError):
+        run(arts.get(saved[1].short_id))
+    assert run(arts.get(saved[2].short_id)) == saved[2]
 
 
 def test_search_labels_metric_rank_and_limit(context):
