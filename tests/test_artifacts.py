@@ -189,14 +189,22 @@ def test_best_ties_nan_filters_and_empty(context):
     assert a.artifact_id != c.artifact_id
 
 
-def test_nan_stored_by_another_writer_never_wins(context):
-    """Metrics are validated finite on save; a NaN that reached the table anyway is ignored."""
+@pytest.mark.parametrize("ranking_min", [1, 10**9])  # the ranking walk / scoring the pool
+def test_nan_or_junk_stored_by_another_writer_never_wins(context, monkeypatch, ranking_min):
+    """Metrics are validated finite on save; a NaN or a string that reached the table anyway is ignored."""
+    monkeypatch.setattr("aeg_jupyter.artifacts.RANKING_MIN", ranking_min)
     idx = context.store.artifacts
     good = idx.save_text("x", kind="ckpt", metrics={"m": 1.0})
     bad = idx.save_text("y", kind="ckpt", metrics={"m": 0.0})
     object.__setattr__(bad, "metrics", {"m": math.nan})
     assert idx.best(kind="ckpt", metric="m") == good
     assert idx.best(kind="ckpt", metric="m", mode="min") == good
+    assert idx.search(kind="ckpt", metric="m", limit=5) == [good]
+    if ranking_min == 1:  # a string where a number belongs: skipped by the ranking
+        junk = idx.save_text("z", kind="ckpt", metrics={"m": 2.0})
+        object.__setattr__(junk, "metrics", {"m": "high"})
+        idx._rankings.clear()
+        assert idx.best(kind="ckpt", metric="m") == good
 
 
 def test_scopes_run_graph_node_all(store_root):
@@ -348,3 +356,50 @@ def test_reopen_sees_everything_and_artifact_repr_escapes(store_root):
     html = got._repr_html_()
     assert "<img" not in html and "&lt;img src=x onerror=alert(1)&gt;" in html
     ctx2.close()
+
+
+@pytest.mark.parametrize("ranking_min", [1, 10**9])  # the ranking walk / scoring the pool
+def test_ranked_search_and_best_match_a_brute_force_ranking(context, monkeypatch, ranking_min):
+    """Ranked queries answer from a cached per-(kind, metric) ranking kept up to date by saves;
+    whichever path answers, the result is the brute-force one: best first, ties to the newest,
+    NaN and missing metrics left out, deletes and pins seen."""
+    import random
+
+    from aeg_jupyter import artifacts as A
+
+    monkeypatch.setattr(A, "RANKING_MIN", ranking_min)
+    monkeypatch.setattr(A.Ranking, "FOLD", 7)  # fold new saves into the sorted list often
+    idx = context.store.artifacts
+    rng = random.Random(5)
+
+    def save(i: int) -> None:
+        metrics = {"acc": rng.choice([0.1, 0.5, 0.5, 0.9, rng.random()])} if i % 9 else {}
+        idx.save_json({"i": i}, kind="ckpt", labels={"exp": rng.choice("ABC")}, metrics=metrics)
+
+    def brute(mode: str, labels: dict[str, str] | None, limit: int) -> list[str]:
+        pool = [a for a in idx.list(kind="ckpt") if not labels or a.labels.get("exp") == labels["exp"]]
+        scored = [a for a in pool if "acc" in a.metrics and not math.isnan(a.metrics["acc"])]
+        sign = 1 if mode == "max" else -1
+        scored.sort(key=lambda a: (sign * a.metrics["acc"], a.created_at, a.artifact_id), reverse=True)
+        return [a.artifact_id for a in scored[:limit]]
+
+    def check() -> None:
+        for mode in ("max", "min"):
+            for labels in (None, {"exp": "B"}):
+                for limit in (1, 5, 1000):
+                    got = idx.search(kind="ckpt", labels=labels, metric="acc", mode=mode, limit=limit)
+                    assert [a.artifact_id for a in got] == brute(mode, labels, limit), (mode, labels, limit)
+                best = idx.best(kind="ckpt", metric="acc", mode=mode, filters=labels)
+                assert [best.artifact_id] == brute(mode, labels, 1)
+
+    for i in range(60):
+        save(i)
+    check()  # builds the rankings
+    for i in range(60, 100):  # new saves reach the rankings (pending, then folded)
+        save(i)
+    check()
+    top = idx.search(kind="ckpt", metric="acc", limit=3)
+    idx.delete(top[0].artifact_id)  # a deleted artifact drops out
+    idx.pin(top[1].artifact_id)  # a pinned one is returned as pinned
+    check()
+    assert idx.search(kind="ckpt", metric="acc", limit=1)[0].pinned
