@@ -746,9 +746,11 @@ class ArtifactIndex:
                     if len(out) >= limit:
                         break
             return out
-        if limit is not None and kind is not None and self._walk_ranking(kind, pool):
-            out.extend(self._ranked(kind, metric, mode or "max", match, limit))
-            return out
+        if limit is not None and kind is not None:
+            ranked = self._ranked(kind, metric, mode or "max", match, limit, pool)
+            if ranked is not None:
+                out.extend(ranked)
+                return out
         scored = []
         for a in reversed(pool):  # newest first, so a stable sort keeps newest first on ties
             v = a.metrics.get(metric)
@@ -765,24 +767,35 @@ class ArtifactIndex:
         out.extend(a for _, a in (scored if limit is None else scored[:limit]))
         return out
 
-    def _walk_ranking(self, kind: str, pool: list[Artifact]) -> bool:
-        """Rank by walking the kind's metric ranking (best first) rather than scoring ``pool``?
-
-        Yes when the pool is most of the kind (no filter, or one most artifacts pass): the walk
-        stops at the first ``limit`` matches. A selective filter's small pool is cheaper to score.
-        """
-        return len(pool) >= RANKING_MIN and len(pool) * 4 >= len(self._by_kind.get(kind, ()))
-
     def _ranked(
-        self, kind: str, metric: str, mode: Mode, match: Callable[[Artifact], bool] | None, limit: int
-    ) -> list[Artifact]:
-        """The best ``limit`` artifacts of ``kind`` by ``metric`` that ``match``, from the ranking."""
+        self,
+        kind: str,
+        metric: str,
+        mode: Mode,
+        match: Callable[[Artifact], bool] | None,
+        limit: int,
+        pool: list[Artifact],
+    ) -> list[Artifact] | None:
+        """The best ``limit`` artifacts of ``kind`` by ``metric`` that ``match``, read off the
+        kind's ranking; ``None`` when scoring ``pool`` is the cheaper way.
+
+        Walking the ranking visits about ``limit * len(kind) / len(pool)`` artifacts (the pool is
+        the shortest posting list holding every answer); scoring the pool visits all of it. The
+        walk is tried when it should be shorter, and given up (``None``) past 8x its estimate,
+        e.g. when two labels, each common, are rarely set together.
+        """
+        size = len(self._by_kind.get(kind, ()))
+        if len(pool) < RANKING_MIN or len(pool) * len(pool) < limit * size:
+            return None
         ranking = self._rankings.get((kind, metric, mode))
         if ranking is None:
             ranking = Ranking(metric, mode, self._by_kind.get(kind, ()))
             self._rankings[(kind, metric, mode)] = ranking
+        budget = max(1000, 8 * limit * size // max(len(pool), 1))
         by_id, found = self._by_id, []
-        for aid in ranking.best_first():
+        for steps, aid in enumerate(ranking.best_first()):
+            if steps >= budget:
+                return None
             a = by_id.get(aid)  # None: deleted since it was ranked
             if a is not None and a.kind == kind and (match is None or match(a)):
                 found.append(a)
@@ -808,8 +821,8 @@ class ArtifactIndex:
         items = list(check_labels(filters).items()) if filters else []
         self.sync()
         pool = self._pool(kind, items, where)
-        if self._walk_ranking(kind, pool):
-            found = self._ranked(kind, metric, mode, _match_fn(where, items), 1)
+        found = self._ranked(kind, metric, mode, _match_fn(where, items), 1, pool)
+        if found is not None:
             return found[0] if found else None
         sign = 1.0 if mode == "max" else -1.0
         best: Artifact | None = None
@@ -997,7 +1010,7 @@ class ArtifactIndex:
         return report
 
 
-RANKING_MIN = 2048  # smaller pools are scored directly (a few hundred microseconds at most)
+RANKING_MIN = 512  # smaller pools are scored directly (~0.1 ms at most)
 
 
 class Ranking:
