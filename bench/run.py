@@ -597,7 +597,11 @@ def budgets(res: dict[str, Any]) -> list[dict[str, Any]]:
                           ("aeg_facade_save_text", "`await arts.save_text` small")):  # fmt: skip
             st = sm[key]
             fl = sm.get("fs_floor_small_file_2" if "text" in key else "fs_floor_small_file", {}).get("median_us")
-            floor = f"filesystem floor {fmt_us(fl)} (create, write, close a new file); {st['median_us'] / fl:.1f}x it" if fl else ""
+            floor = (
+                f"filesystem floor {fmt_us(fl)} (create, write, close a new file); {st['median_us'] / fl:.1f}x it"
+                if fl
+                else ""
+            )
             add(name, "median <= 150 µs", f"median {fmt_us(st['median_us'])}, p99 {fmt_us(st['p99_us'])}",
                 st["median_us"] <= 150, floor)  # fmt: skip
     return rows
