@@ -100,7 +100,7 @@ class EventLog:
         self._seen_parts: set[str] = set()
         self._absent_names: set[str] = set()
         # the last origin seen by `_record`, its non-null fields and their spool-line JSON
-        self._origin, self._origin_fields, self._origin_json = _NO_ORIGIN, dict[str, str](), ""
+        self._origin_cache: tuple[Provenance, dict[str, str], str] = (_NO_ORIGIN, {}, "")
         self._absent_topics: set[str] = set()
         self._fill()
 
@@ -217,12 +217,13 @@ class EventLog:
         row: Row = {"event_id": eid, "ts": ts, "kind": kind, "severity": severity, "version": 1}
         line = f'{{"event_id":"{eid}","ts":{ts},"kind":{_str(kind)},"severity":{severity},"version":1'
         if origin is not _NO_ORIGIN:
-            if origin is not self._origin:  # the facade passes the same Provenance until a cell or run changes
+            cached = self._origin_cache  # (one tuple, swapped whole: safe with threads)
+            if cached[0] is not origin:  # the facade passes the same Provenance until a cell or run changes
                 fields = {"run_id": origin.run_id, "graph_id": origin.graph_id, "node_id": origin.node_id}
-                self._origin_fields = {k: v for k, v in fields.items() if v is not None}
-                self._origin, self._origin_json = origin, _optional_json(fields)
-            row.update(self._origin_fields)
-            line += self._origin_json
+                cached = (origin, {k: v for k, v in fields.items() if v is not None}, _optional_json(fields))
+                self._origin_cache = cached
+            row.update(cached[1])
+            line += cached[2]
         if text is not None:
             row["text"] = text
             line += f',"text":{_str(text)}'
