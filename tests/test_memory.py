@@ -211,3 +211,33 @@ def test_every_field_survives_the_spool_line_and_parquet(store_root):
     assert run_child(child, store_root).stdout.strip() == expected  # from the spool
     assert log.table.flush() == 4
     assert run_child(child, store_root).stdout.strip() == expected  # from Parquet
+
+
+def test_threads_recording_with_different_origins_keep_their_own(store_root):
+    """`record` caches the spool-line JSON of the last origin: two threads alternating origins
+    must still stamp each event with its own (in memory and on disk)."""
+    import threading
+
+    from aeg_jupyter.models import Provenance
+
+    store = aeg_jupyter.Store(store_root)
+    log = store.memory
+
+    def work(name: str) -> None:
+        origin = Provenance(f"run-{name}", "g", name)
+        for i in range(2000):
+            log.record("t", {"who": name, "i": i}, origin=origin)
+
+    threads = [threading.Thread(target=work, args=(n,)) for n in ("a", "b")]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    events = log.recent(kinds=["t"], limit=10_000)
+    assert len(events) == 4000
+    assert all(e.run_id == f"run-{e.data['who']}" and e.node_id == e.data["who"] for e in events)
+    store.close()
+    reopened = aeg_jupyter.Store(store_root)
+    on_disk = reopened.memory.recent(kinds=["t"], limit=10_000)
+    assert len(on_disk) == 4000 and all(e.run_id == f"run-{e.data['who']}" for e in on_disk)
+    reopened.close()
