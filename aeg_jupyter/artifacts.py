@@ -793,6 +793,43 @@ class ArtifactIndex:
         out.extend(a for _, a in (scored if limit is None else scored[:limit]))
         return out
 
+    def _ranking(self, kind: str, metric: str, mode: Mode) -> Ranking:
+        ranking = self._rankings.get((kind, metric, mode))
+        if ranking is None:
+            ranking = Ranking(metric, mode, self._by_kind.get(kind, ()))
+            self._rankings[(kind, metric, mode)] = ranking
+        return ranking
+
+    def iter_ranked(
+        self,
+        *,
+        kind: str,
+        metric: str,
+        mode: Mode = "max",
+        where: ScopeFilter = ScopeFilter(),
+        labels: Mapping[str, Any] | None = None,
+    ) -> Iterator[Artifact]:
+        """``search(kind=, labels=, metric=, mode=, where=)`` one artifact at a time, best first.
+
+        For a consumer that stops early on its own rule (a leaderboard keeping the best artifact
+        per label value): a big kind is walked off its ranking instead of scored and sorted whole.
+        """
+        check_kind(kind)
+        if mode not in ("max", "min"):
+            raise InvalidInputError(f"mode must be 'max' or 'min', not {mode!r}")
+        items = list(check_labels(labels).items()) if labels else []
+        self.sync()
+        pool = self._pool(kind, items, where)
+        if len(pool) < RANKING_MIN:
+            yield from self.search(kind=kind, labels=labels, metric=metric, mode=mode, where=where)
+            return
+        match = _match_fn(where, items)
+        by_id = self._by_id
+        for aid in self._ranking(kind, metric, mode).best_first():
+            a = by_id.get(aid)
+            if a is not None and a.kind == kind and (match is None or match(a)):
+                yield a
+
     def _ranked(
         self,
         kind: str,
@@ -813,10 +850,7 @@ class ArtifactIndex:
         size = len(self._by_kind.get(kind, ()))
         if len(pool) < RANKING_MIN or len(pool) * len(pool) < limit * size:
             return None
-        ranking = self._rankings.get((kind, metric, mode))
-        if ranking is None:
-            ranking = Ranking(metric, mode, self._by_kind.get(kind, ()))
-            self._rankings[(kind, metric, mode)] = ranking
+        ranking = self._ranking(kind, metric, mode)
         budget = max(1000, 8 * limit * size // max(len(pool), 1))
         by_id, found = self._by_id, []
         for steps, aid in enumerate(ranking.best_first()):
@@ -1069,15 +1103,15 @@ class Ranking:
             return
         self._pending.append(key)
         if len(self._pending) > self.FOLD:
-            self._sorted += self._pending  # two sorted-ish runs: timsort merges them in O(n)
-            self._sorted.sort(reverse=True)
+            # new lists, not in place: a walk in progress keeps reading the ones it started on
+            # (two sorted runs: timsort merges them in O(n))
+            self._sorted = sorted(self._sorted + self._pending, reverse=True)
             self._pending = []
 
     def best_first(self) -> Iterator[str]:
         """Artifact ids, best first."""
         if self._pending:
-            self._pending.sort(reverse=True)
-            merged = heapq.merge(self._sorted, self._pending, reverse=True)
+            merged = heapq.merge(self._sorted, sorted(self._pending, reverse=True), reverse=True)
         else:
             merged = iter(self._sorted)
         return (k[2] for k in merged)

@@ -37,25 +37,14 @@ def artifacts_frame(arts: Sequence[Artifact]) -> pd.DataFrame:
     # Every column is built first and the DataFrame made in one call: adding columns one by one
     # costs ~0.1 ms each in pandas 3 (DESIGN.md section 7: a 10-row frame in <= 1 ms).
     n = len(arts)
-    text = _str_columns(
-        [
-            [a.artifact_id for a in arts], [a.kind for a in arts], [a.name for a in arts], [a.uri for a in arts],
-            [a.run_id for a in arts], [a.graph_id for a in arts], [a.node_id for a in arts],
-        ],
-        n,
-    )  # fmt: skip
+    text = _str_columns(arts, ("artifact_id", "kind", "name", "uri", "run_id", "graph_id", "node_id"))
     cols: dict[str, Any] = {
-        "artifact_id": text[0],
-        "kind": text[1],
-        "name": text[2],
-        "uri": text[3],
+        **text,
         "created_at": pd.DatetimeIndex([a.created_at for a in arts], dtype="datetime64[us, UTC]"),
-        "run_id": text[4],
-        "graph_id": text[5],
-        "node_id": text[6],
         "pinned": np.array([bool(a.pinned) for a in arts], dtype=bool),
         "size": np.array([a.size for a in arts], dtype="int64"),
     }
+    cols = {c: cols[c] for c in ARTIFACT_COLUMNS}  # the documented column order
     extra: dict[str, list[Any]] = {}
     for i, a in enumerate(arts):
         for k, v in a.labels.items():
@@ -77,23 +66,11 @@ def events_frame(events: Sequence[Event], *, newest_first: bool = True) -> pd.Da
 
     evs = list(reversed(events)) if newest_first else list(events)
     n = len(evs)
-    text = _str_columns(
-        [
-            [e.event_id for e in evs], [e.kind for e in evs], [e.topic for e in evs], [e.run_id for e in evs],
-            [e.graph_id for e in evs], [e.node_id for e in evs], [e.text for e in evs],
-        ],
-        n,
-    )  # fmt: skip
     cols: dict[str, Any] = {
-        "event_id": text[0],
+        **_str_columns(evs, ("event_id", "kind", "topic", "run_id", "graph_id", "node_id", "text")),
         "ts": pd.DatetimeIndex([datetime.fromisoformat(e.ts) for e in evs], dtype="datetime64[us, UTC]"),
-        "kind": text[1],
-        "topic": text[2],
-        "run_id": text[3],
-        "graph_id": text[4],
-        "node_id": text[5],
-        "text": text[6],
     }
+    cols = {c: cols[c] for c in EVENT_COLUMNS}  # the documented column order
     extra: dict[str, list[Any]] = {}
     for i, e in enumerate(evs):
         data = e.data
@@ -111,17 +88,18 @@ def events_frame(events: Sequence[Event], *, newest_first: bool = True) -> pd.Da
     return pd.DataFrame(cols, index=index, copy=False)  # (the columns are new: no copy, -80 us)
 
 
-def _str_columns(columns: list[list[str | None]], n: int) -> list[Any]:
-    """String columns (of ``n`` values each) as pandas arrays of the default string dtype.
+def _str_columns(items: Sequence[Any], names: Sequence[str]) -> dict[str, Any]:
+    """The string attributes ``names`` of ``items`` as pandas arrays of the default string dtype.
 
     NOTE: they are converted as one array and sliced: pandas 3 spends ~50 us converting each
     list, whatever its length, and a 10-row frame has a 1 ms budget (DESIGN.md section 7).
     """
     import pandas as pd
 
+    n = len(items)
     dtype = "str" if int(pd.__version__.split(".")[0]) >= 3 else object  # pandas 2: object columns
-    whole = pd.array([v for col in columns for v in col], dtype=dtype)
-    return [whole[i * n : (i + 1) * n] for i in range(len(columns))]
+    whole = pd.array([getattr(x, name) for name in names for x in items], dtype=dtype)
+    return {name: whole[i * n : (i + 1) * n] for i, name in enumerate(names)}
 
 
 def _objects(values: list[Any], index: Any) -> Any:

@@ -60,7 +60,7 @@ def ranked(
         return list(index.search(kind=kind, metric=metric, mode=mode, where=where, labels=labels, limit=limit))
     out: list[Artifact] = []
     seen: set[str] = set()
-    for art in index.search(kind=kind, metric=metric, mode=mode, where=where, labels=labels):
+    for art in index.iter_ranked(kind=kind, metric=metric, mode=mode, where=where, labels=labels):
         if limit is not None and len(out) >= limit:
             break
         if group_by not in art.labels:

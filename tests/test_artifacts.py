@@ -366,6 +366,7 @@ def test_ranked_search_and_best_match_a_brute_force_ranking(context, monkeypatch
     import random
 
     from aeg_jupyter import artifacts as A
+    from aeg_jupyter.leaderboard import ranked
 
     monkeypatch.setattr(A, "RANKING_MIN", ranking_min)
     monkeypatch.setattr(A.Ranking, "FOLD", 7)  # fold new saves into the sorted list often
@@ -391,6 +392,14 @@ def test_ranked_search_and_best_match_a_brute_force_ranking(context, monkeypatch
                     assert [a.artifact_id for a in got] == brute(mode, labels, limit), (mode, labels, limit)
                 best = idx.best(kind="ckpt", metric="acc", mode=mode, filters=labels)
                 assert [best.artifact_id] == brute(mode, labels, 1)
+                walked = idx.iter_ranked(kind="ckpt", metric="acc", mode=mode, labels=labels)
+                assert [a.artifact_id for a in walked] == brute(mode, labels, 10**6)
+            # a leaderboard grouped by a label walks the ranking: the best of each group, in rank order
+            grouped = ranked(idx, kind="ckpt", metric="acc", mode=mode, group_by="exp", limit=None)
+            firsts: dict[str, str] = {}
+            for aid in brute(mode, None, 10**6):
+                firsts.setdefault(idx.get(aid).labels["exp"], aid)
+            assert [a.artifact_id for a in grouped] == list(firsts.values())
 
     for i in range(60):
         save(i)
