@@ -823,12 +823,17 @@ class ArtifactIndex:
         if len(pool) < RANKING_MIN:
             yield from self.search(kind=kind, labels=labels, metric=metric, mode=mode, where=where)
             return
-        match = _match_fn(where, items)
+        yield from (a for a in self._walk(kind, metric, mode, _match_fn(where, items)) if a is not None)
+
+    def _walk(
+        self, kind: str, metric: str, mode: Mode, match: Callable[[Artifact], bool] | None
+    ) -> Iterator[Artifact | None]:
+        """The kind's ranking, best first: each artifact that matches, and None for each that
+        does not (or was deleted since it was ranked), so a caller can count its steps."""
         by_id = self._by_id
         for aid in self._ranking(kind, metric, mode).best_first():
             a = by_id.get(aid)
-            if a is not None and a.kind == kind and (match is None or match(a)):
-                yield a
+            yield a if a is not None and a.kind == kind and (match is None or match(a)) else None
 
     def _ranked(
         self,
@@ -850,14 +855,12 @@ class ArtifactIndex:
         size = len(self._by_kind.get(kind, ()))
         if len(pool) < RANKING_MIN or len(pool) * len(pool) < limit * size:
             return None
-        ranking = self._ranking(kind, metric, mode)
         budget = max(1000, 8 * limit * size // max(len(pool), 1))
-        by_id, found = self._by_id, []
-        for steps, aid in enumerate(ranking.best_first()):
+        found: list[Artifact] = []
+        for steps, a in enumerate(self._walk(kind, metric, mode, match)):
             if steps >= budget:
                 return None
-            a = by_id.get(aid)  # None: deleted since it was ranked
-            if a is not None and a.kind == kind and (match is None or match(a)):
+            if a is not None:
                 found.append(a)
                 if len(found) >= limit:
                     break
