@@ -54,28 +54,15 @@ def is_hex_digest(text: str) -> bool:
     return _HEX_DIGEST.fullmatch(text) is not None
 
 
-def now_us() -> int:
-    """Microseconds since the epoch, strictly increasing within this process.
-
-    Two calls never return the same value, so ``(ts, id)`` orders events exactly.
-    """
-    return new_ts_id()[0]
-
-
-def new_id(ts_us: int | None = None) -> str:
-    """Return a new ULID, monotonic within this process (its time part from ``ts_us`` if given).
-
-    Example:
-        >>> a, b = new_id(), new_id(); a < b and len(a) == 26
-        True
-    """
-    return new_ts_id(ts_us)[1]
-
-
 def new_ts_id(ts_us: int | None = None) -> tuple[int, str]:
-    """A strictly increasing timestamp (us) and a new monotonic ULID of the same millisecond.
+    """A timestamp in microseconds, strictly increasing within this process (so ``(ts, id)``
+    orders events exactly), and a new ULID of the same millisecond, monotonic within the process.
 
     With ``ts_us`` given, that time is used as it is (the ULID stays monotonic all the same).
+
+    Example:
+        >>> (t1, a), (t2, b) = new_ts_id(), new_ts_id(); t1 < t2 and a < b and len(a) == 26
+        True
     """
     global _last_us, _last_ms, _last_rand, _time_cache, _rand_cache
     with _lock:

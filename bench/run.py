@@ -607,6 +607,20 @@ def budgets(res: dict[str, Any]) -> list[dict[str, Any]]:
     return rows
 
 
+def _per_call_table(title: str, stats: dict[str, Any], names: dict[str, str], base_key: str) -> list[str]:
+    """A "one call" table: n, median and p99 of each measured operation, as a multiple of ``base_key``'s."""
+    base = stats[base_key]["median_us"]
+    lines = [f"\n## {title} (one call; median and p99)\n",
+             f"| operation | n | median | p99 | vs {names[base_key].removesuffix(', new bytes')} |",
+             "| --- | --- | --- | --- | --- |"]  # fmt: skip
+    for key, name in names.items():
+        st = stats.get(key)
+        if st:
+            lines.append(f"| {name} | {st['n']:,} | {fmt_us(st['median_us'])} | {fmt_us(st['p99_us'])} | "
+                         f"{st['median_us'] / base:.2f}x |")  # fmt: skip
+    return lines
+
+
 def render_markdown(res: dict[str, Any]) -> str:
     meta = res["meta"]
     L: list[str] = []
@@ -629,10 +643,6 @@ def render_markdown(res: dict[str, Any]) -> str:
                  f"{fmt_ratio(b['ratio']) if b['ratio'] else ''} | {met} |")  # fmt: skip
     lat = res.get("write_latency")
     if lat:
-        L.append("\n## Write latency (one call; median and p99)\n")
-        L.append("| operation | n | median | p99 | vs aeg `record` (core) |")
-        L.append("| --- | --- | --- | --- | --- |")
-        base = lat["aeg_record"]["median_us"]
         names = {
             "aeg_record": "aeg `record` (core)",
             "aeg_record_tool_result": "aeg `record_tool_result` (core)",
@@ -644,17 +654,9 @@ def render_markdown(res: dict[str, Any]) -> str:
             "aethergraph_record_tool_result": "AetherGraph `mem.record_tool_result`",
             "aethergraph_recent": "AetherGraph `mem.recent(limit=10)`",
         }
-        for k, name in names.items():
-            st = lat.get(k)
-            if st:
-                L.append(f"| {name} | {st['n']:,} | {fmt_us(st['median_us'])} | {fmt_us(st['p99_us'])} | "
-                         f"{st['median_us'] / base:.2f}x |")  # fmt: skip
+        L += _per_call_table("Write latency", lat, names, "aeg_record")
     sm = res.get("small_saves")
     if sm:
-        L.append("\n## Small saves (one call; median and p99)\n")
-        L.append("| operation | n | median | p99 | vs aeg `save_json` (core) |")
-        L.append("| --- | --- | --- | --- | --- |")
-        base = sm["aeg_save_json"]["median_us"]
         names = {
             "aeg_save_json": "aeg `save_json` (core), new bytes",
             "aeg_save_text": "aeg `save_text` (core), new bytes",
@@ -666,11 +668,7 @@ def render_markdown(res: dict[str, Any]) -> str:
             "mlflow_log_dict": "MLflow `log_dict` (run artifact)",
             "aethergraph_save_json": "AetherGraph `arts.save_json`",
         }
-        for k, name in names.items():
-            st = sm.get(k)
-            if st:
-                L.append(f"| {name} | {st['n']:,} | {fmt_us(st['median_us'])} | {fmt_us(st['p99_us'])} | "
-                         f"{st['median_us'] / base:.2f}x |")  # fmt: skip
+        L += _per_call_table("Small saves", sm, names, "aeg_save_json")
     ev = res.get("events")
     if ev:
         L.append("\n## Memory at scale (one process logging, measured at each size)\n")
