@@ -13,9 +13,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from .artifacts import ArtifactList, GcReport, VerifyReport
-from .context import Artifacts, KernelContext, Memory, connect, default_root
-from .errors import (
+from .api.context import Artifacts, KernelContext, Memory, connect, default_root
+from .api.run_sync import run_sync
+from .base.errors import (
     AegError,
     AmbiguousIdError,
     CorruptionError,
@@ -25,17 +25,17 @@ from .errors import (
     StoreFormatError,
     StoreWriteError,
 )
-from .leaderboard import leaderboard
-from .models import Artifact, Event, Value
-from .store import Store
-from .sync import run_sync
+from .base.models import Artifact, Event, Value
+from .core.artifacts import ArtifactList, GcReport, VerifyReport
+from .core.leaderboard import leaderboard
+from .core.store import Store
 
 __version__ = "0.1.0"
 
 
 def __getattr__(name: str) -> Any:
     if name == "Panel":  # ipywidgets is imported only when the panel is asked for
-        from .panel import Panel
+        from .frontends.panel import Panel
 
         return Panel
     raise AttributeError(f"module 'aeg_jupyter' has no attribute {name!r}")
@@ -43,14 +43,14 @@ def __getattr__(name: str) -> Any:
 
 def load_ipython_extension(ipython: Any) -> None:
     """``%load_ext aeg_jupyter``: open the store, bind ``context`` and register ``%aeg``."""
-    from .magics import load_ipython_extension as load
+    from .frontends.magics import load_ipython_extension as load
 
     load(ipython)
 
 
 def unload_ipython_extension(ipython: Any) -> None:
     """``%unload_ext aeg_jupyter``: flush and close the store."""
-    from .magics import unload_ipython_extension as unload
+    from .frontends.magics import unload_ipython_extension as unload
 
     unload(ipython)
 

@@ -12,8 +12,8 @@ import math
 import random
 import tempfile
 
-from .context import KernelContext, connect
-from .frames import artifacts_frame, events_frame
+from .api.context import KernelContext, connect
+from .core.frames import artifacts_frame, events_frame
 
 
 async def sweep(context: KernelContext, *, runs: int = 6, epochs: int = 5, seed: int = 0) -> None:

@@ -43,7 +43,7 @@ def main() -> None:
     cold_repeats = args.get("cold_repeats", 3)
 
     import aeg_jupyter
-    from aeg_jupyter.frames import events_frame
+    from aeg_jupyter.core.frames import events_frame
 
     ctx = aeg_jupyter.connect(root, graph_id="bench")
     log = ctx.store.memory

@@ -44,7 +44,7 @@ from _util import (
 )
 
 import aeg_jupyter
-from aeg_jupyter.models import Provenance
+from aeg_jupyter.base.models import Provenance
 
 FULL = {
     "latency_n": 20_000,

@@ -13,8 +13,8 @@ import pytest
 from conftest import REPO, run_child
 
 import aeg_jupyter
-from aeg_jupyter.cli import main, split_globals
-from aeg_jupyter.commands import COMMANDS, CommandParser, Session, parser_for
+from aeg_jupyter.frontends.cli import main, split_globals
+from aeg_jupyter.frontends.commands import COMMANDS, CommandParser, Session, parser_for
 
 
 @pytest.fixture
@@ -189,7 +189,7 @@ def test_split_globals() -> None:
 
 
 def test_cli_and_magics_share_the_parsers() -> None:
-    from aeg_jupyter.magics import MagicParser
+    from aeg_jupyter.frontends.magics import MagicParser
 
     magic = Session(None, prefix="%aeg", user_ns={}, parser_class=MagicParser)  # type: ignore[arg-type]
     cli = Session(None, prefix="aeg", parser_class=CommandParser)  # type: ignore[arg-type]
@@ -211,16 +211,16 @@ def test_readme_documents_the_cli() -> None:
 
 def test_console_script_is_declared_and_runs(filled: dict[str, Any]) -> None:
     with open(os.path.join(REPO, "pyproject.toml"), "rb") as f:
-        assert tomllib.load(f)["project"]["scripts"]["aeg"] == "aeg_jupyter.cli:main"
+        assert tomllib.load(f)["project"]["scripts"]["aeg"] == "aeg_jupyter.frontends.cli:main"
     env = dict(os.environ, PYTHONPATH=REPO + os.pathsep + os.environ.get("PYTHONPATH", ""))
     proc = subprocess.run(
-        [sys.executable, "-m", "aeg_jupyter.cli", "--store", filled["root"], "best", "checkpoint", "--metric", "val_acc"],
+        [sys.executable, "-m", "aeg_jupyter.frontends.cli", "--store", filled["root"], "best", "checkpoint", "--metric", "val_acc"],
         capture_output=True, text=True, env=env, timeout=60,
     )  # fmt: skip
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.splitlines()[0] == f"id       {filled['ckpts'][1].artifact_id}"
     bad = subprocess.run(
-        [sys.executable, "-m", "aeg_jupyter.cli", "--store", filled["root"], "best"],
+        [sys.executable, "-m", "aeg_jupyter.frontends.cli", "--store", filled["root"], "best"],
         capture_output=True, text=True, env=env, timeout=60,
     )  # fmt: skip
     assert bad.returncode == 2 and bad.stderr.startswith("aeg best: the following arguments are required")

@@ -185,8 +185,8 @@ def test_core_imports_no_ipython_or_widgets():
     out = run_child(
         """
         import sys
-        import aeg_jupyter, aeg_jupyter.store, aeg_jupyter.artifacts, aeg_jupyter.memory, aeg_jupyter.frames
-        import aeg_jupyter.context, aeg_jupyter.tables, aeg_jupyter.cas, aeg_jupyter.sync
+        import aeg_jupyter, aeg_jupyter.core.store, aeg_jupyter.core.artifacts, aeg_jupyter.core.events, aeg_jupyter.core.frames
+        import aeg_jupyter.api.context, aeg_jupyter.storage.tables, aeg_jupyter.storage.blobs, aeg_jupyter.api.run_sync
         bad = [m for m in ("IPython", "ipywidgets", "traitlets", "ipykernel") if m in sys.modules]
         print(",".join(bad) or "clean")
         """
@@ -205,7 +205,7 @@ def test_open_is_fast_enough_to_not_notice(store_root):
 
 
 def test_flushes_compact_partitions_automatically(store_root):
-    from aeg_jupyter.tables import COMPACT_AT
+    from aeg_jupyter.storage.tables import COMPACT_AT
 
     store = aeg_jupyter.Store(store_root, flush_rows=2)
     for i in range(2 * COMPACT_AT + 10):

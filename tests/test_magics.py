@@ -15,10 +15,10 @@ from conftest import REPO, run_child
 from IPython.core.error import UsageError
 
 from aeg_jupyter import Artifact, Event, GcReport, KernelContext, NotFoundError, VerifyReport
-from aeg_jupyter.commands import COMMANDS, StoreStatus
-from aeg_jupyter.hashing import hash_bytes
-from aeg_jupyter.magics import AegMagics
-from aeg_jupyter.serialize import PngImage
+from aeg_jupyter.base.hashing import hash_bytes
+from aeg_jupyter.core.serialize import PngImage
+from aeg_jupyter.frontends.commands import COMMANDS, StoreStatus
+from aeg_jupyter.frontends.magics import AegMagics
 
 
 @dataclasses.dataclass
@@ -92,7 +92,7 @@ def test_a_taken_context_name_is_left_alone(ipython_shell: Any, store: str, monk
 
 
 def test_both_names_taken(ipython_shell: Any, store: str, monkeypatch: Any, capsys: Any) -> None:
-    from aeg_jupyter.magics import current_context
+    from aeg_jupyter.frontends.magics import current_context
 
     monkeypatch.setenv("AEG_STORE", store)
     ipython_shell.user_ns.update(context=1, aeg_context=2)
@@ -100,7 +100,9 @@ def test_both_names_taken(ipython_shell: Any, store: str, monkeypatch: Any, caps
     assert (
         capsys.readouterr()
         .out.rstrip()
-        .endswith("| `context` and `aeg_context` are taken: get it with `aeg_jupyter.magics.current_context()`")
+        .endswith(
+            "| `context` and `aeg_context` are taken: get it with `aeg_jupyter.frontends.magics.current_context()`"
+        )
     )
     assert current_context(ipython_shell).store.root == store
 
@@ -712,7 +714,7 @@ def test_front_end_helpers_do_not_import_ipython() -> None:
     proc = run_child(
         """
         import sys
-        import aeg_jupyter, aeg_jupyter.commands, aeg_jupyter.cli, aeg_jupyter.serialize, aeg_jupyter.runs
+        import aeg_jupyter, aeg_jupyter.frontends.commands, aeg_jupyter.frontends.cli, aeg_jupyter.core.serialize, aeg_jupyter.core.runs
         bad = sorted(m for m in ("IPython", "ipywidgets", "traitlets") if m in sys.modules)
         print(bad)
         """

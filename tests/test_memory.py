@@ -9,7 +9,7 @@ from conftest import run, run_child
 
 import aeg_jupyter
 from aeg_jupyter import InvalidInputError, Value
-from aeg_jupyter.frames import events_frame
+from aeg_jupyter.core.frames import events_frame
 
 
 def test_record_and_recent_are_chronological(context):
@@ -179,7 +179,7 @@ def test_fsync_durability_writes_the_same_store(store_root):
 def test_every_field_survives_the_spool_line_and_parquet(store_root):
     """`record` writes its spool line by hand (for speed): another process must read back the same
     events from that line, and from Parquet after the flush."""
-    from aeg_jupyter.models import Provenance
+    from aeg_jupyter.base.models import Provenance
 
     log = aeg_jupyter.connect(store_root).store.memory
     odd = 'quote " backslash \\ newline \n tab \t é \u2028 😀 </script>'
@@ -218,7 +218,7 @@ def test_threads_recording_with_different_origins_keep_their_own(store_root):
     must still stamp each event with its own (in memory and on disk)."""
     import threading
 
-    from aeg_jupyter.models import Provenance
+    from aeg_jupyter.base.models import Provenance
 
     store = aeg_jupyter.Store(store_root)
     log = store.memory

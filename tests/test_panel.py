@@ -1,6 +1,6 @@
 """The panel's logic without a browser: set widget values, click buttons, assert on what it shows.
 
-Also the core queries behind it (:mod:`aeg_jupyter.leaderboard`, :mod:`aeg_jupyter.browse`) and the
+Also the core queries behind it (:mod:`aeg_jupyter.core.leaderboard`, :mod:`aeg_jupyter.core.browse`) and the
 store's change listeners that make it live.
 """
 
@@ -24,11 +24,11 @@ from conftest import REPO, run_child
 
 import aeg_jupyter
 from aeg_jupyter import InvalidInputError, KernelContext
-from aeg_jupyter.browse import find_artifacts, parse_label_filter, preview
-from aeg_jupyter.leaderboard import label_keys, leaderboard, ranked
+from aeg_jupyter.core.browse import find_artifacts, parse_label_filter, preview
+from aeg_jupyter.core.leaderboard import label_keys, leaderboard, ranked
 
 widgets = pytest.importorskip("ipywidgets")
-from aeg_jupyter.panel import Panel, html_table  # noqa: E402
+from aeg_jupyter.frontends.panel import Panel, html_table  # noqa: E402
 
 HOSTILE = "<img src=x onerror=alert(1)>"
 
@@ -522,8 +522,8 @@ def test_core_modules_import_no_ipython_or_widgets() -> None:
     proc = run_child(
         """
         import sys
-        import aeg_jupyter.store, aeg_jupyter.artifacts, aeg_jupyter.memory, aeg_jupyter.frames
-        import aeg_jupyter.context, aeg_jupyter.leaderboard, aeg_jupyter.browse, aeg_jupyter.runs
+        import aeg_jupyter.core.store, aeg_jupyter.core.artifacts, aeg_jupyter.core.events, aeg_jupyter.core.frames
+        import aeg_jupyter.api.context, aeg_jupyter.core.leaderboard, aeg_jupyter.core.browse, aeg_jupyter.core.runs
         print(sorted(m for m in ("IPython", "ipywidgets", "traitlets") if m in sys.modules))
         """
     )

@@ -69,7 +69,7 @@ def gradient_png(width: int = 160, height: int = 90) -> bytes:
 SETUP_CELL = f"""\
 import base64, os
 import aeg_jupyter
-from aeg_jupyter.panel import Panel
+from aeg_jupyter.frontends.panel import Panel
 
 context = aeg_jupyter.connect(os.environ["AEG_STORE"], graph_id="panel-demo.ipynb")
 index = context.store.artifacts

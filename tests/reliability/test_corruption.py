@@ -8,7 +8,7 @@ import pytest
 
 import aeg_jupyter
 from aeg_jupyter import CorruptionError
-from aeg_jupyter.tables import StoreWarning
+from aeg_jupyter.base.errors import StoreWarning
 
 
 def _make_store(root: str) -> list[str]:
@@ -99,7 +99,7 @@ def test_a_half_written_last_line_is_not_read_until_complete(store_root):
 def test_a_short_blob_left_by_a_killed_writer_is_rewritten_not_trusted(store_root, size):
     """A new small blob is created under its final name; a writer killed half-way leaves a short
     file there. Saving those bytes again must rewrite it, never count it as stored."""
-    from aeg_jupyter.hashing import hash_bytes
+    from aeg_jupyter.base.hashing import hash_bytes
 
     data = os.urandom(size)
     store = aeg_jupyter.Store(store_root)

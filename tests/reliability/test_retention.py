@@ -8,7 +8,7 @@ import time
 import pytest
 
 import aeg_jupyter
-import aeg_jupyter.artifacts as artifacts_mod
+import aeg_jupyter.core.artifacts as artifacts_mod
 from aeg_jupyter import InvalidInputError
 
 

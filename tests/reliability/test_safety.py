@@ -9,7 +9,7 @@ import pytest
 
 import aeg_jupyter
 from aeg_jupyter import InvalidInputError
-from aeg_jupyter.frames import events_frame
+from aeg_jupyter.core.frames import events_frame
 
 SCRIPT = "<script>alert(1)</script>"
 IMG = "<img src=x onerror=alert(1)>"

@@ -15,11 +15,11 @@ from contextlib import asynccontextmanager
 from datetime import datetime, timedelta
 from typing import Any
 
-from .artifacts import ArtifactIndex, ArtifactList, ArtifactRef, ArtifactWriter, GcReport, Mode, VerifyReport
-from .errors import InvalidInputError
-from .memory import EventLog, check_tool
-from .models import Artifact, Event, Provenance, Scope, ScopeFilter, Value
-from .store import Durability, Store, open_store
+from ..base.errors import InvalidInputError
+from ..base.models import Artifact, Event, Provenance, Scope, ScopeFilter, Value
+from ..core.artifacts import ArtifactIndex, ArtifactList, ArtifactRef, ArtifactWriter, GcReport, Mode, VerifyReport
+from ..core.events import EventLog, check_tool
+from ..core.store import Durability, Store, open_store
 
 DEFAULT_ROOT = ".aeg"
 
@@ -366,7 +366,7 @@ class Memory:
         self, *, kinds: Iterable[str] | None = None, limit: int = 50, scope: Scope = "all", tool: str | None = None
     ) -> Any:
         """The newest events as a DataFrame, newest first."""
-        from .frames import events_frame
+        from ..core.frames import events_frame
 
         if tool is not None:
             events = self.log.recent_tool_results(tool=tool, limit=limit, where=self.context.scope(scope))

@@ -11,7 +11,7 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
-from .models import Artifact, Event
+from ..base.models import Artifact, Event
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -117,7 +117,7 @@ def _objects(values: list[Any], index: Any) -> Any:
 
 
 def runs_frame(runs: Sequence[RunSummary]) -> pd.DataFrame:
-    """Run summaries (:func:`aeg_jupyter.runs.summarize_runs`) -> DataFrame, in the given order.
+    """Run summaries (:func:`aeg_jupyter.core.runs.summarize_runs`) -> DataFrame, in the given order.
 
     Example:
         >>> runs_frame(summarize_runs(store))[["run_id", "artifacts", "events"]]   # doctest: +SKIP

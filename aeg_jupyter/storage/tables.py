@@ -30,8 +30,9 @@ import pyarrow as pa
 import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
-from .cas import fsync_path
-from .errors import InvalidInputError, StoreWriteError
+from ..base.errors import InvalidInputError, StoreWarning, StoreWriteError
+from ..base.jsoncodec import json_encoder
+from .blobs import fsync_path
 from .layout import Layout, PartName, decode_kind, encode_kind, parse_spool_name
 
 Row = dict[str, Any]
@@ -81,30 +82,6 @@ OPS_SCHEMA = pa.schema([("op_id", pa.string()), ("ts", _TS), ("artifact_id", pa.
 ROW_GROUP = 65_536
 
 
-def json_encoder(*, compact: bool = False, ascii: bool = False) -> Callable[[Any], str]:
-    """``json.dumps`` with fixed settings, without its per-call set-up (2.7 us -> 1.5 us a small dict).
-
-    ``json.JSONEncoder.encode`` builds a new C encoder on every call; this builds it once. It keeps
-    no circular-reference markers: a cycle raises ``RecursionError`` instead of ``ValueError``.
-    """
-    item_sep, key_sep = (",", ":") if compact else (", ", ": ")
-    basestring = json.encoder.encode_basestring_ascii if ascii else json.encoder.encode_basestring
-    make = json.encoder.c_make_encoder
-    if make is None:  # no C accelerator (not CPython): the standard encoder
-        return json.JSONEncoder(separators=(item_sep, key_sep), ensure_ascii=ascii).encode
-
-    def default(o: Any) -> Any:
-        raise TypeError(f"Object of type {o.__class__.__name__} is not JSON serializable")
-
-    c_encode = make(None, default, basestring, None, key_sep, item_sep, False, False, True)
-    join = "".join
-
-    def encode(obj: Any) -> str:
-        return join(c_encode(obj, 0))
-
-    return encode
-
-
 _encode_value = json_encoder(compact=True)
 
 
@@ -117,26 +94,6 @@ def _as_micros(col: pa.ChunkedArray) -> pa.ChunkedArray:
 def column_micros(table: pa.Table, name: str) -> list[int]:
     """A timestamp[us] column of ``table`` as Python ints (microseconds since the epoch)."""
     return _as_micros(table.column(name)).to_pylist()  # type: ignore[no-any-return]
-
-
-def json_decoder() -> Callable[[str], Any]:
-    """``json.loads`` for text the store wrote, ~2x faster on small documents.
-
-    It calls json's C scanner directly, skipping the two whitespace regex matches and Python
-    frames around it (opening 100k artifacts decodes 200k small objects); anything the scanner
-    does not consume whole (whitespace, garbage) goes through ``json.loads`` itself.
-    """
-    scan = json.scanner.make_scanner(json.JSONDecoder())  # type: ignore[no-untyped-call]
-    loads = json.loads
-
-    def decode(text: str) -> Any:
-        try:
-            obj, end = scan(text, 0)
-        except StopIteration:
-            return loads(text)  # raises json's own error
-        return obj if end == len(text) else loads(text)
-
-    return decode
 
 
 _encode_str = json.encoder.encode_basestring  # the C function json uses for ensure_ascii=False
@@ -695,10 +652,6 @@ class Table:
         return sorted(k for k in (decode_kind(n) for n in names) if k is not None)
 
 
-class StoreWarning(UserWarning):
-    """Something in the store was damaged and skipped; the message names the file."""
-
-
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
@@ -758,7 +711,6 @@ __all__ = [
     "OPS",
     "Part",
     "Row",
-    "StoreWarning",
     "Table",
     "TableSpec",
     "encode_kind",

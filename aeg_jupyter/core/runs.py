@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING
 
 import pyarrow as pa
 
-from .models import ts_to_datetime
+from ..base.models import ts_to_datetime
 
 if TYPE_CHECKING:
     from .store import Store

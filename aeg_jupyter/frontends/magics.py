@@ -3,7 +3,7 @@
 ``%load_ext aeg_jupyter`` opens the store (``$AEG_STORE``, else ``%config AegMagics.store``, else
 ``./.aeg``), starts a run, binds ``context`` and prints one line. Every cell then updates the
 context's node (the cell id, or ``In[n]``); the graph is the notebook's path when the kernel knows
-it. The subcommands themselves live in :mod:`aeg_jupyter.commands`, shared with the ``aeg``
+it. The subcommands themselves live in :mod:`aeg_jupyter.frontends.commands`, shared with the ``aeg``
 console script; here they get IPython's ``UsageError`` for mistakes, the notebook namespace for
 ``save VARIABLE``, tab completion and a cell runner for ``%%aeg track``.
 
@@ -32,7 +32,11 @@ from IPython.core.magic import Magics, line_cell_magic, magics_class
 from traitlets import Enum, Int, TraitError, Unicode, observe, validate
 from traitlets.config import Configurable
 
-from .artifacts import GcReport, VerifyReport
+from ..api.context import DEFAULT_ROOT, KernelContext, connect
+from ..api.run_sync import run_sync
+from ..base.errors import AegError
+from ..base.models import SCOPES
+from ..core.artifacts import GcReport, VerifyReport
 from .commands import (
     ALIASES,
     COMMANDS,
@@ -45,10 +49,6 @@ from .commands import (
     split_line,
     store_status,
 )
-from .context import DEFAULT_ROOT, KernelContext, connect
-from .errors import AegError
-from .models import SCOPES
-from .sync import run_sync
 
 BOUND_NAMES = ("context", "aeg_context")
 _OURS: weakref.WeakSet[KernelContext] = weakref.WeakSet()
@@ -160,7 +160,7 @@ class AegMagics(Magics, Configurable):
                 self.bound_name = name
                 return "`context` is ready" if name == "context" else "`context` was taken: use `aeg_context`"
         self.bound_name = None
-        return "`context` and `aeg_context` are taken: get it with `aeg_jupyter.magics.current_context()`"
+        return "`context` and `aeg_context` are taken: get it with `aeg_jupyter.frontends.magics.current_context()`"
 
     def close(self) -> str:
         """Flush and close the store, stop following cells, unbind ``context``; return a one-line note."""
@@ -219,7 +219,7 @@ class AegMagics(Magics, Configurable):
 
     # -- the magic ---------------------------------------------------------------------------
     def session(self, cell: str | None = None) -> Session:
-        """A :class:`~aeg_jupyter.commands.Session` for one ``%aeg`` call."""
+        """A :class:`~aeg_jupyter.frontends.commands.Session` for one ``%aeg`` call."""
         if self.context is None or self.context.store.closed:
             raise UsageError("aeg_jupyter is not loaded; type `%load_ext aeg_jupyter` first")
         return Session(
@@ -353,7 +353,7 @@ def current_context(shell: InteractiveShell | None = None) -> KernelContext:
     """The context ``%load_ext aeg_jupyter`` opened in this kernel (when ``context`` was taken).
 
     Example:
-        >>> ctx = aeg_jupyter.magics.current_context()      # doctest: +SKIP
+        >>> ctx = aeg_jupyter.frontends.magics.current_context()      # doctest: +SKIP
     """
     shell = shell or InteractiveShell.instance()
     magics = shell.magics_manager.registry.get("AegMagics")

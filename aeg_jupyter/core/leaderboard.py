@@ -19,10 +19,10 @@ from collections.abc import Mapping
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
+from ..base.errors import InvalidInputError
+from ..base.models import Artifact, ScopeFilter
+from ..base.validate import check_kind, check_limit, check_name
 from .artifacts import ArtifactIndex, Mode
-from .errors import InvalidInputError
-from .models import Artifact, ScopeFilter
-from .validate import check_kind, check_limit, check_name
 
 if TYPE_CHECKING:
     import pandas as pd

@@ -26,7 +26,7 @@ import sys
 from dataclasses import dataclass
 from typing import Any
 
-from .errors import InvalidInputError, PickleNotAllowedError
+from ..base.errors import InvalidInputError, PickleNotAllowedError
 
 TEXT = "text/plain; charset=utf-8"
 BYTES = "application/octet-stream"

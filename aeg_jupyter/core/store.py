@@ -1,7 +1,7 @@
 """The store: blobs, tables and this process's writer identity, opened once per root.
 
-``Store`` owns the files; :class:`~aeg_jupyter.artifacts.ArtifactIndex` and
-:class:`~aeg_jupyter.memory.EventLog` hold the in-memory views built on it. Opening a store
+``Store`` owns the files; :class:`~aeg_jupyter.core.artifacts.ArtifactIndex` and
+:class:`~aeg_jupyter.core.events.EventLog` hold the in-memory views built on it. Opening a store
 also finishes the work of writers that died: their spools are flushed into Parquet parts and
 their temp files removed.
 """
@@ -22,10 +22,10 @@ import weakref
 from collections.abc import Callable
 from typing import Literal
 
-from .cas import BlobStore
-from .errors import InvalidInputError, StoreFormatError
-from .layout import META_NAME, STORE_FORMAT, Layout, parse_spool_name
-from .tables import ARTIFACTS, EVENTS, OPS, Table
+from ..base.errors import InvalidInputError, StoreFormatError
+from ..storage.blobs import BlobStore
+from ..storage.layout import META_NAME, STORE_FORMAT, Layout, parse_spool_name
+from ..storage.tables import ARTIFACTS, EVENTS, OPS, Table
 
 Durability = Literal["flush", "fsync"]
 STALE_SECONDS = 60.0  # a half-created writer directory older than this belonged to a dead process
@@ -77,7 +77,7 @@ class Store:
         self.recover()
         # Imported here: the views import this module for typing only.
         from .artifacts import ArtifactIndex
-        from .memory import EventLog
+        from .events import EventLog
 
         self.artifacts = ArtifactIndex(self)
         self.memory = EventLog(self, hot_limit=hot_limit)

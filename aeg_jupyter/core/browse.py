@@ -20,10 +20,10 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal
 
+from ..base.errors import AegError, InvalidInputError
+from ..base.models import Artifact, ScopeFilter
+from ..base.models import _human_size as _size
 from .artifacts import ArtifactIndex, ArtifactRef
-from .errors import AegError, InvalidInputError
-from .models import Artifact, ScopeFilter
-from .models import _human_size as _size
 
 if TYPE_CHECKING:
     import pandas as pd

@@ -10,13 +10,28 @@ from datetime import timedelta
 from typing import Any
 
 from .errors import InvalidInputError
-from .layout import check_kind
 
+MAX_KIND_LEN = 120
 MAX_LABELS = 64
 MAX_LABEL_CHARS = 4096
 MAX_NAME_CHARS = 200
 
 __all__ = ["check_kind", "check_labels", "check_limit", "check_metrics", "check_name", "parse_duration"]
+
+
+def check_kind(kind: object) -> str:
+    """Validate an artifact or event kind and return it.
+
+    Raises:
+        InvalidInputError: ``kind`` is not a non-empty string of at most 120 characters.
+    """
+    if not isinstance(kind, str) or not kind.strip():
+        raise InvalidInputError(f"kind must be a non-empty string such as 'checkpoint' or 'report', got {kind!r}")
+    if len(kind) > MAX_KIND_LEN:
+        raise InvalidInputError(f"kind is {len(kind)} characters long; keep it to {MAX_KIND_LEN} or fewer")
+    if "\x00" in kind:
+        raise InvalidInputError("kind must not contain NUL characters")
+    return kind
 
 
 def check_name(name: object, what: str) -> str:

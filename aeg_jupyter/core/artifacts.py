@@ -2,7 +2,7 @@
 
 :class:`ArtifactIndex` keeps an in-memory catalog of every live artifact of the store (rows of
 the artifacts table folded with the pin/unpin/delete ops), kept current with other processes by
-tailing their spools. The async API of the tutorial (:mod:`aeg_jupyter.context`) wraps it.
+tailing their spools. The async API of the tutorial (:mod:`aeg_jupyter.api.context`) wraps it.
 """
 
 from __future__ import annotations
@@ -25,17 +25,18 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, Literal
 
-from .cas import BlobWriter, PutResult
-from .errors import AmbiguousIdError, CorruptionError, InvalidInputError, NotFoundError
-from .hashing import is_hex_digest, new_ts_id
-from .layout import safe_file_name
-from .models import DIR_MIME, URI_PREFIX, Artifact, Provenance, ScopeFilter, ts_to_datetime
-from .tables import Row, StoreWarning, column_micros, json_decoder, json_encoder
-from .validate import check_kind, check_labels, check_limit, check_metrics, parse_duration
+from ..base.errors import AmbiguousIdError, CorruptionError, InvalidInputError, NotFoundError, StoreWarning
+from ..base.hashing import is_hex_digest, new_ts_id
+from ..base.jsoncodec import json_decoder, json_encoder
+from ..base.models import DIR_MIME, URI_PREFIX, Artifact, Provenance, ScopeFilter, ts_to_datetime
+from ..base.validate import check_kind, check_labels, check_limit, check_metrics, parse_duration
+from ..storage.blobs import BlobWriter, PutResult
+from ..storage.layout import safe_file_name
+from ..storage.tables import Row, column_micros
 
 if TYPE_CHECKING:
+    from ..storage.tables import Part
     from .store import Store
-    from .tables import Part
 
 Mode = Literal["max", "min"]
 ArtifactRef = Artifact | str

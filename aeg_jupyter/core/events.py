@@ -14,11 +14,12 @@ import json
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
-from .errors import InvalidInputError
-from .hashing import new_ts_id
-from .models import Event, Provenance, ScopeFilter, Value, ts_to_iso
-from .tables import Row, json_encoder
-from .validate import MAX_NAME_CHARS, check_kind, check_limit, check_metrics, check_name
+from ..base.errors import InvalidInputError
+from ..base.hashing import new_ts_id
+from ..base.jsoncodec import json_encoder
+from ..base.models import Event, Provenance, ScopeFilter, Value, ts_to_iso
+from ..base.validate import MAX_NAME_CHARS, check_kind, check_limit, check_metrics, check_name
+from ..storage.tables import Row
 
 if TYPE_CHECKING:
     from .store import Store

@@ -43,3 +43,7 @@ class StoreWriteError(AegError, OSError):
 
 class PickleNotAllowedError(AegError):
     """Loading a pickle runs code; it needs ``allow_pickle=True``."""
+
+
+class StoreWarning(UserWarning):
+    """Something in the store was damaged and skipped; the message names the file."""

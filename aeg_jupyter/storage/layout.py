@@ -17,14 +17,13 @@ import re
 from dataclasses import dataclass
 from urllib.parse import quote, unquote
 
-from .errors import InvalidInputError
-from .hashing import is_hex_digest
+from ..base.errors import InvalidInputError
+from ..base.hashing import is_hex_digest
 
 STORE_FORMAT = 1
 META_NAME = "aeg-store.json"
 PART_SUFFIX = ".parquet"
 SPOOL_SUFFIX = ".jsonl"
-MAX_KIND_LEN = 120
 
 _PART_RE = re.compile(r"^(\d{16})-([A-Za-z0-9_]+)-(\d{6})" + re.escape(PART_SUFFIX) + "$")
 _SPOOL_RE = re.compile(r"^([a-z_]+)-(\d{6})" + re.escape(SPOOL_SUFFIX) + "$")
@@ -123,21 +122,6 @@ class Layout:
         if not is_hex_digest(digest):
             raise InvalidInputError(f"{digest!r} is not a blake3 content address")
         return os.path.join(self.files, digest)
-
-
-def check_kind(kind: object) -> str:
-    """Validate an artifact or event kind and return it.
-
-    Raises:
-        InvalidInputError: ``kind`` is not a non-empty string of at most 120 characters.
-    """
-    if not isinstance(kind, str) or not kind.strip():
-        raise InvalidInputError(f"kind must be a non-empty string such as 'checkpoint' or 'report', got {kind!r}")
-    if len(kind) > MAX_KIND_LEN:
-        raise InvalidInputError(f"kind is {len(kind)} characters long; keep it to {MAX_KIND_LEN} or fewer")
-    if "\x00" in kind:
-        raise InvalidInputError("kind must not contain NUL characters")
-    return kind
 
 
 def safe_file_name(name: str | None) -> str | None:

@@ -4,7 +4,7 @@ Each subcommand is a small function behind the dispatch table :data:`COMMANDS`, 
 argparse parser (so each has ``-h``). Front ends differ only in how they report mistakes: the
 parser class's ``error()`` raises :class:`CommandError` here, ``UsageError`` in the magics, and
 the CLI prints the message and exits with status 2. Functions return values (DataFrames,
-:class:`~aeg_jupyter.models.Artifact`, reports); they never only print, except ``help``.
+:class:`~aeg_jupyter.base.models.Artifact`, reports); they never only print, except ``help``.
 
 This module imports no IPython: it runs the same way inside and outside a kernel.
 
@@ -27,17 +27,17 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NoReturn
 
-from .errors import PickleNotAllowedError
-from .hashing import hash_bytes
-from .models import SCOPES, Artifact
-from .serialize import SAVABLE, decode, encode, is_pickle
-from .validate import parse_duration
+from ..base.errors import PickleNotAllowedError
+from ..base.hashing import hash_bytes
+from ..base.models import SCOPES, Artifact
+from ..base.validate import parse_duration
+from ..core.serialize import SAVABLE, decode, encode, is_pickle
 
 if TYPE_CHECKING:
-    from .artifacts import ArtifactIndex
-    from .context import KernelContext
-    from .memory import EventLog
-    from .models import ScopeFilter
+    from ..api.context import KernelContext
+    from ..base.models import ScopeFilter
+    from ..core.artifacts import ArtifactIndex
+    from ..core.events import EventLog
 
 
 class CommandError(Exception):
@@ -335,7 +335,7 @@ def run_recent(s: Session, a: argparse.Namespace) -> Any:
 
     Example: ``%aeg recent train_log -n 5``
     """
-    from .frames import events_frame
+    from ..core.frames import events_frame
 
     where, limit = s.where(a.scope), s.limit(a.limit)
     if a.tool is not None:
@@ -418,7 +418,7 @@ def run_search(s: Session, a: argparse.Namespace) -> Any:
 
     Example: ``%aeg search checkpoint --label exp=A --metric val_acc``
     """
-    from .frames import artifacts_frame
+    from ..core.frames import artifacts_frame
 
     if a.mode is not None and a.metric is None:
         raise CommandError(
@@ -443,7 +443,7 @@ def run_list(s: Session, a: argparse.Namespace) -> Any:
 
     Example: ``%aeg list checkpoint -n 10``
     """
-    from .frames import artifacts_frame
+    from ..core.frames import artifacts_frame
 
     return artifacts_frame(s.arts.list(kind=a.kind, where=s.where(a.scope), limit=s.limit(a.limit)))
 
@@ -512,8 +512,8 @@ def run_runs(s: Session, a: argparse.Namespace) -> Any:
 
     Example: ``%aeg runs -n 5``
     """
-    from .frames import runs_frame
-    from .runs import summarize_runs
+    from ..core.frames import runs_frame
+    from ..core.runs import summarize_runs
 
     return runs_frame(summarize_runs(s.context.store)[: s.limit(a.limit)])
 
@@ -529,7 +529,7 @@ def run_leaderboard(s: Session, a: argparse.Namespace) -> Any:
 
     Example: ``%aeg leaderboard checkpoint --metric val_acc --by exp``
     """
-    from .leaderboard import leaderboard
+    from ..core.leaderboard import leaderboard
 
     return leaderboard(
         s.arts, kind=a.kind, metric=a.metric, mode=a.mode, where=s.where(a.scope), labels=dict(a.label) or None,
@@ -622,7 +622,7 @@ def store_status(context: KernelContext) -> StoreStatus:
         >>> print(store_status(context).line())          # doctest: +SKIP
         aeg_jupyter: store /tmp/s | run run-20260102-030405-a1b2 | 0 artifacts, 0 events
     """
-    from .runs import count_events
+    from ..core.runs import count_events
 
     store = context.store
     return StoreStatus(

@@ -16,8 +16,8 @@ import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 
-from .errors import CorruptionError, InvalidInputError, NotFoundError, StoreWriteError
-from .hashing import CHUNK, hash_bytes, hasher, is_hex_digest
+from ..base.errors import CorruptionError, InvalidInputError, NotFoundError, StoreWriteError
+from ..base.hashing import CHUNK, hash_bytes, hasher, is_hex_digest
 from .layout import Layout
 
 READ_ONLY = stat.S_IRUSR | stat.S_IRGRP | stat.S_IROTH

@@ -11,7 +11,7 @@ aeg status
 ```
 
 The store is ``--store``, else ``$AEG_STORE``, else ``./.aeg``. Argument parsing is
-:mod:`aeg_jupyter.commands`, shared with the magics; this module only prints results as text and
+:mod:`aeg_jupyter.frontends.commands`, shared with the magics; this module only prints results as text and
 turns mistakes into exit codes: 0 success, 1 the store refused or found nothing (``best`` without
 a match, ``verify`` finding damage), 2 a mistyped command.
 """
@@ -24,7 +24,11 @@ import shutil
 import sys
 from typing import Any, cast
 
-from .artifacts import GcReport, VerifyReport
+from ..api.context import KernelContext, connect, default_root
+from ..base.errors import AegError
+from ..base.models import Artifact, Event
+from ..core.artifacts import GcReport, VerifyReport
+from ..storage.layout import META_NAME
 from .commands import (
     ALIASES,
     CommandError,
@@ -36,10 +40,6 @@ from .commands import (
     overview,
     parser_for,
 )
-from .context import KernelContext, connect, default_root
-from .errors import AegError
-from .layout import META_NAME
-from .models import Artifact, Event
 
 PREFIX = "aeg"
 _GLOBAL_WITH_VALUE = ("--store", "--run", "--graph")
@@ -49,7 +49,7 @@ _EVENT_VIEW = ["event_id", "ts", "kind", "topic"]
 
 
 def _global_parser() -> argparse.ArgumentParser:
-    from . import __version__
+    from .. import __version__
 
     parser = argparse.ArgumentParser(
         prog=PREFIX,

@@ -2,8 +2,8 @@
 
 Plain ipywidgets (no server, no iframe, no lab extension), so it works in JupyterLab, Notebook 7,
 VS Code and on Binder. The widgets are thin: every table is a core query (:func:`~aeg_jupyter.
-leaderboard.ranked`, :func:`~aeg_jupyter.browse.find_artifacts` / :func:`~aeg_jupyter.browse.
-preview`, :meth:`EventLog.recent`, :func:`~aeg_jupyter.runs.summarize_runs`) rendered as HTML in
+leaderboard.ranked`, :func:`~aeg_jupyter.core.browse.find_artifacts` / :func:`~aeg_jupyter.core.browse.
+preview`, :meth:`EventLog.recent`, :func:`~aeg_jupyter.core.runs.summarize_runs`) rendered as HTML in
 which every user string is escaped.
 
 Updates:
@@ -18,7 +18,7 @@ Updates:
 
 Example (in a notebook)::
 
-    from aeg_jupyter.panel import Panel
+    from aeg_jupyter.frontends.panel import Panel
     Panel(context, kind="checkpoint", metric="val_acc")
 """
 
@@ -38,14 +38,14 @@ from typing import Any
 
 import ipywidgets as widgets
 
-from .artifacts import Mode
-from .browse import Preview, find_artifacts, parse_label_filter, preview
-from .context import KernelContext
-from .errors import AegError
-from .frames import events_frame, leaderboard_frame
-from .leaderboard import label_keys, ranked
-from .models import Artifact, Scope
-from .runs import summarize_runs
+from ..api.context import KernelContext
+from ..base.errors import AegError
+from ..base.models import Artifact, Scope
+from ..core.artifacts import Mode
+from ..core.browse import Preview, find_artifacts, parse_label_filter, preview
+from ..core.frames import events_frame, leaderboard_frame
+from ..core.leaderboard import label_keys, ranked
+from ..core.runs import summarize_runs
 
 TABS = ("leaderboard", "artifacts", "memory", "runs")
 TAB_TITLES = ("Leaderboard", "Artifacts", "Memory", "Runs")
