@@ -51,7 +51,7 @@ def main(argv: list[str] | None = None) -> None:
     root = args.store or tempfile.mkdtemp(prefix="aeg-demo-")
     context = connect(root, graph_id="demo")
     asyncio.run(sweep(context))
-    arts, log = context.store.artifacts, context.store.memory
+    arts, log = context.store.artifacts, context.store.event_log
     board = artifacts_frame(arts.search(kind="checkpoint", metric="val_acc", limit=5))
     best = arts.best(kind="checkpoint", metric="val_acc")
     assert best is not None

@@ -21,7 +21,7 @@ from _util import COLD_OPEN_PRELUDE, collect, rss_mb, run_child, summarize, time
 COLD = (
     COLD_OPEN_PRELUDE
     + r"""
-evs = ctx.store.memory.recent(limit=10)
+evs = ctx.store.event_log.recent(limit=10)
 t3 = time.perf_counter()
 assert len(evs) == 10, len(evs)
 print(json.dumps({"import_s": t1 - t0, "open_s": t2 - t1, "query_s": t3 - t2, "open_query_s": t3 - t1,
@@ -46,7 +46,7 @@ def main() -> None:
     from aeg_jupyter.core.frames import events_frame
 
     ctx = aeg_jupyter.connect(root, graph_id="bench")
-    log = ctx.store.memory
+    log = ctx.store.event_log
     mem = ctx.memory()
     events_frame([])  # pandas imported: a notebook kernel has it loaded anyway
     collect()

@@ -99,7 +99,7 @@ def bench_write_latency(cfg: dict[str, Any], tmp: str, peers: dict[str, Any]) ->
     out: dict[str, Any] = {}
     n = cfg["latency_n"]
     ctx = aeg_jupyter.connect(os.path.join(tmp, "lat-store"), graph_id="bench")
-    log_ = ctx.store.memory
+    log_ = ctx.store.event_log
     mem = ctx.memory()
 
     jl = _peers.JsonlLog(os.path.join(tmp, "naive-events.jsonl"))
@@ -632,7 +632,7 @@ def render_markdown(res: dict[str, Any]) -> str:
              + f"Total time {meta['total_s']:.0f} s.\n")  # fmt: skip
     L.append("Ratios compare aeg_jupyter with a peer measured in the same run (this machine is shared "
              "and noisy: absolute times drift, ratios hold). `core` = the synchronous core "
-             "(`ctx.store.memory` / `ctx.store.artifacts`), `facade` = the tutorial's async API awaited "
+             "(`ctx.store.event_log` / `ctx.store.artifacts`), `facade` = the tutorial's async API awaited "
              "in a running loop.\n")  # fmt: skip
     L.append("## Budgets (DESIGN.md section 7)\n")
     L.append("| operation | budget | measured | peer (same run) | ratio | met |")

@@ -21,7 +21,7 @@ from aeg_jupyter.frontends.commands import COMMANDS, CommandParser, Session, par
 def filled(store_root: str) -> dict[str, Any]:
     """A store with three checkpoints (one pinned), two events and a tool result; closed again."""
     ctx = aeg_jupyter.connect(store_root, graph_id="nb.ipynb")
-    arts, log = ctx.store.artifacts, ctx.store.memory
+    arts, log = ctx.store.artifacts, ctx.store.event_log
     ckpts = [
         arts.save_json({"i": i}, kind="checkpoint", labels={"exp": exp}, metrics={"val_acc": acc}, origin=ctx.origin)
         for i, (acc, exp) in enumerate([(0.7, "A"), (0.9, "B"), (0.8, "A")])
@@ -240,7 +240,7 @@ def test_the_readme_demo_runs_and_recalls_what_it_saved(tmp_path: Any) -> None:
         top = store.artifacts.best(kind="checkpoint", metric="val_acc")
         assert top is not None and top.artifact_id == best.group(1)
         assert top.metrics["val_acc"] == float(best.group(2))
-        assert store.memory.last_by_name("val_acc") is not None
-        assert len(store.memory.recent(kinds=["train_log"], limit=100)) == 30
+        assert store.event_log.last_by_name("val_acc") is not None
+        assert len(store.event_log.recent(kinds=["train_log"], limit=100)) == 30
     finally:
         store.close()

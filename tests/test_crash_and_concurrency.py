@@ -29,7 +29,7 @@ while True:
             a = store.artifacts.save_file(src, kind="f")
         print(a.artifact_id, flush=True)
     else:
-        e = store.memory.record("tick", {"i": i, "pid": os.getpid()})
+        e = store.event_log.record("tick", {"i": i, "pid": os.getpid()})
         print(e.event_id, flush=True)
     i += 1
 """
@@ -71,7 +71,7 @@ def test_sigkill_while_recording_keeps_every_returned_event(store_root):
     proc = spawn_child(WRITER, store_root, "events", "50")
     acked = _kill_after(proc, 300)
     store = aeg_jupyter.Store(store_root, hot_limit=10)
-    got = [e.event_id for e in store.memory.recent(kinds=["tick"], limit=100_000)]
+    got = [e.event_id for e in store.event_log.recent(kinds=["tick"], limit=100_000)]
     assert set(acked) <= set(got) and len(got) == len(set(got))
     assert got == sorted(got)
     store.close()
@@ -84,7 +84,7 @@ def test_two_processes_saving_at_once_lose_nothing(store_root):
     for i in range(150):
         a = store.artifacts.save_json({"w": sys.argv[2], "i": i}, kind="k", labels={"w": sys.argv[2]})
         print(a.artifact_id)
-        e = store.memory.record("log", {"w": sys.argv[2], "i": i})
+        e = store.event_log.record("log", {"w": sys.argv[2], "i": i})
         print(e.event_id)
     store.close()
     """
@@ -95,7 +95,7 @@ def test_two_processes_saving_at_once_lose_nothing(store_root):
     written = {x for out, _ in outs for x in out.split()}
     store = aeg_jupyter.Store(store_root)
     arts = store.artifacts.list()
-    events = store.memory.recent(limit=10_000)
+    events = store.event_log.recent(limit=10_000)
     assert len(arts) == 300 and len(events) == 300
     assert {a.artifact_id for a in arts} | {e.event_id for e in events} == written
     assert len(store.artifacts.search(kind="k", labels={"w": "a"})) == 150
@@ -110,11 +110,11 @@ def test_live_processes_see_each_other_without_restart(store_root):
     store = aeg_jupyter.Store(root, flush_rows=5)
     seen_other = 0
     for i in range(20):
-        store.memory.record("chat", {"who": me, "i": i})
+        store.event_log.record("chat", {"who": me, "i": i})
         store.artifacts.save_text(f"{me}{i}", kind="note", labels={"who": me})
         deadline = time.time() + 20
         while True:  # wait until the other side has written its i-th event
-            mine = [d for d in store.memory.recent_data(kinds=["chat"], limit=100) if d["who"] == other]
+            mine = [d for d in store.event_log.recent_data(kinds=["chat"], limit=100) if d["who"] == other]
             if len(mine) >= i + 1 or time.time() > deadline:
                 break
             time.sleep(0.005)
@@ -132,14 +132,14 @@ def test_live_processes_see_each_other_without_restart(store_root):
         seen, notes = map(int, out.split())
         assert seen == 20 and notes >= 19  # the other's last note may land just after our last look
     store = aeg_jupyter.Store(store_root)
-    assert len(store.memory.recent(kinds=["chat"], limit=1000)) == 40
+    assert len(store.event_log.recent(kinds=["chat"], limit=1000)) == 40
     store.close()
 
 
 def test_compaction_merges_parts_and_keeps_rows_once(store_root):
     store = aeg_jupyter.Store(store_root, flush_rows=3)
     for i in range(60):
-        store.memory.record("tick", i)
+        store.event_log.record("tick", i)
         store.artifacts.save_text(str(i), kind="n")
     store.flush()
     before = len(store.event_table.list_parts(["tick"]))
@@ -147,7 +147,7 @@ def test_compaction_merges_parts_and_keeps_rows_once(store_root):
     assert len(store.event_table.list_parts(["tick"])) < before
     store.close()
     store2 = aeg_jupyter.Store(store_root, hot_limit=5)
-    assert [e.data for e in store2.memory.recent(kinds=["tick"], limit=1000)] == list(range(60))
+    assert [e.data for e in store2.event_log.recent(kinds=["tick"], limit=1000)] == list(range(60))
     assert len(store2.artifacts.list(kind="n")) == 60
     store2.close()
 
@@ -160,7 +160,7 @@ def test_duckdb_reads_the_tables_with_hive_partitioning(store_root):
         idx.save_json({"i": i}, kind=k, labels={"exp": "A"}, metrics={"acc": i / 10})
         for i, k in enumerate(["ckpt", "ckpt", "plot", "a b/c"])
     ]
-    ctx.store.memory.record("train_log", {"epoch": 1})
+    ctx.store.event_log.record("train_log", {"epoch": 1})
     ctx.close()
     glob = os.path.join(store_root, "tables", "artifacts", "*", "*.parquet")
     rows = duckdb.sql(
@@ -197,7 +197,7 @@ def test_core_imports_no_ipython_or_widgets():
 def test_open_is_fast_enough_to_not_notice(store_root):
     store = aeg_jupyter.Store(store_root)
     for i in range(200):
-        store.memory.record("x", i)
+        store.event_log.record("x", i)
     store.close()
     t = time.perf_counter()
     aeg_jupyter.Store(store_root).close()
@@ -209,25 +209,25 @@ def test_flushes_compact_partitions_automatically(store_root):
 
     store = aeg_jupyter.Store(store_root, flush_rows=2)
     for i in range(2 * COMPACT_AT + 10):
-        store.memory.record("tick", i)
+        store.event_log.record("tick", i)
     assert len(store.event_table.list_parts(["tick"])) <= COMPACT_AT
-    assert [e.data for e in store.memory.recent(kinds=["tick"], limit=10_000)] == list(range(2 * COMPACT_AT + 10))
+    assert [e.data for e in store.event_log.recent(kinds=["tick"], limit=10_000)] == list(range(2 * COMPACT_AT + 10))
     store.close()
 
 
 def test_a_writer_that_came_and_went_between_two_looks_is_seen(store_root):
     store = aeg_jupyter.Store(store_root)
-    assert store.artifacts.list() == [] and store.memory.recent() == []
+    assert store.artifacts.list() == [] and store.event_log.recent() == []
     run_child(
         """
         import sys, aeg_jupyter
         s = aeg_jupyter.Store(sys.argv[1])
         s.artifacts.save_text("from a one-shot process", kind="note")
-        s.memory.record("log", "one-shot")
+        s.event_log.record("log", "one-shot")
         s.close()
         """,
         store_root,
     )
     assert [a.kind for a in store.artifacts.list()] == ["note"]
-    assert store.memory.recent_data(kinds=["log"]) == ["one-shot"]
+    assert store.event_log.recent_data(kinds=["log"]) == ["one-shot"]
     store.close()

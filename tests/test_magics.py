@@ -384,7 +384,7 @@ def test_recent_is_a_dataframe_newest_first(ip: Any) -> None:
 
 
 def test_recent_tool_results(ip: Any) -> None:
-    log = ctx(ip).store.memory
+    log = ctx(ip).store.event_log
     for acc in (0.5, 0.7):
         log.record_tool_result(
             "train.step", outputs=[{"name": "val_acc", "kind": "number", "value": acc}], origin=ctx(ip).origin
@@ -522,7 +522,7 @@ def test_track_records_the_cell(ip: Any) -> None:
     body = "x = 40\nx + 2\n"
     result = cell(ip, "%%aeg track train_step --metric lr=0.01\n" + body, cell_id="tracked")
     assert result == 42
-    ev = ctx(ip).store.memory.recent(kinds=["train_step"], limit=1)[0]
+    ev = ctx(ip).store.event_log.recent(kinds=["train_step"], limit=1)[0]
     assert ev.data["ok"] is True and ev.data["error"] is None
     assert ev.data["source_blake3"] == hash_bytes(body.encode())
     assert ev.metrics["lr"] == 0.01 and ev.metrics["duration_s"] == pytest.approx(ev.data["duration_s"], abs=1e-6)
@@ -532,7 +532,7 @@ def test_track_records_the_cell(ip: Any) -> None:
 def test_track_records_a_failure_and_reraises_it(ip: Any) -> None:
     result = ip.run_cell("%%aeg track train_step\ny = 1\n1 / 0\n")
     assert isinstance(result.error_in_exec, ZeroDivisionError)
-    ev = ctx(ip).store.memory.recent(kinds=["train_step"], limit=1)[0]
+    ev = ctx(ip).store.event_log.recent(kinds=["train_step"], limit=1)[0]
     assert ev.data["ok"] is False and ev.data["error"] == "ZeroDivisionError: division by zero"
     assert ev.severity == 3
     assert ip.user_ns["y"] == 1
@@ -541,7 +541,7 @@ def test_track_records_a_failure_and_reraises_it(ip: Any) -> None:
 def test_track_passes_the_cells_own_aeg_errors_through(ip: Any) -> None:
     result = ip.run_cell("%%aeg track lookup\ncontext.store.artifacts.get('ZZZZZZZZ')\n")
     assert isinstance(result.error_in_exec, NotFoundError)
-    assert ctx(ip).store.memory.recent(kinds=["lookup"], limit=1)[0].data["ok"] is False
+    assert ctx(ip).store.event_log.recent(kinds=["lookup"], limit=1)[0].data["ok"] is False
 
 
 def test_track_runs_top_level_await_and_magics_inside(ip: Any) -> None:
@@ -553,8 +553,8 @@ def test_track_runs_top_level_await_and_magics_inside(ip: Any) -> None:
         "await mem.recent_data(kinds=['train_log'], limit=1)\n"
     )
     assert cell(ip, source) == [{"epoch": 1}]
-    assert ctx(ip).store.memory.recent(kinds=["inner"], limit=1)[0].data == {"a": 1}
-    assert ctx(ip).store.memory.recent(kinds=["tutorial"], limit=1)[0].data["ok"] is True
+    assert ctx(ip).store.event_log.recent(kinds=["inner"], limit=1)[0].data == {"a": 1}
+    assert ctx(ip).store.event_log.recent(kinds=["tutorial"], limit=1)[0].data["ok"] is True
 
 
 # -- errors: one line that says what to type instead ---------------------------------------------

@@ -75,7 +75,7 @@ def test_scope_filters(store_root):
 
 def test_hot_window_falls_back_to_parquet_exactly(store_root):
     store = aeg_jupyter.Store(store_root, hot_limit=10, flush_rows=25)
-    log = store.memory
+    log = store.event_log
     for i in range(100):
         log.record("tick", {"i": i})
         if i % 7 == 0:
@@ -87,20 +87,20 @@ def test_hot_window_falls_back_to_parquet_exactly(store_root):
     assert [e.data["i"] for e in log.recent(kinds=["tick"], limit=60)] == list(range(40, 100))
     store.close()
     store2 = aeg_jupyter.Store(store_root, hot_limit=10)
-    assert [e.data["i"] for e in store2.memory.recent(kinds=["tick"], limit=30)] == list(range(70, 100))
+    assert [e.data["i"] for e in store2.event_log.recent(kinds=["tick"], limit=30)] == list(range(70, 100))
     store2.close()
 
 
 def test_last_by_name_older_than_the_window(store_root):
     store = aeg_jupyter.Store(store_root, hot_limit=5, flush_rows=10)
-    store.memory.record_tool_result("t", outputs=[{"name": "old_value", "value": 42}])
+    store.event_log.record_tool_result("t", outputs=[{"name": "old_value", "value": 42}])
     for i in range(50):
-        store.memory.record("noise", i)
+        store.event_log.record("noise", i)
     store.close()
     store2 = aeg_jupyter.Store(store_root, hot_limit=5)
-    assert store2.memory.last_by_name("old_value") == 42
-    assert store2.memory.last_outputs_by_topic("t") == {"old_value": 42}
-    assert store2.memory.last_by_name("never") is None
+    assert store2.event_log.last_by_name("old_value") == 42
+    assert store2.event_log.last_outputs_by_topic("t") == {"old_value": 42}
+    assert store2.event_log.last_by_name("never") is None
     store2.close()
 
 
@@ -169,7 +169,7 @@ def test_fsync_durability_writes_the_same_store(store_root):
     art = run(ctx.artifacts().save_text("durable"))
     ctx.close()
     store = aeg_jupyter.Store(store_root)
-    assert store.memory.recent_data(kinds=["log"]) == [{"durable": True}]
+    assert store.event_log.recent_data(kinds=["log"]) == [{"durable": True}]
     assert store.artifacts.load_text(art) == "durable"
     store.close()
     with pytest.raises(InvalidInputError, match="durability must be 'flush' or 'fsync'"):
@@ -181,7 +181,7 @@ def test_every_field_survives_the_spool_line_and_parquet(store_root):
     events from that line, and from Parquet after the flush."""
     from aeg_jupyter.base.models import Provenance
 
-    log = aeg_jupyter.connect(store_root).store.memory
+    log = aeg_jupyter.connect(store_root).store.event_log
     odd = 'quote " backslash \\ newline \n tab \t é \u2028 😀 </script>'
     origin = Provenance("run-" + odd, "nb.ipynb", "In[3]")
     made = [
@@ -205,7 +205,7 @@ def test_every_field_survives_the_spool_line_and_parquet(store_root):
     expected = repr([dataclasses.asdict(e) for e in made])
     child = """
         import dataclasses, sys, aeg_jupyter
-        log = aeg_jupyter.connect(sys.argv[1]).store.memory
+        log = aeg_jupyter.connect(sys.argv[1]).store.event_log
         print(repr([dataclasses.asdict(e) for e in log.recent(limit=10)]))
     """
     assert run_child(child, store_root).stdout.strip() == expected  # from the spool
@@ -221,7 +221,7 @@ def test_threads_recording_with_different_origins_keep_their_own(store_root):
     from aeg_jupyter.base.models import Provenance
 
     store = aeg_jupyter.Store(store_root)
-    log = store.memory
+    log = store.event_log
 
     def work(name: str) -> None:
         origin = Provenance(f"run-{name}", "g", name)
@@ -238,6 +238,6 @@ def test_threads_recording_with_different_origins_keep_their_own(store_root):
     assert all(e.run_id == f"run-{e.data['who']}" and e.node_id == e.data["who"] for e in events)
     store.close()
     reopened = aeg_jupyter.Store(store_root)
-    on_disk = reopened.memory.recent(kinds=["t"], limit=10_000)
+    on_disk = reopened.event_log.recent(kinds=["t"], limit=10_000)
     assert len(on_disk) == 4000 and all(e.run_id == f"run-{e.data['who']}" for e in on_disk)
     reopened.close()

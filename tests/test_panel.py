@@ -137,10 +137,10 @@ def test_store_listeners_hear_every_local_write(context: KernelContext) -> None:
     heard: list[str] = []
     stop = context.store.subscribe(heard.append)
     art = context.store.artifacts.save_text("x", origin=context.origin)
-    context.store.memory.record("note", "hi", origin=context.origin)
+    context.store.event_log.record("note", "hi", origin=context.origin)
     context.store.artifacts.pin(art)
     stop()
-    context.store.memory.record("note", "unheard")
+    context.store.event_log.record("note", "unheard")
     assert heard == ["artifacts", "events", "ops"]
 
 
@@ -150,8 +150,8 @@ def test_a_failing_listener_never_fails_the_write(context: KernelContext) -> Non
 
     context.store.subscribe(broken)
     with pytest.warns(RuntimeWarning, match="listener failed"):
-        ev = context.store.memory.record("note", "still stored")
-    assert context.store.memory.recent(limit=1)[0].event_id == ev.event_id
+        ev = context.store.event_log.record("note", "still stored")
+    assert context.store.event_log.recent(limit=1)[0].event_id == ev.event_id
 
 
 # -- leaderboard tab ----------------------------------------------------------------------------------
@@ -195,10 +195,10 @@ def test_pin_toggle_pins_the_rows_artifact(panel: Panel) -> None:
     target = row.artifact_id
     assert target is not None and not row.pin.value
     row.pin.value = True
-    assert panel.index.get(target).pinned
+    assert panel.artifacts.get(target).pinned
     assert panel.lb_frame.set_index("artifact_id").loc[target, "pinned"]
     row.pin.value = False
-    assert not panel.index.get(target).pinned
+    assert not panel.artifacts.get(target).pinned
 
 
 def test_empty_store_and_kind_without_metrics_say_what_to_do(context: KernelContext) -> None:
@@ -261,7 +261,7 @@ def test_live_redraws_are_coalesced(context: KernelContext) -> None:
         p = Panel(context, tab="memory")
         start, began = p.renders, time.monotonic()
         for i in range(5000):
-            context.store.memory.record("train_log", {"step": i}, origin=context.origin)
+            context.store.event_log.record("train_log", {"step": i}, origin=context.origin)
         elapsed = time.monotonic() - began
         during = p.renders - start
         assert 1 <= during <= 2 + elapsed / p.live_interval, (during, elapsed)  # not one per write
@@ -278,7 +278,7 @@ def test_a_long_cell_that_keeps_writing_still_shows_progress(context: KernelCont
         p = Panel(context, tab="memory", live_interval=0.1)
         start, began, i = p.renders, time.monotonic(), 0
         while time.monotonic() - began < 0.6:  # never yields to the loop, like a busy notebook cell
-            context.store.memory.record("train_log", {"step": i}, origin=context.origin)
+            context.store.event_log.record("train_log", {"step": i}, origin=context.origin)
             i += 1
         during = p.renders - start
         assert 3 <= during <= 8, during
@@ -349,8 +349,8 @@ def test_hostile_strings_are_shown_as_text(context: KernelContext) -> None:
         HOSTILE, kind=HOSTILE, labels={HOSTILE: HOSTILE}, metrics={HOSTILE: 1.0, "acc": 0.5}, name=HOSTILE + ".txt",
         origin=context.origin,
     )  # fmt: skip
-    context.store.memory.record(HOSTILE, {HOSTILE: HOSTILE}, origin=context.origin)
-    context.store.memory.record_tool_result(
+    context.store.event_log.record(HOSTILE, {HOSTILE: HOSTILE}, origin=context.origin)
+    context.store.event_log.record_tool_result(
         HOSTILE, outputs=[{"name": HOSTILE, "value": HOSTILE}], origin=context.origin
     )
     p = Panel(context, kind=HOSTILE, metric=HOSTILE, group_by=HOSTILE)
@@ -475,7 +475,7 @@ def test_artifact_pin_and_copy_path(context: KernelContext, zoo: dict[str, aeg_j
 
 # -- memory and runs tabs ----------------------------------------------------------------------------
 def test_memory_tab_newest_first_kind_filter_and_outputs_as_columns(context: KernelContext) -> None:
-    mem, o = context.store.memory, context.origin
+    mem, o = context.store.event_log, context.origin
     for epoch in range(3):
         mem.record("train_log", {"epoch": epoch, "loss": 1 / (epoch + 1)}, origin=o)
     mem.record_tool_result("train.step", outputs=[{"name": "val_acc", "kind": "number", "value": 0.912}], origin=o)
@@ -495,10 +495,10 @@ def test_memory_tab_newest_first_kind_filter_and_outputs_as_columns(context: Ker
 
 def test_runs_tab_lists_every_run(context: KernelContext) -> None:
     save_ckpt(context, "A", 0.5, 0.5)
-    context.store.memory.record("note", "x", origin=context.origin)
+    context.store.event_log.record("note", "x", origin=context.origin)
     old_run = context.run_id
     context.new_run("second")
-    context.store.memory.record("note", "y", origin=context.origin)
+    context.store.event_log.record("note", "y", origin=context.origin)
     p = Panel(context, tab="runs")
     html = p.ru_table.value
     assert old_run in html and context.run_id in html and "(this kernel)" in html
@@ -514,7 +514,7 @@ def test_hidden_tabs_redraw_only_when_shown(panel: Panel) -> None:
     assert "aeg-runs" in panel.ru_table.value
     panel.show("leaderboard")
     drawn = panel.renders
-    panel.context.store.memory.record("note", "z")
+    panel.context.store.event_log.record("note", "z")
     assert panel.renders <= drawn + 1
 
 

@@ -17,7 +17,7 @@ from typing import Any
 
 from ..base.errors import InvalidInputError
 from ..base.models import Artifact, Event, Provenance, Scope, ScopeFilter, Value
-from ..core.artifacts import ArtifactIndex, ArtifactList, ArtifactRef, ArtifactWriter, GcReport, Mode, VerifyReport
+from ..core.artifacts import ArtifactList, ArtifactRef, ArtifactStore, ArtifactWriter, GcReport, Mode, VerifyReport
 from ..core.events import EventLog, check_tool
 from ..core.store import Durability, Store, open_store
 
@@ -120,7 +120,7 @@ class Artifacts:
 
     def __init__(self, context: KernelContext) -> None:
         self.context = context
-        self.index: ArtifactIndex = context.store.artifacts
+        self.artifacts: ArtifactStore = context.store.artifacts
         self.last_artifact: Artifact | None = None
 
     def _done(self, art: Artifact) -> Artifact:
@@ -139,7 +139,7 @@ class Artifacts:
     ) -> Artifact:
         """Ingest an existing file. ``art = await arts.save_file(path="report.pdf", kind="report")``"""
         art = await asyncio.to_thread(
-            self.index.save_file, path, kind=kind, labels=labels, metrics=metrics, name=name, pin=pin,
+            self.artifacts.save_file, path, kind=kind, labels=labels, metrics=metrics, name=name, pin=pin,
             origin=self.context.origin,
         )  # fmt: skip
         return self._done(art)
@@ -156,7 +156,7 @@ class Artifacts:
     ) -> Artifact:
         """Ingest a directory (every file deduplicated, plus a manifest)."""
         art = await asyncio.to_thread(
-            self.index.save_dir, path, kind=kind, labels=labels, metrics=metrics, name=name, pin=pin,
+            self.artifacts.save_dir, path, kind=kind, labels=labels, metrics=metrics, name=name, pin=pin,
             origin=self.context.origin,
         )  # fmt: skip
         return self._done(art)
@@ -178,7 +178,7 @@ class Artifacts:
             >>> async with arts.writer(kind="plot", planned_ext=".png") as w:   # doctest: +SKIP
             ...     w.write(png_bytes)
         """
-        w = self.index.open_writer(
+        w = self.artifacts.open_writer(
             kind=kind, planned_ext=planned_ext, labels=labels, metrics=metrics, name=name, pin=pin,
             origin=self.context.origin,
         )  # fmt: skip
@@ -191,39 +191,39 @@ class Artifacts:
 
     async def save_bytes(self, data: bytes, *, kind: str = "bytes", name: str | None = None, **kw: Any) -> Artifact:
         """Store bytes from memory."""
-        return self._done(self.index.save_bytes(data, kind=kind, name=name, origin=self.context.origin, **kw))
+        return self._done(self.artifacts.save_bytes(data, kind=kind, name=name, origin=self.context.origin, **kw))
 
     async def save_json(self, obj: Any, *, kind: str = "json", **kw: Any) -> Artifact:
         """Store a JSON-encodable object. ``cfg_art = await arts.save_json({"lr": 1e-3})``"""
-        return self._done(self.index.save_json(obj, kind=kind, origin=self.context.origin, **kw))
+        return self._done(self.artifacts.save_json(obj, kind=kind, origin=self.context.origin, **kw))
 
     async def save_text(self, text: str, *, kind: str = "text", **kw: Any) -> Artifact:
         """Store a string. ``log_art = await arts.save_text("training finished ok")``"""
-        return self._done(self.index.save_text(text, kind=kind, origin=self.context.origin, **kw))
+        return self._done(self.artifacts.save_text(text, kind=kind, origin=self.context.origin, **kw))
 
     async def as_local_file(self, artifact: ArtifactRef, *, verify: bool = False) -> str:
         """A read-only local path with the original file name (no copy on a local store)."""
-        return await asyncio.to_thread(self.index.local_file, artifact, verify=verify)
+        return await asyncio.to_thread(self.artifacts.local_file, artifact, verify=verify)
 
     async def as_local_dir(self, artifact: ArtifactRef) -> str:
         """A local directory with a directory artifact's files."""
-        return await asyncio.to_thread(self.index.local_dir, artifact)
+        return await asyncio.to_thread(self.artifacts.local_dir, artifact)
 
     async def load_bytes(self, artifact: ArtifactRef, *, verify: bool = False) -> bytes:
         """The artifact's bytes."""
-        return await asyncio.to_thread(self.index.load_bytes, artifact, verify=verify)
+        return await asyncio.to_thread(self.artifacts.load_bytes, artifact, verify=verify)
 
     async def load_text(self, artifact: ArtifactRef, *, verify: bool = False) -> str:
         """The artifact's bytes as UTF-8 text."""
-        return self.index.load_text(artifact, verify=verify)
+        return self.artifacts.load_text(artifact, verify=verify)
 
     async def load_json(self, artifact: ArtifactRef, *, verify: bool = False) -> Any:
         """The artifact's bytes decoded as JSON."""
-        return self.index.load_json(artifact, verify=verify)
+        return self.artifacts.load_json(artifact, verify=verify)
 
     async def get(self, artifact_id: str) -> Artifact:
         """An artifact by id, unique id prefix, short id, or CAS URI."""
-        return self.index.get(artifact_id)
+        return self.artifacts.get(artifact_id)
 
     async def search(
         self,
@@ -237,7 +237,7 @@ class Artifacts:
     ) -> ArtifactList:
         """Filter by kind, labels (exact) and scope; rank by ``metric`` when given."""
         where = self.context.scope(scope)
-        return self.index.search(kind=kind, labels=labels, metric=metric, mode=mode, where=where, limit=limit)
+        return self.artifacts.search(kind=kind, labels=labels, metric=metric, mode=mode, where=where, limit=limit)
 
     async def best(
         self,
@@ -249,23 +249,25 @@ class Artifacts:
         filters: Mapping[str, Any] | None = None,
     ) -> Artifact | None:
         """The best artifact of ``kind`` by ``metric`` (``None`` if none has it)."""
-        return self.index.best(kind=kind, metric=metric, mode=mode, where=self.context.scope(scope), filters=filters)
+        return self.artifacts.best(
+            kind=kind, metric=metric, mode=mode, where=self.context.scope(scope), filters=filters
+        )
 
     async def list(self, *, scope: Scope = "run", kind: str | None = None, limit: int | None = None) -> ArtifactList:
         """Everything in scope, newest first. ``await arts.list(scope="run")``"""
-        return self.index.list(kind=kind, where=self.context.scope(scope), limit=limit)
+        return self.artifacts.list(kind=kind, where=self.context.scope(scope), limit=limit)
 
     async def pin(self, artifact_id: ArtifactRef, pinned: bool = True) -> Artifact:
         """Keep an artifact forever (``gc`` never collects it)."""
-        return self.index.pin(artifact_id, pinned)
+        return self.artifacts.pin(artifact_id, pinned)
 
     async def unpin(self, artifact_id: ArtifactRef) -> Artifact:
         """Undo :meth:`pin`."""
-        return self.index.pin(artifact_id, False)
+        return self.artifacts.pin(artifact_id, False)
 
     async def delete(self, artifact_id: ArtifactRef) -> Artifact:
         """Mark an artifact deleted; ``gc`` frees its bytes."""
-        return self.index.delete(artifact_id)
+        return self.artifacts.delete(artifact_id)
 
     async def gc(
         self,
@@ -277,12 +279,12 @@ class Artifacts:
     ) -> GcReport:
         """Collect unpinned artifacts by retention and unreferenced blobs (dry run by default)."""
         return await asyncio.to_thread(
-            self.index.gc, dry_run=dry_run, older_than=older_than, keep_last=keep_last, keep_best=keep_best
+            self.artifacts.gc, dry_run=dry_run, older_than=older_than, keep_last=keep_last, keep_best=keep_best
         )
 
     async def verify(self, *, repair: bool = False) -> VerifyReport:
         """Re-hash every blob and report corruption."""
-        return await asyncio.to_thread(self.index.verify, repair=repair)
+        return await asyncio.to_thread(self.artifacts.verify, repair=repair)
 
 
 class Memory:
@@ -290,7 +292,7 @@ class Memory:
 
     def __init__(self, context: KernelContext) -> None:
         self.context = context
-        self.log: EventLog = context.store.memory
+        self.event_log: EventLog = context.store.event_log
 
     async def record(
         self,
@@ -305,7 +307,9 @@ class Memory:
         outputs: Sequence[Value | Mapping[str, Any]] | None = None,
     ) -> Event:
         """Log an event. ``await mem.record(kind="train_log", data={"epoch": 1, "loss": 0.25})``"""
-        return self.log._record(kind, data, None, tags, severity, stage, metrics, inputs, outputs, self.context.origin)
+        return self.event_log._record(
+            kind, data, None, tags, severity, stage, metrics, inputs, outputs, self.context.origin
+        )
 
     async def record_tool_result(
         self,
@@ -320,7 +324,7 @@ class Memory:
     ) -> Event:
         """Record a typed tool result; its outputs are recalled by name with :meth:`last_by_name`."""
         check_tool(tool, message)
-        return self.log._record(
+        return self.event_log._record(
             "tool_result", message, tool, tags, severity, None, metrics, inputs, outputs, self.context.origin
         )
 
@@ -342,25 +346,25 @@ class Memory:
 
     async def recent(self, *, kinds: Iterable[str] | None = None, limit: int = 50, scope: Scope = "all") -> list[Event]:
         """The newest events, chronological (most recent last)."""
-        return self.log.recent(kinds=kinds, limit=limit, where=self.context.scope(scope))
+        return self.event_log.recent(kinds=kinds, limit=limit, where=self.context.scope(scope))
 
     async def recent_data(
         self, *, kinds: Iterable[str] | None = None, limit: int = 50, scope: Scope = "all"
     ) -> list[Any]:
         """The decoded ``data`` of the newest events, chronological."""
-        return self.log.recent_data(kinds=kinds, limit=limit, where=self.context.scope(scope))
+        return self.event_log.recent_data(kinds=kinds, limit=limit, where=self.context.scope(scope))
 
     async def recent_tool_results(self, *, tool: str, limit: int = 10, scope: Scope = "all") -> list[Event]:
         """The newest results of ``tool``, chronological."""
-        return self.log.recent_tool_results(tool=tool, limit=limit, where=self.context.scope(scope))
+        return self.event_log.recent_tool_results(tool=tool, limit=limit, where=self.context.scope(scope))
 
     async def last_by_name(self, name: str) -> Any:
         """The latest output value called ``name`` (``None`` if never recorded)."""
-        return self.log.last_by_name(name)
+        return self.event_log.last_by_name(name)
 
     async def last_outputs_by_topic(self, topic: str) -> dict[str, Any]:
         """``{name: value}`` of the latest result of tool ``topic``."""
-        return self.log.last_outputs_by_topic(topic)
+        return self.event_log.last_outputs_by_topic(topic)
 
     async def recent_df(
         self, *, kinds: Iterable[str] | None = None, limit: int = 50, scope: Scope = "all", tool: str | None = None
@@ -369,9 +373,9 @@ class Memory:
         from ..core.frames import events_frame
 
         if tool is not None:
-            events = self.log.recent_tool_results(tool=tool, limit=limit, where=self.context.scope(scope))
+            events = self.event_log.recent_tool_results(tool=tool, limit=limit, where=self.context.scope(scope))
         else:
-            events = self.log.recent(kinds=kinds, limit=limit, where=self.context.scope(scope))
+            events = self.event_log.recent(kinds=kinds, limit=limit, where=self.context.scope(scope))
         return events_frame(events)
 
 

@@ -1,6 +1,6 @@
 """Artifacts, synchronous core: save, find, rank, pin, open again, collect and verify.
 
-:class:`ArtifactIndex` keeps an in-memory catalog of every live artifact of the store (rows of
+:class:`ArtifactStore` keeps an in-memory catalog of every live artifact of the store (rows of
 the artifacts table folded with the pin/unpin/delete ops), kept current with other processes by
 tailing their spools. The async API of the tutorial (:mod:`aeg_jupyter.api.context`) wraps it.
 """
@@ -114,7 +114,7 @@ class VerifyReport:
         return text
 
 
-class ArtifactIndex:
+class ArtifactStore:
     """The artifacts of one store: writes go to the CAS and the artifacts table, reads to the catalog."""
 
     def __init__(self, store: Store) -> None:
@@ -283,7 +283,7 @@ class ArtifactIndex:
         elif art.pinned != (state[2] == "pin"):
             self._replace(replace(art, pinned=state[2] == "pin"))
 
-    def sync(self) -> None:
+    def catch_up(self) -> None:
         """Bring the catalog up to date with other processes (new spool bytes, new parts)."""
         with self.store.lock:
             rows, rotated_a = self.table.tail_others()
@@ -302,17 +302,17 @@ class ArtifactIndex:
                 self._apply(arts, ops)
 
     def __len__(self) -> int:
-        self.sync()
+        self.catch_up()
         return len(self._by_id)
 
     def kinds(self) -> list[str]:
         """Kinds that have at least one live artifact."""
-        self.sync()
+        self.catch_up()
         return sorted(self._by_kind)
 
     def metric_names(self, kind: str | None = None) -> list[str]:
         """Metric names used by live artifacts (of one kind, or of all)."""
-        self.sync()
+        self.catch_up()
         pool = self._by_kind.get(kind, []) if kind is not None else self._by_id.values()
         names: set[str] = set()
         for a in pool:
@@ -549,7 +549,7 @@ class ArtifactIndex:
             NotFoundError: nothing matches.
             AmbiguousIdError: a prefix matches several artifacts (they are listed).
         """
-        self.sync()
+        self.catch_up()
         if isinstance(ref, Artifact):
             ref = ref.artifact_id
         if not isinstance(ref, str) or not ref.strip():
@@ -752,7 +752,7 @@ class ArtifactIndex:
         limit = check_limit(limit, allow_none=True)
         if mode is not None and mode not in ("max", "min"):
             raise InvalidInputError(f"mode must be 'max' or 'min', not {mode!r}")
-        self.sync()
+        self.catch_up()
         items = list(want.items())
         pool = self._pool(kind, items, where)
         match = _match_fn(where, items)
@@ -819,7 +819,7 @@ class ArtifactIndex:
         if mode not in ("max", "min"):
             raise InvalidInputError(f"mode must be 'max' or 'min', not {mode!r}")
         items = list(check_labels(labels).items()) if labels else []
-        self.sync()
+        self.catch_up()
         pool = self._pool(kind, items, where)
         if len(pool) < RANKING_MIN:
             yield from self.search(kind=kind, labels=labels, metric=metric, mode=mode, where=where)
@@ -883,7 +883,7 @@ class ArtifactIndex:
         if mode not in ("max", "min"):
             raise InvalidInputError(f"mode must be 'max' or 'min', not {mode!r}")
         items = list(check_labels(filters).items()) if filters else []
-        self.sync()
+        self.catch_up()
         pool = self._pool(kind, items, where)
         found = self._ranked(kind, metric, mode, _match_fn(where, items), 1, pool)
         if found is not None:
@@ -1006,7 +1006,7 @@ class ArtifactIndex:
         with self.store.lock:
             if not dry_run:
                 self.store.recover()  # temp files of dead writers
-            self.sync()
+            self.catch_up()
             started = time.time()
             doomed = self._retention_candidates(age, keep, best_rules)
             doomed_ids = {a.artifact_id for a in doomed}
@@ -1042,7 +1042,7 @@ class ArtifactIndex:
         ``<root>/corrupt/`` (never deleted): readers stop tripping over them, and saving the
         same bytes again stores them afresh.
         """
-        self.sync()
+        self.catch_up()
         report = VerifyReport()
         present = set()
         refs = self._referenced(list(self._by_id.values()))
@@ -1163,7 +1163,7 @@ class IdIndex:
 class ArtifactWriter:
     """File-like writer for a new artifact; ``commit()`` makes it visible, ``abort()`` drops it."""
 
-    def __init__(self, index: ArtifactIndex, **meta: Any) -> None:
+    def __init__(self, index: ArtifactStore, **meta: Any) -> None:
         self._index = index
         self._meta = meta
         self._blob: BlobWriter = index.blobs.open_writer()

@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any, Literal
 from ..base.errors import AegError, InvalidInputError
 from ..base.models import Artifact, ScopeFilter
 from ..base.models import _human_size as _size
-from .artifacts import ArtifactIndex, ArtifactRef
+from .artifacts import ArtifactRef, ArtifactStore
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -101,7 +101,7 @@ def label_matches(value: Any, wanted: str) -> bool:
 
 
 def find_artifacts(
-    index: ArtifactIndex,
+    index: ArtifactStore,
     *,
     kind: str | None = None,
     labels: Mapping[str, str] | None = None,
@@ -173,7 +173,7 @@ def preview_format(art: Artifact, head: bytes = b"") -> str:
 
 
 def preview(
-    index: ArtifactIndex,
+    index: ArtifactStore,
     ref: ArtifactRef,
     *,
     max_bytes: int = 256 * 1024,

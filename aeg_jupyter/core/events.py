@@ -107,7 +107,7 @@ class EventLog:
 
     # -- filling and following ---------------------------------------------------------------
     def _fill(self) -> None:
-        rows, _ = self.table.tail_others()  # spools first, then parts (see ArtifactIndex._load)
+        rows, _ = self.table.tail_others()  # spools first, then parts (see ArtifactStore._load)
         self._seen_parts = {p.path for p in self.table.list_parts()}
         need = self.hot.limit
         stopped = False
@@ -138,7 +138,7 @@ class EventLog:
             self.hot.add(r["ts"], _row_to_event(r))
         self.hot.complete = complete
 
-    def sync(self) -> None:
+    def catch_up(self) -> None:
         """Take in what other processes recorded since the last call (new spool bytes only)."""
         table = self.table
         rows, rotated = table.tail_others()
@@ -288,7 +288,7 @@ class EventLog:
         assert limit_ is not None
         if limit_ == 0:
             return []
-        self.sync()
+        self.catch_up()
         found: list[Event] = []
         for _ts, _id, ev in reversed(self.hot.items):
             if (
@@ -351,7 +351,7 @@ class EventLog:
     def last_by_name(self, name: str) -> Any:
         """The latest output value called ``name`` across tool results (``None`` if there is none)."""
         check_name(name, "output")
-        self.sync()
+        self.catch_up()
         hit = self.hot.last_values.get(name)
         if hit is not None:
             return hit[1]
@@ -376,7 +376,7 @@ class EventLog:
         """``{name: value}`` of the latest result of tool ``topic`` (empty if none)."""
         if not isinstance(topic, str) or not topic:
             raise InvalidInputError(f"topic must be a tool name such as 'train.step', got {topic!r}")
-        self.sync()
+        self.catch_up()
         hit = self.hot.last_outputs.get(topic)
         if hit is not None:
             return dict(hit[1])
@@ -393,7 +393,7 @@ class EventLog:
 
     def kinds(self) -> list[str]:
         """Event kinds present in the store."""
-        self.sync()
+        self.catch_up()
         kinds = set(self.table.partition_kinds())
         kinds.update(ev.kind for _t, _i, ev in self.hot.items)
         return sorted(kinds)

@@ -1,7 +1,7 @@
 """Leaderboards: artifacts of one kind ranked by a metric, optionally the best one per label value.
 
 A core query (no IPython, no widgets): the panel's Leaderboard tab and ``%aeg leaderboard`` both
-call :func:`leaderboard`. Ranking is :meth:`ArtifactIndex.search`'s: artifacts lacking the metric
+call :func:`leaderboard`. Ranking is :meth:`ArtifactStore.search`'s: artifacts lacking the metric
 (or with NaN) are left out, ties go to the newest.
 
 Example:
@@ -22,14 +22,14 @@ from typing import TYPE_CHECKING, Any
 from ..base.errors import InvalidInputError
 from ..base.models import Artifact, ScopeFilter
 from ..base.validate import check_kind, check_limit, check_name
-from .artifacts import ArtifactIndex, Mode
+from .artifacts import ArtifactStore, Mode
 
 if TYPE_CHECKING:
     import pandas as pd
 
 
 def ranked(
-    index: ArtifactIndex,
+    index: ArtifactStore,
     *,
     kind: str,
     metric: str,
@@ -73,7 +73,7 @@ def ranked(
 
 
 def leaderboard(
-    index: ArtifactIndex,
+    index: ArtifactStore,
     *,
     kind: str,
     metric: str,
@@ -114,7 +114,7 @@ def leaderboard(
     return leaderboard_frame(rows, metric=metric, group_by=group_by, now=now)
 
 
-def label_keys(index: ArtifactIndex, *, kind: str | None = None, where: ScopeFilter = ScopeFilter()) -> list[str]:
+def label_keys(index: ArtifactStore, *, kind: str | None = None, where: ScopeFilter = ScopeFilter()) -> list[str]:
     """Label keys used by live artifacts (of ``kind``, in scope), sorted: the "best per" choices.
 
     Example:

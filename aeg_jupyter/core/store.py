@@ -1,6 +1,6 @@
 """The store: blobs, tables and this process's writer identity, opened once per root.
 
-``Store`` owns the files; :class:`~aeg_jupyter.core.artifacts.ArtifactIndex` and
+``Store`` owns the files; :class:`~aeg_jupyter.core.artifacts.ArtifactStore` and
 :class:`~aeg_jupyter.core.events.EventLog` hold the in-memory views built on it. Opening a store
 also finishes the work of writers that died: their spools are flushed into Parquet parts and
 their temp files removed.
@@ -76,11 +76,11 @@ class Store:
         self.tables = {t.spec.name: t for t in (self.artifact_table, self.event_table, self.op_table)}
         self.recover()
         # Imported here: the views import this module for typing only.
-        from .artifacts import ArtifactIndex
+        from .artifacts import ArtifactStore
         from .events import EventLog
 
-        self.artifacts = ArtifactIndex(self)
-        self.memory = EventLog(self, hot_limit=hot_limit)
+        self.artifacts = ArtifactStore(self)
+        self.event_log = EventLog(self, hot_limit=hot_limit)
         atexit.register(_close_at_exit, weakref.ref(self))
 
     # -- opening -----------------------------------------------------------------------------

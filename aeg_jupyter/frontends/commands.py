@@ -36,7 +36,7 @@ from ..core.serialize import SAVABLE, decode, encode, is_pickle
 if TYPE_CHECKING:
     from ..api.context import KernelContext
     from ..base.models import ScopeFilter
-    from ..core.artifacts import ArtifactIndex
+    from ..core.artifacts import ArtifactStore
     from ..core.events import EventLog
 
 
@@ -107,14 +107,14 @@ class Session:
     _parsers: dict[str, CommandParser] = field(default_factory=dict, repr=False)
 
     @property
-    def arts(self) -> ArtifactIndex:
+    def artifacts(self) -> ArtifactStore:
         """The store's artifact index (sync core)."""
         return self.context.store.artifacts
 
     @property
-    def log(self) -> EventLog:
+    def event_log(self) -> EventLog:
         """The store's event log (sync core)."""
-        return self.context.store.memory
+        return self.context.store.event_log
 
     @property
     def in_kernel(self) -> bool:
@@ -260,17 +260,17 @@ def run_save(s: Session, a: argparse.Namespace) -> Artifact:
     origin = s.context.origin
     if ns is not None and target.isidentifier() and target in ns:
         enc = encode(ns[target], allow_pickle=a.pickle)
-        return s.arts.save_bytes(
+        return s.artifacts.save_bytes(
             enc.data, kind=a.kind or enc.kind, labels=labels, metrics=metrics, name=a.name or target + enc.ext,
             mime=enc.mime, pin=a.pin, origin=origin,
         )  # fmt: skip
     path = os.path.expanduser(target)
     if os.path.isdir(path):
-        return s.arts.save_dir(
+        return s.artifacts.save_dir(
             path, kind=a.kind or "dir", labels=labels, metrics=metrics, name=a.name, pin=a.pin, origin=origin
         )
     if os.path.exists(path):
-        return s.arts.save_file(
+        return s.artifacts.save_file(
             path, kind=a.kind or "file", labels=labels, metrics=metrics, name=a.name, pin=a.pin, origin=origin
         )
     if ns is None:
@@ -295,15 +295,15 @@ def run_load(s: Session, a: argparse.Namespace) -> Any:
 
     Example: ``%aeg load 01J8Z3QK``
     """
-    art = s.arts.get(a.id)
+    art = s.artifacts.get(a.id)
     if art.is_dir:
-        return Path(s.arts.local_dir(art))
+        return Path(s.artifacts.local_dir(art))
     if is_pickle(art.mime, art.name) and not a.allow_pickle:
         raise PickleNotAllowedError(
             f"artifact {art.short_id} is a pickle, and unpickling runs code from it; if you trust it, "
             f"type `{s.typed('load')} {a.id} --allow-pickle`"
         )
-    return decode(s.arts.load_bytes(art), mime=art.mime, name=art.name, allow_pickle=a.allow_pickle)
+    return decode(s.artifacts.load_bytes(art), mime=art.mime, name=art.name, allow_pickle=a.allow_pickle)
 
 
 def run_path(s: Session, a: argparse.Namespace) -> str:
@@ -311,8 +311,8 @@ def run_path(s: Session, a: argparse.Namespace) -> str:
 
     Example: ``%aeg path 01J8Z3QK``
     """
-    art = s.arts.get(a.id)
-    return s.arts.local_dir(art) if art.is_dir else s.arts.local_file(art)
+    art = s.artifacts.get(a.id)
+    return s.artifacts.local_dir(art) if art.is_dir else s.artifacts.local_file(art)
 
 
 def run_show(s: Session, a: argparse.Namespace) -> Artifact:
@@ -320,7 +320,7 @@ def run_show(s: Session, a: argparse.Namespace) -> Artifact:
 
     Example: ``%aeg show 01J8Z3QK``
     """
-    return s.arts.get(a.id)
+    return s.artifacts.get(a.id)
 
 
 def _recent_args(p: CommandParser) -> None:
@@ -343,9 +343,9 @@ def run_recent(s: Session, a: argparse.Namespace) -> Any:
             raise CommandError(
                 f"{s.typed('recent')}: --tool picks tool results; drop the kinds, e.g. `{s.typed('recent')} --tool {a.tool}`"
             )
-        events = s.log.recent_tool_results(tool=a.tool, limit=limit, where=where)
+        events = s.event_log.recent_tool_results(tool=a.tool, limit=limit, where=where)
     else:
-        events = s.log.recent(kinds=a.kinds or None, limit=limit, where=where)
+        events = s.event_log.recent(kinds=a.kinds or None, limit=limit, where=where)
     return events_frame(events)
 
 
@@ -375,7 +375,7 @@ def run_log(s: Session, a: argparse.Namespace) -> Any:
             for p in a.pairs:
                 k, _, raw = p.partition("=")
                 data[k] = parse_value(raw)
-    return s.log.record(a.kind, data, origin=s.context.origin)
+    return s.event_log.record(a.kind, data, origin=s.context.origin)
 
 
 def _mode(p: CommandParser, default: str | None) -> None:
@@ -398,7 +398,9 @@ def run_best(s: Session, a: argparse.Namespace) -> Artifact | None:
     Example: ``%aeg best checkpoint --metric val_acc --max``
     """
     scope = a.scope or s.default_scope
-    art = s.arts.best(kind=a.kind, metric=a.metric, mode=a.mode, where=s.where(scope), filters=dict(a.label) or None)
+    art = s.artifacts.best(
+        kind=a.kind, metric=a.metric, mode=a.mode, where=s.where(scope), filters=dict(a.label) or None
+    )
     if art is None:
         print(f"no {a.kind!r} artifact has the metric {a.metric!r} in scope {scope!r}")
     return art
@@ -425,7 +427,7 @@ def run_search(s: Session, a: argparse.Namespace) -> Any:
             f"{s.typed('search')}: --{a.mode} ranks by a metric; add one, e.g. "
             f"`{s.typed('search')} {a.kind or 'checkpoint'} --metric val_acc --{a.mode}`"
         )
-    found = s.arts.search(
+    found = s.artifacts.search(
         kind=a.kind, labels=dict(a.label) or None, metric=a.metric, mode=a.mode, where=s.where(a.scope),
         limit=s.limit(a.limit),
     )  # fmt: skip
@@ -445,7 +447,7 @@ def run_list(s: Session, a: argparse.Namespace) -> Any:
     """
     from ..core.frames import artifacts_frame
 
-    return artifacts_frame(s.arts.list(kind=a.kind, where=s.where(a.scope), limit=s.limit(a.limit)))
+    return artifacts_frame(s.artifacts.list(kind=a.kind, where=s.where(a.scope), limit=s.limit(a.limit)))
 
 
 def run_pin(s: Session, a: argparse.Namespace) -> Artifact:
@@ -453,7 +455,7 @@ def run_pin(s: Session, a: argparse.Namespace) -> Artifact:
 
     Example: ``%aeg pin 01J8Z3QK``
     """
-    return s.arts.pin(a.id, True)
+    return s.artifacts.pin(a.id, True)
 
 
 def run_unpin(s: Session, a: argparse.Namespace) -> Artifact:
@@ -461,7 +463,7 @@ def run_unpin(s: Session, a: argparse.Namespace) -> Artifact:
 
     Example: ``%aeg unpin 01J8Z3QK``
     """
-    return s.arts.pin(a.id, False)
+    return s.artifacts.pin(a.id, False)
 
 
 def _gc_args(p: CommandParser) -> None:
@@ -490,7 +492,7 @@ def run_gc(s: Session, a: argparse.Namespace) -> Any:
 
     Example: ``%aeg gc --older-than 7d --keep-last 3 --dry-run``
     """
-    return s.arts.gc(
+    return s.artifacts.gc(
         dry_run=a.dry_run, older_than=a.older_than, keep_last=a.keep_last, keep_best=dict(a.keep_best) or None
     )
 
@@ -504,7 +506,7 @@ def run_verify(s: Session, a: argparse.Namespace) -> Any:
 
     Example: ``%aeg verify``
     """
-    return s.arts.verify(repair=a.repair)
+    return s.artifacts.verify(repair=a.repair)
 
 
 def run_runs(s: Session, a: argparse.Namespace) -> Any:
@@ -532,7 +534,7 @@ def run_leaderboard(s: Session, a: argparse.Namespace) -> Any:
     from ..core.leaderboard import leaderboard
 
     return leaderboard(
-        s.arts, kind=a.kind, metric=a.metric, mode=a.mode, where=s.where(a.scope), labels=dict(a.label) or None,
+        s.artifacts, kind=a.kind, metric=a.metric, mode=a.mode, where=s.where(a.scope), labels=dict(a.label) or None,
         group_by=a.by, limit=s.limit(a.limit),
     )  # fmt: skip
 
@@ -628,7 +630,7 @@ def store_status(context: KernelContext) -> StoreStatus:
     return StoreStatus(
         root=store.root, run_id=context.run_id, graph_id=context.graph_id, node_id=context.node_id,
         artifacts=len(store.artifacts), events=count_events(store), artifact_kinds=store.artifacts.kinds(),
-        event_kinds=store.memory.kinds(), writer=store.writer,
+        event_kinds=store.event_log.kinds(), writer=store.writer,
     )  # fmt: skip
 
 
@@ -689,7 +691,7 @@ def run_track(s: Session, a: argparse.Namespace) -> Any:
             "source_blake3": hash_bytes(cell.encode("utf-8")),
             "lines": len(cell.splitlines()),
         }
-        s.log.record(
+        s.event_log.record(
             a.kind, data, metrics={**metrics, "duration_s": took}, stage="cell", severity=2 if error is None else 3,
             origin=s.context.origin,
         )  # fmt: skip

@@ -292,7 +292,7 @@ class AegMagics(Magics, Configurable):
         if cmd is None:
             return []
         prev = words[-1] if len(words) > 1 else ""
-        arts, log = ctx.store.artifacts, ctx.store.memory
+        arts, log = ctx.store.artifacts, ctx.store.event_log
         if current.startswith("-"):
             return sorted(o for o in parser_for(self.session(), cmd)._option_string_actions if o.startswith("--"))
         if prev == "--scope":

@@ -202,8 +202,8 @@ class Panel(widgets.VBox):
         if mode not in ("max", "min"):
             raise ValueError(f"mode must be 'max' or 'min', not {mode!r}")
         self.context = context
-        self.index = context.store.artifacts
-        self.event_log = context.store.memory
+        self.artifacts = context.store.artifacts
+        self.event_log = context.store.event_log
         self.live_interval = float(live_interval)
         self.renders = 0  # how many tab redraws so far (tests and debugging)
         self.lb_frame = leaderboard_frame([], metric=metric or "")
@@ -376,8 +376,8 @@ class Panel(widgets.VBox):
         self._stale.update(TABS)
         self.refresh_button.disabled = True
         try:
-            self.index.sync()
-            self.event_log.sync()
+            self.artifacts.catch_up()
+            self.event_log.catch_up()
             self._draw(self.active_tab)
         finally:
             self.refresh_button.disabled = False
@@ -388,7 +388,7 @@ class Panel(widgets.VBox):
         Example:
             >>> panel.select_artifact(best.artifact_id)   # doctest: +SKIP
         """
-        art = self.index.get(artifact_id)
+        art = self.artifacts.get(artifact_id)
         with self._quiet():
             self.ar_kind.value = _NONE
             self.ar_labels.value = ""
@@ -412,7 +412,7 @@ class Panel(widgets.VBox):
         if art is None:
             return None
         with self._working(self.ar_copy):
-            path = self.index.local_dir(art) if art.is_dir else self.index.local_file(art)
+            path = self.artifacts.local_dir(art) if art.is_dir else self.artifacts.local_file(art)
         self.ar_path.value = path
         self.ar_path.layout.display = ""
         self.ar_clip.value = (
@@ -539,14 +539,14 @@ class Panel(widgets.VBox):
     def _on_ar_pin(self, change: dict[str, Any]) -> None:
         if self._quiet_depth or self._selected is None:
             return
-        self._selected = self.index.pin(self._selected.artifact_id, bool(change["new"]))
+        self._selected = self.artifacts.pin(self._selected.artifact_id, bool(change["new"]))
         self._show_pin(self._selected.pinned)
         self._say(f"{'pinned' if change['new'] else 'unpinned'} {self._selected.short_id}")
 
     def _pin_row(self, row: _LeaderRow, pinned: bool) -> None:
         if self._quiet_depth or row.artifact_id is None:
             return
-        art = self.index.pin(row.artifact_id, bool(pinned))
+        art = self.artifacts.pin(row.artifact_id, bool(pinned))
         row.pin.button_style = "warning" if art.pinned else ""
         self._say(f"{'pinned' if pinned else 'unpinned'} {art.short_id}")
 
@@ -575,7 +575,7 @@ class Panel(widgets.VBox):
             self.refresh_button.disabled = False
 
     def _draw_leaderboard(self) -> None:
-        index = self.index
+        index = self.artifacts
         kinds = index.kinds()
         kind = _pick(self.lb_kind.value, self._want.get("kind"), kinds, prefer=lambda k: bool(index.metric_names(k)))
         metrics = index.metric_names(kind) if kind else []
@@ -651,7 +651,7 @@ class Panel(widgets.VBox):
         return self._lb_pool[: len(self._lb_ids)]
 
     def _draw_artifacts(self) -> None:
-        index = self.index
+        index = self.artifacts
         kinds = index.kinds()
         with self._quiet():
             _set_options(self.ar_kind, [("(all)", _NONE), *((k, k) for k in kinds)], self.ar_kind.value or _NONE)
@@ -689,14 +689,14 @@ class Panel(widgets.VBox):
             self.ar_preview.value = ""
             self.ar_pin.disabled = self.ar_copy.disabled = True
             return
-        art = self.index.get(artifact_id)
+        art = self.artifacts.get(artifact_id)
         self._selected = art
         with self._quiet():
             self.ar_pin.value = art.pinned
         self._show_pin(art.pinned)
         self.ar_pin.disabled = self.ar_copy.disabled = False
         self.ar_details.value = art._repr_html_()  # escapes every field
-        self._show_preview(preview(self.index, art))
+        self._show_preview(preview(self.artifacts, art))
 
     def _show_preview(self, p: Preview) -> None:
         note = f"<div class='aeg-note'>{esc(p.note)}</div>" if p.note else ""

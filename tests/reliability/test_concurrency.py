@@ -20,7 +20,7 @@ for i in range(n):
         deleted.append(a.artifact_id)
     else:
         kept.append(a.artifact_id)
-    events.append(store.memory.record("log", {"w": name, "i": i}).event_id)
+    events.append(store.event_log.record("log", {"w": name, "i": i}).event_id)
 store.close()
 print(json.dumps({"kept": kept, "deleted": deleted, "events": events}))
 """.replace("import sys, os, aeg_jupyter", "import sys, os, json, aeg_jupyter")
@@ -32,7 +32,7 @@ errors, loops = [], 0
 deadline = time.time() + float(sys.argv[2])
 while time.time() < deadline:
     try:
-        store.memory.recent(kinds=["log"], limit=20)
+        store.event_log.recent(kinds=["log"], limit=20)
         store.artifacts.search(kind="ckpt", labels={"w": "w0"})
         store.artifacts.best(kind="ckpt", metric="acc")
         loops += 1
@@ -76,7 +76,7 @@ def test_writers_readers_compaction_and_gc_at_once(store_root):
     assert set(live) == kept  # no lost rows, no deleted row resurrected
     for a in live.values():
         store.artifacts.load_bytes(a, verify=True)  # no blob of a live artifact was collected
-    events = [e.event_id for e in store.memory.recent(kinds=["log"], limit=10_000)]
+    events = [e.event_id for e in store.event_log.recent(kinds=["log"], limit=10_000)]
     assert len(events) == len(set(events)) == 240  # every event exactly once
     assert set(events) == {x for w in written for x in w["events"]}
     assert store.artifacts.verify().ok

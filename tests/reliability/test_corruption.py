@@ -16,7 +16,7 @@ def _make_store(root: str) -> list[str]:
     ids = []
     for i in range(12):
         ids.append(store.artifacts.save_json({"i": i}, kind="ckpt", metrics={"acc": i / 12}).artifact_id)
-        store.memory.record("log", {"i": i})
+        store.event_log.record("log", {"i": i})
     store.close()
     return ids
 
@@ -54,7 +54,7 @@ def test_bad_parquet_part_is_skipped_with_a_warning_and_repairable(store_root, d
     store.close()
     with pytest.warns(StoreWarning, match=os.path.basename(part.path)):
         store = aeg_jupyter.Store(store_root, hot_limit=3)
-        got = store.memory.recent(kinds=["log"], limit=100)
+        got = store.event_log.recent(kinds=["log"], limit=100)
     assert [e.data["i"] for e in got] == list(range(5, 12))  # the damaged part held rows 0-4
     report = store.artifacts.verify()
     assert report.bad_parts == [part.path] and not report.ok
@@ -63,29 +63,29 @@ def test_bad_parquet_part_is_skipped_with_a_warning_and_repairable(store_root, d
     assert store.artifacts.verify().ok
     store.close()
     store = aeg_jupyter.Store(store_root, hot_limit=3)  # no warning any more
-    assert len(store.memory.recent(kinds=["log"], limit=100)) == 7
+    assert len(store.event_log.recent(kinds=["log"], limit=100)) == 7
     store.close()
 
 
 def test_garbage_spool_line_of_a_dead_writer_is_skipped_with_a_warning(store_root):
     store = aeg_jupyter.Store(store_root)
-    store.memory.record("log", "kept")
+    store.event_log.record("log", "kept")
     spool = store.event_table.spool_paths(include_own=True)[0]
     with open(spool, "ab") as f:
         f.write(b'{"not": "a row"\n\x00\x01garbage\n')
-    store.memory.record("log", "kept too")
+    store.event_log.record("log", "kept too")
     # simulate a crash: release the lock without flushing
     os.close(store._lock_fd)
     store.closed = True
     with pytest.warns(StoreWarning, match="spool"):
         store2 = aeg_jupyter.Store(store_root)
-    assert store2.memory.recent_data(kinds=["log"]) == ["kept", "kept too"]
+    assert store2.event_log.recent_data(kinds=["log"]) == ["kept", "kept too"]
     store2.close()
 
 
 def test_a_half_written_last_line_is_not_read_until_complete(store_root):
     store = aeg_jupyter.Store(store_root)
-    store.memory.record("log", "whole")
+    store.event_log.record("log", "whole")
     spool = store.event_table.spool_paths(include_own=True)[0]
     rows, offset = store.event_table.read_spool(spool)
     with open(spool, "ab") as f:

@@ -45,7 +45,7 @@ while True:
         print("P", pid, flush=True)
         continue
     else:
-        e = store.memory.record("log", {"v": rng.random()})
+        e = store.event_log.record("log", {"v": rng.random()})
         print("E", e.event_id, flush=True)
         continue
     mine.append(a.artifact_id)
@@ -81,7 +81,7 @@ def _check(root: str, acked: dict[str, set[str]]) -> None:
                 assert os.path.isdir(store.artifacts.local_dir(a))
             else:
                 assert len(store.artifacts.load_bytes(a, verify=True)) == a.size
-        events = {e.event_id for e in store.memory.recent(kinds=["log"], limit=1_000_000)}
+        events = {e.event_id for e in store.event_log.recent(kinds=["log"], limit=1_000_000)}
         assert acked["E"] <= events
         assert store.artifacts.verify().ok
         assert sorted(os.listdir(os.path.join(root, "tmp"))) == [store.writer]

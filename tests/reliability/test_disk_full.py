@@ -15,7 +15,7 @@ signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # get EFBIG instead of being kill
 root = sys.argv[1]
 store = aeg_jupyter.Store(root, flush_rows=1_000_000)
 before = store.artifacts.save_text("small is fine", kind="note")
-store.memory.record("log", "before the limit")
+store.event_log.record("log", "before the limit")
 big = os.path.join(os.path.dirname(root), "big.bin")
 with open(big, "wb") as f:
     f.write(os.urandom(3 << 20))
@@ -26,7 +26,7 @@ for name, call in [
     ("save_bytes", lambda: store.artifacts.save_bytes(os.urandom(2 << 20), kind="blob")),  # through a temp file
     ("save_bytes_in_place", lambda: store.artifacts.save_bytes(os.urandom(1 << 20), kind="blob")),
     ("save_file", lambda: store.artifacts.save_file(big, kind="blob")),
-    ("record", lambda: store.memory.record("log", "x" * (1100 << 10))),
+    ("record", lambda: store.event_log.record("log", "x" * (1100 << 10))),
 ]:
     try:
         call()
@@ -35,7 +35,7 @@ for name, call in [
         out[name] = str(exc)
 resource.setrlimit(resource.RLIMIT_FSIZE, (soft, hard))
 out["tmp_left"] = os.listdir(store.blobs.tmp_dir)
-store.memory.record("log", "after the limit")
+store.event_log.record("log", "after the limit")
 store.close()
 print(json.dumps(out))
 """
@@ -50,7 +50,7 @@ def test_file_size_limit_gives_a_clear_error_and_leaves_the_store_as_it_was(stor
     assert out["tmp_left"] == []
     store = aeg_jupyter.Store(store_root)
     assert [a.kind for a in store.artifacts.list()] == ["note"]
-    assert store.memory.recent_data(kinds=["log"]) == ["before the limit", "after the limit"]
+    assert store.event_log.recent_data(kinds=["log"]) == ["before the limit", "after the limit"]
     report = store.artifacts.verify()
     assert report.ok and report.partial == [], report  # no short blob left behind either
     store.close()

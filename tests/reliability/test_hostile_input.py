@@ -99,10 +99,10 @@ def test_nested_and_odd_json_records_or_refuses(shared_root, depth, data):
             nested = [nested]
         for payload in (data, nested):
             try:
-                ev = store.memory.record("hostile", payload)
+                ev = store.event_log.record("hostile", payload)
             except AegError:
                 continue
-            assert store.memory.recent(kinds=["hostile"], limit=1)[-1].event_id == ev.event_id
+            assert store.event_log.recent(kinds=["hostile"], limit=1)[-1].event_id == ev.event_id
             try:
                 art = store.artifacts.save_json(payload, kind="hostile")
             except AegError:

@@ -47,8 +47,8 @@ def test_never_follows_a_symlink_out_of_the_root(store_root, tmp_path):
 def test_every_html_rendering_escapes_user_strings(store_root):
     store = aeg_jupyter.Store(store_root)
     art = store.artifacts.save_text(SCRIPT, kind=IMG, labels={IMG: SCRIPT}, name="<b>.txt")
-    ev = store.memory.record(IMG, {IMG: SCRIPT}, tags=[SCRIPT])
-    tool = store.memory.record_tool_result(SCRIPT, outputs=[{"name": IMG, "value": SCRIPT}])
+    ev = store.event_log.record(IMG, {IMG: SCRIPT}, tags=[SCRIPT])
+    tool = store.event_log.record_tool_result(SCRIPT, outputs=[{"name": IMG, "value": SCRIPT}])
     pages = [
         art._repr_html_(),
         store.artifacts.list()._repr_html_(),
