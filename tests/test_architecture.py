@@ -164,7 +164,7 @@ def _cycles(graph: dict[str, set[str]]) -> list[list[str]]:
                 if w == v:
                     break
             if len(comp) > 1:
-                out.append(sorted(comp) + [sorted(comp)[0]])
+                out.append([*sorted(comp), sorted(comp)[0]])
 
     for v in sorted(graph):
         if v not in index:
