@@ -28,7 +28,8 @@ from aeg_jupyter.core.browse import find_artifacts, parse_label_filter, preview
 from aeg_jupyter.core.leaderboard import label_keys, leaderboard, ranked
 
 widgets = pytest.importorskip("ipywidgets")
-from aeg_jupyter.frontends.panel import Panel, html_table  # noqa: E402
+from aeg_jupyter.base.html import html_table  # noqa: E402
+from aeg_jupyter.frontends.panel import Panel  # noqa: E402
 
 HOSTILE = "<img src=x onerror=alert(1)>"
 
@@ -70,7 +71,7 @@ def panel(sweep: KernelContext) -> Iterator[Panel]:
 
 
 def shown_names(p: Panel) -> list[str]:
-    return list(p.lb_frame["name"])
+    return list(p.leaderboard_tab.frame["name"])
 
 
 def all_html(root: Any) -> str:
@@ -156,57 +157,59 @@ def test_a_failing_listener_never_fails_the_write(context: KernelContext) -> Non
 
 # -- leaderboard tab ----------------------------------------------------------------------------------
 def test_dropdowns_are_filled_from_the_store(panel: Panel) -> None:
-    assert list(panel.lb_kind.options) == ["checkpoint"]
-    assert list(panel.lb_metric.options) == ["loss", "val_acc"]
-    assert panel.lb_metric.value == "val_acc"
-    assert [v for _, v in panel.lb_group.options] == ["", "exp"]
+    assert list(panel.leaderboard_tab.kind.options) == ["checkpoint"]
+    assert list(panel.leaderboard_tab.metric.options) == ["loss", "val_acc"]
+    assert panel.leaderboard_tab.metric.value == "val_acc"
+    assert [v for _, v in panel.leaderboard_tab.group.options] == ["", "exp"]
 
 
 def test_changing_metric_mode_group_and_limit_reranks(panel: Panel) -> None:
     assert shown_names(panel)[0] == "ckpt-B-0.95.json"
-    panel.lb_metric.value = "loss"
-    assert list(panel.lb_frame["metric.loss"]) == [0.40, 0.35, 0.30, 0.20, 0.10]
-    panel.lb_mode.value = "min"
+    panel.leaderboard_tab.metric.value = "loss"
+    assert list(panel.leaderboard_tab.frame["metric.loss"]) == [0.40, 0.35, 0.30, 0.20, 0.10]
+    panel.leaderboard_tab.mode.value = "min"
     assert shown_names(panel)[0] == "ckpt-B-0.8.json"
-    panel.lb_group.value = "exp"
-    assert list(panel.lb_frame["label.exp"]) == ["B", "C", "A"]
-    panel.lb_limit.value = 2
-    assert len(panel.lb_rows) == 2 and len(panel.lb_body.children) == 2
-    panel.lb_group.value = ""
-    panel.lb_mode.value = "max"
-    panel.lb_metric.value = "val_acc"
+    panel.leaderboard_tab.group.value = "exp"
+    assert list(panel.leaderboard_tab.frame["label.exp"]) == ["B", "C", "A"]
+    panel.leaderboard_tab.limit.value = 2
+    assert len(panel.leaderboard_tab.rows) == 2 and len(panel.leaderboard_tab.body.children) == 2
+    panel.leaderboard_tab.group.value = ""
+    panel.leaderboard_tab.mode.value = "max"
+    panel.leaderboard_tab.metric.value = "val_acc"
     assert shown_names(panel) == ["ckpt-B-0.95.json", "ckpt-A-0.93.json"]
 
 
 def test_table_rows_show_rank_id_labels_metrics_run_age_and_highlight_the_best(panel: Panel) -> None:
-    rows = panel.lb_rows
+    rows = panel.leaderboard_tab.rows
     assert len(rows) == 5
     first, second = rows[0].cells.value, rows[1].cells.value
-    best = panel.lb_frame.iloc[0]
+    best = panel.leaderboard_tab.frame.iloc[0]
     for text in (best["short_id"], "ckpt-B-0.95.json", "0.95", "0.4", ">B<", panel.context.run_id, "0s"):
         assert text in first
     assert "aeg-best" in first and "aeg-best" not in second
-    assert all(h in panel.lb_header.value for h in ("#", "id", "name", "val_acc", "loss", "exp", "run", "age"))
+    assert all(
+        h in panel.leaderboard_tab.header.value for h in ("#", "id", "name", "val_acc", "loss", "exp", "run", "age")
+    )
     assert rows[0].artifact_id == best["artifact_id"]
 
 
 def test_pin_toggle_pins_the_rows_artifact(panel: Panel) -> None:
-    row = panel.lb_rows[1]
+    row = panel.leaderboard_tab.rows[1]
     target = row.artifact_id
     assert target is not None and not row.pin.value
     row.pin.value = True
     assert panel.artifacts.get(target).pinned
-    assert panel.lb_frame.set_index("artifact_id").loc[target, "pinned"]
+    assert panel.leaderboard_tab.frame.set_index("artifact_id").loc[target, "pinned"]
     row.pin.value = False
     assert not panel.artifacts.get(target).pinned
 
 
 def test_empty_store_and_kind_without_metrics_say_what_to_do(context: KernelContext) -> None:
     p = Panel(context)
-    assert "No artifacts yet" in p.lb_note.value and p.lb_rows == []
+    assert "No artifacts yet" in p.leaderboard_tab.note.value and p.leaderboard_tab.rows == []
     context.store.artifacts.save_text("notes", kind="report", origin=context.origin)
     p.refresh()
-    assert p.lb_kind.value == "report" and "has metrics to rank by" in p.lb_note.value
+    assert p.leaderboard_tab.kind.value == "report" and "has metrics to rank by" in p.leaderboard_tab.note.value
     p.close()
 
 
@@ -267,7 +270,7 @@ def test_live_redraws_are_coalesced(context: KernelContext) -> None:
         assert 1 <= during <= 2 + elapsed / p.live_interval, (during, elapsed)  # not one per write
         await asyncio.sleep(0.6)
         assert p.renders - start <= during + 1  # then one trailing redraw, scheduled on the loop
-        assert p.me_frame["data.step"].iloc[0] == 4999
+        assert p.memory_tab.frame["data.step"].iloc[0] == 4999
         p.close()
 
     asyncio.run(scenario())
@@ -292,18 +295,18 @@ def test_a_write_from_a_worker_thread_is_drawn_on_the_loop(sweep: KernelContext,
 
     async def scenario() -> None:
         p = Panel(sweep, kind="checkpoint", metric="val_acc")
-        original = p._draw_leaderboard
+        original = p.leaderboard_tab.refresh
 
         def spy() -> None:
             drawn_in.append(threading.get_ident())
             original()
 
-        p._draw_leaderboard = spy  # type: ignore[method-assign]
+        p.leaderboard_tab.refresh = spy  # type: ignore[method-assign]
         src = tmp_path / "w.bin"
         src.write_bytes(b"weights")
         await sweep.artifacts().save_file(src, kind="checkpoint", metrics={"val_acc": 0.991})  # asyncio.to_thread
         await asyncio.sleep(0.5)
-        assert p.lb_frame["metric.val_acc"].iloc[0] == 0.991
+        assert p.leaderboard_tab.frame["metric.val_acc"].iloc[0] == 0.991
         p.close()
 
     asyncio.run(scenario())
@@ -315,11 +318,11 @@ def test_auto_refresh_is_an_asyncio_task(sweep: KernelContext, store_root: str) 
         p = Panel(sweep, kind="checkpoint", metric="val_acc")
         p.every.value = 0.5
         p.auto.value = True
-        assert isinstance(p._auto_task, asyncio.Task)
+        assert isinstance(p.live.auto_task, asyncio.Task)
         with other_kernel(store_root, "child.json", 0.9999):
             await asyncio.sleep(1.2)
             assert shown_names(p)[0] == "child.json"
-        task = p._auto_task
+        task = p.live.auto_task
         p.auto.value = False
         await asyncio.sleep(0)
         assert task is not None and task.cancelled()
@@ -330,15 +333,15 @@ def test_auto_refresh_is_an_asyncio_task(sweep: KernelContext, store_root: str) 
 
 def test_auto_refresh_without_a_loop_is_refused_with_a_reason(panel: Panel) -> None:
     panel.auto.value = True
-    assert panel.auto.value is False and panel._auto_task is None
+    assert panel.auto.value is False and panel.live.auto_task is None
     assert "event loop" in panel.status.value
 
 
 def test_close_stops_listening(sweep: KernelContext) -> None:
     p = Panel(sweep)
-    assert p._on_store_change in sweep.store._listeners
+    assert p.live.on_store_change in sweep.store._listeners
     p.close()
-    assert p._on_store_change not in sweep.store._listeners
+    assert p.live.on_store_change not in sweep.store._listeners
     save_ckpt(sweep, "after", 0.5, 0.5)  # no error from a closed panel
 
 
@@ -359,11 +362,12 @@ def test_hostile_strings_are_shown_as_text(context: KernelContext) -> None:
     p.show("memory")
     p.show("runs")
     p.show("leaderboard")
-    text = all_html(p) + "\n".join(r.cells.value for r in p.lb_rows)
+    text = all_html(p) + "\n".join(r.cells.value for r in p.leaderboard_tab.rows)
     assert "<img" not in text
     assert "&lt;img src=x onerror=alert(1)&gt;" in text
-    assert p.lb_frame["name"][0] == HOSTILE + ".txt"  # ranked by the hostile metric, grouped by the hostile label
-    assert HOSTILE in p.ar_list.options[0][0]  # Select options are text (textContent)
+    # ranked by the hostile metric, grouped by the hostile label
+    assert p.leaderboard_tab.frame["name"][0] == HOSTILE + ".txt"
+    assert HOSTILE in p.artifacts_tab.listing.options[0][0]  # Select options are text (textContent)
     p.close()
 
 
@@ -399,25 +403,26 @@ def zoo(context: KernelContext, tmp_path: Any) -> dict[str, aeg_jupyter.Artifact
 
 def test_previews_by_type(context: KernelContext, zoo: dict[str, aeg_jupyter.Artifact]) -> None:
     p = Panel(context, tab="artifacts")
+    tab = p.artifacts_tab
     p.select_artifact(zoo["image"].artifact_id)
-    assert p.ar_image.layout.display == "" and p.ar_image.value == png_bytes() and p.ar_image.format == "png"
+    assert tab.image.layout.display == "" and tab.image.value == png_bytes() and tab.image.format == "png"
     p.select_artifact(zoo["text"].artifact_id)
-    assert p.ar_image.layout.display == "none"
-    assert "hello\nworld" in p.ar_preview.value and "aeg-preview-text" in p.ar_preview.value
+    assert tab.image.layout.display == "none"
+    assert "hello\nworld" in tab.preview.value and "aeg-preview-text" in tab.preview.value
     p.select_artifact(zoo["json"].artifact_id)
-    assert "&quot;layers&quot;: [\n    64," in p.ar_preview.value  # pretty-printed
+    assert "&quot;layers&quot;: [\n    64," in tab.preview.value  # pretty-printed
     p.select_artifact(zoo["parquet"].artifact_id)
-    assert "aeg-preview-table" in p.ar_preview.value and "1,000 rows x 2 columns" in p.ar_preview.value
-    assert p.ar_preview.value.count("<tr class='aeg-row") == 10
+    assert "aeg-preview-table" in tab.preview.value and "1,000 rows x 2 columns" in tab.preview.value
+    assert tab.preview.value.count("<tr class='aeg-row") == 10
     p.select_artifact(zoo["csv"].artifact_id)
-    assert "aeg-preview-table" in p.ar_preview.value and p.ar_preview.value.count("<tr class='aeg-row") == 10
+    assert "aeg-preview-table" in tab.preview.value and tab.preview.value.count("<tr class='aeg-row") == 10
     p.select_artifact(zoo["dir"].artifact_id)
-    assert "sub/b.bin" in p.ar_preview.value and "a.txt" in p.ar_preview.value and "2 files" in p.ar_preview.value
+    assert "sub/b.bin" in tab.preview.value and "a.txt" in tab.preview.value and "2 files" in tab.preview.value
     p.select_artifact(zoo["binary"].artifact_id)
-    assert "aeg-preview-other" in p.ar_preview.value and "1.0 KiB" in p.ar_preview.value
+    assert "aeg-preview-other" in tab.preview.value and "1.0 KiB" in tab.preview.value
     p.select_artifact(zoo["big"].artifact_id)
-    assert p.ar_preview.value.count("\nline ") == 39 and "first 40 of" in p.ar_preview.value
-    assert zoo["big"].artifact_id in p.ar_details.value and "big.log" in p.ar_details.value
+    assert tab.preview.value.count("\nline ") == 39 and "first 40 of" in tab.preview.value
+    assert zoo["big"].artifact_id in tab.details.value and "big.log" in tab.details.value
     p.close()
 
 
@@ -435,17 +440,17 @@ def test_previews_are_bounded(context: KernelContext, zoo: dict[str, aeg_jupyter
 
 def test_artifact_filters(context: KernelContext, zoo: dict[str, aeg_jupyter.Artifact]) -> None:
     p = Panel(context, tab="artifacts")
-    assert len(p.ar_list.options) == len(zoo)
-    p.ar_kind.value = "table"
-    assert {v for _, v in p.ar_list.options} == {zoo["parquet"].artifact_id, zoo["csv"].artifact_id}
-    p.ar_kind.value = ""
-    p.ar_labels.value = "exp=A"
-    assert [v for _, v in p.ar_list.options] == [zoo["image"].artifact_id]
-    p.ar_labels.value = ""
-    p.ar_text.value = "METRICS.CSV"
-    assert [v for _, v in p.ar_list.options] == [zoo["csv"].artifact_id]
-    p.ar_text.value = ""
-    p.ar_labels.value = "no equals sign"
+    assert len(p.artifacts_tab.listing.options) == len(zoo)
+    p.artifacts_tab.kind.value = "table"
+    assert {v for _, v in p.artifacts_tab.listing.options} == {zoo["parquet"].artifact_id, zoo["csv"].artifact_id}
+    p.artifacts_tab.kind.value = ""
+    p.artifacts_tab.labels.value = "exp=A"
+    assert [v for _, v in p.artifacts_tab.listing.options] == [zoo["image"].artifact_id]
+    p.artifacts_tab.labels.value = ""
+    p.artifacts_tab.search.value = "METRICS.CSV"
+    assert [v for _, v in p.artifacts_tab.listing.options] == [zoo["csv"].artifact_id]
+    p.artifacts_tab.search.value = ""
+    p.artifacts_tab.labels.value = "no equals sign"
     assert "key=value" in p.status.value
     assert parse_label_filter(" exp = A , seed=3") == {"exp": "A", "seed": "3"}
     assert find_artifacts(context.store.artifacts, labels={"exp": "B"})[0].artifact_id == zoo["text"].artifact_id
@@ -454,21 +459,21 @@ def test_artifact_filters(context: KernelContext, zoo: dict[str, aeg_jupyter.Art
 
 def test_artifact_pin_and_copy_path(context: KernelContext, zoo: dict[str, aeg_jupyter.Artifact]) -> None:
     p = Panel(context, tab="artifacts")
-    assert p.ar_pin.disabled and p.ar_copy.disabled
-    p.ar_list.value = zoo["csv"].artifact_id
-    assert not p.ar_pin.disabled
-    p.ar_pin.value = True
+    assert p.artifacts_tab.pin.disabled and p.artifacts_tab.copy.disabled
+    p.artifacts_tab.listing.value = zoo["csv"].artifact_id
+    assert not p.artifacts_tab.pin.disabled
+    p.artifacts_tab.pin.value = True
     assert context.store.artifacts.get(zoo["csv"].artifact_id).pinned
-    p.ar_pin.value = False
+    p.artifacts_tab.pin.value = False
     assert not context.store.artifacts.get(zoo["csv"].artifact_id).pinned
-    p.ar_copy.click()
-    path = p.ar_path.value
+    p.artifacts_tab.copy.click()
+    path = p.artifacts_tab.path.value
     assert path.endswith("metrics.csv") and os.path.isfile(path) and not os.stat(path).st_mode & 0o222
     with open(path) as f:
         assert f.readline().strip() == "epoch,loss"
-    assert "aeg-copy" in p.ar_clip.value and "data-path" in p.ar_clip.value
+    assert "aeg-copy" in p.artifacts_tab.clip.value and "data-path" in p.artifacts_tab.clip.value
     p.select_artifact(zoo["dir"].artifact_id)
-    assert p.ar_path.value == ""  # cleared for the new selection
+    assert p.artifacts_tab.path.value == ""  # cleared for the new selection
     assert os.path.isdir(p.copy_path() or "")
     p.close()
 
@@ -480,16 +485,17 @@ def test_memory_tab_newest_first_kind_filter_and_outputs_as_columns(context: Ker
         mem.record("train_log", {"epoch": epoch, "loss": 1 / (epoch + 1)}, origin=o)
     mem.record_tool_result("train.step", outputs=[{"name": "val_acc", "kind": "number", "value": 0.912}], origin=o)
     p = Panel(context, tab="memory")
-    assert list(p.me_frame["kind"]) == ["tool_result", "train_log", "train_log", "train_log"]
-    assert "out.val_acc" in p.me_table.value and "0.912" in p.me_table.value and "train.step" in p.me_table.value
-    p.me_kind.value = "train_log"
-    assert list(p.me_frame["data.epoch"]) == [2, 1, 0]
-    assert "<th>epoch</th>" in p.me_table.value and "out.val_acc" not in p.me_table.value
-    p.me_limit.value = 1
-    assert len(p.me_frame) == 1
+    tab = p.memory_tab
+    assert list(tab.frame["kind"]) == ["tool_result", "train_log", "train_log", "train_log"]
+    assert "out.val_acc" in tab.table.value and "0.912" in tab.table.value and "train.step" in tab.table.value
+    tab.kind.value = "train_log"
+    assert list(tab.frame["data.epoch"]) == [2, 1, 0]
+    assert "<th>epoch</th>" in tab.table.value and "out.val_acc" not in tab.table.value
+    tab.limit.value = 1
+    assert len(tab.frame) == 1
     mem.record("train_log", {"epoch": 3, "loss": 0.2}, origin=o)  # live (no loop: drawn in the call)
     p.refresh()
-    assert list(p.me_frame["data.epoch"]) == [3]
+    assert list(tab.frame["data.epoch"]) == [3]
     p.close()
 
 
@@ -500,7 +506,7 @@ def test_runs_tab_lists_every_run(context: KernelContext) -> None:
     context.new_run("second")
     context.store.event_log.record("note", "y", origin=context.origin)
     p = Panel(context, tab="runs")
-    html = p.ru_table.value
+    html = p.runs_tab.table.value
     assert old_run in html and context.run_id in html and "(this kernel)" in html
     assert html.count("<tr class='aeg-row") == 2 and "tests" in html  # the notebook (graph) column
     assert "aeg-best" in html.split(context.run_id)[0].rsplit("<tr", 1)[1]  # this kernel's run is highlighted
@@ -508,10 +514,10 @@ def test_runs_tab_lists_every_run(context: KernelContext) -> None:
 
 
 def test_hidden_tabs_redraw_only_when_shown(panel: Panel) -> None:
-    before = panel.ru_table.value
+    before = panel.runs_tab.table.value
     assert before == ""  # never shown yet
     panel.show("runs")
-    assert "aeg-runs" in panel.ru_table.value
+    assert "aeg-runs" in panel.runs_tab.table.value
     panel.show("leaderboard")
     drawn = panel.renders
     panel.context.store.event_log.record("note", "z")

@@ -6,7 +6,6 @@ name, ...) come after the tutorial's so positional construction keeps working.
 
 from __future__ import annotations
 
-import html
 import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -14,6 +13,7 @@ from datetime import UTC, datetime
 from typing import Any, Literal
 
 from .errors import InvalidInputError
+from .html import kv_table
 
 DIR_MIME = "inode/directory"
 URI_PREFIX = "cas://blake3/"
@@ -156,7 +156,6 @@ class Artifact:
         return short_id(self.artifact_id)
 
     def _repr_html_(self) -> str:
-        esc = html.escape
         rows = [
             ("id", self.artifact_id),
             ("kind", self.kind),
@@ -169,11 +168,7 @@ class Artifact:
             ("metrics", ", ".join(f"{k}={v:g}" for k, v in self.metrics.items())),
             ("pinned", "yes" if self.pinned else "no"),
         ]
-        body = "".join(
-            f"<tr><th style='text-align:left'>{esc(k)}</th><td style='text-align:left'>{esc(str(v))}</td></tr>"
-            for k, v in rows
-        )
-        return f"<table class='aeg-artifact'><caption>Artifact</caption>{body}</table>"
+        return kv_table(rows, css_class="aeg-artifact", caption="Artifact")
 
 
 @dataclass(slots=True)
@@ -217,7 +212,6 @@ class Event:
         return short_id(self.event_id)
 
     def _repr_html_(self) -> str:
-        esc = html.escape
         rows: list[tuple[str, str]] = [("id", self.event_id), ("ts", self.ts), ("kind", self.kind)]
         if self.topic:
             rows.append(("topic", self.topic))
@@ -231,11 +225,7 @@ class Event:
         if self.tags:
             rows.append(("tags", ", ".join(self.tags)))
         rows.append(("run / graph / node", f"{self.run_id} / {self.graph_id} / {self.node_id}"))
-        body = "".join(
-            f"<tr><th style='text-align:left'>{esc(k)}</th><td style='text-align:left'>{esc(str(v))}</td></tr>"
-            for k, v in rows
-        )
-        return f"<table class='aeg-event'><caption>Event</caption>{body}</table>"
+        return kv_table(rows, css_class="aeg-event", caption="Event")
 
 
 def _human_size(n: int) -> str:

@@ -1,0 +1,216 @@
+"""The Leaderboard tab: artifacts of one kind ranked by a metric, best first, each row with a pin toggle.
+
+The table is the core query :func:`~aeg_jupyter.core.leaderboard.ranked`; each row is a pooled widget
+(a pin toggle and one fixed-layout HTML table), reused across redraws.
+
+Example:
+    >>> panel.leaderboard_tab.metric.value = "loss"   # doctest: +SKIP
+    >>> panel.leaderboard_tab.frame                   # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import UTC, datetime
+from typing import Any
+
+import ipywidgets as widgets
+
+from ...api.context import KernelContext
+from ...base.html import esc
+from ...base.models import Artifact, Scope
+from ...core.artifacts import Mode
+from ...core.frames import leaderboard_frame
+from ...core.leaderboard import label_keys, ranked
+from .style import fmt_age, fmt_value, row_table
+from .tab import NONE, SCOPE_NAMES, SCOPE_OPTIONS, WIDE, PanelTab, Say, pick, set_options
+
+MAX_ROWS = 100  # leaderboard rows (top-N upper bound)
+EMPTY_NOTE = (
+    "<i>No artifacts yet. Save one with metrics, e.g. "
+    "<code>await arts.save_json(w, kind='checkpoint', metrics={'val_acc': 0.9})</code>.</i>"
+)
+
+
+class LeaderRow:
+    """One pooled leaderboard row: a pin toggle and the row's cells (reused across redraws).
+
+    Example:
+        >>> row = panel.leaderboard_tab.rows[0]   # doctest: +SKIP
+        >>> row.artifact_id, row.pin.value        # doctest: +SKIP
+        ('01J...', False)
+    """
+
+    def __init__(self, on_pin: Callable[[LeaderRow, bool], None]) -> None:
+        self.artifact_id: str | None = None
+        self.pin = widgets.ToggleButton(
+            value=False, description="", icon="thumb-tack", tooltip="pin (gc never collects a pinned artifact)",
+            layout=widgets.Layout(width="36px", height="26px", padding="0"),
+        )  # fmt: skip
+        self.pin.add_class("aeg-lb-pin")
+        self.cells = widgets.HTML()
+        self.box = widgets.HBox([self.pin, self.cells], layout=widgets.Layout(align_items="center"))
+        self.pin.observe(lambda change: on_pin(self, change["new"]), names="value")
+
+
+class LeaderboardTab(PanelTab):
+    """Rank artifacts: kind, metric, max/min, scope, "best per" label and top-N, as widgets.
+
+    Args:
+        context, redraw, say: see :class:`~aeg_jupyter.frontends.panel.tab.PanelTab`.
+        kind, metric, group_by: asked for; shown as soon as the store has them.
+        mode: ``"max"`` or ``"min"``. scope: the scope shown first. limit: top-N rows.
+
+    Example:
+        >>> tab = panel.leaderboard_tab                   # doctest: +SKIP
+        >>> tab.mode.value = "min"; tab.frame["name"][0]  # doctest: +SKIP
+        'ckpt-B-0.8.json'
+    """
+
+    name = "leaderboard"
+
+    def __init__(
+        self,
+        context: KernelContext,
+        *,
+        redraw: Callable[[], None],
+        say: Say,
+        kind: str | None = None,
+        metric: str | None = None,
+        mode: Mode = "max",
+        scope: Scope = "all",
+        group_by: str | None = None,
+        limit: int = 10,
+    ) -> None:
+        super().__init__(context, redraw=redraw, say=say)
+        self.artifacts = context.store.artifacts
+        self.frame = leaderboard_frame([], metric=metric or "")  # what is shown, as a DataFrame
+        self._want: dict[str, str | None] = {"kind": kind, "metric": metric, "group": group_by}  # not yet shown
+        self._pool: list[LeaderRow] = []
+        self._shown = 0
+
+        self.kind = widgets.Dropdown(description="kind", options=[], style=WIDE)
+        self.metric = widgets.Dropdown(description="metric", options=[], style=WIDE)
+        self.mode = widgets.ToggleButtons(
+            options=[("max", "max"), ("min", "min")], value=mode,
+            style={"button_width": "56px"}, tooltips=["higher is better", "lower is better"],
+        )  # fmt: skip
+        self.scope = widgets.Dropdown(description="scope", options=SCOPE_OPTIONS, value=scope, style=WIDE)
+        self.group = widgets.Dropdown(description="best per", options=[("(none)", NONE)], style=WIDE)
+        self.limit = widgets.BoundedIntText(
+            value=max(1, min(int(limit), MAX_ROWS)), min=1, max=MAX_ROWS, description="top", style=WIDE,
+            layout=widgets.Layout(width="110px"),
+        )  # fmt: skip
+        for w, cls in (
+            (self.kind, "aeg-lb-kind"), (self.metric, "aeg-lb-metric"), (self.mode, "aeg-lb-mode"),
+            (self.scope, "aeg-lb-scope"), (self.group, "aeg-lb-group"), (self.limit, "aeg-lb-limit"),
+        ):  # fmt: skip
+            w.add_class(cls)
+        self.header = widgets.HTML()
+        self.note = widgets.HTML()
+        self.body = widgets.VBox(layout=widgets.Layout(overflow="auto"))
+        self.children = [
+            widgets.HBox([self.kind, self.metric, self.mode], layout=widgets.Layout(flex_flow="row wrap")),
+            widgets.HBox([self.scope, self.group, self.limit], layout=widgets.Layout(flex_flow="row wrap")),
+            self.note,
+            widgets.HBox([widgets.HTML(layout=widgets.Layout(width="36px", margin="0 2px")), self.header]),
+            self.body,
+        ]
+        self.add_class("aeg-leaderboard")
+
+        self.kind.observe(self._on_kind, names="value")
+        self._redraw_on_change(self.metric, self.mode, self.scope, self.group, self.limit)
+
+    @property
+    def rows(self) -> list[LeaderRow]:
+        """The leaderboard rows shown, best first (each has ``artifact_id``, ``pin`` and ``cells``).
+
+        Example:
+            >>> [r.artifact_id for r in panel.leaderboard_tab.rows]   # doctest: +SKIP
+        """
+        return self._pool[: self._shown]
+
+    def detached(self) -> list[widgets.Widget]:
+        """Every pooled row, shown or not."""
+        return [r.box for r in self._pool]
+
+    def refresh(self) -> None:
+        """Fill the dropdowns from the store, rank, and show the rows and a note saying what is shown."""
+        index = self.artifacts
+        kinds = index.kinds()
+        kind = pick(self.kind.value, self._want.get("kind"), kinds, prefer=lambda k: bool(index.metric_names(k)))
+        metrics = index.metric_names(kind) if kind else []
+        metric = pick(self.metric.value, self._want.get("metric"), metrics)
+        scope = self.context.scope(self.scope.value)
+        groups = label_keys(index, kind=kind) if kind else []
+        group = pick(self.group.value or None, self._want.get("group"), groups, fallback=False)
+        with self.quiet():
+            set_options(self.kind, kinds, kind)
+            set_options(self.metric, metrics, metric)
+            set_options(self.group, [("(none)", NONE), *((g, g) for g in groups)], group or NONE)
+        for key, shown in (("kind", kind), ("metric", metric), ("group", group)):
+            if shown == self._want.get(key):
+                self._want[key] = None
+        if kind is None or metric is None:
+            self.frame = leaderboard_frame([], metric=metric or "")
+            self._show([], [], metric or "")
+            if kind is None:
+                self.note.value = EMPTY_NOTE
+            else:
+                self.note.value = f"<i>No artifact of kind <b>{esc(kind)}</b> has metrics to rank by.</i>"
+            return
+        mode = self.mode.value
+        rows = ranked(index, kind=kind, metric=metric, mode=mode, where=scope, group_by=group, limit=self.limit.value)
+        self.frame = leaderboard_frame(rows, metric=metric, group_by=group)
+        label_cols = ([group] if group else []) + [k for k in groups if k != group][:5]
+        self._show(rows, label_cols, metric)
+        where = SCOPE_NAMES[self.scope.value]
+        per = f", best per <b>{esc(group)}</b>" if group else ""
+        if rows:
+            self.note.value = (
+                f"<span style='color:#555'>{len(rows)} {esc(kind)} by <b>{esc(metric)}</b> "
+                f"({'higher' if mode == 'max' else 'lower'} is better{per}), scope: {esc(where)}</span>"
+            )
+        else:
+            self.note.value = f"<i>No {esc(kind)} with metric {esc(metric)} in scope “{esc(where)}”{per}.</i>"
+
+    def _show(self, rows: list[Artifact], label_cols: list[str], metric: str) -> None:
+        others = sorted({m for a in rows for m in a.metrics if m != metric})[:5]
+        spec: list[tuple[str, int]] = [("#", 32), ("id", 92), ("name", 140), (metric, 84)]
+        spec += [(m, 76) for m in others] + [(k, 90) for k in label_cols] + [("age", 48), ("run", 190)]
+        width = sum(w for _, w in spec)
+        self.header.value = row_table(spec, [name for name, _ in spec], width, header=True)
+        while len(self._pool) < len(rows):
+            self._pool.append(LeaderRow(self._pin_row))
+        now = datetime.now(UTC)
+        with self.quiet():
+            for i, (row, art) in enumerate(zip(self._pool, rows, strict=False)):
+                cells = [
+                    str(i + 1), art.short_id, art.name or "", fmt_value(art.metrics.get(metric)),
+                    *(fmt_value(art.metrics.get(m)) for m in others),
+                    *(fmt_value(art.labels.get(k)) for k in label_cols),
+                    fmt_age(art.created_at, now), art.run_id or "",
+                ]  # fmt: skip
+                row.artifact_id = art.artifact_id
+                row.pin.value = art.pinned
+                row.pin.button_style = "warning" if art.pinned else ""
+                row.cells.value = row_table(spec, cells, width, best=i == 0, title=art.artifact_id)
+        self._shown = len(rows)
+        self.body.children = [r.box for r in self._pool[: len(rows)]]
+
+    def _on_kind(self, _change: dict[str, Any]) -> None:
+        if self._quiet_depth:
+            return
+        self._want["metric"] = None  # a new kind: its first metric, not the one asked for at start
+        self._redraw()
+
+    def _pin_row(self, row: LeaderRow, pinned: bool) -> None:
+        if self._quiet_depth or row.artifact_id is None:
+            return
+        with self._reporting():
+            art = self.artifacts.pin(row.artifact_id, bool(pinned))
+            row.pin.button_style = "warning" if art.pinned else ""
+            self._say(f"{'pinned' if pinned else 'unpinned'} {art.short_id}")
+
+
+__all__ = ["MAX_ROWS", "LeaderRow", "LeaderboardTab"]

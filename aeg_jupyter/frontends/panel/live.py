@@ -1,0 +1,162 @@
+"""Live updates for the panel: this kernel's writes redraw it, coalesced; other kernels' on opt-in auto-refresh.
+
+- Writes of this kernel: :class:`LiveUpdates` subscribes to the store (:meth:`Store.subscribe`). A
+  write redraws at once if the last redraw is older than ``interval`` (:data:`LIVE_INTERVAL`, 0.25 s),
+  else one redraw is scheduled on the kernel's asyncio loop (``call_later``): a loop writing a
+  million events costs at most four redraws a second. Writes from worker threads (``save_file``
+  runs in ``asyncio.to_thread``) are handed to the loop; no thread ever touches a widget.
+- Other kernels' writes: opt-in auto-refresh, an asyncio task on the kernel loop (never a thread)
+  that refreshes every few seconds.
+
+Example:
+    >>> live = LiveUpdates(context.store, on_write=mark_stale, draw=redraw, busy=lambda: False, say=print)  # doctest: +SKIP
+    >>> live.start_auto(refresh, every=lambda: 5.0, enabled=lambda: True)   # doctest: +SKIP
+    True
+    >>> live.close()   # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import threading
+import time
+from collections.abc import Callable
+
+from ...core.store import Store
+from .tab import Say
+
+LIVE_INTERVAL = 0.25  # seconds between two live redraws (at most ~4 a second)
+
+
+def _running_loop() -> asyncio.AbstractEventLoop | None:
+    try:
+        return asyncio.get_running_loop()
+    except RuntimeError:
+        return None
+
+
+class LiveUpdates:
+    """Turns the store's write notifications into few redraws, and runs the opt-in auto-refresh task.
+
+    Args:
+        store: the store listened to (from now until :meth:`close`).
+        on_write: called on every write, in the writing thread (must not touch widgets: mark stale only).
+        draw: the redraw; only ever called in the thread that made this object (the kernel's).
+        busy: true while a redraw is running (a write then schedules one for later).
+        say: where a failed auto-refresh is reported.
+        interval: the least time between two live redraws, in seconds.
+
+    Example:
+        >>> live = LiveUpdates(store, on_write=lambda: None, draw=panel_draw, busy=lambda: False, say=print)  # doctest: +SKIP
+    """
+
+    def __init__(
+        self,
+        store: Store,
+        *,
+        on_write: Callable[[], None],
+        draw: Callable[[], None],
+        busy: Callable[[], bool],
+        say: Say,
+        interval: float = LIVE_INTERVAL,
+    ) -> None:
+        self.interval = float(interval)
+        self._on_write = on_write
+        self._draw = draw
+        self._busy = busy
+        self._say = say
+        self._closed = False
+        self._pending = False
+        self._last = 0.0
+        self._owner = threading.get_ident()
+        self._loop = _running_loop()
+        self._auto_task: asyncio.Task[None] | concurrent.futures.Future[None] | None = None
+        self._unsubscribe = store.subscribe(self.on_store_change)
+
+    @property
+    def auto_task(self) -> asyncio.Task[None] | concurrent.futures.Future[None] | None:
+        """The auto-refresh task while auto-refresh is on, else ``None``."""
+        return self._auto_task
+
+    def on_store_change(self, table: str) -> None:
+        """Store listener: runs in the writing thread right after a write; never touches widgets off-thread."""
+        if self._closed:
+            return
+        self._on_write()
+        wait = self._last + self.interval - time.monotonic()
+        if wait <= 0 and not self._busy() and threading.get_ident() == self._owner:
+            # Drawn in the writing call: a long cell that keeps writing (the loop cannot run until it
+            # ends) still shows progress, at most once per interval.
+            self._live_draw()
+            return
+        if self._pending:
+            return
+        loop = self._loop if self._loop is not None and self._loop.is_running() else None
+        if loop is None:
+            return  # no loop to schedule on: the next write, Refresh or a tab switch draws it
+        self._pending = True
+        loop.call_soon_threadsafe(self._fire)
+
+    def _fire(self) -> None:
+        wait = self._last + self.interval - time.monotonic()
+        if wait > 0 or self._busy():
+            asyncio.get_running_loop().call_later(max(wait, 0.01), self._fire)
+            return
+        self._pending = False
+        self._live_draw()
+
+    def _live_draw(self) -> None:
+        self._last = time.monotonic()
+        if self._closed:
+            return
+        self._draw()
+
+    def start_auto(
+        self, refresh: Callable[[], None], *, every: Callable[[], float], enabled: Callable[[], bool]
+    ) -> bool:
+        """Start calling ``refresh`` every ``every()`` seconds on the kernel loop, while ``enabled()``.
+
+        Returns ``False`` (and starts nothing) when there is no running event loop to run it on.
+
+        Example:
+            >>> live.start_auto(panel.refresh, every=lambda: 5.0, enabled=lambda: True)   # doctest: +SKIP
+            True
+        """
+        loop = _running_loop() or (self._loop if self._loop is not None and self._loop.is_running() else None)
+        if loop is None:
+            return False
+        self.stop_auto()
+        if _running_loop() is loop:
+            self._auto_task = loop.create_task(self._auto_refresh(refresh, every, enabled))
+        else:
+            self._auto_task = asyncio.run_coroutine_threadsafe(self._auto_refresh(refresh, every, enabled), loop)
+        return True
+
+    def stop_auto(self) -> None:
+        """Cancel the auto-refresh task, if any."""
+        if self._auto_task is not None:
+            self._auto_task.cancel()
+            self._auto_task = None
+
+    async def _auto_refresh(
+        self, refresh: Callable[[], None], every: Callable[[], float], enabled: Callable[[], bool]
+    ) -> None:
+        """The opt-in interval refresh: an asyncio task on the kernel loop (never a thread)."""
+        while not self._closed:
+            await asyncio.sleep(float(every()))
+            if self._closed or not enabled():
+                return
+            try:
+                refresh()
+            except Exception as exc:  # keep refreshing; say what went wrong
+                self._say(f"refresh failed: {type(exc).__name__}: {exc}", error=True)
+
+    def close(self) -> None:
+        """Stop listening to the store and stop auto-refresh."""
+        self._closed = True
+        self._unsubscribe()
+        self.stop_auto()
+
+
+__all__ = ["LIVE_INTERVAL", "LiveUpdates"]
