@@ -192,7 +192,7 @@ def test_best_ties_nan_filters_and_empty(context):
 @pytest.mark.parametrize("ranking_min", [1, 10**9])  # the ranking walk / scoring the pool
 def test_nan_or_junk_stored_by_another_writer_never_wins(context, monkeypatch, ranking_min):
     """Metrics are validated finite on save; a NaN or a string that reached the table anyway is ignored."""
-    monkeypatch.setattr("aeg_jupyter.core.artifacts.RANKING_MIN", ranking_min)
+    monkeypatch.setattr("aeg_jupyter.core.ranking.RANKING_MIN", ranking_min)
     idx = context.store.artifacts
     good = idx.save_text("x", kind="ckpt", metrics={"m": 1.0})
     bad = idx.save_text("y", kind="ckpt", metrics={"m": 0.0})
@@ -203,7 +203,7 @@ def test_nan_or_junk_stored_by_another_writer_never_wins(context, monkeypatch, r
     if ranking_min == 1:  # a string where a number belongs: skipped by the ranking
         junk = idx.save_text("z", kind="ckpt", metrics={"m": 2.0})
         object.__setattr__(junk, "metrics", {"m": "high"})
-        idx._rankings.clear()
+        idx.catalog.rankings.clear()
         assert idx.best(kind="ckpt", metric="m") == good
 
 
@@ -244,9 +244,9 @@ def test_pin_unpin_persist_across_reopen(store_root):
 
 
 def test_delete_and_gc_free_exactly_what_dry_run_reported(context, monkeypatch):
-    import aeg_jupyter.core.artifacts as artifacts_mod
+    import aeg_jupyter.core.maintenance as maintenance_mod
 
-    monkeypatch.setattr(artifacts_mod, "GC_GRACE_SECONDS", -1.0)
+    monkeypatch.setattr(maintenance_mod, "GC_GRACE_SECONDS", -1.0)
     arts = context.artifacts()
     keep = run(arts.save_text("pinned", kind="note", pin=True))
     old = [run(arts.save_text(f"old {i}", kind="note")) for i in range(3)]
@@ -365,7 +365,7 @@ def test_ranked_search_and_best_match_a_brute_force_ranking(context, monkeypatch
     NaN and missing metrics left out, deletes and pins seen."""
     import random
 
-    from aeg_jupyter.core import artifacts as A
+    from aeg_jupyter.core import ranking as A
     from aeg_jupyter.core.leaderboard import ranked
 
     monkeypatch.setattr(A, "RANKING_MIN", ranking_min)

@@ -7,11 +7,12 @@ import numbers
 import re
 from collections.abc import Mapping
 from datetime import timedelta
-from typing import Any
+from typing import Any, Literal
 
 from .errors import InvalidInputError
 
 MAX_KIND_LEN = 120
+Mode = Literal["max", "min"]
 MAX_LABELS = 64
 MAX_LABEL_CHARS = 4096
 MAX_NAME_CHARS = 200
@@ -140,3 +141,30 @@ def parse_duration(value: str | float | int | timedelta | None) -> timedelta | N
     if not m:
         raise InvalidInputError(f"not a duration: {value!r}; write it like '30m', '12h', '7d' or '2w'")
     return timedelta(seconds=float(m.group(1)) * _UNITS[m.group(2)])
+
+
+def check_mode(mode: object) -> Mode:
+    """A ranking direction: ``"max"`` (higher is better) or ``"min"``.
+
+    Example:
+        >>> check_mode("min")
+        'min'
+    """
+    if mode not in ("max", "min"):
+        raise InvalidInputError(f"mode must be 'max' or 'min', not {mode!r}")
+    return mode  # type: ignore[return-value]
+
+
+def safe_file_name(name: str | None) -> str | None:
+    """The last path component of ``name`` if it is a usable file name, else ``None``.
+
+    Example:
+        >>> safe_file_name("../../etc/passwd"), safe_file_name("..")
+        ('passwd', None)
+    """
+    if not name:
+        return None
+    base = name.replace("\\", "/").rsplit("/", 1)[-1].replace("\x00", "")
+    if base in ("", ".", "..") or len(base.encode()) > 200:
+        return None
+    return base

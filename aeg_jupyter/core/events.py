@@ -8,100 +8,36 @@ exactly, the query falls back to a newest-first scan that stops as soon as it ha
 
 from __future__ import annotations
 
-import bisect
 import heapq
 import json
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from ..base.errors import InvalidInputError
-from ..base.hashing import new_ts_id
+from ..base.ids import new_ts_id
 from ..base.jsoncodec import json_encoder
 from ..base.models import Event, Provenance, ScopeFilter, Value, ts_to_iso
 from ..base.validate import MAX_NAME_CHARS, check_kind, check_limit, check_metrics, check_name
-from ..storage.tables import Row
+from ..storage.schemas import Row, event_row, optional_json, row_to_event, values_from_text, values_to_text
+from ..storage.tables import Table
+from .guard import WriteGuard
+from .hotwindow import HotWindow, Key
 
-if TYPE_CHECKING:
-    from .store import Store
-
-Key = tuple[int, str]
 RowFilter = Callable[[Row], bool]
-_NOTHING = (0, "")
 _NO_ORIGIN = Provenance()
-
-
-class HotWindow:
-    """The newest events of the store (at least ``limit`` of them once there are that many).
-
-    ``complete`` is True while the window holds every event the store has ever had.
-    """
-
-    def __init__(self, limit: int) -> None:
-        self.limit = limit
-        self.items: list[tuple[int, str, Event]] = []
-        self._ids: set[str] = set()
-        self.complete = True
-        self.last_values: dict[str, tuple[Key, Any]] = {}
-        self.last_outputs: dict[str, tuple[Key, dict[str, Any]]] = {}
-
-    @property
-    def oldest(self) -> Key:
-        return (self.items[0][0], self.items[0][1]) if self.items else _NOTHING
-
-    def add(self, ts: int, ev: Event) -> None:
-        """Insert one event (already-seen ids and events older than an incomplete window are skipped)."""
-        eid = ev.event_id
-        ids = self._ids
-        if eid in ids:
-            return
-        items = self.items
-        if not items or ts > items[-1][0]:  # the common case: newer than everything held
-            items.append((ts, eid, ev))
-        else:
-            key = (ts, eid)
-            if not self.complete and key < (items[0][0], items[0][1]):
-                return
-            if key > (items[-1][0], items[-1][1]):
-                items.append((ts, eid, ev))
-            else:
-                bisect.insort(items, (ts, eid, ev), key=lambda t: (t[0], t[1]))
-        ids.add(eid)
-        if ev.outputs:
-            self.note_outputs((ts, eid), ev)
-        if len(items) > 2 * self.limit:
-            drop = len(items) - self.limit
-            for _ts, old, _ev in items[:drop]:
-                self._ids.discard(old)
-            del items[:drop]
-            self.complete = False
-
-    def note_outputs(self, key: Key, ev: Event) -> None:
-        """Remember ``ev``'s outputs as the latest by name (and by topic) if they are newer."""
-        assert ev.outputs is not None
-        for v in ev.outputs:
-            prev = self.last_values.get(v.name)
-            if prev is None or prev[0] < key:
-                self.last_values[v.name] = (key, v.value)
-        if ev.topic is not None:
-            prev_t = self.last_outputs.get(ev.topic)
-            if prev_t is None or prev_t[0] < key:
-                self.last_outputs[ev.topic] = (key, {v.name: v.value for v in ev.outputs})
-
-    def __len__(self) -> int:
-        return len(self.items)
 
 
 class EventLog:
     """The memory of one store, as one process sees it."""
 
-    def __init__(self, store: Store, *, hot_limit: int = 1000) -> None:
-        self.store = store
-        self.table = store.event_table
+    def __init__(self, table: Table, guard: WriteGuard, *, hot_limit: int = 1000) -> None:
+        self.table = table
+        self._guard = guard
         self.hot = HotWindow(hot_limit)
         self._seen_parts: set[str] = set()
         self._absent_names: set[str] = set()
         # the last origin seen by `_record`, its non-null fields and their spool-line JSON
-        self._origin_cache: tuple[Provenance, dict[str, str], str] = (_NO_ORIGIN, {}, "")
+        self._origin_cache: tuple[Provenance, tuple[dict[str, str], str]] = (_NO_ORIGIN, ({}, ""))
         self._absent_topics: set[str] = set()
         self._fill()
 
@@ -135,7 +71,7 @@ class EventLog:
         ordered = sorted(unique.values(), key=lambda r: (r["ts"], r["event_id"]))
         complete = not stopped and len(ordered) <= 2 * need
         for r in ordered if complete else ordered[-need:]:
-            self.hot.add(r["ts"], _row_to_event(r))
+            self.hot.add(r["ts"], row_to_event(r))
         self.hot.complete = complete
 
     def catch_up(self) -> None:
@@ -154,9 +90,9 @@ class EventLog:
                 rows.extend(table.read_part(part) or [])
         if rows:
             rows.sort(key=lambda r: (r["ts"], r["event_id"]))
-            with self.store.lock:
+            with self._guard.lock:
                 for r in rows:
-                    self.hot.add(r["ts"], _row_to_event(r))
+                    self.hot.add(r["ts"], row_to_event(r))
 
     # -- recording ---------------------------------------------------------------------------
     def record(
@@ -199,7 +135,7 @@ class EventLog:
         text = data if data is None or isinstance(data, str) else _dumps(data, "data")
         if topic is not None and not isinstance(topic, str):
             raise InvalidInputError(f"topic must be a string, got {type(topic).__name__}")
-        # (`x is None` fast paths: this method's budget is 15 us, DESIGN.md section 7)
+        # hot path (`record` budget, docs/architecture.md): `x is None` fast paths throughout
         tag_list = _check_tags(tags) if tags is not None else []
         if severity.__class__ is not int:
             if isinstance(severity, bool) or not isinstance(severity, int):
@@ -211,50 +147,29 @@ class EventLog:
         ins = _check_values(inputs, "inputs") if inputs is not None else []
         outs = _check_values(outputs, "outputs") if outputs is not None else []
         ts, eid = new_ts_id()
-        # NOTE: the spool line is written here, not by the table's generic row encoder: every
-        # optional column is a string or absent (readers take a missing key as null), the id is a
-        # ULID and ts/severity are ints, so one f-string and an escape per string does it
-        # (2.5 us -> 1.0 us of this method's 15 us budget, DESIGN.md section 7).
-        row: Row = {"event_id": eid, "ts": ts, "kind": kind, "severity": severity, "version": 1}
-        line = f'{{"event_id":"{eid}","ts":{ts},"kind":{_str(kind)},"severity":{severity},"version":1'
-        if origin is not _NO_ORIGIN:
-            cached = self._origin_cache  # (one tuple, swapped whole: safe with threads)
-            if cached[0] is not origin:  # the facade passes the same Provenance until a cell or run changes
-                fields = {"run_id": origin.run_id, "graph_id": origin.graph_id, "node_id": origin.node_id}
-                cached = (origin, {k: v for k, v in fields.items() if v is not None}, _optional_json(fields))
-                self._origin_cache = cached
-            row.update(cached[1])
-            line += cached[2]
-        if text is not None:
-            row["text"] = text
-            line += f',"text":{_str(text)}'
-        if topic is not None:
-            row["topic"] = topic
-            line += f',"topic":{_str(topic)}'
-        if ins:
-            row["inputs"] = v = _values_text(ins, "inputs")
-            line += f',"inputs":{_str(v)}'
-        if outs:
-            row["outputs"] = v = _values_text(outs, "outputs")
-            line += f',"outputs":{_str(v)}'
-        if metrics_:
-            row["metrics"] = v = _encode_ascii(metrics_)
-            line += f',"metrics":{_str(v)}'
-        if tag_list:
-            row["tags"] = v = _encode_ascii(tag_list)
-            line += f',"tags":{_str(v)}'
-        if stage is not None:
-            row["stage"] = stage
-            line += f',"stage":{_str(stage)}'
+        cached = self._origin_cache  # (one tuple, swapped whole: safe with threads)
+        if cached[0] is not origin:  # the facade passes the same Provenance until a cell or run changes
+            fields = {"run_id": origin.run_id, "graph_id": origin.graph_id, "node_id": origin.node_id}
+            cached = (origin, ({k: v for k, v in fields.items() if v is not None}, optional_json(fields)))
+            self._origin_cache = cached
+        row, line = event_row(
+            eid, ts, kind, severity, cached[1], text, topic,
+            values_to_text(ins, _dumps_values) if ins else None,
+            values_to_text(outs, _dumps_values) if outs else None,
+            _encode_ascii(metrics_) if metrics_ else None,
+            _encode_ascii(tag_list) if tag_list else None,
+            stage,
+        )  # fmt: skip
         ev = Event(
             eid, ts_to_iso(ts), kind, topic, ins or None, outs or None, metrics_, text, 1,
             origin.run_id, origin.graph_id, origin.node_id, tag_list or None, severity, stage,
         )  # fmt: skip
-        with self.store.lock:
-            self.store.check_open()
-            self.table.append(row, line + "}\n")
+        guard = self._guard
+        with guard.lock:
+            guard.check_open()
+            self.table.append(row, line)
             self.hot.add(ts, ev)
-        self.store.notify("events")
+        guard.notify("events")
         return ev
 
     def record_tool_result(
@@ -333,7 +248,7 @@ class EventLog:
         for _k, r in sorted(heap, key=lambda t: t[0], reverse=True):
             if r["event_id"] not in seen:
                 seen.add(r["event_id"])
-                out.append(_row_to_event(r))
+                out.append(row_to_event(r))
         return out
 
     def recent_data(
@@ -361,7 +276,9 @@ class EventLog:
 
         def has(r: Row) -> bool:
             return (
-                bool(r.get("outputs")) and needle in r["outputs"] and any(v.name == name for v in _values(r["outputs"]))
+                bool(r.get("outputs"))
+                and needle in r["outputs"]
+                and any(v.name == name for v in values_from_text(r["outputs"]))
             )
 
         found = self._scan(None, has, 1, before=self.hot.oldest)
@@ -434,7 +351,6 @@ def _row_filter(kinds: set[str] | None, where: ScopeFilter, topic: str | None) -
 
 _encode = json_encoder()  # = json.dumps(obj, ensure_ascii=False)
 _encode_ascii = json_encoder(ascii=True)  # = json.dumps(obj)
-_str = json.encoder.encode_basestring  # a str as a JSON string (the C function json uses)
 
 
 def _dumps(obj: Any, what: str) -> str:
@@ -450,41 +366,12 @@ def _dumps(obj: Any, what: str) -> str:
         ) from None
 
 
-def _optional_json(fields: Mapping[str, str | None]) -> str:
-    """``,"key":"value"`` for each string field that is not None (a spool line's optional tail)."""
-    return "".join(f',"{k}":{_str(v)}' for k, v in fields.items() if v is not None)
-
-
 def check_tool(tool: object, message: object) -> None:
     """A tool name is a non-empty string; a message is a string or None."""
     if not isinstance(tool, str) or not tool:
         raise InvalidInputError(f"tool must be a non-empty string such as 'train.step', got {tool!r}")
     if message is not None and not isinstance(message, str):
         raise InvalidInputError(f"message must be a string, got {type(message).__name__}")
-
-
-def _values_text(values: list[Value], what: str) -> str:
-    """``json.dumps([v.to_dict() for v in values])``, the same text, with scalars encoded inline.
-
-    NOTE: a number's JSON is its ``repr`` (finite floats; NaN and Infinity go through json for its
-    spelling) and a string's is one C call: this saves ~1 us of every ``record_tool_result``.
-    """
-    parts = []
-    for v in values:
-        value = v.value
-        cls = value.__class__
-        if cls is float and value - value == 0.0:  # finite
-            enc = repr(value)
-        elif cls is str:
-            enc = _str(value)
-        elif cls is int:
-            enc = int.__repr__(value)
-        elif value is None:
-            enc = "null"
-        else:
-            enc = _dumps(value, what)
-        parts.append(f'{{"name": {_str(v.name)}, "kind": {_str(v.kind)}, "value": {enc}}}')
-    return "[" + ", ".join(parts) + "]"
 
 
 def _check_tags(tags: Sequence[str] | None) -> list[str]:
@@ -525,31 +412,5 @@ def _check_values(values: Sequence[Value | Mapping[str, Any]] | None, what: str)
     return out
 
 
-def _values(text: str | None) -> list[Value]:
-    if not text:
-        return []
-    try:
-        raw = json.loads(text)
-        return [Value(d["name"], d.get("kind", "json"), d.get("value")) for d in raw]
-    except (ValueError, KeyError, TypeError):
-        return []
-
-
-def _row_to_event(r: Row) -> Event:
-    return Event(
-        event_id=r["event_id"],
-        ts=ts_to_iso(r["ts"]),
-        kind=r["kind"],
-        topic=r.get("topic"),
-        inputs=_values(r.get("inputs")) or None,
-        outputs=_values(r.get("outputs")) or None,
-        metrics=json.loads(r["metrics"]) if r.get("metrics") else None,
-        text=r.get("text"),
-        version=r.get("version") or 1,
-        run_id=r.get("run_id"),
-        graph_id=r.get("graph_id"),
-        node_id=r.get("node_id"),
-        tags=json.loads(r["tags"]) if r.get("tags") else None,
-        severity=r.get("severity") if r.get("severity") is not None else 2,
-        stage=r.get("stage"),
-    )
+def _dumps_values(value: Any) -> str:
+    return _dumps(value, "a value")

@@ -13,14 +13,29 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 
 import pyarrow as pa
 
 from ..base.models import ts_to_datetime
 
 if TYPE_CHECKING:
-    from .store import Store
+    from collections.abc import Sequence
+
+    from ..base.models import Artifact
+    from ..storage.tables import Table
+
+
+class _Listing(Protocol):
+    def list(self) -> Sequence[Artifact]: ...
+
+
+class Store(Protocol):
+    """What run summaries read of a store: its artifacts (``list()``) and its events table."""
+
+    artifacts: _Listing
+    event_table: Table
+
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _EVENT_COLUMNS = ["event_id", "run_id", "graph_id", "ts"]

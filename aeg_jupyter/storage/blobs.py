@@ -15,9 +15,11 @@ import threading
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
+from typing import Any
 
 from ..base.errors import CorruptionError, InvalidInputError, NotFoundError, StoreWriteError
 from ..base.hashing import CHUNK, hash_bytes, hasher, is_hex_digest
+from .fsops import fsync_path, inside_root, link_or_copy, remove_tree, temp_file, unlink_quietly
 from .layout import Layout
 
 READ_ONLY = stat.S_IRUSR | stat.S_IRGRP | stat.S_IROTH
@@ -130,7 +132,7 @@ class BlobStore:
         """Move a finished temp file of ``size`` bytes into place; False (and temp removed) if it was already there."""
         final = self.layout.blob_path(digest)
         if self._keep_existing(final, size):
-            os.unlink(tmp)
+            unlink_quietly(tmp)
             return False
         os.chmod(tmp, READ_ONLY)
         self._place(tmp, final)
@@ -171,26 +173,18 @@ class BlobStore:
                 finally:
                     os.close(fd)
                 return PutResult(digest, size, True)
-        tmp = os.path.join(self.tmp_dir, f"{self._tmp_token}-{next(self._tmp_seq)}")
         try:
-            try:
+            with temp_file(self.tmp_dir, "blob") as tmp:
                 fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, READ_ONLY)
-            except FileNotFoundError:  # the temp directory was removed from under us: recreate it
-                os.makedirs(self.tmp_dir, exist_ok=True)
-                fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, READ_ONLY)
-            try:
-                _write_all(fd, data)
-                if self.fsync:
-                    os.fsync(fd)
-            finally:
-                os.close(fd)
-            self._place(tmp, final)
+                try:
+                    _write_all(fd, data)
+                    if self.fsync:
+                        os.fsync(fd)
+                finally:
+                    os.close(fd)
+                self._place(tmp, final)
         except OSError as exc:
-            _silent_unlink(tmp)
             raise _write_error(exc, "a blob") from exc
-        except BaseException:
-            _silent_unlink(tmp)
-            raise
         return PutResult(digest, size, True)
 
     def _place(self, tmp: str, final: str) -> None:
@@ -229,7 +223,6 @@ class BlobStore:
         source changes while it is being saved, the save is refused rather than stored under
         a digest that does not match.
         """
-        tmp = self._tmp_path()
         result: dict[str, object] = {}
 
         def hash_source() -> None:
@@ -240,27 +233,72 @@ class BlobStore:
             except BaseException as exc:  # reported on the calling thread
                 result["error"] = exc
 
-        t = threading.Thread(target=hash_source, name="aeg-hash", daemon=True)
-        t.start()
         try:
-            try:
-                _copy_file(src, tmp, st.st_size, fsync=self.fsync)
-            finally:
-                t.join()
-            if "error" in result:
-                raise result["error"]  # type: ignore[misc]
-            after = os.stat(src)
-            if (after.st_size, after.st_mtime_ns) != (st.st_size, st.st_mtime_ns):
-                raise InvalidInputError(f"{src!r} changed while it was being saved; save it again once it is written")
-            digest = str(result["digest"])
-            created = self._install(tmp, digest, st.st_size)
+            with temp_file(self.tmp_dir, "blob") as tmp:
+                t = threading.Thread(target=hash_source, name="aeg-hash", daemon=True)
+                t.start()
+                try:
+                    _copy_file(src, tmp, st.st_size, fsync=self.fsync)
+                finally:
+                    t.join()
+                if "error" in result:
+                    raise result["error"]  # type: ignore[misc]
+                after = os.stat(src)
+                if (after.st_size, after.st_mtime_ns) != (st.st_size, st.st_mtime_ns):
+                    raise InvalidInputError(
+                        f"{src!r} changed while it was being saved; save it again once it is written"
+                    )
+                digest = str(result["digest"])
+                created = self._install(tmp, digest, st.st_size)
         except OSError as exc:
-            _silent_unlink(tmp)
             raise _write_error(exc, f"a copy of {src!r}") from exc
-        except BaseException:
-            _silent_unlink(tmp)
-            raise
         return PutResult(digest, st.st_size, created)
+
+    def put_tree(self, path: str) -> tuple[list[dict[str, Any]], list[str], int]:
+        """Store every regular file under the directory ``path``: ``(entries, skipped, total_bytes)``.
+
+        ``entries`` are ``{"path", "blob", "size", "mode"}`` sorted by path (an empty directory is
+        an entry with ``blob=None``). Symbolic links are not followed (they could point out of the
+        directory) and, like other non-regular files, are listed in ``skipped``.
+
+        Raises:
+            InvalidInputError: ``path`` is missing or is not a directory.
+        """
+        top = os.path.abspath(path)
+        if not os.path.exists(top):
+            raise InvalidInputError(f"no such directory: {path!r}")
+        if not os.path.isdir(top):
+            raise InvalidInputError(f"{path!r} is a file; use save_file() for files")
+        entries: list[dict[str, Any]] = []
+        skipped: list[str] = []
+        total = 0
+        for dirpath, dirnames, filenames in os.walk(top, followlinks=False):
+            dirnames.sort()
+            rel_dir = os.path.relpath(dirpath, top)
+            for d in list(dirnames):
+                if os.path.islink(os.path.join(dirpath, d)):
+                    skipped.append(_rel(rel_dir, d))
+                    dirnames.remove(d)
+            if rel_dir != "." and not filenames and not dirnames:
+                entries.append({"path": rel_dir.replace(os.sep, "/") + "/", "blob": None, "size": 0, "mode": 0o755})
+            for fname in sorted(filenames):
+                full = os.path.join(dirpath, fname)
+                st = os.lstat(full)
+                if not stat.S_ISREG(st.st_mode):
+                    skipped.append(_rel(rel_dir, fname))
+                    continue
+                put = self.put_file(full)
+                total += put.size
+                entries.append(
+                    {"path": _rel(rel_dir, fname), "blob": put.digest, "size": put.size, "mode": st.st_mode & 0o777}
+                )
+        entries.sort(key=lambda e: e["path"])
+        # A long save_dir: refresh every file blob now (gc keeps fresh blobs) and re-store any
+        # that a gc running meanwhile collected, so the manifest never names a missing blob.
+        for e in entries:
+            if e["blob"] and not self.touch(e["blob"]):
+                self.put_file(os.path.join(top, *e["path"].split("/")))
+        return entries, skipped, total
 
     def open_writer(self) -> BlobWriter:
         """A binary file-like object that hashes what is written; ``commit()`` stores it."""
@@ -310,7 +348,77 @@ class BlobStore:
 
     def delete(self, digest: str) -> None:
         """Remove a blob (gc only)."""
-        _silent_unlink(self.layout.blob_path(digest))
+        unlink_quietly(self.layout.blob_path(digest))
+
+    # -- local paths handed out (as_local_file / as_local_dir) --------------------------------
+    def materialize_file(self, digest: str, name: str) -> str:
+        """A read-only local path named ``name`` holding the blob (a hard link where possible).
+
+        Raises:
+            NotFoundError: the blob is not stored.
+            InvalidInputError: ``files/<digest>`` is a symlink leading out of the store.
+        """
+        src = self.layout.blob_path(digest)
+        if not os.path.exists(src):
+            raise NotFoundError(self._missing(digest))
+        target_dir = inside_root(self.layout.root, self.layout.materialized_dir(digest))
+        target = os.path.join(target_dir, name)
+        if not os.path.exists(target):
+            os.makedirs(target_dir, exist_ok=True)
+            link_or_copy(src, target, self.tmp_dir)
+        return target
+
+    def materialize_dir(self, digest: str, name: str, entries: list[dict[str, Any]]) -> str:
+        """A local directory ``name`` laid out from a directory manifest's ``entries`` (read-only files).
+
+        Built in this writer's temp directory and renamed into place, so a reader never sees half
+        of it; a concurrent twin that won the rename is as good.
+
+        Raises:
+            CorruptionError: an entry's path would leave the directory.
+            NotFoundError: a file's blob is not stored.
+        """
+        target = os.path.join(inside_root(self.layout.root, self.layout.materialized_dir(digest)), name)
+        if os.path.isdir(target):
+            return target
+        staging = os.path.join(self.tmp_dir, "dir-" + uuid.uuid4().hex)
+        try:
+            for e in entries:
+                rel = e["path"]
+                parts = [p for p in rel.split("/") if p]
+                if not parts or any(p in (".", "..") for p in parts) or rel.startswith("/"):
+                    raise CorruptionError(f"manifest {digest} has an unsafe path {rel!r}; refusing to materialize it")
+                dest = os.path.join(staging, *parts)
+                if e["blob"] is None:
+                    os.makedirs(dest, exist_ok=True)
+                    continue
+                os.makedirs(os.path.dirname(dest), exist_ok=True)
+                src = self.layout.blob_path(e["blob"])
+                if not os.path.exists(src):
+                    raise NotFoundError(self._missing(e["blob"]))
+                link_or_copy(src, dest, self.tmp_dir)
+            os.makedirs(staging, exist_ok=True)
+            os.makedirs(os.path.dirname(target), exist_ok=True)
+            try:
+                os.rename(staging, target)
+            except OSError:
+                if not os.path.isdir(target):  # not a concurrent twin: a real failure
+                    raise
+        finally:
+            remove_tree(staging)
+        return target
+
+    def forget_materialized(self, digest: str) -> None:
+        """Remove the local paths handed out for a blob (after gc or repair removed the blob)."""
+        remove_tree(os.path.join(self.layout.files, digest))
+
+    def move_aside(self, digest: str, aside: str) -> str:
+        """Move a damaged blob to ``<aside>/blobs/<digest>`` (never delete it); returns the new path."""
+        dest = os.path.join(aside, "blobs", digest)
+        os.makedirs(os.path.dirname(dest), exist_ok=True)
+        os.replace(self.layout.blob_path(digest), dest)
+        self.forget_materialized(digest)
+        return dest
 
     def _missing(self, digest: str) -> str:
         return f"blob {digest} is missing from the store at {self.layout.root!r}; it may have been collected by gc"
@@ -362,7 +470,7 @@ class BlobWriter:
             digest = self._hash.hexdigest()
             created = self._blobs._install(self._tmp, digest, self.size)
         except OSError as exc:
-            _silent_unlink(self._tmp)
+            unlink_quietly(self._tmp)
             raise _write_error(exc, "an artifact") from exc
         return PutResult(digest, self.size, created)
 
@@ -371,7 +479,7 @@ class BlobWriter:
         if self._fd is not None:
             os.close(self._fd)
             self._fd = None
-        _silent_unlink(self._tmp)
+        unlink_quietly(self._tmp)
 
 
 def _copy_file(src: str, dst: str, size: int, *, fsync: bool) -> None:
@@ -396,17 +504,5 @@ def _copy_file(src: str, dst: str, size: int, *, fsync: bool) -> None:
             os.fsync(fout.fileno())
 
 
-def fsync_path(path: str) -> None:
-    """fsync a file or a directory by path (a directory opened read-only can be fsynced on Linux)."""
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def _silent_unlink(path: str) -> None:
-    try:
-        os.unlink(path)
-    except FileNotFoundError:
-        pass
+def _rel(rel_dir: str, name: str) -> str:
+    return name if rel_dir == "." else rel_dir.replace(os.sep, "/") + "/" + name

@@ -122,18 +122,3 @@ class Layout:
         if not is_hex_digest(digest):
             raise InvalidInputError(f"{digest!r} is not a blake3 content address")
         return os.path.join(self.files, digest)
-
-
-def safe_file_name(name: str | None) -> str | None:
-    """The last path component of ``name`` if it is a usable file name, else ``None``.
-
-    Example:
-        >>> safe_file_name("../../etc/passwd"), safe_file_name("..")
-        ('passwd', None)
-    """
-    if not name:
-        return None
-    base = name.replace("\\", "/").rsplit("/", 1)[-1].replace("\x00", "")
-    if base in ("", ".", "..") or len(base.encode()) > 200:
-        return None
-    return base

@@ -15,11 +15,9 @@ from __future__ import annotations
 
 import concurrent.futures.thread  # noqa: F401  (see NOTE below)
 import errno
-import fcntl
 import itertools
 import json
 import os
-import uuid
 import warnings
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
@@ -31,49 +29,9 @@ import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
 from ..base.errors import InvalidInputError, StoreWarning, StoreWriteError
-from ..base.jsoncodec import json_encoder
-from .blobs import fsync_path
+from .fsops import atomic, fsync_path, try_lock, unlink_quietly
 from .layout import Layout, PartName, decode_kind, encode_kind, parse_spool_name
-
-Row = dict[str, Any]
-
-_TS = pa.timestamp("us", tz="UTC")
-ARTIFACTS_SCHEMA = pa.schema(
-    [
-        ("artifact_id", pa.string()),
-        ("created_at", _TS),
-        ("uri", pa.string()),
-        ("size", pa.int64()),
-        ("name", pa.string()),
-        ("mime", pa.string()),
-        ("run_id", pa.string()),
-        ("graph_id", pa.string()),
-        ("node_id", pa.string()),
-        ("pinned", pa.bool_()),
-        ("labels", pa.string()),  # JSON object
-        ("metrics", pa.string()),  # JSON object of finite floats
-        ("preview_uri", pa.string()),
-    ]
-)
-EVENTS_SCHEMA = pa.schema(
-    [
-        ("event_id", pa.string()),
-        ("ts", _TS),
-        ("topic", pa.string()),
-        ("run_id", pa.string()),
-        ("graph_id", pa.string()),
-        ("node_id", pa.string()),
-        ("text", pa.string()),
-        ("inputs", pa.string()),  # JSON list of {name, kind, value}
-        ("outputs", pa.string()),  # JSON list of {name, kind, value}
-        ("metrics", pa.string()),  # JSON object
-        ("tags", pa.string()),  # JSON list of strings
-        ("severity", pa.int32()),
-        ("stage", pa.string()),
-        ("version", pa.int32()),
-    ]
-)
-OPS_SCHEMA = pa.schema([("op_id", pa.string()), ("ts", _TS), ("artifact_id", pa.string())])
+from .schemas import ARTIFACTS, EVENTS, OPS, Row, TableSpec, as_micros, encode_row
 
 # NOTE: pyarrow imports pandas the first time it builds an array. When that first time is the
 # flush at interpreter exit, pandas' import of concurrent.futures.thread would register an
@@ -82,61 +40,8 @@ OPS_SCHEMA = pa.schema([("op_id", pa.string()), ("ts", _TS), ("artifact_id", pa.
 ROW_GROUP = 65_536
 
 
-_encode_value = json_encoder(compact=True)
-
-
-def _as_micros(col: pa.ChunkedArray) -> pa.ChunkedArray:
-    """A timestamp[us] column as its int64 microseconds: a view, not a cast (no pyarrow.compute
-    import, ~50 ms of a cold open)."""
-    return pa.chunked_array([c.view(pa.int64()) for c in col.chunks], type=pa.int64())
-
-
-def column_micros(table: pa.Table, name: str) -> list[int]:
-    """A timestamp[us] column of ``table`` as Python ints (microseconds since the epoch)."""
-    return _as_micros(table.column(name)).to_pylist()  # type: ignore[no-any-return]
-
-
-_encode_str = json.encoder.encode_basestring  # the C function json uses for ensure_ascii=False
-
-
-def _encode_row(row: Row) -> str:
-    """One flat row as compact JSON, the same text ``json.dumps`` gives, ~4x faster.
-
-    NOTE: rows are flat (str / int / bool / None; nested values are JSON text already) and their
-    keys are this module's column names, so the generic encoder's type dispatch and key escaping
-    can be skipped: this is most of the cost of every ``record`` (3.5 us -> 0.8 us).
-    """
-    parts = []
-    for k, v in row.items():
-        cls = v.__class__
-        if cls is str:
-            parts.append(f'"{k}":{_encode_str(v)}')
-        elif v is None:
-            parts.append(f'"{k}":null')
-        elif cls is int:
-            parts.append(f'"{k}":{v}')
-        else:  # bool, float, anything unusual: the generic encoder
-            parts.append(f'"{k}":{_encode_value(v)}')
-    return "{" + ",".join(parts) + "}"
-
-
 COMPACT_AT = 32  # parts in one partition before a flush merges the small ones
 _LOCAL = pafs.LocalFileSystem()
-
-
-@dataclass(frozen=True, slots=True)
-class TableSpec:
-    """Name, Parquet schema, id column and time column of one table."""
-
-    name: str
-    schema: pa.Schema
-    id_field: str
-    ts_field: str
-
-
-ARTIFACTS = TableSpec("artifacts", ARTIFACTS_SCHEMA, "artifact_id", "created_at")
-EVENTS = TableSpec("events", EVENTS_SCHEMA, "event_id", "ts")
-OPS = TableSpec("ops", OPS_SCHEMA, "op_id", "ts")
 
 
 @dataclass(frozen=True, slots=True)
@@ -200,7 +105,7 @@ class Table:
             StoreWriteError: the disk is full or not writable; the spool is left as it was.
         """
         try:
-            data = (line if line is not None else _encode_row(row) + "\n").encode()
+            data = (line if line is not None else encode_row(row) + "\n").encode()
         except UnicodeEncodeError:
             raise InvalidInputError(
                 "the text holds unpaired surrogate characters, which UTF-8 cannot store; "
@@ -247,7 +152,7 @@ class Table:
         if self._fd is not None:
             os.close(self._fd)
             self._fd = None
-        _unlink(self.layout.spool_file(self.writer, self.spec.name, self._seq))
+        unlink_quietly(self.layout.spool_file(self.writer, self.spec.name, self._seq))
         self._seq += 1
         self._pending = []
         self._spool_size = 0
@@ -287,27 +192,16 @@ class Table:
 
     def _write_table(self, table: pa.Table | Iterable[pa.Table], final: str) -> None:
         """Write one part atomically: ``table``, or a stream of tables written one after another."""
-        tmp = os.path.join(self.layout.writer_tmp_dir(self.writer), f"part-{uuid.uuid4().hex}.parquet")
-        self.fs.create_dir(os.path.dirname(tmp), recursive=True)
-        self.fs.create_dir(os.path.dirname(final), recursive=True)
         try:
-            if isinstance(table, pa.Table):
-                pq.write_table(table, tmp, filesystem=self.fs, compression="zstd", row_group_size=ROW_GROUP)
-            else:
-                with pq.ParquetWriter(tmp, self.spec.schema, filesystem=self.fs, compression="zstd") as w:
-                    for t in table:
-                        w.write_table(t, row_group_size=ROW_GROUP)
-            if self.fsync:
-                fsync_path(tmp)
-            self.fs.move(tmp, final)
-            if self.fsync:
-                fsync_path(os.path.dirname(final))
+            with atomic(final, self.layout.writer_tmp_dir(self.writer), fsync=self.fsync, prefix="part") as tmp:
+                if isinstance(table, pa.Table):
+                    pq.write_table(table, tmp, filesystem=self.fs, compression="zstd", row_group_size=ROW_GROUP)
+                else:
+                    with pq.ParquetWriter(tmp, self.spec.schema, filesystem=self.fs, compression="zstd") as w:
+                        for t in table:
+                            w.write_table(t, row_group_size=ROW_GROUP)
         except OSError as exc:
-            _unlink(tmp)
             raise StoreWriteError(f"could not write a Parquet part of {self.spec.name}: {exc}") from exc
-        except BaseException:
-            _unlink(tmp)
-            raise
 
     def _row_groups_for_merge(self, part: Part) -> Iterator[pa.Table]:
         """A part's rows one row group at a time (a compacted part can hold a million rows)."""
@@ -371,7 +265,7 @@ class Table:
             idx = table.column_names.index(ts)
             # view, not cast: the same int64 microseconds without importing pyarrow.compute
             # (~50 ms of a cold open)
-            table = table.set_column(idx, ts, _as_micros(table.column(ts)))
+            table = table.set_column(idx, ts, as_micros(table.column(ts)))
         rows = table.to_pylist()
         for r in rows:
             r["kind"] = kind
@@ -570,14 +464,11 @@ class Table:
 
         Runs under a lock file so two processes never compact the same table at once.
         """
-        lock_path = os.path.join(self.dir, ".compact.lock")
         os.makedirs(self.dir, exist_ok=True)
-        fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o644)
+        fd = try_lock(os.path.join(self.dir, ".compact.lock"))
+        if fd is None:
+            return 0  # another process is compacting this table
         try:
-            try:
-                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except BlockingIOError:
-                return 0
             parts = [p for p in self.list_parts([kind])]
             small: list[Part] = []
             total = 0
@@ -696,13 +587,6 @@ def _part_rows(fs: pafs.FileSystem, path: str) -> int | None:
             return pq.ParquetFile(f).metadata.num_rows
     except (OSError, pa.ArrowException):
         return None
-
-
-def _unlink(path: str) -> None:
-    try:
-        os.unlink(path)
-    except FileNotFoundError:
-        pass
 
 
 __all__ = [

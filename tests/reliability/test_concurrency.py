@@ -44,7 +44,7 @@ print(loops, len(errors), errors[:3])
 
 MAINTAINER = """
 import sys, time, aeg_jupyter, aeg_jupyter.core.artifacts
-aeg_jupyter.core.artifacts.GC_GRACE_SECONDS = 0.5
+aeg_jupyter.core.maintenance.GC_GRACE_SECONDS = 0.5
 store = aeg_jupyter.Store(sys.argv[1])
 deadline = time.time() + float(sys.argv[2])
 merged = freed = 0

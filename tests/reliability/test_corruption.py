@@ -75,8 +75,8 @@ def test_garbage_spool_line_of_a_dead_writer_is_skipped_with_a_warning(store_roo
         f.write(b'{"not": "a row"\n\x00\x01garbage\n')
     store.event_log.record("log", "kept too")
     # simulate a crash: release the lock without flushing
-    os.close(store._lock_fd)
-    store.closed = True
+    os.close(store.store_root._lock_fd)
+    store.guard.closed = True
     with pytest.warns(StoreWarning, match="spool"):
         store2 = aeg_jupyter.Store(store_root)
     assert store2.event_log.recent_data(kinds=["log"]) == ["kept", "kept too"]

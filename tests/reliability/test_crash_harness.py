@@ -103,7 +103,7 @@ def _harness(root: str, kills: int, seed: int) -> None:
     store = aeg_jupyter.Store(root)
     try:
         with pytest.MonkeyPatch.context() as mp:
-            mp.setattr("aeg_jupyter.core.artifacts.GC_GRACE_SECONDS", -1.0)
+            mp.setattr("aeg_jupyter.core.maintenance.GC_GRACE_SECONDS", -1.0)
             store.artifacts.gc(dry_run=False)
         report = store.artifacts.verify()
         assert report.ok and report.partial == [], report

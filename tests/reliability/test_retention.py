@@ -8,13 +8,13 @@ import time
 import pytest
 
 import aeg_jupyter
-import aeg_jupyter.core.artifacts as artifacts_mod
+import aeg_jupyter.core.maintenance as maintenance_mod
 from aeg_jupyter import InvalidInputError
 
 
 @pytest.fixture(autouse=True)
 def no_grace(monkeypatch):
-    monkeypatch.setattr(artifacts_mod, "GC_GRACE_SECONDS", -1.0)
+    monkeypatch.setattr(maintenance_mod, "GC_GRACE_SECONDS", -1.0)
 
 
 def _disk(root: str) -> tuple[int, int]:
@@ -105,7 +105,7 @@ def test_bad_retention_rules_are_clear(store_root, kwargs, message):
 
 
 def test_blobs_of_deleted_artifacts_go_at_once_but_orphans_wait(store_root, monkeypatch):
-    monkeypatch.setattr(artifacts_mod, "GC_GRACE_SECONDS", 120.0)
+    monkeypatch.setattr(maintenance_mod, "GC_GRACE_SECONDS", 120.0)
     store = aeg_jupyter.Store(store_root)
     gone = store.artifacts.save_text("delete me")
     orphan = store.blobs.put_bytes(b"an interrupted save: a blob with no artifact")
@@ -119,7 +119,7 @@ def test_blobs_of_deleted_artifacts_go_at_once_but_orphans_wait(store_root, monk
 
 
 def test_a_blob_reused_by_a_newer_save_is_kept(store_root, monkeypatch):
-    monkeypatch.setattr(artifacts_mod, "GC_GRACE_SECONDS", 120.0)
+    monkeypatch.setattr(maintenance_mod, "GC_GRACE_SECONDS", 120.0)
     store = aeg_jupyter.Store(store_root)
     old = store.artifacts.save_text("shared bytes")
     store.artifacts.delete(old)

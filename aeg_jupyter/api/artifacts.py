@@ -1,0 +1,198 @@
+"""The tutorial's ``arts``: the async artifact API over the synchronous core.
+
+File-sized work (hashing, copying, materializing) runs in a worker thread with
+``asyncio.to_thread`` so the kernel stays responsive; small work runs inline.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from collections.abc import AsyncIterator, Mapping
+from contextlib import asynccontextmanager
+from datetime import timedelta
+from typing import Any, Protocol
+
+from ..base.models import Artifact, Provenance, Scope, ScopeFilter
+from ..core.artifacts import ArtifactList, ArtifactRef, ArtifactStore, ArtifactWriter, GcReport, Mode, VerifyReport
+
+
+class Origin(Protocol):
+    """What a facade needs of its context: the ids stamped on writes and the scope filters."""
+
+    @property
+    def origin(self) -> Provenance: ...
+
+    def scope(self, scope: Scope | str) -> ScopeFilter: ...
+
+
+class Artifacts:
+    """Durable, content-addressed files, directories, JSON and text (the tutorial's ``arts``)."""
+
+    def __init__(self, context: Origin, artifacts: ArtifactStore) -> None:
+        self.context = context
+        self.artifacts = artifacts
+        self.last_artifact: Artifact | None = None
+
+    def _done(self, art: Artifact) -> Artifact:
+        self.last_artifact = art
+        return art
+
+    async def save_file(
+        self,
+        path: str | os.PathLike[str],
+        *,
+        kind: str,
+        labels: Mapping[str, Any] | None = None,
+        metrics: Mapping[str, Any] | None = None,
+        name: str | None = None,
+        pin: bool = False,
+    ) -> Artifact:
+        """Ingest an existing file. ``art = await arts.save_file(path="report.pdf", kind="report")``"""
+        art = await asyncio.to_thread(
+            self.artifacts.save_file, path, kind=kind, labels=labels, metrics=metrics, name=name, pin=pin,
+            origin=self.context.origin,
+        )  # fmt: skip
+        return self._done(art)
+
+    async def save_dir(
+        self,
+        path: str | os.PathLike[str],
+        *,
+        kind: str,
+        labels: Mapping[str, Any] | None = None,
+        metrics: Mapping[str, Any] | None = None,
+        name: str | None = None,
+        pin: bool = False,
+    ) -> Artifact:
+        """Ingest a directory (every file deduplicated, plus a manifest)."""
+        art = await asyncio.to_thread(
+            self.artifacts.save_dir, path, kind=kind, labels=labels, metrics=metrics, name=name, pin=pin,
+            origin=self.context.origin,
+        )  # fmt: skip
+        return self._done(art)
+
+    @asynccontextmanager
+    async def writer(
+        self,
+        *,
+        kind: str,
+        planned_ext: str | None = None,
+        labels: Mapping[str, Any] | None = None,
+        metrics: Mapping[str, Any] | None = None,
+        name: str | None = None,
+        pin: bool = False,
+    ) -> AsyncIterator[ArtifactWriter]:
+        """Stream bytes into a new artifact; committed on clean exit, nothing kept if the block raises.
+
+        Example:
+            >>> async with arts.writer(kind="plot", planned_ext=".png") as w:   # doctest: +SKIP
+            ...     w.write(png_bytes)
+        """
+        w = self.artifacts.open_writer(
+            kind=kind, planned_ext=planned_ext, labels=labels, metrics=metrics, name=name, pin=pin,
+            origin=self.context.origin,
+        )  # fmt: skip
+        try:
+            yield w
+        except BaseException:
+            w.abort()
+            raise
+        self._done(w.commit())
+
+    async def save_bytes(self, data: bytes, *, kind: str = "bytes", name: str | None = None, **kw: Any) -> Artifact:
+        """Store bytes from memory."""
+        return self._done(self.artifacts.save_bytes(data, kind=kind, name=name, origin=self.context.origin, **kw))
+
+    async def save_json(self, obj: Any, *, kind: str = "json", **kw: Any) -> Artifact:
+        """Store a JSON-encodable object. ``cfg_art = await arts.save_json({"lr": 1e-3})``"""
+        return self._done(self.artifacts.save_json(obj, kind=kind, origin=self.context.origin, **kw))
+
+    async def save_text(self, text: str, *, kind: str = "text", **kw: Any) -> Artifact:
+        """Store a string. ``log_art = await arts.save_text("training finished ok")``"""
+        return self._done(self.artifacts.save_text(text, kind=kind, origin=self.context.origin, **kw))
+
+    async def as_local_file(self, artifact: ArtifactRef, *, verify: bool = False) -> str:
+        """A read-only local path with the original file name (no copy on a local store)."""
+        return await asyncio.to_thread(self.artifacts.local_file, artifact, verify=verify)
+
+    async def as_local_dir(self, artifact: ArtifactRef) -> str:
+        """A local directory with a directory artifact's files."""
+        return await asyncio.to_thread(self.artifacts.local_dir, artifact)
+
+    async def load_bytes(self, artifact: ArtifactRef, *, verify: bool = False) -> bytes:
+        """The artifact's bytes."""
+        return await asyncio.to_thread(self.artifacts.load_bytes, artifact, verify=verify)
+
+    async def load_text(self, artifact: ArtifactRef, *, verify: bool = False) -> str:
+        """The artifact's bytes as UTF-8 text."""
+        return self.artifacts.load_text(artifact, verify=verify)
+
+    async def load_json(self, artifact: ArtifactRef, *, verify: bool = False) -> Any:
+        """The artifact's bytes decoded as JSON."""
+        return self.artifacts.load_json(artifact, verify=verify)
+
+    async def get(self, artifact_id: str) -> Artifact:
+        """An artifact by id, unique id prefix, short id, or CAS URI."""
+        return self.artifacts.get(artifact_id)
+
+    async def search(
+        self,
+        *,
+        kind: str | None = None,
+        labels: Mapping[str, Any] | None = None,
+        metric: str | None = None,
+        mode: Mode | None = None,
+        scope: Scope = "run",
+        limit: int | None = None,
+    ) -> ArtifactList:
+        """Filter by kind, labels (exact) and scope; rank by ``metric`` when given."""
+        where = self.context.scope(scope)
+        return self.artifacts.search(kind=kind, labels=labels, metric=metric, mode=mode, where=where, limit=limit)
+
+    async def best(
+        self,
+        *,
+        kind: str,
+        metric: str,
+        mode: Mode = "max",
+        scope: Scope = "run",
+        filters: Mapping[str, Any] | None = None,
+    ) -> Artifact | None:
+        """The best artifact of ``kind`` by ``metric`` (``None`` if none has it)."""
+        return self.artifacts.best(
+            kind=kind, metric=metric, mode=mode, where=self.context.scope(scope), filters=filters
+        )
+
+    async def list(self, *, scope: Scope = "run", kind: str | None = None, limit: int | None = None) -> ArtifactList:
+        """Everything in scope, newest first. ``await arts.list(scope="run")``"""
+        return self.artifacts.list(kind=kind, where=self.context.scope(scope), limit=limit)
+
+    async def pin(self, artifact_id: ArtifactRef, pinned: bool = True) -> Artifact:
+        """Keep an artifact forever (``gc`` never collects it)."""
+        return self.artifacts.pin(artifact_id, pinned)
+
+    async def unpin(self, artifact_id: ArtifactRef) -> Artifact:
+        """Undo :meth:`pin`."""
+        return self.artifacts.pin(artifact_id, False)
+
+    async def delete(self, artifact_id: ArtifactRef) -> Artifact:
+        """Mark an artifact deleted; ``gc`` frees its bytes."""
+        return self.artifacts.delete(artifact_id)
+
+    async def gc(
+        self,
+        *,
+        dry_run: bool = True,
+        older_than: str | float | timedelta | None = None,
+        keep_last: int | None = None,
+        keep_best: Mapping[str, Any] | None = None,
+    ) -> GcReport:
+        """Collect unpinned artifacts by retention and unreferenced blobs (dry run by default)."""
+        return await asyncio.to_thread(
+            self.artifacts.gc, dry_run=dry_run, older_than=older_than, keep_last=keep_last, keep_best=keep_best
+        )
+
+    async def verify(self, *, repair: bool = False) -> VerifyReport:
+        """Re-hash every blob and report corruption."""
+        return await asyncio.to_thread(self.artifacts.verify, repair=repair)

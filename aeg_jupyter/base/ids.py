@@ -1,0 +1,57 @@
+"""Time-sortable ids: ULIDs (26 Crockford base32 characters, 48 bits of milliseconds then 80
+random bits, monotonic within a process) paired with a strictly increasing microsecond clock."""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+
+_CROCKFORD = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
+_PAIRS = [a + b for a in _CROCKFORD for b in _CROCKFORD]  # 10 bits -> 2 characters
+_lock = threading.Lock()
+_last_ms = -1
+_last_rand = 0
+_last_us = 0
+_time_cache: tuple[int, str] = (-1, "")
+_rand_cache: tuple[int, str] = (-1, "")
+_RAND_MASK = (1 << 80) - 1
+
+
+def new_ts_id(ts_us: int | None = None) -> tuple[int, str]:
+    """A timestamp in microseconds, strictly increasing within this process (so ``(ts, id)``
+    orders events exactly), and a new ULID of the same millisecond, monotonic within the process.
+
+    With ``ts_us`` given, that time is used as it is (the ULID stays monotonic all the same).
+
+    Example:
+        >>> (t1, a), (t2, b) = new_ts_id(), new_ts_id(); t1 < t2 and a < b and len(a) == 26
+        True
+    """
+    global _last_us, _last_ms, _last_rand, _time_cache, _rand_cache
+    with _lock:
+        if ts_us is None:
+            t = time.time_ns() // 1000
+            if t <= _last_us:
+                t = _last_us + 1
+            _last_us = t
+        else:
+            t = ts_us
+        ms = t // 1000
+        if ms <= _last_ms:
+            ms = _last_ms
+            rand = (_last_rand + 1) & _RAND_MASK
+        else:
+            rand = int.from_bytes(os.urandom(10), "big") >> 1  # room to increment
+        _last_ms, _last_rand = ms, rand
+        head = _time_cache
+        if head[0] != ms:
+            head = _time_cache = (ms, "".join(_CROCKFORD[(ms >> shift) & 31] for shift in range(45, -1, -5)))
+        # The top 60 random bits change only when the counter carries (or a new millisecond
+        # starts): their 12 characters are cached, so an id costs two table lookups.
+        hi = rand >> 20
+        mid = _rand_cache
+        if mid[0] != hi:
+            pairs = _PAIRS
+            mid = _rand_cache = (hi, "".join([pairs[(hi >> shift) & 1023] for shift in (50, 40, 30, 20, 10, 0)]))
+    return t, head[1] + mid[1] + _PAIRS[(rand >> 10) & 1023] + _PAIRS[rand & 1023]

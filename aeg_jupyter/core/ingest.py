@@ -1,0 +1,273 @@
+"""Ingest: every way an artifact comes in (file, directory, bytes, JSON, text, a streamed writer).
+
+The bytes go to the blob store first; the artifact's row is appended to the artifacts table
+only once its blob is whole, then the catalog takes it in and listeners are told.
+"""
+
+from __future__ import annotations
+
+import json
+import mimetypes
+import os
+from collections.abc import Mapping
+from typing import Any
+
+from ..base.errors import InvalidInputError
+from ..base.ids import new_ts_id
+from ..base.jsoncodec import json_encoder
+from ..base.models import DIR_MIME, URI_PREFIX, Artifact, Provenance, ts_to_datetime
+from ..base.validate import check_kind, check_labels, check_metrics, safe_file_name
+from ..storage.blobs import BlobStore, BlobWriter, PutResult
+from ..storage.schemas import artifact_row
+from ..storage.tables import Table
+from .catalog import Catalog
+from .guard import WriteGuard
+
+MANIFEST_FORMAT = 1
+_encode = json_encoder()  # json.dumps(obj, ensure_ascii=False), without its per-call set-up
+
+
+class Ingest:
+    """Saves artifacts into one store.
+
+    Example:
+        >>> ingest.save_text("training finished ok", kind="note").kind   # doctest: +SKIP
+        'note'
+    """
+
+    def __init__(self, blobs: BlobStore, table: Table, catalog: Catalog, guard: WriteGuard) -> None:
+        self._blobs = blobs
+        self._table = table
+        self._catalog = catalog
+        self._guard = guard
+
+    def commit(
+        self,
+        put: PutResult,
+        *,
+        kind: str,
+        labels: dict[str, Any],
+        metrics: dict[str, float],
+        name: str | None,
+        mime: str | None,
+        pin: bool,
+        origin: Provenance,
+        size: int | None = None,
+    ) -> Artifact:
+        ts, aid = new_ts_id()
+        row = artifact_row(
+            aid, ts, kind, URI_PREFIX + put.digest, put.size if size is None else size,
+            name=name, mime=mime, origin=origin, pinned=pin, labels=labels, metrics=metrics,
+        )  # fmt: skip
+        guard = self._guard
+        with guard.lock:
+            guard.check_open()
+            self._table.append(row)
+            art = Artifact(
+                artifact_id=aid,
+                uri=row["uri"],
+                kind=kind,
+                labels=labels,
+                metrics=metrics,
+                pinned=bool(pin),
+                created_at=ts_to_datetime(ts),
+                size=row["size"],
+                name=name,
+                mime=mime,
+                run_id=origin.run_id,
+                graph_id=origin.graph_id,
+                node_id=origin.node_id,
+            )
+            self._catalog.insert(art)
+        guard.notify("artifacts")
+        return art
+
+    def save_file(
+        self,
+        path: str | os.PathLike[str],
+        *,
+        kind: str,
+        labels: Mapping[str, Any] | None = None,
+        metrics: Mapping[str, Any] | None = None,
+        name: str | None = None,
+        pin: bool = False,
+        origin: Provenance = Provenance(),
+    ) -> Artifact:
+        """Store a local file by content; returns its artifact.
+
+        Example:
+            >>> index.save_file("model.pt", kind="checkpoint", metrics={"val_acc": 0.91})  # doctest: +SKIP
+        """
+        kind, labels_, metrics_ = check_kind(kind), check_labels(labels), check_metrics(metrics)
+        src = os.fspath(path)
+        put = self._blobs.put_file(src)
+        fname = safe_file_name(name) if name else safe_file_name(os.path.basename(os.path.abspath(src)))
+        return self.commit(
+            put,
+            kind=kind,
+            labels=labels_,
+            metrics=metrics_,
+            name=fname,
+            mime=guess_mime(fname),
+            pin=pin,
+            origin=origin,
+        )
+
+    def save_dir(
+        self,
+        path: str | os.PathLike[str],
+        *,
+        kind: str,
+        labels: Mapping[str, Any] | None = None,
+        metrics: Mapping[str, Any] | None = None,
+        name: str | None = None,
+        pin: bool = False,
+        origin: Provenance = Provenance(),
+    ) -> Artifact:
+        """Store a directory: every file as a blob, plus a manifest blob that the artifact names.
+
+        Symbolic links are not followed (they could point out of the directory); they are
+        listed in the manifest's ``skipped`` entry.
+        """
+        kind, labels_, metrics_ = check_kind(kind), check_labels(labels), check_metrics(metrics)
+        top = os.path.abspath(os.fspath(path))
+        entries, skipped, total = self._blobs.put_tree(os.fspath(path))
+        manifest = {"format": MANIFEST_FORMAT, "type": "dir", "entries": entries, "skipped": sorted(skipped)}
+        put = self._blobs.put_bytes(json.dumps(manifest, sort_keys=True).encode())
+        dname = safe_file_name(name) if name else safe_file_name(os.path.basename(top))
+        return self.commit(
+            put,
+            kind=kind,
+            labels=labels_,
+            metrics=metrics_,
+            name=dname,
+            mime=DIR_MIME,
+            pin=pin,
+            origin=origin,
+            size=total,
+        )
+
+    def save_bytes(
+        self,
+        data: bytes | bytearray | memoryview,
+        *,
+        kind: str = "bytes",
+        labels: Mapping[str, Any] | None = None,
+        metrics: Mapping[str, Any] | None = None,
+        name: str | None = None,
+        mime: str | None = None,
+        pin: bool = False,
+        origin: Provenance = Provenance(),
+    ) -> Artifact:
+        """Store bytes held in memory."""
+        if not isinstance(data, bytes | bytearray | memoryview):
+            raise InvalidInputError(f"save_bytes takes bytes, got {type(data).__name__}; use save_text or save_json")
+        kind, labels_, metrics_ = check_kind(kind), check_labels(labels), check_metrics(metrics)
+        fname = safe_file_name(name)
+        put = self._blobs.put_bytes(data)
+        return self.commit(
+            put,
+            kind=kind,
+            labels=labels_,
+            metrics=metrics_,
+            name=fname,
+            mime=mime or guess_mime(fname) or "application/octet-stream",
+            pin=pin,
+            origin=origin,
+        )
+
+    def save_json(self, obj: Any, *, kind: str = "json", name: str | None = None, **kw: Any) -> Artifact:
+        """Store a JSON-encodable object (as UTF-8 JSON text)."""
+        try:
+            text = _encode(obj)  # NOTE: no indent: the C encoder (indent forces the pure-Python one)
+        except (TypeError, ValueError) as exc:
+            raise InvalidInputError(
+                f"save_json cannot encode this object: {exc}; convert it to dict/list/str/number first"
+            ) from None
+        except RecursionError:
+            raise InvalidInputError(
+                "save_json cannot encode this object: it is nested too deeply (or refers to itself)"
+            ) from None
+        return self.save_bytes(text.encode(), kind=kind, name=name or f"{kind}.json", mime="application/json", **kw)
+
+    def save_text(self, text: str, *, kind: str = "text", name: str | None = None, **kw: Any) -> Artifact:
+        """Store a string (as UTF-8)."""
+        if not isinstance(text, str):
+            raise InvalidInputError(f"save_text takes a str, got {type(text).__name__}; use save_json or save_bytes")
+        return self.save_bytes(
+            text.encode(), kind=kind, name=name or f"{kind}.txt", mime="text/plain; charset=utf-8", **kw
+        )
+
+    def open_writer(
+        self,
+        *,
+        kind: str,
+        planned_ext: str | None = None,
+        labels: Mapping[str, Any] | None = None,
+        metrics: Mapping[str, Any] | None = None,
+        name: str | None = None,
+        pin: bool = False,
+        origin: Provenance = Provenance(),
+    ) -> ArtifactWriter:
+        """A file-like writer whose bytes become an artifact on ``commit()``; see ``arts.writer``."""
+        kind, labels_, metrics_ = check_kind(kind), check_labels(labels), check_metrics(metrics)
+        if planned_ext is not None and (
+            not isinstance(planned_ext, str) or "/" in planned_ext or "\x00" in planned_ext
+        ):
+            raise InvalidInputError(f"planned_ext must be a file extension such as '.png', got {planned_ext!r}")
+        ext = planned_ext if not planned_ext or planned_ext.startswith(".") else "." + planned_ext
+        fname = safe_file_name(name) or f"{kind}{ext or ''}"
+        return ArtifactWriter(
+            self,
+            self._blobs.open_writer(),
+            kind=kind,
+            labels=labels_,
+            metrics=metrics_,
+            name=fname,
+            pin=pin,
+            origin=origin,
+        )
+
+
+class ArtifactWriter:
+    """File-like writer for a new artifact; ``commit()`` makes it visible, ``abort()`` drops it."""
+
+    def __init__(self, ingest: Ingest, blob: BlobWriter, **meta: Any) -> None:
+        self._ingest = ingest
+        self._meta = meta
+        self._blob = blob
+        self.artifact: Artifact | None = None
+
+    def write(self, data: bytes | bytearray | memoryview) -> int:
+        """Append bytes to the artifact."""
+        return self._blob.write(data)
+
+    def writable(self) -> bool:
+        return True
+
+    def flush(self) -> None:
+        """Nothing is buffered; present for file-like compatibility."""
+
+    @property
+    def size(self) -> int:
+        return self._blob.size
+
+    def commit(self) -> Artifact:
+        """Store the bytes written and index the artifact."""
+        put = self._blob.commit()
+        meta = dict(self._meta)
+        name = meta.pop("name")
+        self.artifact = self._ingest.commit(put, name=name, mime=guess_mime(name) or "application/octet-stream", **meta)
+        return self.artifact
+
+    def abort(self) -> None:
+        """Discard everything written; nothing becomes visible."""
+        self._blob.abort()
+
+
+def guess_mime(name: str | None) -> str | None:
+    """The MIME type of a file name, or None."""
+    if not name:
+        return None
+    mime, _ = mimetypes.guess_type(name, strict=False)
+    return mime

@@ -1,0 +1,232 @@
+"""Maintenance: ``gc`` and ``verify``.
+
+``gc`` is three steps, each its own function: retention picks the artifacts a rule lets go
+(:func:`~.retention.select_for_deletion`, policy only), reachability finds the blobs that the
+remaining artifacts still use (:func:`referenced`), and the sweep deletes the rest
+(:meth:`Maintenance.sweep`, which knows nothing of policy). A dry run stops before the sweep.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from datetime import timedelta
+
+from ..base.errors import CorruptionError, NotFoundError
+from ..base.models import Artifact
+from ..base.validate import Mode, check_limit, parse_duration
+from ..storage.blobs import BlobStore
+from ..storage.fsops import move_aside
+from ..storage.root import StoreRoot
+from ..storage.tables import Table
+from .catalog import Catalog
+from .guard import WriteGuard
+from .lookup import Lookup
+from .retention import best_rules, select_for_deletion
+from .search import ArtifactSearch
+
+GC_GRACE_SECONDS = 120.0  # unreferenced blobs younger than this may belong to a save in flight
+Manifest = Callable[[Artifact], list[dict[str, object]]]
+
+
+@dataclass(slots=True)
+class GcReport:
+    """What ``gc`` collected (or, on a dry run, would collect)."""
+
+    dry_run: bool
+    artifacts: list[str] = field(default_factory=list)
+    blobs: list[str] = field(default_factory=list)
+    bytes_freed: int = 0
+
+    def __str__(self) -> str:
+        verb = "would free" if self.dry_run else "freed"
+        return f"gc {verb} {len(self.artifacts)} artifacts, {len(self.blobs)} blobs, {self.bytes_freed} bytes"
+
+
+@dataclass(slots=True)
+class VerifyReport:
+    """What ``verify`` found: blobs checked, corrupt blobs, and artifacts whose blob is missing.
+
+    ``partial`` lists damaged blobs that no artifact refers to (the leftovers of a save that was
+    interrupted, or is still writing): they do not make the report fail, and ``gc`` frees them.
+    """
+
+    checked: int = 0
+    corrupt: list[str] = field(default_factory=list)
+    missing: list[tuple[str, str]] = field(default_factory=list)
+    bad_parts: list[str] = field(default_factory=list)
+    moved_aside: list[str] = field(default_factory=list)
+    partial: list[str] = field(default_factory=list)  # unreferenced, incomplete: left to `gc`
+
+    @property
+    def ok(self) -> bool:
+        """True when nothing an artifact needs is damaged or missing."""
+        return not self.corrupt and not self.missing and not self.bad_parts
+
+    def __str__(self) -> str:
+        if self.ok:
+            text = f"verify: {self.checked} blobs checked, all intact"
+            if self.partial:
+                text += f" ({len(self.partial)} unreferenced partial blobs of interrupted saves, for gc)"
+            return text
+        text = (
+            f"verify: {self.checked} blobs checked, {len(self.corrupt)} corrupt, "
+            f"{len(self.missing)} artifacts missing their blob, {len(self.bad_parts)} unreadable Parquet parts"
+        )
+        if self.moved_aside:
+            text += f"; {len(self.moved_aside)} bad files moved aside"
+        elif self.corrupt or self.bad_parts:
+            text += "; run verify with repair=True (`aeg verify --repair`) to move them aside"
+        return text
+
+
+class Maintenance:
+    """Collects garbage and checks the store's bytes.
+
+    Example:
+        >>> maintenance.gc(dry_run=True, older_than="7d").artifacts     # doctest: +SKIP
+        ['01J8...']
+    """
+
+    def __init__(
+        self,
+        *,
+        catalog: Catalog,
+        search: ArtifactSearch,
+        lookup: Lookup,
+        blobs: BlobStore,
+        tables: Mapping[str, Table],
+        root: StoreRoot,
+        guard: WriteGuard,
+        delete: Callable[[str], None],
+    ) -> None:
+        self._catalog = catalog
+        self._search = search
+        self._lookup = lookup
+        self._blobs = blobs
+        self._tables = tables
+        self._root = root
+        self._guard = guard
+        self._delete = delete  # appends a delete op for an artifact id
+
+    def gc(
+        self,
+        *,
+        dry_run: bool = True,
+        older_than: str | float | timedelta | None = None,
+        keep_last: int | None = None,
+        keep_best: Mapping[str, str | tuple[str, Mode]] | None = None,
+    ) -> GcReport:
+        """Collect unpinned artifacts matching the retention rule, then every unreferenced blob.
+
+        ``older_than`` ("7d", seconds, timedelta) and ``keep_last`` (newest N per kind kept)
+        select artifacts; ``keep_best`` (``{"checkpoint": "val_acc"}`` or
+        ``{"checkpoint": ("loss", "min")}``) always keeps the best artifact of a kind. With
+        neither ``older_than`` nor ``keep_last``, only blobs that no live artifact references
+        (deleted artifacts, interrupted saves) are freed. Pinned artifacts are never collected.
+        ``dry_run=True`` (the default) only reports.
+
+        Example:
+            >>> maintenance.gc(dry_run=False, older_than="7d", keep_best={"checkpoint": "val_acc"})  # doctest: +SKIP
+        """
+        age = parse_duration(older_than)
+        keep = check_limit(keep_last, allow_none=True)
+        rules = best_rules(keep_best)
+        catalog = self._catalog
+        with self._guard.lock:
+            if not dry_run:
+                self._root.recover(self._tables)  # temp files of dead writers
+            catalog.catch_up()
+            started = time.time()
+            doomed = select_for_deletion(catalog, self._search, age, keep, rules)
+            doomed_ids = {a.artifact_id for a in doomed}
+            live = [a for a in catalog.by_id.values() if a.artifact_id not in doomed_ids]
+            refs = referenced(live, self._lookup.manifest)
+            last_use = last_used(list(doomed) + list(catalog.deleted.values()), self._lookup.manifest)
+            report = GcReport(dry_run=dry_run, artifacts=sorted(doomed_ids))
+            for digest, size, mtime in self._blobs.iter_blobs():
+                if digest in refs:
+                    continue
+                # NOTE: every save refreshes its blob's mtime just before its row is appended. A
+                # blob not touched since the newest (deleted) artifact using it was created has
+                # no save in flight and goes now; any other unreferenced blob (an interrupted
+                # save, or one a concurrent save is reusing) must first age past the grace period.
+                used = last_use.get(digest)
+                if (used is not None and mtime <= used) or mtime < started - GC_GRACE_SECONDS:
+                    report.blobs.append(digest)
+                    report.bytes_freed += size
+            if dry_run:
+                return report
+            for a in doomed:
+                self._delete(a.artifact_id)
+            self.sweep(report.blobs)
+            return report
+
+    def sweep(self, digests: Iterable[str]) -> None:
+        """Delete these blobs and the local paths handed out for them (no questions asked)."""
+        for digest in digests:
+            self._blobs.delete(digest)
+            self._blobs.forget_materialized(digest)
+
+    def verify(self, *, repair: bool = False) -> VerifyReport:
+        """Re-hash every blob and open every Parquet part; report what is corrupt or missing.
+
+        With ``repair=True`` corrupt blobs and unreadable parts are moved aside into
+        ``<root>/corrupt/`` (never deleted): readers stop tripping over them, and saving the
+        same bytes again stores them afresh.
+        """
+        self._catalog.catch_up()
+        report = VerifyReport()
+        present = set()
+        live = self._catalog.live()
+        refs = referenced(live, self._lookup.manifest)
+        for digest, _size, _mtime in self._blobs.iter_blobs():
+            report.checked += 1
+            present.add(digest)
+            if not self._blobs.check(digest):
+                # A damaged blob no artifact refers to is what an interrupted (or still running)
+                # save leaves: no data depends on it, and `gc` frees it after its grace period.
+                (report.corrupt if digest in refs else report.partial).append(digest)
+        for a in live:
+            if a.blob_id not in present:
+                report.missing.append((a.artifact_id, a.blob_id))
+        for table in self._tables.values():
+            report.bad_parts.extend(table.unreadable_parts())
+        if repair:
+            aside = self._root.move_aside_dir()
+            for digest in report.corrupt:
+                report.moved_aside.append(self._blobs.move_aside(digest, aside))
+            for path in report.bad_parts:
+                report.moved_aside.append(move_aside(self._root.path, path, aside))
+        return report
+
+
+def referenced(arts: Iterable[Artifact], manifest: Manifest) -> set[str]:
+    """Every blob ``arts`` use: their own, and for directories the files their manifest names."""
+    refs: set[str] = set()
+    for a in arts:
+        refs.add(a.blob_id)
+        if a.is_dir:
+            try:
+                refs.update(str(e["blob"]) for e in manifest(a) if e["blob"])
+            except (NotFoundError, CorruptionError):
+                pass
+    return refs
+
+
+def last_used(arts: Iterable[Artifact], manifest: Manifest) -> dict[str, float]:
+    """Blob digest -> creation time (epoch seconds) of the newest of ``arts`` that uses it."""
+    out: dict[str, float] = {}
+    for a in arts:
+        when = a.created_at.timestamp() if a.created_at is not None else 0.0
+        digests = [a.blob_id]
+        if a.is_dir:
+            try:
+                digests += [str(e["blob"]) for e in manifest(a) if e["blob"]]
+            except (NotFoundError, CorruptionError):
+                pass
+        for d in digests:
+            if out.get(d, -1.0) < when:
+                out[d] = when
+    return out
