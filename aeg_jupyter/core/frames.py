@@ -1,6 +1,6 @@
 """pandas DataFrames for people: the only module that builds DataFrames.
 
-Columns are stable (DESIGN.md section 6): fixed columns first, then one ``label.<key>`` /
+Columns are stable (docs/architecture.md, "Frames"): fixed columns first, then one ``label.<key>`` /
 ``metric.<name>`` (artifacts) or ``data.<key>`` / ``metric.<name>`` / ``out.<name>`` (events)
 column per key that occurs.
 """
@@ -35,7 +35,7 @@ def artifacts_frame(arts: Sequence[Artifact]) -> pd.DataFrame:
     import pandas as pd
 
     # Every column is built first and the DataFrame made in one call: adding columns one by one
-    # costs ~0.1 ms each in pandas 3 (DESIGN.md section 7: a 10-row frame in <= 1 ms).
+    # is slow in pandas 3 (hot path: a 10-row frame in <= 1 ms, docs/architecture.md).
     n = len(arts)
     text = _str_columns(arts, ("artifact_id", "kind", "name", "uri", "run_id", "graph_id", "node_id"))
     cols: dict[str, Any] = {
@@ -56,7 +56,7 @@ def artifacts_frame(arts: Sequence[Artifact]) -> pd.DataFrame:
         cols[c] = _objects(extra[c], index)
     for c in sorted(c for c in extra if c.startswith("metric.")):
         cols[c] = np.array(extra[c], dtype="float64")
-    return pd.DataFrame(cols, index=index, copy=False)  # (the columns are new: no copy, -80 us)
+    return pd.DataFrame(cols, index=index, copy=False)  # (the columns are new: no copy)
 
 
 def events_frame(events: Sequence[Event], *, newest_first: bool = True) -> pd.DataFrame:
@@ -85,14 +85,14 @@ def events_frame(events: Sequence[Event], *, newest_first: bool = True) -> pd.Da
     for prefix in ("data.", "metric.", "out."):
         for c in sorted(c for c in extra if c.startswith(prefix)):
             cols[c] = np.array(extra[c], dtype="float64") if prefix == "metric." else _objects(extra[c], index)
-    return pd.DataFrame(cols, index=index, copy=False)  # (the columns are new: no copy, -80 us)
+    return pd.DataFrame(cols, index=index, copy=False)  # (the columns are new: no copy)
 
 
 def _str_columns(items: Sequence[Any], names: Sequence[str]) -> dict[str, Any]:
     """The string attributes ``names`` of ``items`` as pandas arrays of the default string dtype.
 
-    NOTE: they are converted as one array and sliced: pandas 3 spends ~50 us converting each
-    list, whatever its length, and a 10-row frame has a 1 ms budget (DESIGN.md section 7).
+    NOTE: they are converted as one array and sliced: pandas 3 has a fixed cost per converted
+    list, whatever its length, and a 10-row frame has a 1 ms budget (docs/architecture.md).
     """
     import pandas as pd
 
@@ -105,7 +105,7 @@ def _str_columns(items: Sequence[Any], names: Sequence[str]) -> dict[str, Any]:
 def _objects(values: list[Any], index: Any) -> Any:
     """A column of Python objects kept as they are (no string or number inference).
 
-    It shares the frame's index, so building the frame aligns nothing (~35 us a column).
+    It shares the frame's index, so building the frame aligns nothing.
     """
     import numpy as np
     import pandas as pd

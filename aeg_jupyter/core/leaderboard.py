@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any
 
 from ..base.errors import InvalidInputError
 from ..base.models import Artifact, ScopeFilter
-from ..base.validate import check_kind, check_limit, check_name
+from ..base.validate import check_kind, check_limit, check_mode, check_name
 from .artifacts import ArtifactStore, Mode
 
 if TYPE_CHECKING:
@@ -51,8 +51,7 @@ def ranked(
     check_kind(kind)
     if not isinstance(metric, str) or not metric:
         raise InvalidInputError(f"metric must be a metric name such as 'val_acc', got {metric!r}")
-    if mode not in ("max", "min"):
-        raise InvalidInputError(f"mode must be 'max' or 'min', not {mode!r}")
+    check_mode(mode)
     if group_by is not None:
         check_name(group_by, "label")
     limit = check_limit(limit, allow_none=True)
@@ -98,8 +97,8 @@ def leaderboard(
         now: the time ages are measured from (default: now).
 
     Returns:
-        A DataFrame with ``rank`` (1 = best), ``short_id``, the artifact columns of DESIGN.md
-        section 6 (with ``age`` after ``created_at``), one ``label.<key>`` column per label key
+        A DataFrame with ``rank`` (1 = best), ``short_id``, the artifact columns (docs/architecture.md, "Frames";
+        with ``age`` after ``created_at``), one ``label.<key>`` column per label key
         and one ``metric.<name>`` column per metric; ``metric.<metric>`` is always present.
 
     Example:

@@ -14,7 +14,7 @@ from datetime import datetime
 from ..base.models import Artifact
 from ..base.validate import Mode
 
-RANKING_MIN = 512  # smaller pools are scored directly (~0.1 ms at most)
+RANKING_MIN = 512  # smaller pools are scored directly (cheap enough)
 
 
 class Ranking:

@@ -28,7 +28,7 @@ def best_rules(keep_best: Mapping[str, str | tuple[str, Mode]] | None) -> dict[s
     rules: dict[str, tuple[str, Mode]] = {}
     for kind, rule in keep_best.items():
         metric, mode = (rule, "max") if isinstance(rule, str) else tuple(rule)
-        if mode not in ("max", "min") or not isinstance(metric, str):  # (a message naming the rule)
+        if mode not in ("max", "min") or not isinstance(metric, str):  # (check_mode's message would not name the rule)
             raise InvalidInputError(f"keep_best[{kind!r}] must be a metric name or (metric, 'max'|'min'), got {rule!r}")
         rules[check_kind(kind)] = (metric, mode)  # type: ignore[assignment]
     return rules

@@ -85,7 +85,7 @@ class BlobStore:
         self.tmp_dir = layout.writer_tmp_dir(writer)
         self.fsync = fsync
         os.makedirs(self.tmp_dir, exist_ok=True)
-        # temp names: unique within this writer's own tmp dir (a uuid4 per save cost ~3 us)
+        # temp names: unique within this writer's own tmp dir (no uuid4 per save: hot path)
         self._tmp_token = uuid.uuid4().hex[:12]
         self._tmp_seq = itertools.count()
 
@@ -117,7 +117,7 @@ class BlobStore:
         """True if ``final`` is stored (and of ``size`` bytes, when given); its mtime is then
         refreshed for ``gc``'s grace period."""
         try:
-            if not os.access(final, os.F_OK):  # the usual answer for new bytes, without raising (~5 us)
+            if not os.access(final, os.F_OK):  # the usual answer for new bytes, without raising
                 return False
             if size is not None and os.stat(final).st_size != size:  # a short file left by a killed writer
                 return False
@@ -141,8 +141,8 @@ class BlobStore:
     def put_bytes(self, data: bytes | bytearray | memoryview) -> PutResult:
         """Store ``data``; writes nothing if the same bytes are already stored.
 
-        NOTE: small saves are bound by file-system calls (a new file costs 30-250 us on this
-        machine's disk, more than all the Python around it), so a new blob of up to
+        NOTE: small saves are bound by file-system calls (a new file costs more than all the
+        Python around it; the ``save_json`` budget, docs/architecture.md), so a new blob of up to
         ``DIRECT_MAX`` bytes is three calls: create it under its final name (``O_EXCL``, born
         read-only), write, close. A writer killed half-way leaves a short file: a blob whose size
         is not that of the bytes being saved is rewritten through a temp file and a rename, so it

@@ -82,7 +82,7 @@ _encode_value = json_encoder(compact=True)
 
 def as_micros(col: pa.ChunkedArray) -> pa.ChunkedArray:
     """A timestamp[us] column as its int64 microseconds: a view, not a cast (no pyarrow.compute
-    import, ~50 ms of a cold open)."""
+    import on a cold open)."""
     return pa.chunked_array([c.view(pa.int64()) for c in col.chunks], type=pa.int64())
 
 
@@ -99,7 +99,7 @@ def encode_row(row: Row) -> str:
 
     NOTE: rows are flat (str / int / bool / None; nested values are JSON text already) and their
     keys are this module's column names, so the generic encoder's type dispatch and key escaping
-    can be skipped: this is most of the cost of every ``record`` (3.5 us -> 0.8 us).
+    can be skipped (hot path: the ``record`` budget, docs/architecture.md).
     """
     parts = []
     for k, v in row.items():

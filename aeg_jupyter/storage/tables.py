@@ -264,7 +264,7 @@ class Table:
         if ts in table.column_names:
             idx = table.column_names.index(ts)
             # view, not cast: the same int64 microseconds without importing pyarrow.compute
-            # (~50 ms of a cold open)
+            # (pyarrow.compute is not imported on a cold open)
             table = table.set_column(idx, ts, as_micros(table.column(ts)))
         rows = table.to_pylist()
         for r in rows:
