@@ -16,8 +16,8 @@ from typing import Any
 from ..base.errors import InvalidInputError
 from ..base.models import Artifact, ScopeFilter
 from ..base.validate import Mode, check_kind, check_labels, check_limit, check_mode
-from .catalog import Catalog, label_keys, order_key
 from . import ranking
+from .catalog import Catalog, label_keys, order_key
 
 _MISSING = object()
 
