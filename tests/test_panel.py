@@ -339,9 +339,9 @@ def test_auto_refresh_without_a_loop_is_refused_with_a_reason(panel: Panel) -> N
 
 def test_close_stops_listening(sweep: KernelContext) -> None:
     p = Panel(sweep)
-    assert p.live.on_store_change in sweep.store._listeners
+    assert p.live.on_store_change in sweep.store.guard._listeners
     p.close()
-    assert p.live.on_store_change not in sweep.store._listeners
+    assert p.live.on_store_change not in sweep.store.guard._listeners
     save_ckpt(sweep, "after", 0.5, 0.5)  # no error from a closed panel
 
 
