@@ -26,11 +26,10 @@ from .base.errors import (
     StoreWriteError,
 )
 from .base.models import Artifact, Event, Value
+from .base.version import __version__ as __version__
 from .core.artifacts import ArtifactList, GcReport, VerifyReport
 from .core.leaderboard import leaderboard
 from .core.store import Store
-
-__version__ = "0.1.0"
 
 
 def __getattr__(name: str) -> Any:
@@ -43,6 +42,7 @@ def __getattr__(name: str) -> Any:
 
 def load_ipython_extension(ipython: Any) -> None:
     """``%load_ext aeg_jupyter``: open the store, bind ``context`` and register ``%aeg``."""
+    from .frontends import panel_command  # noqa: F401  (registers `%aeg panel`)
     from .frontends.magics import load_ipython_extension as load
 
     load(ipython)

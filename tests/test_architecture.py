@@ -34,6 +34,8 @@ SEPARATE = [
     ("frontends.commands", "frontends.panel"),
     ("frontends.commands", "frontends.magics"),
     ("frontends.commands", "frontends.cli"),
+    ("frontends.magics", "frontends.panel_command"),
+    ("frontends.cli", "frontends.panel_command"),
 ]
 
 
@@ -103,6 +105,10 @@ def _join(base: str, name: str) -> str:
     return f"{base}.{name}" if base else name
 
 
+def _within(module: str, prefix: str) -> bool:
+    return module == prefix or module.startswith(prefix + ".")
+
+
 def layer_rank(module: str) -> int:
     head = module.split(".")[0]
     return LAYERS.index(head) if head in LAYERS else ROOT_RANK
@@ -120,13 +126,13 @@ def violations(pkg_dir: str, pkg: str = PKG) -> list[str]:
             if top in UI_LIBRARIES and not imp.module.startswith("frontends"):
                 problems.append(f"{where}: imports {imp.target} outside frontends/")
             continue
-        if imp.target == imp.module or imp.target == "":
+        if imp.target == imp.module:
             continue
         graph[imp.module].add(imp.target)
         if layer_rank(imp.target) > layer_rank(imp.module):
             problems.append(f"{where}: upward import {imp.module} -> {imp.target}")
         for importer, forbidden in SEPARATE:
-            if imp.module.startswith(importer) and imp.target.startswith(forbidden):
+            if _within(imp.module, importer) and _within(imp.target, forbidden):
                 problems.append(f"{where}: {importer} must not import {forbidden}")
     problems.extend(f"import cycle: {' -> '.join(c)}" for c in _cycles(graph))
     return problems
@@ -226,6 +232,7 @@ CLEAN = {
         ),
         ({"frontends/cli.py": "from .magics import x\n"}, "frontends.cli must not import frontends.magics"),
         ({"frontends/panel/tab.py": "from ...frontends import magics\n"}, "frontends.panel must not import"),
+        ({"frontends/magics.py": "def f():\n    import fakepkg\n"}, "upward import frontends.magics -> "),
     ],
 )
 def test_the_layer_check_catches_each_broken_rule(tmp_path: object, extra: dict[str, str], expected: str) -> None:

@@ -49,7 +49,7 @@ _EVENT_VIEW = ["event_id", "ts", "kind", "topic"]
 
 
 def _global_parser() -> argparse.ArgumentParser:
-    from .. import __version__
+    from ..base.version import __version__
 
     parser = argparse.ArgumentParser(
         prog=PREFIX,

@@ -6,8 +6,8 @@ context's node (the cell id, or ``In[n]``); the graph is the notebook's path whe
 it. The subcommands themselves live in :mod:`aeg_jupyter.frontends.commands`, shared with the ``aeg``
 console script; here they get IPython's ``UsageError`` for mistakes, the notebook namespace for
 ``save VARIABLE``, tab completion and a cell runner for ``%%aeg track``. The one kernel-only
-subcommand the command layer cannot hold, ``panel`` (it must not import the panel), is
-registered into the same registry here, at import time.
+subcommand the command layer cannot hold, ``panel``, is registered by
+:mod:`aeg_jupyter.frontends.panel_command`, which ``%load_ext aeg_jupyter`` imports first.
 
 The magics call the synchronous core directly: nothing here runs a coroutine on the kernel's
 loop (``%%aeg track`` hands a cell with top-level ``await`` to :func:`aeg_jupyter.run_sync`).
@@ -21,7 +21,6 @@ Example (in a notebook)::
 
 from __future__ import annotations
 
-import argparse
 import ast
 import inspect
 import os
@@ -43,18 +42,15 @@ from ..core.artifacts import GcReport, VerifyReport
 from .commands import (
     ALIASES,
     COMMANDS,
-    Command,
     CommandError,
     CommandParser,
     Session,
     overview,
     parser_for,
-    register,
     run_command,
     split_line,
     store_status,
 )
-from .commands.parsing import _mode, _scope
 
 BOUND_NAMES = ("context", "aeg_context")
 _OURS: weakref.WeakSet[KernelContext] = weakref.WeakSet()
@@ -70,37 +66,6 @@ class MagicParser(CommandParser):
 
     def error(self, message: str) -> NoReturn:
         raise UsageError(self.explain(message))
-
-
-# -- `%aeg panel`: registered here, so the command layer never imports the panel ------------------
-def _panel_args(p: CommandParser) -> None:
-    p.add_argument("--kind", metavar="K", help="the leaderboard's kind (default: the first with metrics)")
-    p.add_argument("--metric", metavar="M", help="the leaderboard's metric")
-    _mode(p, "max")
-    _scope(p)
-    p.add_argument("--by", metavar="LABEL", help="best artifact per value of this label")
-
-
-def run_panel(s: Session, a: argparse.Namespace) -> Any:
-    """The live panel: leaderboard, artifact browser with previews, memory feed, runs.
-
-    Example: ``%aeg panel --kind checkpoint --metric val_acc``
-    """
-    # The package root is where the front ends meet: `aeg_jupyter.Panel` imports ipywidgets and
-    # the panel on first use, and the magics never import frontends.panel themselves.
-    import aeg_jupyter
-
-    return aeg_jupyter.Panel(
-        s.context, kind=a.kind, metric=a.metric, mode=a.mode, scope=a.scope or s.default_scope, group_by=a.by
-    )
-
-
-PANEL = register(
-    Command(
-        "panel", "the live widget panel: leaderboard, artifacts, memory, runs",
-        "panel --kind checkpoint --metric val_acc", _panel_args, run_panel, cli=False,
-    )
-)  # fmt: skip
 
 
 @magics_class
@@ -446,7 +411,6 @@ def unload_ipython_extension(ipython: InteractiveShell, *, quiet: bool = False) 
 
 
 __all__ = [
-    "PANEL",
     "AegMagics",
     "MagicParser",
     "current_context",

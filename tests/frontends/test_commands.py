@@ -1,7 +1,7 @@
 """The command registry: every registered subcommand is documented (help text, an example, README).
 
 Walks :data:`~aeg_jupyter.frontends.commands.COMMANDS` the way sqlite-utils' ``test_docs`` walks its
-commands. The magics register ``panel`` into the same registry, so they are imported first.
+commands. ``panel`` is registered by ``frontends.panel_command`` (what ``%load_ext`` imports), so it is imported first.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ import textwrap
 
 import pytest
 
-import aeg_jupyter.frontends.magics  # noqa: F401  (registers `panel`)
+import aeg_jupyter.frontends.panel_command  # noqa: F401  (registers `panel`)
 from aeg_jupyter.frontends.commands import (
     COMMANDS,
     KERNEL_REGISTERED,
