@@ -20,7 +20,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal
 
-from ..base.errors import AegError, InvalidInputError
+from ..base.errors import AegError, InvalidInputError, NotFoundError
 from ..base.models import Artifact, ScopeFilter
 from ..base.models import _human_size as _size
 from .artifacts import ArtifactRef, ArtifactStore
@@ -201,11 +201,10 @@ def preview(
         if len(entries) > max_entries:
             note += f"; first {max_entries} of {len(entries)} entries"
         return Preview("dir", art, entries=list(shown), note=note, truncated=len(entries) > max_entries)
-    path = index.blobs.path(art.blob_id)
+    blobs = index.blobs
     try:
-        with open(path, "rb") as f:
-            head = f.read(max_bytes)
-    except FileNotFoundError:
+        head = blobs.read_head(art.blob_id, max_bytes)
+    except NotFoundError:
         return Preview("missing", art, note=f"the bytes of {art.artifact_id} are missing from the store; run verify()")
     fmt = preview_format(art, head)
     whole = len(head) >= art.size
@@ -214,13 +213,13 @@ def preview(
             return Preview(
                 "binary", art, note=f"{_size(art.size)} image: too large to preview (over {_size(max_image_bytes)})"
             )
-        data = head if whole else _read_at_most(path, max_image_bytes)
+        data = head if whole else blobs.read_head(art.blob_id, max_image_bytes)
         return Preview("image", art, image=data, image_format=fmt.split(":", 1)[1], note=_size(art.size))
     if fmt.startswith("table:"):
         from .frames import table_head
 
         try:
-            frame, total, ncols = table_head(path, fmt=fmt.split(":", 1)[1], rows=max_rows)
+            frame, total, ncols = table_head(blobs.path(art.blob_id), fmt=fmt.split(":", 1)[1], rows=max_rows)
         except Exception as exc:  # a damaged or mislabelled file: say so, never crash the panel
             return Preview("binary", art, note=f"not a readable table ({type(exc).__name__}: {exc})")
         rows = f"{total:,} rows" if total is not None else "rows"
@@ -242,11 +241,6 @@ def preview(
         note = f"first {len(shown)} of {of}" if truncated else f"{len(lines):,} lines"
         return Preview(kind, art, text="\n".join(shown), note=note, truncated=truncated)
     return Preview("binary", art, note=f"{_size(art.size)}, {art.mime or 'unknown type'}")
-
-
-def _read_at_most(path: str, limit: int) -> bytes:
-    with open(path, "rb") as f:
-        return f.read(limit)
 
 
 __all__ = ["Preview", "find_artifacts", "label_matches", "parse_label_filter", "preview", "preview_format"]

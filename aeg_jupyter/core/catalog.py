@@ -19,8 +19,9 @@ from datetime import datetime
 from typing import Any
 
 from ..base.models import Artifact
+from ..storage.layout import Part
 from ..storage.schemas import Row, artifacts_from_table, row_to_artifact
-from ..storage.tables import Part, Table
+from ..storage.tables import Table
 from .ranking import IdIndex, Mode, Ranking
 
 

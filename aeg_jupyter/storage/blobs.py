@@ -318,6 +318,14 @@ class BlobStore:
             )
         return data
 
+    def read_head(self, digest: str, limit: int) -> bytes:
+        """At most the first ``limit`` bytes of a blob (previews read no more than they show)."""
+        try:
+            with open(self.layout.blob_path(digest), "rb") as f:
+                return f.read(limit)
+        except FileNotFoundError:
+            raise NotFoundError(self._missing(digest)) from None
+
     def check(self, digest: str) -> bool:
         """Re-hash a stored blob; True when its bytes still match its name."""
         path = self.layout.blob_path(digest)

@@ -122,3 +122,12 @@ class Layout:
         if not is_hex_digest(digest):
             raise InvalidInputError(f"{digest!r} is not a blake3 content address")
         return os.path.join(self.files, digest)
+
+
+@dataclass(frozen=True, slots=True)
+class Part:
+    """One Parquet part on disk."""
+
+    path: str
+    kind: str
+    name: PartName

@@ -15,12 +15,10 @@ from __future__ import annotations
 
 import concurrent.futures.thread  # noqa: F401  (see NOTE below)
 import errno
-import itertools
 import json
 import os
 import warnings
 from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -29,8 +27,9 @@ import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
 from ..base.errors import InvalidInputError, StoreWarning, StoreWriteError
-from .fsops import atomic, fsync_path, try_lock, unlink_quietly
-from .layout import Layout, PartName, decode_kind, encode_kind, parse_spool_name
+from .compaction import compact_partition
+from .fsops import atomic, fsync_path, unlink_quietly
+from .layout import Layout, Part, PartName, decode_kind, encode_kind, parse_spool_name
 from .schemas import ARTIFACTS, EVENTS, OPS, Row, TableSpec, as_micros, encode_row
 
 # NOTE: pyarrow imports pandas the first time it builds an array. When that first time is the
@@ -42,15 +41,6 @@ ROW_GROUP = 65_536
 
 COMPACT_AT = 32  # parts in one partition before a flush merges the small ones
 _LOCAL = pafs.LocalFileSystem()
-
-
-@dataclass(frozen=True, slots=True)
-class Part:
-    """One Parquet part on disk."""
-
-    path: str
-    kind: str
-    name: PartName
 
 
 class Table:
@@ -178,7 +168,7 @@ class Table:
             group.sort(key=self._order_key)
             max_ts = max(r[self.spec.ts_field] for r in group)
             final = os.path.join(self.layout.partition_dir(self.spec.name, kind), str(PartName(max_ts, writer, seq)))
-            self._write_table(self.rows_to_arrow(group), final)
+            self.write_part_file(self.rows_to_arrow(group), final)
             written.append(final)
         return written
 
@@ -190,7 +180,7 @@ class Table:
         cols = {f.name: [r.get(f.name) for r in rows] for f in self.spec.schema}
         return pa.Table.from_pydict(cols, schema=self.spec.schema)
 
-    def _write_table(self, table: pa.Table | Iterable[pa.Table], final: str) -> None:
+    def write_part_file(self, table: pa.Table | Iterable[pa.Table], final: str) -> None:
         """Write one part atomically: ``table``, or a stream of tables written one after another."""
         try:
             with atomic(final, self.layout.writer_tmp_dir(self.writer), fsync=self.fsync, prefix="part") as tmp:
@@ -203,7 +193,7 @@ class Table:
         except OSError as exc:
             raise StoreWriteError(f"could not write a Parquet part of {self.spec.name}: {exc}") from exc
 
-    def _row_groups_for_merge(self, part: Part) -> Iterator[pa.Table]:
+    def row_groups(self, part: Part) -> Iterator[pa.Table]:
         """A part's rows one row group at a time (a compacted part can hold a million rows)."""
         with self.fs.open_input_file(part.path) as f:
             pf = pq.ParquetFile(f)
@@ -462,62 +452,9 @@ class Table:
     def compact(self, kind: str, *, min_parts: int = 16, max_rows: int = 1_000_000) -> int:
         """Merge the small parts of one partition into one; returns how many parts were merged.
 
-        Runs under a lock file so two processes never compact the same table at once.
+        See :func:`~.compaction.compact_partition`.
         """
-        os.makedirs(self.dir, exist_ok=True)
-        fd = try_lock(os.path.join(self.dir, ".compact.lock"))
-        if fd is None:
-            return 0  # another process is compacting this table
-        try:
-            parts = [p for p in self.list_parts([kind])]
-            small: list[Part] = []
-            total = 0
-            for p in sorted(parts, key=lambda p: p.name.max_ts):
-                n = _part_rows(self.fs, p.path)
-                if n is None or n >= max_rows:
-                    continue
-                if total + n > max_rows:
-                    break
-                small.append(p)
-                total += n
-            if len(small) < min_parts:
-                return 0
-            max_ts = max(p.name.max_ts for p in small)
-            seq = int.from_bytes(os.urandom(3), "big") % 1_000_000
-            final = os.path.join(
-                self.layout.partition_dir(self.spec.name, kind), str(PartName(max_ts, "compact" + self.writer, seq))
-            )
-            ranges = [_ts_range(self.fs, p.path, self.spec.ts_field) for p in small]
-            if _disjoint(ranges):
-                # The common case (parts of one writer, in time order): every part is sorted and
-                # their time ranges do not overlap, so the merge is the parts one after another,
-                # streamed one row group at a time (merging 1M rows in memory took +450 MB RSS).
-                order = sorted(range(len(small)), key=lambda i: ranges[i][0])  # type: ignore[index]
-                self._write_table((t for i in order for t in self._row_groups_for_merge(small[i])), final)
-            else:
-                tables = []
-                for p in small:
-                    with self.fs.open_input_file(p.path) as f:
-                        tables.append(pq.ParquetFile(f).read())
-                merged = pa.concat_tables(tables).combine_chunks()
-                ids = merged.column(self.spec.id_field).to_pylist()
-                keep, seen = [], set()
-                for i, v in enumerate(ids):
-                    if v not in seen:
-                        seen.add(v)
-                        keep.append(i)
-                if len(keep) != len(ids):
-                    merged = merged.take(pa.array(keep))
-                merged = merged.sort_by([(self.spec.ts_field, "ascending"), (self.spec.id_field, "ascending")])
-                self._write_table(merged.cast(self.spec.schema), final)
-            for p in small:
-                try:
-                    self.fs.delete_file(p.path)
-                except FileNotFoundError:
-                    pass
-            return len(small)
-        finally:
-            os.close(fd)
+        return compact_partition(self, kind, min_parts=min_parts, max_rows=max_rows)
 
     def unreadable_parts(self) -> list[str]:
         """Paths of parts whose footer or schema cannot be read (truncated, garbage, foreign)."""
@@ -553,40 +490,6 @@ def _to_us(value: Any) -> int:
             value = value.replace(tzinfo=UTC)
         return (value - _EPOCH) // timedelta(microseconds=1)
     return int(value)
-
-
-def _ts_range(fs: pafs.FileSystem, path: str, ts_field: str) -> tuple[int, int] | None:
-    """(min, max) of a part's time column from its footer statistics; ``None`` if unknown."""
-    try:
-        with fs.open_input_file(path) as f:
-            meta = pq.ParquetFile(f).metadata
-        col = meta.schema.names.index(ts_field)
-    except (OSError, ValueError, pa.ArrowException):
-        return None
-    lo = hi = None
-    for gi in range(meta.num_row_groups):
-        st = meta.row_group(gi).column(col).statistics
-        if st is None or not st.has_min_max:
-            return None
-        lo = st.min_raw if lo is None else min(lo, st.min_raw)
-        hi = st.max_raw if hi is None else max(hi, st.max_raw)
-    return None if lo is None or hi is None else (int(lo), int(hi))
-
-
-def _disjoint(ranges: list[tuple[int, int] | None]) -> bool:
-    """True when every range is known and, sorted by start, each starts after the previous ends."""
-    if any(r is None for r in ranges):
-        return False
-    known = sorted(r for r in ranges if r is not None)
-    return all(b[0] > a[1] for a, b in itertools.pairwise(known))
-
-
-def _part_rows(fs: pafs.FileSystem, path: str) -> int | None:
-    try:
-        with fs.open_input_file(path) as f:
-            return pq.ParquetFile(f).metadata.num_rows
-    except (OSError, pa.ArrowException):
-        return None
 
 
 __all__ = [
