@@ -42,7 +42,6 @@ def __getattr__(name: str) -> Any:
 
 def load_ipython_extension(ipython: Any) -> None:
     """``%load_ext aeg_jupyter``: open the store, bind ``context`` and register ``%aeg``."""
-    from .frontends import panel_command  # noqa: F401  (registers `%aeg panel`)
     from .frontends.magics import load_ipython_extension as load
 
     load(ipython)

@@ -34,7 +34,6 @@ SEPARATE = [
     ("frontends.commands", "frontends.panel"),
     ("frontends.commands", "frontends.magics"),
     ("frontends.commands", "frontends.cli"),
-    ("frontends.magics", "frontends.panel_command"),
     ("frontends.cli", "frontends.panel_command"),
 ]
 

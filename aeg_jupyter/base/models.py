@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any, Literal
 
 from .errors import InvalidInputError
@@ -70,27 +70,6 @@ class Provenance:
     run_id: str | None = None
     graph_id: str | None = None
     node_id: str | None = None
-
-
-def ts_to_datetime(ts_us: int) -> datetime:
-    """Microseconds since the epoch -> tz-aware UTC datetime."""
-    return datetime.fromtimestamp(ts_us / 1_000_000, tz=UTC)
-
-
-_iso_second: tuple[int, str] = (-1, "")  # the last second formatted by ts_to_iso
-
-
-def ts_to_iso(ts_us: int) -> str:
-    """Microseconds since the epoch -> ISO 8601 string in UTC, e.g. ``2026-01-02T03:04:05.000006+00:00``."""
-    # Exact integer arithmetic, and the "YYYY-MM-DDTHH:MM:SS" part cached per second: this runs
-    # on every `record` (2.7 us -> 0.4 us).
-    global _iso_second
-    sec, us = divmod(int(ts_us), 1_000_000)
-    cached = _iso_second
-    if cached[0] != sec:
-        cached = (sec, datetime.fromtimestamp(sec, tz=UTC).isoformat()[:19])
-        _iso_second = cached
-    return f"{cached[1]}.{us:06d}+00:00"
 
 
 def short_id(full_id: str) -> str:

@@ -16,7 +16,8 @@ from typing import Any
 from ..base.errors import InvalidInputError
 from ..base.ids import new_ts_id
 from ..base.jsoncodec import json_encoder
-from ..base.models import Event, Provenance, ScopeFilter, Value, ts_to_iso
+from ..base.models import Event, Provenance, ScopeFilter, Value
+from ..base.times import iso_to_us, ts_to_iso
 from ..base.validate import MAX_NAME_CHARS, check_kind, check_limit, check_metrics, check_name
 from ..storage.schemas import Row, event_row, optional_json, row_to_event, values_from_text, values_to_text
 from ..storage.tables import Table
@@ -317,10 +318,7 @@ class EventLog:
 
 
 def _key_of(ev: Event) -> Key:
-    from datetime import datetime
-
-    dt = datetime.fromisoformat(ev.ts)
-    return (int(dt.timestamp()) * 1_000_000 + dt.microsecond, ev.event_id)
+    return (iso_to_us(ev.ts), ev.event_id)
 
 
 def _kind_set(kinds: Iterable[str] | str | None) -> set[str] | None:

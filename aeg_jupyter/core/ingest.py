@@ -15,7 +15,8 @@ from typing import Any
 from ..base.errors import InvalidInputError
 from ..base.ids import new_ts_id
 from ..base.jsoncodec import json_encoder
-from ..base.models import DIR_MIME, URI_PREFIX, Artifact, Provenance, ts_to_datetime
+from ..base.models import DIR_MIME, URI_PREFIX, Artifact, Provenance
+from ..base.times import ts_to_datetime
 from ..base.validate import check_kind, check_labels, check_metrics, safe_file_name
 from ..storage.blobs import BlobStore, BlobWriter, PutResult
 from ..storage.schemas import artifact_row

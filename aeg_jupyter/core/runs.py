@@ -12,12 +12,12 @@ Example:
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime
 from typing import TYPE_CHECKING, Protocol
 
 import pyarrow as pa
 
-from ..base.models import ts_to_datetime
+from ..base.times import datetime_to_us, ts_to_datetime
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
@@ -37,7 +37,6 @@ class Store(Protocol):
     event_table: Table
 
 
-_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _EVENT_COLUMNS = ["event_id", "run_id", "graph_id", "ts"]
 _EVENT_SCHEMA = pa.schema(
     [("event_id", pa.string()), ("run_id", pa.string()), ("graph_id", pa.string()), ("ts", pa.int64())]
@@ -70,10 +69,6 @@ class _Tally:
             self.graph_id, self.last = graph_id, last
 
 
-def _us(dt: datetime) -> int:
-    return (dt - _EPOCH) // timedelta(microseconds=1)
-
-
 def summarize_runs(store: Store) -> list[RunSummary]:
     """Every run that wrote something to ``store``, the most recently active first.
 
@@ -87,7 +82,7 @@ def summarize_runs(store: Store) -> list[RunSummary]:
     """
     acc: dict[str | None, _Tally] = {}
     for art in store.artifacts.list():
-        ts = _us(art.created_at) if art.created_at is not None else 0
+        ts = datetime_to_us(art.created_at) if art.created_at is not None else 0
         tally = acc.setdefault(art.run_id, _Tally(art.graph_id, ts, ts))
         tally.see(art.graph_id, ts, ts)
         tally.artifacts += 1

@@ -7,7 +7,7 @@ it. The subcommands themselves live in :mod:`aeg_jupyter.frontends.commands`, sh
 console script; here they get IPython's ``UsageError`` for mistakes, the notebook namespace for
 ``save VARIABLE``, tab completion and a cell runner for ``%%aeg track``. The one kernel-only
 subcommand the command layer cannot hold, ``panel``, is registered by
-:mod:`aeg_jupyter.frontends.panel_command`, which ``%load_ext aeg_jupyter`` imports first.
+:mod:`aeg_jupyter.frontends.panel_command`, imported here (it imports the panel only when run).
 
 The magics call the synchronous core directly: nothing here runs a coroutine on the kernel's
 loop (``%%aeg track`` hands a cell with top-level ``await`` to :func:`aeg_jupyter.run_sync`).
@@ -39,6 +39,7 @@ from ..api.run_sync import run_sync
 from ..base.errors import AegError
 from ..base.models import SCOPES
 from ..core.artifacts import GcReport, VerifyReport
+from . import panel_command  # noqa: F401  (registers `%aeg panel`)
 from .commands import (
     ALIASES,
     COMMANDS,

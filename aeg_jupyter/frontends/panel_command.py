@@ -2,8 +2,8 @@
 
 It lives apart so that neither side imports the other: the command layer (shared with the ``aeg``
 CLI) never imports the panel or ipywidgets, and the panel never imports the command layer.
-``%load_ext aeg_jupyter`` (the package root) imports this module before it loads the magics; the
-CLI never does, and answers ``aeg panel`` with "needs a notebook kernel".
+The magics import this module (which imports the panel, and ipywidgets, only when ``%aeg panel``
+runs); the CLI never does, and answers ``aeg panel`` with "needs a notebook kernel".
 """
 
 from __future__ import annotations

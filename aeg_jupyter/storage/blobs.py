@@ -279,8 +279,7 @@ class BlobStore:
                 if os.path.islink(os.path.join(dirpath, d)):
                     skipped.append(_rel(rel_dir, d))
                     dirnames.remove(d)
-            if rel_dir != "." and not filenames and not dirnames:
-                entries.append({"path": rel_dir.replace(os.sep, "/") + "/", "blob": None, "size": 0, "mode": 0o755})
+            stored = 0
             for fname in sorted(filenames):
                 full = os.path.join(dirpath, fname)
                 st = os.lstat(full)
@@ -289,9 +288,12 @@ class BlobStore:
                     continue
                 put = self.put_file(full)
                 total += put.size
+                stored += 1
                 entries.append(
                     {"path": _rel(rel_dir, fname), "blob": put.digest, "size": put.size, "mode": st.st_mode & 0o777}
                 )
+            if rel_dir != "." and not stored and not dirnames:  # empty, or only skipped entries: kept as a directory
+                entries.append({"path": rel_dir.replace(os.sep, "/") + "/", "blob": None, "size": 0, "mode": 0o755})
         entries.sort(key=lambda e: e["path"])
         # A long save_dir: refresh every file blob now (gc keeps fresh blobs) and re-store any
         # that a gc running meanwhile collected, so the manifest never names a missing blob.

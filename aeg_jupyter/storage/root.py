@@ -123,10 +123,11 @@ class StoreRoot:
             if fd is None:
                 continue  # alive
             try:
-                _flush_dead_spools(tables, name, wdir)
+                complete = _flush_dead_spools(tables, name, wdir)
                 remove_tree(self.layout.writer_tmp_dir(name))
-                remove_tree(wdir)
-                recovered.append(name)
+                if complete:
+                    remove_tree(wdir)
+                    recovered.append(name)
             finally:
                 os.close(fd)
         # temp directories with no writer behind them
@@ -152,10 +153,19 @@ class StoreRoot:
         return os.path.join(self.path, "corrupt")
 
 
-def _flush_dead_spools(tables: Mapping[str, Table], writer: str, wdir: str) -> None:
+def _flush_dead_spools(tables: Mapping[str, Table], writer: str, wdir: str) -> bool:
+    """Flush a dead writer's spool files into ``tables``; False if some spool of another table is left.
+
+    A spool of a table not in ``tables`` (one a newer version writes) holds acknowledged rows: it
+    stays, with its directory, for a process that knows that table.
+    """
+    complete = True
     for fname in sorted(os.listdir(wdir)):
         parsed = parse_spool_name(fname)
-        if parsed is None or parsed[0] not in tables:
+        if parsed is None:
+            continue
+        if parsed[0] not in tables:
+            complete = False
             continue
         table = tables[parsed[0]]
         path = os.path.join(wdir, fname)
@@ -167,6 +177,7 @@ def _flush_dead_spools(tables: Mapping[str, Table], writer: str, wdir: str) -> N
         if unique:
             table.write_parts(unique, writer, parsed[1])
         unlink_quietly(path)
+    return complete
 
 
 def _age(path: str) -> float:

@@ -19,7 +19,8 @@ import pyarrow as pa
 
 from ..base.errors import StoreWarning
 from ..base.jsoncodec import json_decoder, json_encoder
-from ..base.models import Artifact, Event, Provenance, Value, ts_to_datetime, ts_to_iso
+from ..base.models import Artifact, Event, Provenance, Value
+from ..base.times import ts_to_datetime, ts_to_iso
 
 Row = dict[str, Any]
 

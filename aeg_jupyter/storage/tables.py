@@ -19,14 +19,13 @@ import json
 import os
 import warnings
 from collections.abc import Callable, Iterable, Iterator
-from datetime import UTC, datetime, timedelta
-from typing import Any
 
 import pyarrow as pa
 import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
 from ..base.errors import InvalidInputError, StoreWarning, StoreWriteError
+from ..base.times import to_us
 from .compaction import compact_partition
 from .fsops import atomic, fsync_path, unlink_quietly
 from .layout import Layout, Part, PartName, decode_kind, encode_kind, parse_spool_name
@@ -325,7 +324,7 @@ class Table:
             if g_max is None:
                 out.append((gi, part.name.max_ts))
             else:
-                out.append((gi, _to_us(g_max)))
+                out.append((gi, to_us(g_max)))
         return out
 
     def read_all_parts(self) -> list[Row]:
@@ -478,18 +477,6 @@ class Table:
         except FileNotFoundError:
             return []
         return sorted(k for k in (decode_kind(n) for n in names) if k is not None)
-
-
-_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
-
-
-def _to_us(value: Any) -> int:
-    """A Parquet timestamp statistic (datetime or int) -> exact microseconds since the epoch."""
-    if isinstance(value, datetime):
-        if value.tzinfo is None:
-            value = value.replace(tzinfo=UTC)
-        return (value - _EPOCH) // timedelta(microseconds=1)
-    return int(value)
 
 
 __all__ = [

@@ -1,7 +1,7 @@
 """The command registry: every registered subcommand is documented (help text, an example, README).
 
 Walks :data:`~aeg_jupyter.frontends.commands.COMMANDS` the way sqlite-utils' ``test_docs`` walks its
-commands. ``panel`` is registered by ``frontends.panel_command`` (what ``%load_ext`` imports), so it is imported first.
+commands. ``panel`` is registered by ``frontends.panel_command``, which the magics import, so they are imported first.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ import textwrap
 
 import pytest
 
-import aeg_jupyter.frontends.panel_command  # noqa: F401  (registers `panel`)
+import aeg_jupyter.frontends.magics  # noqa: F401  (registers `panel` through frontends.panel_command)
 from aeg_jupyter.frontends.commands import (
     COMMANDS,
     KERNEL_REGISTERED,

@@ -210,15 +210,6 @@ def test_put_tree_refuses_missing_and_file(blobs, tmp_path):
         blobs.put_tree(str(f))
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason=(
-        "BlobStore.put_tree: a directory whose only contents are skipped entries (a symlink to a file, "
-        "a fifo) gets no entry at all, so materialize_dir does not recreate it; a directory holding only "
-        "a symlink to a directory is listed as empty ('d/', blob None). The check for empty directories "
-        "looks at `filenames` before non-regular files are skipped."
-    ),
-)
 def test_put_tree_keeps_a_directory_whose_only_file_was_skipped(blobs, tmp_path):
     top = tmp_path / "src"
     (top / "only-link").mkdir(parents=True)

@@ -235,14 +235,6 @@ def test_recover_skips_a_damaged_spool_line_with_a_warning(roots, path):
     assert not os.path.exists(dead.layout.writer_spool_dir(dead.writer))
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason=(
-        "StoreRoot.recover: _flush_dead_spools skips the spool files of tables not in `tables` (not passed, "
-        "or a table this version does not know, e.g. written by a newer aeg_jupyter), but recover then "
-        "remove_tree()s the dead writer's whole spool directory, deleting those acknowledged rows"
-    ),
-)
 def test_recover_keeps_spools_of_tables_it_was_not_given(roots, path):
     dead = _open(roots, path)
     Table(dead.layout, EVENTS, writer=dead.writer).append(ev(0))

@@ -9,7 +9,8 @@ import math
 import pytest
 
 from aeg_jupyter.base.errors import StoreWarning
-from aeg_jupyter.base.models import Artifact, Provenance, Value, ts_to_datetime, ts_to_iso
+from aeg_jupyter.base.models import Artifact, Provenance, Value
+from aeg_jupyter.base.times import ts_to_datetime, ts_to_iso
 from aeg_jupyter.storage.layout import Layout
 from aeg_jupyter.storage.schemas import (
     ARTIFACTS,
