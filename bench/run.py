@@ -2,7 +2,7 @@
 
 Every comparison runs aeg_jupyter and the peer in the same run on the same machine and reports the
 ratio (the machine is shared and noisy: absolute times drift, ratios hold). Writes
-``bench/results/results.json``, ``results.md`` (Markdown tables, budgets of DESIGN.md section 7 met
+``bench/results/results.json``, ``results.md`` (Markdown tables, the design budgets met
 or missed) and ``scaling.png`` (how each query's cost grows with the store).
 
 Peers (``pip install -r bench/requirements.txt``; each is skipped, and said so, if missing): MLflow with
@@ -519,7 +519,7 @@ def bench_save_file(cfg: dict[str, Any], tmp: str, peers: dict[str, Any]) -> dic
 # report
 # ============================================================================================
 def budgets(res: dict[str, Any]) -> list[dict[str, Any]]:
-    """DESIGN.md section 7, row by row: measured value, peer figure, ratio, met or not."""
+    """The design budgets (README, "Benchmarks"), row by row: measured value, peer figure, ratio, met or not."""
     rows: list[dict[str, Any]] = []
     lat = res.get("write_latency", {})
     ml_us = lat.get("mlflow_log_metric", {}).get("median_us")
@@ -634,7 +634,7 @@ def render_markdown(res: dict[str, Any]) -> str:
              "and noisy: absolute times drift, ratios hold). `core` = the synchronous core "
              "(`ctx.store.event_log` / `ctx.store.artifacts`), `facade` = the tutorial's async API awaited "
              "in a running loop.\n")  # fmt: skip
-    L.append("## Budgets (DESIGN.md section 7)\n")
+    L.append("## Budgets (the design budgets, README "Benchmarks")\n")
     L.append("| operation | budget | measured | peer (same run) | ratio | met |")
     L.append("| --- | --- | --- | --- | --- | --- |")
     for b in res["budgets"]:
