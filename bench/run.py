@@ -634,7 +634,7 @@ def render_markdown(res: dict[str, Any]) -> str:
              "and noisy: absolute times drift, ratios hold). `core` = the synchronous core "
              "(`ctx.store.event_log` / `ctx.store.artifacts`), `facade` = the tutorial's async API awaited "
              "in a running loop.\n")  # fmt: skip
-    L.append("## Budgets (the design budgets, README "Benchmarks")\n")
+    L.append('## Budgets (the design budgets, README "Benchmarks")\n')
     L.append("| operation | budget | measured | peer (same run) | ratio | met |")
     L.append("| --- | --- | --- | --- | --- | --- |")
     for b in res["budgets"]:
