@@ -168,6 +168,13 @@ def test_help_lists_every_cli_subcommand(capsys: Any) -> None:
     assert aeg(capsys, "help", "gc")[1] == out
 
 
+@pytest.mark.parametrize("name", ["load", "panel"])
+def test_help_of_a_kernel_only_command_says_where_it_works(capsys: Any, name: str) -> None:
+    code, out, err = aeg(capsys, "help", name)
+    assert (code, out) == (2, "")
+    assert err == f"aeg: `{name}` needs a notebook kernel; in a notebook type `%aeg {name}`\n"
+
+
 def test_global_help_and_version(capsys: Any) -> None:
     with pytest.raises(SystemExit) as done:
         main(["--help"])

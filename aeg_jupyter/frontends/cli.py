@@ -103,7 +103,11 @@ def main(argv: list[str] | None = None) -> int:
         print(exc, file=sys.stderr)
         return 2
     if cmd.name == "help":
-        cmd.run(parsing, args)
+        try:
+            cmd.run(parsing, args)
+        except CommandError as exc:
+            print(exc, file=sys.stderr)
+            return 2
         return 0
     root = opts.store or default_root()
     if cmd.name not in _CREATES_STORE and not os.path.exists(os.path.join(root, META_NAME)):
