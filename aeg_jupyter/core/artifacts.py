@@ -12,7 +12,7 @@ from __future__ import annotations
 import os
 from collections.abc import Iterator, Mapping
 from datetime import timedelta
-from typing import Any
+from typing import Any, TypedDict, Unpack
 
 from ..base.errors import InvalidInputError
 from ..base.ids import new_ts_id
@@ -30,6 +30,16 @@ from .maintenance import GcReport, Maintenance, VerifyReport
 from .search import ArtifactList, ArtifactSearch
 
 _NO_ORIGIN = Provenance()
+
+
+class SaveOptions(TypedDict, total=False):
+    """The keywords every save takes besides its content and kind (see :class:`~.ingest.Ingest`)."""
+
+    labels: Mapping[str, Any] | None
+    metrics: Mapping[str, Any] | None
+    name: str | None
+    pin: bool
+    origin: Provenance
 
 
 class ArtifactStore:
@@ -74,27 +84,34 @@ class ArtifactStore:
         return self.catalog.metric_names(kind)
 
     # -- saving (see Ingest) -----------------------------------------------------------------
-    def save_file(self, path: str | os.PathLike[str], *, kind: str, **kw: Any) -> Artifact:
+    def save_file(self, path: str | os.PathLike[str], *, kind: str, **kw: Unpack[SaveOptions]) -> Artifact:
         """Store a local file by content; returns its artifact (see :meth:`Ingest.save_file`)."""
         return self._ingest.save_file(path, kind=kind, **kw)
 
-    def save_dir(self, path: str | os.PathLike[str], *, kind: str, **kw: Any) -> Artifact:
+    def save_dir(self, path: str | os.PathLike[str], *, kind: str, **kw: Unpack[SaveOptions]) -> Artifact:
         """Store a directory: every file as a blob, plus a manifest (see :meth:`Ingest.save_dir`)."""
         return self._ingest.save_dir(path, kind=kind, **kw)
 
-    def save_bytes(self, data: bytes | bytearray | memoryview, *, kind: str = "bytes", **kw: Any) -> Artifact:
+    def save_bytes(
+        self,
+        data: bytes | bytearray | memoryview,
+        *,
+        kind: str = "bytes",
+        mime: str | None = None,
+        **kw: Unpack[SaveOptions],
+    ) -> Artifact:
         """Store bytes held in memory."""
-        return self._ingest.save_bytes(data, kind=kind, **kw)
+        return self._ingest.save_bytes(data, kind=kind, mime=mime, **kw)
 
-    def save_json(self, obj: Any, *, kind: str = "json", name: str | None = None, **kw: Any) -> Artifact:
+    def save_json(self, obj: Any, *, kind: str = "json", **kw: Unpack[SaveOptions]) -> Artifact:
         """Store a JSON-encodable object (as UTF-8 JSON text)."""
-        return self._ingest.save_json(obj, kind=kind, name=name, **kw)
+        return self._ingest.save_json(obj, kind=kind, **kw)
 
-    def save_text(self, text: str, *, kind: str = "text", name: str | None = None, **kw: Any) -> Artifact:
+    def save_text(self, text: str, *, kind: str = "text", **kw: Unpack[SaveOptions]) -> Artifact:
         """Store a string (as UTF-8)."""
-        return self._ingest.save_text(text, kind=kind, name=name, **kw)
+        return self._ingest.save_text(text, kind=kind, **kw)
 
-    def open_writer(self, *, kind: str, planned_ext: str | None = None, **kw: Any) -> ArtifactWriter:
+    def open_writer(self, *, kind: str, planned_ext: str | None = None, **kw: Unpack[SaveOptions]) -> ArtifactWriter:
         """A file-like writer whose bytes become an artifact on ``commit()``; see ``arts.writer``."""
         return self._ingest.open_writer(kind=kind, planned_ext=planned_ext, **kw)
 
