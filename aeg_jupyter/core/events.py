@@ -19,7 +19,15 @@ from ..base.jsoncodec import json_encoder
 from ..base.models import Event, Provenance, ScopeFilter, Value
 from ..base.times import iso_to_us, ts_to_iso
 from ..base.validate import MAX_NAME_CHARS, check_kind, check_limit, check_metrics, check_name
-from ..storage.schemas import Row, event_row, optional_json, row_to_event, values_from_text, values_to_text
+from ..storage.schemas import (
+    Row,
+    event_row,
+    json_str,
+    optional_json,
+    row_to_event,
+    values_from_text,
+    values_to_text,
+)
 from ..storage.tables import Table
 from .guard import WriteGuard
 from .hotwindow import HotWindow, Key
@@ -273,14 +281,13 @@ class EventLog:
             return hit[1]
         if self.hot.complete or name in self._absent_names:
             return None
-        needle = json.dumps(name)
+        # The name as `values_to_text` writes it (UTF-8, not \u escapes), and as an ASCII-escaped
+        # writer would have: a cheap substring test before decoding a row's outputs.
+        needles = {json_str(name), json.dumps(name)}
 
         def has(r: Row) -> bool:
-            return (
-                bool(r.get("outputs"))
-                and needle in r["outputs"]
-                and any(v.name == name for v in values_from_text(r["outputs"]))
-            )
+            out = r.get("outputs")
+            return bool(out) and any(n in out for n in needles) and any(v.name == name for v in values_from_text(out))
 
         found = self._scan(None, has, 1, before=self.hot.oldest)
         if not found:
