@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from urllib.parse import quote, unquote
 
 from ..base.errors import InvalidInputError
-from ..base.hashing import is_hex_digest
+from ..base.hashing import hash_bytes, is_hex_digest
 
 STORE_FORMAT = 1
 META_NAME = "aeg-store.json"
@@ -53,14 +53,44 @@ def parse_spool_name(name: str) -> tuple[str, int] | None:
     return (m.group(1), int(m.group(2))) if m else None
 
 
+MAX_PARTITION_NAME = 200  # bytes; file names stop at 255, and the rest is left for a margin
+KIND_FILE = "_kind"  # in a hashed partition directory: the kind itself (Hive readers skip `_` names)
+_HASHED_MARK = "@"  # never in a plain encoding (quote() escapes it), so a hashed name is unambiguous
+
+
 def encode_kind(kind: str) -> str:
-    """The partition directory name for ``kind``: ``kind=<URI-encoded kind>``."""
-    return "kind=" + quote(kind, safe="")
+    """The partition directory name for ``kind``: ``kind=<URI-encoded kind>``.
+
+    A kind whose encoding would pass :data:`MAX_PARTITION_NAME` bytes (28 CJK characters, 84
+    ``/``) gets a readable prefix and a hash: ``kind=<prefix>@<24 hex>``; the directory then holds
+    the kind itself in its ``_kind`` file (see :func:`is_hashed_kind`).
+
+    Example:
+        >>> encode_kind("checkpoint")
+        'kind=checkpoint'
+        >>> len(encode_kind("/" * 120)) <= MAX_PARTITION_NAME
+        True
+    """
+    plain = "kind=" + quote(kind, safe="")
+    if len(plain) <= MAX_PARTITION_NAME:
+        return plain
+    prefix = plain[:120]
+    cut = prefix.rfind("%")
+    if cut > len(prefix) - 3:  # never end on half an escape
+        prefix = prefix[:cut]
+    digest = hash_bytes(kind.encode("utf-8", "surrogatepass"))[:24]
+    return prefix + _HASHED_MARK + digest
+
+
+def is_hashed_kind(dirname: str) -> bool:
+    """True for a partition directory named by a hash (its kind is in its ``_kind`` file)."""
+    return dirname.startswith("kind=") and _HASHED_MARK in dirname
 
 
 def decode_kind(dirname: str) -> str | None:
-    """Inverse of :func:`encode_kind`; ``None`` for a directory that is not a partition."""
-    if not dirname.startswith("kind="):
+    """Inverse of :func:`encode_kind`; ``None`` for a directory that is not a partition, or one
+    named by a hash (read its ``_kind`` file)."""
+    if not dirname.startswith("kind=") or _HASHED_MARK in dirname:
         return None
     return unquote(dirname[5:])
 

@@ -8,19 +8,22 @@ removes the writer's temp files (:meth:`StoreRoot.recover`).
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import secrets
 import time
+import warnings
 from collections.abc import Mapping
 
-from ..base.errors import InvalidInputError, StoreFormatError
+from ..base.errors import InvalidInputError, StoreFormatError, StoreWarning
 from .fsops import hold_lock, lock_is_free, remove_tree, try_lock, unlink_quietly
 from .layout import META_NAME, STORE_FORMAT, Layout, parse_spool_name
 from .tables import Table
 
 STALE_SECONDS = 60.0  # a half-created writer directory older than this belonged to a dead process
 KNOWN_DIRS = ("blobs", "tables", "spool", "tmp", "files")
+QUARANTINE = "quarantine"  # spools (or lines of them) recovery could not flush: kept, never retried
 
 
 class StoreRoot:
@@ -123,7 +126,7 @@ class StoreRoot:
             if fd is None:
                 continue  # alive
             try:
-                complete = _flush_dead_spools(tables, name, wdir)
+                complete = _flush_dead_spools(tables, name, wdir, self.path)
                 remove_tree(self.layout.writer_tmp_dir(name))
                 if complete:
                     remove_tree(wdir)
@@ -153,11 +156,19 @@ class StoreRoot:
         return os.path.join(self.path, "corrupt")
 
 
-def _flush_dead_spools(tables: Mapping[str, Table], writer: str, wdir: str) -> bool:
-    """Flush a dead writer's spool files into ``tables``; False if some spool of another table is left.
+# a flush that fails with these is deferred (the spool stays for a later open); any other failure
+# sets the spool aside in quarantine/, so that no spool can make every later open fail
+_NO_SPACE = (errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EROFS, errno.EACCES, errno.EPERM)
+
+
+def _flush_dead_spools(tables: Mapping[str, Table], writer: str, wdir: str, root: str) -> bool:
+    """Flush a dead writer's spool files into ``tables``; False if some spool is left behind.
 
     A spool of a table not in ``tables`` (one a newer version writes) holds acknowledged rows: it
-    stays, with its directory, for a process that knows that table.
+    stays, with its directory, for a process that knows that table. So does a spool that cannot
+    be flushed for want of space or write access (with a warning: the next open tries again). A
+    spool that fails to flush for any other reason, and the damaged lines of any spool, are moved
+    to ``quarantine/<writer>/`` with a warning: never lost, never retried forever.
     """
     complete = True
     for fname in sorted(os.listdir(wdir)):
@@ -169,15 +180,59 @@ def _flush_dead_spools(tables: Mapping[str, Table], writer: str, wdir: str) -> b
             continue
         table = tables[parsed[0]]
         path = os.path.join(wdir, fname)
-        rows, _ = table.read_spool(path)
+        bad: list[bytes] = []
+        rows, _ = table.read_spool(path, bad=bad)
         # de-duplicate by id: a row can only repeat if the line was written twice
         seen: set[str] = set()
         id_field = table.spec.id_field
         unique = [r for r in rows if not (r[id_field] in seen or seen.add(r[id_field]))]
-        if unique:
-            table.write_parts(unique, writer, parsed[1])
+        try:
+            if unique:
+                table.write_parts(unique, writer, parsed[1])
+            if bad:
+                _quarantine_lines(root, writer, fname, bad)
+        except OSError as exc:  # StoreWriteError is one
+            cause = exc.__cause__ if isinstance(exc.__cause__, OSError) else exc
+            if cause.errno in _NO_SPACE:
+                warnings.warn(
+                    f"could not flush the spool {path} of a closed session now ({cause.strerror or cause}); "
+                    "its rows are kept and the next open tries again (free some space)",
+                    StoreWarning,
+                    stacklevel=4,
+                )
+                complete = False
+                continue
+            dest = _quarantine_file(root, writer, path)
+            warnings.warn(
+                f"could not flush the spool {path} ({exc}); it was moved to {dest} (quarantine) so that the "
+                "store opens; its rows are not visible until you fix and re-append them",
+                StoreWarning,
+                stacklevel=4,
+            )
+            continue
         unlink_quietly(path)
     return complete
+
+
+def _quarantine_file(root: str, writer: str, path: str) -> str:
+    dest_dir = os.path.join(root, QUARANTINE, writer)
+    os.makedirs(dest_dir, exist_ok=True)
+    dest = os.path.join(dest_dir, os.path.basename(path))
+    os.replace(path, dest)
+    return dest
+
+
+def _quarantine_lines(root: str, writer: str, fname: str, lines: list[bytes]) -> None:
+    dest_dir = os.path.join(root, QUARANTINE, writer)
+    os.makedirs(dest_dir, exist_ok=True)
+    dest = os.path.join(dest_dir, fname + ".bad")
+    with open(dest, "ab") as f:
+        f.write(b"".join(line.rstrip(b"\n") + b"\n" for line in lines))
+    warnings.warn(
+        f"{len(lines)} damaged line(s) of the spool {fname} were set aside in {dest} (quarantine)",
+        StoreWarning,
+        stacklevel=5,
+    )
 
 
 def _age(path: str) -> float:

@@ -118,6 +118,44 @@ def encode_row(row: Row) -> str:
 
 SPECS = {spec.name: spec for spec in (ARTIFACTS, EVENTS, OPS)}
 
+
+def _python_types(t: pa.DataType) -> tuple[type, ...]:
+    if pa.types.is_string(t):
+        return (str,)
+    if pa.types.is_boolean(t):
+        return (bool,)
+    return (int,)  # int32, int64, timestamp[us] (microseconds)
+
+
+_ROW_TYPES = {
+    spec.name: {f.name: _python_types(f.type) for f in spec.schema} | {"kind": (str,)} for spec in SPECS.values()
+}
+
+
+def bad_row(spec: TableSpec, row: Any) -> str | None:
+    """What is wrong with a spool row of ``spec``'s table, or ``None`` if it fits the schema.
+
+    A row must be an object with its id, kind and time, and every known column must hold its
+    schema's type or null (unknown keys are a newer writer's and are ignored).
+
+    Example:
+        >>> bad_row(OPS, {"op_id": "x", "ts": 1, "kind": "pin", "artifact_id": "a"}) is None
+        True
+        >>> bad_row(OPS, {"op_id": "x", "ts": "yesterday", "kind": "pin"})
+        "'ts' is str, not int"
+    """
+    if row.__class__ is not dict:
+        return "not an object"
+    for key in (spec.id_field, "kind", spec.ts_field):
+        if row.get(key) is None:
+            return f"no {key!r}"
+    types = _ROW_TYPES[spec.name]
+    for k, v in row.items():
+        want = types.get(k)
+        if want is not None and v is not None and v.__class__ not in want:
+            return f"{k!r} is {type(v).__name__}, not {want[0].__name__}"
+    return None if row["kind"] else "an empty 'kind'"
+
 _encode = json_encoder()  # json.dumps(obj, ensure_ascii=False)
 _encode_ascii = json_encoder(ascii=True)  # json.dumps(obj)
 _decode = json_decoder()  # json.loads(text), for the store's own JSON columns

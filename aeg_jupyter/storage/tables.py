@@ -28,8 +28,8 @@ from ..base.errors import InvalidInputError, StoreWarning, StoreWriteError
 from ..base.times import to_us
 from .compaction import compact_partition
 from .fsops import atomic, fsync_path, unlink_quietly
-from .layout import Layout, Part, PartName, decode_kind, encode_kind, parse_spool_name
-from .schemas import ARTIFACTS, EVENTS, OPS, Row, TableSpec, as_micros, encode_row
+from .layout import KIND_FILE, Layout, Part, PartName, decode_kind, encode_kind, is_hashed_kind, parse_spool_name
+from .schemas import ARTIFACTS, EVENTS, OPS, Row, TableSpec, as_micros, bad_row, encode_row
 
 # NOTE: pyarrow imports pandas the first time it builds an array. When that first time is the
 # flush at interpreter exit, pandas' import of concurrent.futures.thread would register an
@@ -138,6 +138,7 @@ class Table:
             return 0
         rows = self._pending
         written = self.write_parts(rows, self.writer, self._seq)
+        kinds = {r["kind"] for r in rows}
         if self._fd is not None:
             os.close(self._fd)
             self._fd = None
@@ -145,9 +146,9 @@ class Table:
         self._seq += 1
         self._pending = []
         self._spool_size = 0
-        for path in written:  # keep partitions to a few files: reads list and open every part
-            if len(os.listdir(os.path.dirname(path))) > COMPACT_AT:
-                self.compact(decode_kind(os.path.basename(os.path.dirname(path))) or "", min_parts=COMPACT_AT // 2)
+        for kind in kinds:  # keep partitions to a few files: reads list and open every part
+            if len(os.listdir(self.layout.partition_dir(self.spec.name, kind))) > COMPACT_AT:
+                self.compact(kind, min_parts=COMPACT_AT // 2)
         return len(rows)
 
     def close(self) -> None:
@@ -166,10 +167,37 @@ class Table:
         for kind, group in by_kind.items():
             group.sort(key=self._order_key)
             max_ts = max(r[self.spec.ts_field] for r in group)
-            final = os.path.join(self.layout.partition_dir(self.spec.name, kind), str(PartName(max_ts, writer, seq)))
+            pdir = self.layout.partition_dir(self.spec.name, kind)
+            if is_hashed_kind(os.path.basename(pdir)):
+                self._write_kind_file(pdir, kind)
+            final = os.path.join(pdir, str(PartName(max_ts, writer, seq)))
             self.write_part_file(self.rows_to_arrow(group), final)
             written.append(final)
         return written
+
+    def _write_kind_file(self, pdir: str, kind: str) -> None:
+        """A hashed partition's ``_kind`` file, written before its first part (so no part is without it)."""
+        path = os.path.join(pdir, KIND_FILE)
+        if self._kind_of(pdir) == kind:
+            return
+        try:
+            with atomic(path, self.layout.writer_tmp_dir(self.writer), fsync=self.fsync, prefix="kind") as tmp:
+                with open(tmp, "w", encoding="utf-8", errors="surrogatepass") as f:
+                    f.write(kind)
+        except OSError as exc:
+            raise StoreWriteError(f"could not write a partition of {self.spec.name}: {exc}") from exc
+
+    def _kind_of(self, pdir: str) -> str | None:
+        """The kind of a partition directory (``None`` if it is not one, or a hashed one without ``_kind``)."""
+        name = os.path.basename(pdir)
+        if not is_hashed_kind(name):
+            return decode_kind(name)
+        try:
+            with open(os.path.join(pdir, KIND_FILE), encoding="utf-8", errors="surrogatepass") as f:
+                kind = f.read()
+        except OSError:
+            return None
+        return kind if encode_kind(kind) == name else None
 
     def _order_key(self, r: Row) -> tuple[int, str]:
         return r[self.spec.ts_field], r[self.spec.id_field]
@@ -210,8 +238,7 @@ class Table:
             except OSError:
                 infos = []
             for info in infos:
-                kind = decode_kind(info.base_name)
-                if kind is not None and info.type == pafs.FileType.Directory:
+                if info.type == pafs.FileType.Directory and (kind := self._kind_of(info.path)) is not None:
                     dirs.append((info.path, kind))
         else:
             dirs = [(self.layout.partition_dir(self.spec.name, k), k) for k in kinds]
@@ -385,11 +412,12 @@ class Table:
         out.sort()
         return out
 
-    def read_spool(self, path: str, offset: int = 0) -> tuple[list[Row], int]:
+    def read_spool(self, path: str, offset: int = 0, *, bad: list[bytes] | None = None) -> tuple[list[Row], int]:
         """Whole JSON lines of a spool file from ``offset``: ``(rows, new_offset)``.
 
         A trailing line without its newline is not consumed (it is still being written); a line
-        that is not valid JSON is skipped with a warning naming the file.
+        that is not valid JSON, or not a row of this table, is skipped with a warning naming the
+        file (and, if ``bad`` is given, appended to it).
         """
         try:
             with open(path, "rb") as f:
@@ -407,12 +435,14 @@ class Table:
             try:
                 row = json.loads(line)
             except ValueError:
-                warnings.warn(f"skipping a damaged line in spool {path}", StoreWarning, stacklevel=2)
-                continue
-            if isinstance(row, dict) and self.spec.id_field in row and "kind" in row:
+                row = None
+            problem = "not JSON" if row is None else bad_row(self.spec, row)
+            if problem is None:
                 rows.append(row)
-            else:
-                warnings.warn(f"skipping a damaged line in spool {path}", StoreWarning, stacklevel=2)
+                continue
+            if bad is not None:
+                bad.append(line)
+            warnings.warn(f"skipping a damaged line in spool {path} ({problem})", StoreWarning, stacklevel=2)
         return rows, offset + end + 1
 
     def tail_others(self) -> tuple[list[Row], bool]:
@@ -476,7 +506,7 @@ class Table:
             names = os.listdir(self.dir)
         except FileNotFoundError:
             return []
-        return sorted(k for k in (decode_kind(n) for n in names) if k is not None)
+        return sorted(k for k in (self._kind_of(os.path.join(self.dir, n)) for n in names) if k is not None)
 
 
 __all__ = [

@@ -1,0 +1,74 @@
+"""Attacks that lost acknowledged data or bricked the store (issue 13, items 1-5 and 17).
+
+Each test is the attack itself, run on real files and real processes.
+"""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+
+import aeg_jupyter
+from aeg_jupyter.base.errors import StoreWarning
+
+LONG_KINDS = ["损" * 28, "🔥" * 21, "/" * 84, "%" * 84, "é" * 120]
+
+
+@pytest.mark.parametrize("kind", LONG_KINDS, ids=["cjk", "emoji", "slash", "percent", "accent"])
+def test_a_kind_whose_partition_name_is_too_long_is_stored_and_found(store_root, kind):
+    store = aeg_jupyter.Store(store_root)
+    ev = store.event_log.record(kind, {"v": 1})
+    art = store.artifacts.save_text("hi", kind=kind)
+    store.close()  # flushes into Parquet: OSError 36 before the fix
+    store = aeg_jupyter.Store(store_root)
+    assert [e.event_id for e in store.event_log.recent(kinds=[kind])] == [ev.event_id]
+    assert store.event_log.kinds() == [kind]
+    assert store.artifacts.get(art.artifact_id).kind == kind
+    assert [a.artifact_id for a in store.artifacts.list(kind=kind)] == [art.artifact_id]
+    assert store.artifacts.kinds() == [kind]
+    for name in os.listdir(os.path.join(store_root, "tables", "events")):
+        assert len(name.encode()) <= 255
+    store.close()
+
+
+def test_a_long_kind_survives_a_killed_writer_and_compaction(store_root):
+    from conftest import run_child
+
+    kind = "损" * 28
+    run_child(
+        """
+import os, sys, aeg_jupyter
+store = aeg_jupyter.Store(sys.argv[1], flush_rows=2)
+for i in range(41):
+    store.event_log.record(sys.argv[2], {"i": i})
+os._exit(0)  # killed: the last row stays in the spool for the next open
+""",
+        store_root,
+        kind,
+    )
+    store = aeg_jupyter.Store(store_root)
+    assert [e.data["i"] for e in store.event_log.recent(kinds=[kind], limit=100)] == list(range(41))
+    store.close()
+
+
+def test_a_spool_recovery_cannot_flush_is_set_aside_and_the_store_opens(store_root):
+    """A dead writer's spool whose rows cannot become Parquet (here: a partition path blocked by a
+    file) is moved to quarantine/ with a warning instead of failing every later open."""
+    aeg_jupyter.Store(store_root).close()
+    wdir = os.path.join(store_root, "spool", "p1xdead")
+    os.makedirs(wdir)
+    open(os.path.join(wdir, "lock"), "w").close()
+    with open(os.path.join(wdir, "events-000000.jsonl"), "w") as f:
+        f.write('{"event_id":"01AAAAAAAAAAAAAAAAAAAAAAAA","ts":1700000000000000,"kind":"blocked","severity":2}\n')
+    os.makedirs(os.path.join(store_root, "tables", "events"), exist_ok=True)
+    with open(os.path.join(store_root, "tables", "events", "kind=blocked"), "w") as f:
+        f.write("not a directory")
+    with pytest.warns(StoreWarning, match="quarantine"):
+        store = aeg_jupyter.Store(store_root)
+    store.close()
+    qdir = os.path.join(store_root, "quarantine")
+    kept = [os.path.join(d, n) for d, _, names in os.walk(qdir) for n in names]
+    assert len(kept) == 1 and "01AAAAAAAAAAAAAAAAAAAAAAAA" in open(kept[0]).read()
+    store = aeg_jupyter.Store(store_root)  # and the next open is quiet
+    store.close()
