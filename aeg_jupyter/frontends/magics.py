@@ -30,7 +30,7 @@ from typing import Any, NoReturn
 import IPython
 from IPython.core.error import TryNext, UsageError
 from IPython.core.interactiveshell import InteractiveShell
-from IPython.core.magic import Magics, line_cell_magic, magics_class
+from IPython.core.magic import Magics, line_cell_magic, magics_class, needs_local_scope, no_var_expand
 from traitlets import Enum, Int, TraitError, Unicode, observe, validate
 from traitlets.config import Configurable
 
@@ -46,6 +46,7 @@ from .commands import (
     CommandError,
     CommandParser,
     Session,
+    expand_line,
     overview,
     parser_for,
     run_command,
@@ -238,11 +239,13 @@ class AegMagics(Magics, Configurable):
         )
 
     @line_cell_magic
-    def aeg(self, line: str, cell: str | None = None) -> Any:
+    @no_var_expand  # NOTE: IPython gives up on the whole line at one `{x:.4f}`; expand_line never does
+    @needs_local_scope
+    def aeg(self, line: str, cell: str | None = None, local_ns: dict[str, Any] | None = None) -> Any:
         session = self.session(cell)
         sub = ""
         try:
-            argv = split_line(line)
+            argv = split_line(expand_line(line, self.shell.user_ns, local_ns))
             sub = ALIASES.get(argv[0], argv[0]) if argv else ""
             if cell is not None and sub != "track":
                 raise UsageError(

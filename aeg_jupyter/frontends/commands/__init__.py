@@ -21,6 +21,7 @@ from __future__ import annotations
 
 from . import artifacts, help, maintenance, memory, runs  # noqa: F401  (each registers its subcommands)
 from .artifacts import describe_artifact
+from .expansion import expand_line
 from .parsing import (
     CommandError,
     CommandParser,
@@ -64,6 +65,7 @@ __all__ = [
     "commands_for",
     "describe_artifact",
     "duration",
+    "expand_line",
     "find_command",
     "label_pair",
     "metric_pair",

@@ -170,7 +170,9 @@ def overview(prefix: str = "%aeg", *, in_kernel: bool = True) -> str:
             lines.append(f"  {name:<10} {c.summary}")
     lines += ["", f"`{prefix} help SUB` or `{prefix} SUB -h` shows a subcommand's options."]
     if in_kernel:
-        lines.append("Lines expand $var and {expr} like other magics (write {{ and }} for literal braces).")
+        lines.append(
+            "Lines expand $var and {expr} as f-strings do ({loss:.4f}, {name!r}); {{ and }} are literal braces."
+        )
     return "\n".join(lines)
 
 

@@ -1,0 +1,97 @@
+"""Issue 19, the first hour of a new user: through a real IPython ``InteractiveShell`` and the real
+``aeg`` CLI (``main()`` and subprocesses). Each test failed on the code before the fix it names."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from IPython.core.error import UsageError
+
+from aeg_jupyter import Artifact, KernelContext
+
+
+@pytest.fixture
+def ip(ipython_shell: Any, tmp_path: Any, monkeypatch: pytest.MonkeyPatch) -> Any:
+    monkeypatch.setenv("AEG_STORE", str(tmp_path / "store"))
+    ipython_shell.run_line_magic("load_ext", "aeg_jupyter")
+    return ipython_shell
+
+
+def aeg(ip: Any, line: str) -> Any:
+    return ip.run_line_magic("aeg", line)
+
+
+def ctx(ip: Any) -> KernelContext:
+    return ip.user_ns["context"]
+
+
+def cell(ip: Any, source: str) -> Any:
+    result = ip.run_cell(source, store_history=True)
+    if result.error_before_exec or result.error_in_exec:
+        raise result.error_before_exec or result.error_in_exec
+    return result.result
+
+
+# -- 1: expansion never stores an unexpanded {expr} --------------------------------------------
+def test_format_specs_and_conversions_are_expanded_like_f_strings(ip: Any) -> None:
+    cell(ip, "lr, epoch, loss, name = 0.001, 3, 0.123456, 'A'")
+    cell(ip, "ev = %aeg log train_log lr={lr} epoch={epoch} loss={loss:.4f} who={name!r}")
+    assert ip.user_ns["ev"].data == {"lr": 0.001, "epoch": 3, "loss": 0.1235, "who": "'A'"}
+
+
+def test_dict_literals_values_with_spaces_and_json_values(ip: Any) -> None:
+    cell(ip, "msg = 'two words'; ok = True; tags = [1, 2]; cfg = {'a': 1}; lr = 0.5")
+    ev = cell(
+        ip, """%aeg log x nested={"a":1} m={msg} q="in {msg}" ok={ok} tags={tags} cfg={cfg} lit={{lr}} p={lr:.0%}"""
+    )
+    assert ev.data == {
+        "nested": {"a": 1}, "m": "two words", "q": "in two words", "ok": True, "tags": [1, 2], "cfg": {"a": 1},
+        "lit": "{lr}", "p": "50%",
+    }  # fmt: skip
+
+
+def test_labels_metrics_and_save_names_are_expanded(ip: Any) -> None:
+    cell(ip, "w = {'x': 1}; exp = 'B'; acc = 0.912345; var = 'w'")
+    art = cell(
+        ip, "%aeg save {var} --kind checkpoint --label exp={exp} --label lr={1e-3:.0e} --metric val_acc={acc:.3f}"
+    )
+    assert isinstance(art, Artifact)
+    assert art.name == "w.json"
+    assert art.labels == {"exp": "B", "lr": 0.001}  # "1e-03", then typed as a number
+    assert art.metrics == {"val_acc": 0.912}
+
+
+def test_expansion_sees_a_functions_locals(ip: Any) -> None:
+    cell(ip, "def step(i):\n    loss = 1 / (i + 1)\n    ev = %aeg log train_log i={i} loss={loss:.2f}\n    return ev\n")
+    assert cell(ip, "step(3)").data == {"i": 3, "loss": 0.25}
+
+
+@pytest.mark.parametrize(
+    ("line", "message"),
+    [
+        ("log x lr={nope:.3f}",
+         "%aeg: cannot expand {nope:.3f} (NameError: name 'nope' is not defined); define what it uses first, "
+         "write {{ and }} for literal braces, or $$ for a literal $"),
+        ("log x a={1", "%aeg: unmatched '{' in '{1'; close it, or write {{ for a literal brace"),
+        ("log x a={'s':.2f}",
+         "%aeg: cannot format {'s':.2f}: Unknown format code 'f' for object of type 'str'; "
+         "use a format spec for str, e.g. {'s'}"),
+        ("log x a={1!x}", "%aeg: {1!x}: the conversion must be !r, !s or !a, e.g. {1!r}"),
+        ("log x a=$undefined_name",
+         "%aeg: cannot expand $undefined_name (NameError: name 'undefined_name' is not defined); define what it "
+         "uses first, write {{ and }} for literal braces, or $$ for a literal $"),
+    ],
+)  # fmt: skip
+def test_what_cannot_be_expanded_is_refused_and_nothing_stored(ip: Any, line: str, message: str) -> None:
+    with pytest.raises(UsageError) as err:
+        aeg(ip, line)
+    assert str(err.value) == message
+    assert len(ctx(ip).store.event_log.recent(limit=100)) == 0
+
+
+def test_cell_magic_line_is_expanded(ip: Any) -> None:
+    cell(ip, "lr = 0.25")
+    cell(ip, "%%aeg track step --metric lr={lr:.1f}\nx = 1\n")
+    (ev,) = ctx(ip).store.event_log.recent(kinds=["step"], limit=1)
+    assert ev.metrics["lr"] == 0.2  # f"{0.25:.1f}" is '0.2' (round half to even)
