@@ -103,12 +103,16 @@ class Lookup:
         if art is not None and art.is_dir:
             raise InvalidInputError(f"artifact {art.artifact_id} is a directory; use as_local_dir()")
         try:
-            return self._blobs.read_bytes(digest, verify=verify)
+            # a bare URI no artifact names may be a short file left by a killed writer: hash it
+            data = self._blobs.read_bytes(digest, verify=verify or art is None)
         except CorruptionError:
             who = f"artifact {art.artifact_id}" if art else f"content {digest}"
             raise CorruptionError(
                 f"{who} is corrupt: its bytes no longer match {digest}; run verify(repair=True)"
             ) from None
+        if art is not None and len(data) != art.size:
+            raise CorruptionError(_short(art, digest, len(data)))
+        return data
 
     def load_text(self, ref: ArtifactRef, *, verify: bool = False) -> str:
         """The stored bytes decoded as UTF-8."""
@@ -125,16 +129,19 @@ class Lookup:
     def local_file(self, ref: ArtifactRef, *, verify: bool = False) -> str:
         """A read-only local path to the artifact's bytes, with its original file name.
 
-        On a local root this is a hard link to the blob: no bytes are copied.
+        It is a copy of the blob (a reflink where the file system can): writing through it never
+        changes the stored bytes, and ``verify`` re-checks the copy as well as the blob.
         """
         digest, art = self.resolve(ref)
         if art is not None and art.is_dir:
             raise InvalidInputError(f"artifact {art.artifact_id} is a directory; use as_local_dir()")
-        if verify and self._blobs.exists(digest) and not self._blobs.check(digest):
+        if art is not None and (size := self._blobs.size(digest)) != art.size:
+            raise CorruptionError(_short(art, digest, size))
+        if (verify or art is None) and self._blobs.exists(digest) and not self._blobs.check(digest):
             who = f"artifact {art.artifact_id}" if art else f"content {digest}"
             raise CorruptionError(f"{who} is corrupt: its bytes no longer match {digest}; run verify(repair=True)")
         fname = (art and safe_file_name(art.name)) or digest[:16] + (_guess_ext(art.mime) if art else "")
-        return self._blobs.materialize_file(digest, fname)
+        return self._blobs.materialize_file(digest, fname, verify=verify)
 
     def manifest(self, ref: ArtifactRef) -> list[dict[str, Any]]:
         """The entries of a directory artifact: ``[{"path", "blob", "size", "mode"}, ...]``."""
@@ -156,6 +163,13 @@ class Lookup:
         entries = self.manifest(ref)
         dname = (art and safe_file_name(art.name)) or digest[:16]
         return self._blobs.materialize_dir(digest, dname, entries)
+
+
+def _short(art: Artifact, digest: str, size: int) -> str:
+    return (
+        f"artifact {art.artifact_id} is damaged: its blob {digest} holds {size} bytes, the catalog says {art.size} "
+        "(a write that was cut short, or a changed file); run verify(repair=True) and save it again"
+    )
 
 
 def _guess_ext(mime: str | None) -> str:

@@ -72,3 +72,32 @@ def test_a_spool_recovery_cannot_flush_is_set_aside_and_the_store_opens(store_ro
     assert len(kept) == 1 and "01AAAAAAAAAAAAAAAAAAAAAAAA" in open(kept[0]).read()
     store = aeg_jupyter.Store(store_root)  # and the next open is quiet
     store.close()
+
+
+def test_a_short_blob_left_by_a_killed_writer_is_never_served_by_uri(store_root):
+    """Item 17: a bare cas:// URI whose blob is a short file (a writer killed mid-write) is an error."""
+    from aeg_jupyter import CorruptionError
+    from aeg_jupyter.base.hashing import hash_bytes
+
+    store = aeg_jupyter.Store(store_root)
+    data = os.urandom(300_000)
+    digest = hash_bytes(data)
+    path = store.blobs.path(digest)
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    with open(path, "wb") as f:  # what a writer killed half-way through put_bytes leaves
+        f.write(data[:1000])
+    uri = f"cas://blake3/{digest}"
+    for call in (store.artifacts.load_bytes, store.artifacts.local_file):
+        with pytest.raises(CorruptionError):
+            call(uri)
+    # an artifact whose blob was cut short is refused by id and by URI, without verify=True
+    art = store.artifacts.save_bytes(os.urandom(5000), kind="blob")
+    bpath = store.blobs.path(art.blob_id)
+    os.chmod(bpath, 0o644)
+    with open(bpath, "r+b") as f:
+        f.truncate(100)
+    for ref in (art.artifact_id, art.uri):
+        for call in (store.artifacts.load_bytes, store.artifacts.local_file):
+            with pytest.raises(CorruptionError, match=art.artifact_id):
+                call(ref)
+    store.close()
