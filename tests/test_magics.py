@@ -366,7 +366,7 @@ def test_log_parses_values_as_json_where_they_parse(ip: Any) -> None:
     assert isinstance(ev, Event) and ev.kind == "train_log"
     assert ev.data == {"epoch": 1, "loss": 0.25, "name": "A", "ok": True, "tags": [1, 2], "quoted": "3", "empty": ""}
     assert ev.run_id == ctx(ip).run_id
-    assert aeg(ip, 'log note "training finished ok"').data == "training finished ok"
+    assert aeg(ip, 'log note text="training finished ok"').data == {"text": "training finished ok"}
     assert aeg(ip, "log marker").data is None
     assert aeg(ip, "log x v=NaN").data == {"v": "NaN"}
 

@@ -95,3 +95,23 @@ def test_cell_magic_line_is_expanded(ip: Any) -> None:
     cell(ip, "%%aeg track step --metric lr={lr:.1f}\nx = 1\n")
     (ev,) = ctx(ip).store.event_log.recent(kinds=["step"], limit=1)
     assert ev.metrics["lr"] == 0.2  # f"{0.25:.1f}" is '0.2' (round half to even)
+
+
+# -- 7: `log` takes KEY=VALUE fields only -----------------------------------------------------
+@pytest.mark.parametrize("fields", ["3", "training finished", "epoch=1 3", "=3", '"two words"'])
+def test_log_refuses_fields_that_are_not_key_value(ip: Any, fields: str) -> None:
+    with pytest.raises(UsageError) as err:
+        aeg(ip, f"log train_log {fields}")
+    bad = {"epoch=1 3": "3", '"two words"': "two words", "training finished": "training"}.get(fields, fields)
+    assert str(err.value) == (
+        f"%aeg log: {bad!r} is not KEY=VALUE; every field is key=value, e.g. `%aeg log train_log epoch=1 loss=0.25` "
+        '(a message: `%aeg log train_log text="..."`)'
+    )
+    assert ctx(ip).store.event_log.recent(limit=10) == []
+
+
+def test_log_refuses_a_key_given_twice_and_keeps_the_kind_alone_form(ip: Any) -> None:
+    with pytest.raises(UsageError, match=r"^%aeg log: 'epoch' is given twice; give each key once"):
+        aeg(ip, "log train_log epoch=1 epoch=2")
+    assert aeg(ip, "log marker").data is None
+    assert aeg(ip, 'log note text="done, all good"').data == {"text": "done, all good"}

@@ -51,29 +51,33 @@ def _log_args(p: CommandParser) -> None:
 
 
 @subcommand(
-    "log", "record an event: KIND key=value ... (values parsed as JSON)", "log train_log epoch=1 loss=0.25", _log_args
-)
+    "log", "record an event: KIND key=value ... (values parsed as JSON)", "log train_log epoch=1 loss=0.25", _log_args,
+    details="Every field is KEY=VALUE (a message too: text=\"training finished\"); KIND alone records an event "
+    "without data.",
+)  # fmt: skip
 def run_log(s: Session, a: argparse.Namespace) -> Any:
-    """Record an event whose data is ``{KEY: VALUE, ...}`` (or one message without ``=``).
+    """Record an event whose data is ``{KEY: VALUE, ...}`` (``None`` without fields).
+
+    One rule: every field is ``KEY=VALUE``; anything else is refused, nothing is recorded.
 
     Example: ``%aeg log train_log epoch=1 loss=0.25``
     """
-    data: Any = None
+    data: dict[str, Any] | None = None
     if a.pairs:
-        with_eq = [p for p in a.pairs if "=" in p and not p.startswith("=")]
-        if not with_eq:
-            data = " ".join(a.pairs)
-        elif len(with_eq) != len(a.pairs):
-            bad = next(p for p in a.pairs if p not in with_eq)
-            raise CommandError(
-                f"{s.typed('log')}: {bad!r} is not KEY=VALUE; write every field as key=value, "
-                f"e.g. `{s.typed('log')} {a.kind} epoch=1 loss=0.25`"
-            )
-        else:
-            data = {}
-            for p in a.pairs:
-                k, _, raw = p.partition("=")
-                data[k] = parse_value(raw)
+        data = {}
+        for p in a.pairs:
+            key, sep, raw = p.partition("=")
+            if not sep or not key:
+                raise CommandError(
+                    f"{s.typed('log')}: {p!r} is not KEY=VALUE; every field is key=value, e.g. "
+                    f'`{s.typed("log")} {a.kind} epoch=1 loss=0.25` (a message: `{s.typed("log")} {a.kind} text="..."`)'
+                )
+            if key in data:
+                raise CommandError(
+                    f"{s.typed('log')}: {key!r} is given twice; give each key once, e.g. "
+                    f"`{s.typed('log')} {a.kind} {key}={raw}`"
+                )
+            data[key] = parse_value(raw)
     return s.event_log.record(a.kind, data, origin=s.context.origin)
 
 
