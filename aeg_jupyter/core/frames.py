@@ -162,6 +162,52 @@ def leaderboard_frame(
     return df[fixed + labels + metrics]
 
 
+def human_age(then: datetime | None, now: datetime | None = None) -> str:
+    """How long ago, for people: ``"just now"``, ``"42 s ago"``, ``"4 min ago"``, ``"3 h ago"``, ``"2 days ago"``.
+
+    Example:
+        >>> from datetime import UTC, timedelta
+        >>> now = datetime(2026, 1, 2, tzinfo=UTC)
+        >>> human_age(now - timedelta(minutes=4, seconds=8), now), human_age(now - timedelta(days=1), now)
+        ('4 min ago', '1 day ago')
+    """
+    if then is None:
+        return ""
+    from datetime import UTC
+
+    secs = max(0.0, ((now or datetime.now(UTC)) - then).total_seconds())
+    if secs < 1:
+        return "just now"
+    for unit, size in (("day", 86400), ("h", 3600), ("min", 60)):
+        if secs >= size:
+            n = int(secs // size)
+            return f"{n} {unit}{'s' if unit == 'day' and n != 1 else ''} ago"
+    return f"{int(secs)} s ago"
+
+
+def gc_frame(doomed: Sequence[Any], *, now: datetime | None = None) -> pd.DataFrame:
+    """What ``gc`` deletes (or would): ``short_id, kind, name, age, size, why not kept, artifact_id``, oldest first.
+
+    ``doomed`` are :class:`~aeg_jupyter.core.retention.Doomed` (an artifact and a reason).
+
+    Example:
+        >>> gc_frame(report.doomed)[["short_id", "why not kept"]]   # doctest: +SKIP
+    """
+    import pandas as pd
+
+    from ..base.models import _human_size
+
+    cols = ["short_id", "kind", "name", "age", "size", "why not kept", "artifact_id"]
+    rows = [
+        [
+            d.artifact.short_id, d.artifact.kind, d.artifact.name or "", human_age(d.artifact.created_at, now),
+            _human_size(d.artifact.size), d.reason, d.artifact.artifact_id,
+        ]
+        for d in doomed
+    ]  # fmt: skip
+    return pd.DataFrame(rows, columns=cols, dtype=object)
+
+
 def table_head(path: str, *, fmt: str, rows: int = 10, max_columns: int = 30) -> tuple[pd.DataFrame, int | None, int]:
     """The first ``rows`` rows and ``max_columns`` columns of a Parquet or CSV file, read boundedly.
 

@@ -23,6 +23,7 @@ from ..base.errors import InvalidInputError
 from ..base.models import Artifact, ScopeFilter
 from ..base.validate import check_kind, check_limit, check_mode, check_name
 from .artifacts import ArtifactStore, Mode
+from .direction import MODES_LABEL, collect_recorded, default_metric, infer_direction, recorded_modes
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -123,7 +124,53 @@ def label_keys(index: ArtifactStore, *, kind: str | None = None, where: ScopeFil
     keys: set[str] = set()
     for art in index.list(kind=kind, where=where):
         keys.update(art.labels)
+    keys.discard(MODES_LABEL)  # directions of metrics, not a grouping
     return sorted(keys)
 
 
-__all__ = ["label_keys", "leaderboard", "ranked"]
+def metric_modes(index: ArtifactStore, kind: str) -> dict[str, Mode | None]:
+    """Every metric of ``kind`` and which way it is better: recorded, else inferred, else ``None``.
+
+    A direction recorded with an artifact (the label ``metric_modes="loss:min"``,
+    :mod:`.direction`) wins over the name; the newest artifact recording one decides.
+
+    Example:
+        >>> metric_modes(index, "checkpoint")   # doctest: +SKIP
+        {'epoch': None, 'loss': 'min', 'val_acc': 'max'}
+    """
+    names = index.metric_names(kind)
+    recorded = collect_recorded(a.labels for a in index.list(kind=kind))  # newest first
+    return {n: recorded.get(n) or infer_direction(n) for n in names}
+
+
+def metric_direction(index: ArtifactStore, kind: str, metric: str) -> Mode | None:
+    """Which way ``metric`` is better for ``kind``: recorded with an artifact, else from its name, else ``None``.
+
+    Example:
+        >>> metric_direction(index, "checkpoint", "val_loss")   # doctest: +SKIP
+        'min'
+    """
+    for art in index.list(kind=kind):  # newest first
+        if MODES_LABEL in art.labels:
+            mode = recorded_modes(art.labels).get(metric)
+            if mode is not None:
+                return mode
+    return infer_direction(metric)
+
+
+def default_ranking(index: ArtifactStore, kind: str) -> tuple[str | None, Mode | None]:
+    """The metric a practitioner would rank ``kind`` by, and its direction (``(None, None)``: no metrics).
+
+    A metric of known direction first, a validation metric (``val_*``) before a training one
+    (:func:`.direction.default_metric`).
+
+    Example:
+        >>> default_ranking(index, "checkpoint")   # doctest: +SKIP
+        ('val_acc', 'max')
+    """
+    modes = metric_modes(index, kind)
+    metric = default_metric(modes, modes)
+    return metric, (modes.get(metric) if metric is not None else None)
+
+
+__all__ = ["default_ranking", "label_keys", "leaderboard", "metric_direction", "metric_modes", "ranked"]

@@ -12,10 +12,12 @@ import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import timedelta
+from typing import Any
 
 from ..base.errors import CorruptionError, NotFoundError
 from ..base.models import Artifact
-from ..base.validate import Mode, check_limit, parse_duration
+from ..base.models import _human_size as human_size
+from ..base.validate import check_limit, parse_duration
 from ..storage.blobs import BlobStore
 from ..storage.fsops import move_aside
 from ..storage.root import StoreRoot
@@ -23,7 +25,7 @@ from ..storage.tables import Table
 from .catalog import Catalog
 from .guard import WriteGuard
 from .lookup import Lookup
-from .retention import best_rules, select_for_deletion
+from .retention import Doomed, KeepBest, RetentionRules, select_for_deletion
 from .search import ArtifactSearch
 
 GC_GRACE_SECONDS = 120.0  # unreferenced blobs younger than this may belong to a save in flight
@@ -32,16 +34,44 @@ Manifest = Callable[[Artifact], list[dict[str, object]]]
 
 @dataclass(slots=True)
 class GcReport:
-    """What ``gc`` collected (or, on a dry run, would collect)."""
+    """What ``gc`` collected (or, on a dry run, would collect).
+
+    ``artifacts`` are the ids, ``doomed`` the artifacts with the reason each is not kept: the same
+    list on a dry run and on the real run. ``df`` is that list as a table (short id, kind, name,
+    age, size, why not kept); a notebook shows it.
+    """
 
     dry_run: bool
     artifacts: list[str] = field(default_factory=list)
     blobs: list[str] = field(default_factory=list)
     bytes_freed: int = 0
+    doomed: list[Doomed] = field(default_factory=list)
+
+    @property
+    def df(self) -> Any:
+        """The artifacts that go (or would go) as a DataFrame, oldest first (``frames.gc_frame``)."""
+        from .frames import gc_frame
+
+        return gc_frame(self.doomed)
+
+    def summary(self) -> str:
+        """One line: ``gc would free 3 artifacts (1.2 KiB), 3 blobs, 1.2 KiB``."""
+        verb = "would free" if self.dry_run else "freed"
+        return (
+            f"gc {verb} {len(self.artifacts)} artifacts, {len(self.blobs)} blobs, {human_size(self.bytes_freed)}"
+            f" ({self.bytes_freed} bytes)"
+        )
 
     def __str__(self) -> str:
-        verb = "would free" if self.dry_run else "freed"
-        return f"gc {verb} {len(self.artifacts)} artifacts, {len(self.blobs)} blobs, {self.bytes_freed} bytes"
+        if not self.doomed:
+            return self.summary()
+        return self.summary() + ":\n" + self.df.to_string(index=False)
+
+    def _repr_html_(self) -> str:
+        from ..base.html import esc
+
+        head = f"<p>{esc(self.summary())}{':' if self.doomed else ''}</p>"
+        return head + (self.df.to_html(index=False, escape=True) if self.doomed else "")
 
 
 @dataclass(slots=True)
@@ -116,35 +146,39 @@ class Maintenance:
         dry_run: bool = True,
         older_than: str | float | timedelta | None = None,
         keep_last: int | None = None,
-        keep_best: Mapping[str, str | tuple[str, Mode]] | None = None,
+        keep_best: KeepBest = None,
     ) -> GcReport:
-        """Collect unpinned artifacts matching the retention rule, then every unreferenced blob.
+        """Delete the artifacts no keep rule protects, then every unreferenced blob.
 
-        ``older_than`` ("7d", seconds, timedelta) and ``keep_last`` (newest N per kind kept)
-        select artifacts; ``keep_best`` (``{"checkpoint": "val_acc"}`` or
-        ``{"checkpoint": ("loss", "min")}``) always keeps the best artifact of a kind. With
-        neither ``older_than`` nor ``keep_last``, only blobs that no live artifact references
-        (deleted artifacts, interrupted saves) are freed. Pinned artifacts are never collected.
-        ``dry_run=True`` (the default) only reports.
+        The rules (:mod:`.retention`): ``keep_last=N`` keeps the N newest of each kind;
+        ``older_than`` ("7d", seconds, timedelta) keeps what is younger; ``keep_best=N`` keeps
+        the top N of every leaderboard (kind x metric, in the metric's direction), or
+        ``keep_best={"checkpoint": "val_acc"}`` / ``{"checkpoint": ("loss", "min")}`` the best of
+        those named. Pinned artifacts and every leaderboard's current leader are always kept
+        (``keep_best=0`` lets leaders go). With no rule only blobs that no live artifact
+        references (deleted artifacts, interrupted saves) are freed. ``dry_run=True`` (the
+        default) only reports; the report's ``df`` lists what goes and why.
 
         Example:
-            >>> maintenance.gc(dry_run=False, older_than="7d", keep_best={"checkpoint": "val_acc"})  # doctest: +SKIP
+            >>> maintenance.gc(dry_run=False, keep_last=3, keep_best={"checkpoint": "val_acc"})  # doctest: +SKIP
         """
-        age = parse_duration(older_than)
-        keep = check_limit(keep_last, allow_none=True)
-        rules = best_rules(keep_best)
+        rules = RetentionRules.make(
+            older_than=parse_duration(older_than), keep_last=check_limit(keep_last, allow_none=True),
+            keep_best=keep_best,
+        )  # fmt: skip
         catalog = self._catalog
         with self._guard.lock:
             if not dry_run:
                 self._root.recover(self._tables)  # temp files of dead writers
             catalog.catch_up()
             started = time.time()
-            doomed = select_for_deletion(catalog, self._search, age, keep, rules)
+            plan = select_for_deletion(catalog, self._search, rules)
+            doomed = [d.artifact for d in plan]
             doomed_ids = {a.artifact_id for a in doomed}
             live = [a for a in catalog.by_id.values() if a.artifact_id not in doomed_ids]
             refs = referenced(live, self._lookup.manifest)
             last_use = last_used(list(doomed) + list(catalog.deleted.values()), self._lookup.manifest)
-            report = GcReport(dry_run=dry_run, artifacts=sorted(doomed_ids))
+            report = GcReport(dry_run=dry_run, artifacts=sorted(doomed_ids), doomed=plan)
             for digest, size, mtime in self._blobs.iter_blobs():
                 if digest in refs:
                     continue

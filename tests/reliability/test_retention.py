@@ -44,7 +44,8 @@ def test_keep_best_and_keep_last_and_pins(store_root):
     assert (files_before - files_after, bytes_before - bytes_after) == (len(real.blobs), real.bytes_freed)
     left = {a.artifact_id for a in idx.list()}
     assert left == {ckpts[1].artifact_id, pinned.artifact_id, notes[2].artifact_id}
-    assert idx.gc(dry_run=False, keep_last=0).artifacts == sorted([ckpts[1].artifact_id, notes[2].artifact_id])
+    assert idx.gc(dry_run=False, keep_last=0).artifacts == [notes[2].artifact_id]  # the leader of ckpt/acc stays
+    assert idx.gc(dry_run=False, keep_last=0, keep_best=0).artifacts == [ckpts[1].artifact_id]  # 0: leaders go too
     assert [a.artifact_id for a in idx.list()] == [pinned.artifact_id]  # pinned survives keep_last=0
     assert idx.load_text(pinned) == "keep"
     store.close()

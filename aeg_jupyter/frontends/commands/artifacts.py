@@ -18,6 +18,7 @@ from typing import Any
 
 from ...base.errors import PickleNotAllowedError
 from ...base.models import Artifact
+from ...base.validate import Mode, check_mode
 from ...core.serialize import SAVABLE, decode, encode, is_pickle
 from .parsing import CommandError, CommandParser, _labels, _limit, _mode, _scope, metric_pair
 from .registry import subcommand
@@ -124,7 +125,7 @@ def run_show(s: Session, a: argparse.Namespace) -> Artifact:
 def _best_args(p: CommandParser) -> None:
     p.add_argument("kind", metavar="KIND", help="artifact kind, e.g. checkpoint")
     p.add_argument("--metric", required=True, metavar="M", help="the metric to rank by, e.g. val_acc")
-    _mode(p, "max")
+    _mode(p, None)  # None: from the metric's name or its recorded direction (core/direction.py)
     _scope(p)
     _labels(p, "only artifacts with this label (repeatable)")
 
@@ -136,9 +137,8 @@ def run_best(s: Session, a: argparse.Namespace) -> Artifact | None:
     Example: ``%aeg best checkpoint --metric val_acc --max``
     """
     scope = a.scope or s.default_scope
-    art = s.artifacts.best(
-        kind=a.kind, metric=a.metric, mode=a.mode, where=s.where(scope), filters=dict(a.label) or None
-    )
+    mode = _direction(s, a, "best")
+    art = s.artifacts.best(kind=a.kind, metric=a.metric, mode=mode, where=s.where(scope), filters=dict(a.label) or None)
     if art is None:
         print(f"no {a.kind!r} artifact has the metric {a.metric!r} in scope {scope!r}")
     return art
@@ -231,9 +231,30 @@ def run_leaderboard(s: Session, a: argparse.Namespace) -> Any:
     from ...core.leaderboard import leaderboard
 
     return leaderboard(
-        s.artifacts, kind=a.kind, metric=a.metric, mode=a.mode, where=s.where(a.scope), labels=dict(a.label) or None,
-        group_by=a.by, limit=s.limit(a.limit),
+        s.artifacts, kind=a.kind, metric=a.metric, mode=_direction(s, a, "leaderboard"), where=s.where(a.scope),
+        labels=dict(a.label) or None, group_by=a.by, limit=s.limit(a.limit),
     )  # fmt: skip
+
+
+def _direction(s: Session, a: argparse.Namespace, command: str) -> Mode:
+    """``--max``/``--min`` if given, else the metric's recorded or inferred direction; unknown: a UsageError.
+
+    A metric no artifact of the kind has is not asked about: the answer is empty either way.
+    """
+    if a.mode is not None:
+        return check_mode(a.mode)
+    from ...core.leaderboard import metric_direction
+
+    mode = metric_direction(s.artifacts, a.kind, a.metric)
+    if mode is None and a.metric not in s.artifacts.metric_names(a.kind):
+        return "max"
+    if mode is None:
+        raise CommandError(
+            f"{s.typed(command)}: is a higher or a lower {a.metric!r} better? The name does not say: add --max "
+            f"or --min, e.g. `{s.typed(command)} {a.kind} --metric {a.metric} --max` (or record it with the "
+            f"artifacts: --label metric_modes={a.metric}:max)"
+        )
+    return mode
 
 
 def describe_artifact(art: Artifact) -> str:
