@@ -227,9 +227,7 @@ class BlobStore:
 
         def hash_source() -> None:
             try:
-                h = hasher()
-                h.update_mmap(src)
-                result["digest"] = h.hexdigest()
+                result["digest"], result["hashed"] = hash_file(src)
             except BaseException as exc:  # reported on the calling thread
                 result["error"] = exc
 
@@ -244,7 +242,7 @@ class BlobStore:
                 if "error" in result:
                     raise result["error"]  # type: ignore[misc]
                 after = os.stat(src)
-                if (after.st_size, after.st_mtime_ns) != (st.st_size, st.st_mtime_ns):
+                if (after.st_size, after.st_mtime_ns, result["hashed"]) != (st.st_size, st.st_mtime_ns, st.st_size):
                     raise InvalidInputError(
                         f"{src!r} changed while it was being saved; save it again once it is written"
                     )
@@ -331,13 +329,7 @@ class BlobStore:
     def check(self, digest: str) -> bool:
         """Re-hash a stored blob; True when its bytes still match its name."""
         path = self.layout.blob_path(digest)
-        h = hasher(threads=True)
-        if os.path.getsize(path) >= PARALLEL_THRESHOLD:
-            h.update_mmap(path)
-        else:
-            with open(path, "rb") as f:
-                h.update(f.read())
-        return h.hexdigest() == digest
+        return hash_file(path, threads=True)[0] == digest
 
     def iter_blobs(self) -> Iterator[tuple[str, int, float]]:
         """Every stored blob as ``(digest, size, mtime)``."""
@@ -490,6 +482,27 @@ class BlobWriter:
             os.close(self._fd)
             self._fd = None
         unlink_quietly(self._tmp)
+
+
+HASH_BUFFER = 8 << 20  # large enough for blake3's threads; reused for every read of one file
+
+
+def hash_file(path: str, *, threads: bool = False) -> tuple[str, int]:
+    """``(blake3 hex digest, bytes hashed)`` of a file, read in chunks into one reused buffer.
+
+    NOTE: not ``update_mmap``: a file truncated by another process while it is mapped kills the
+    reader with SIGBUS (a kernel dies with it); a read just returns fewer bytes, which the caller
+    compares with the size it expected.
+    """
+    h = hasher(threads=threads)
+    buf = bytearray(HASH_BUFFER)
+    view = memoryview(buf)
+    total = 0
+    with open(path, "rb", buffering=0) as f:
+        while n := f.readinto(buf):
+            h.update(view[:n])
+            total += n
+    return h.hexdigest(), total
 
 
 def _copy_file(src: str, dst: str, size: int, *, fsync: bool) -> None:

@@ -101,3 +101,49 @@ def test_a_short_blob_left_by_a_killed_writer_is_never_served_by_uri(store_root)
             with pytest.raises(CorruptionError, match=art.artifact_id):
                 call(ref)
     store.close()
+
+
+SAVER = """
+import os, sys, aeg_jupyter
+store = aeg_jupyter.Store(sys.argv[1])
+src = sys.argv[2]
+print("go", flush=True)
+try:
+    art = store.artifacts.save_file(src, kind="big")
+    print("saved", art.size, flush=True)
+except aeg_jupyter.AegError as exc:
+    print("refused", exc, flush=True)
+store.close()
+"""
+
+
+def test_a_source_truncated_during_save_file_is_refused_not_a_crash(store_root, tmp_path):
+    """Item 3: another process truncates a 300 MB file while save_file hashes it (SIGBUS with mmap)."""
+    import time
+
+    from conftest import spawn_child
+
+    aeg_jupyter.Store(store_root).close()
+    src = str(tmp_path / "big.bin")
+    block = os.urandom(1 << 20)
+    outcomes = []
+    for delay in (0.0, 0.02, 0.08):
+        with open(src, "wb") as f:
+            for _ in range(300):
+                f.write(block)
+        proc = spawn_child(SAVER, store_root, src)
+        assert proc.stdout is not None
+        assert proc.stdout.readline().strip() == "go"
+        time.sleep(delay)
+        os.truncate(src, 4096)
+        out, err = proc.communicate(timeout=120)
+        assert proc.returncode == 0, f"the saving process died ({proc.returncode}): {err}"
+        outcomes.append(out.strip())
+    refused = [o for o in outcomes if o.startswith("refused")]
+    assert refused, outcomes  # the truncation came in time at least once
+    assert all("changed while it was being saved" in o for o in refused), outcomes
+    store = aeg_jupyter.Store(store_root)
+    for a in store.artifacts.list(kind="big"):  # whatever was stored is whole
+        assert store.blobs.size(a.blob_id) == a.size
+    assert store.artifacts.verify().ok
+    store.close()
