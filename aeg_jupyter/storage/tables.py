@@ -65,6 +65,7 @@ class Table:
         self.spec = spec
         self.writer = writer
         self.flush_rows = flush_rows
+        self._flush_at = flush_rows  # pending rows that trigger a flush (moved on after a failed one)
         self.fsync = fsync
         self.fs = fs
         self.dir = layout.table_dir(spec.name)
@@ -121,8 +122,16 @@ class Table:
             ) from exc
         self._spool_size += n
         self._pending.append(row)
-        if len(self._pending) >= self.flush_rows:
-            self.flush()
+        if len(self._pending) >= self._flush_at:
+            # The row is stored (its line is in the spool): a flush that fails now is not this
+            # call's failure. The rows stay spooled and the next try waits for another batch.
+            try:
+                self.flush()
+            except StoreWriteError as exc:
+                self._flush_at = len(self._pending) + self.flush_rows
+                warnings.warn(
+                    f"{exc}; the rows stay in the spool (acknowledged) and are flushed later", StoreWarning, stacklevel=3
+                )
 
     def _open_spool(self) -> None:
         path = self.layout.spool_file(self.writer, self.spec.name, self._seq)
@@ -146,9 +155,13 @@ class Table:
         self._seq += 1
         self._pending = []
         self._spool_size = 0
+        self._flush_at = self.flush_rows
         for kind in kinds:  # keep partitions to a few files: reads list and open every part
-            if len(os.listdir(self.layout.partition_dir(self.spec.name, kind))) > COMPACT_AT:
-                self.compact(kind, min_parts=COMPACT_AT // 2)
+            try:
+                if len(os.listdir(self.layout.partition_dir(self.spec.name, kind))) > COMPACT_AT:
+                    self.compact(kind, min_parts=COMPACT_AT // 2)
+            except OSError as exc:  # the rows are in Parquet: a merge can wait for the next flush
+                warnings.warn(f"could not compact {self.spec.name} ({exc}); trying again later", StoreWarning, stacklevel=2)
         return len(rows)
 
     def close(self) -> None:
@@ -163,7 +176,18 @@ class Table:
         by_kind: dict[str, list[Row]] = {}
         for r in rows:
             by_kind.setdefault(r["kind"], []).append(r)
-        written = []
+        written: list[str] = []
+        try:
+            self._write_groups(by_kind, writer, seq, written)
+        except BaseException:
+            # a part of an earlier group would differ from the next try's (more rows, another
+            # max_ts): remove it, the spool still holds its rows
+            for path in written:
+                unlink_quietly(path)
+            raise
+        return written
+
+    def _write_groups(self, by_kind: dict[str, list[Row]], writer: str, seq: int, written: list[str]) -> None:
         for kind, group in by_kind.items():
             group.sort(key=self._order_key)
             max_ts = max(r[self.spec.ts_field] for r in group)
@@ -173,7 +197,6 @@ class Table:
             final = os.path.join(pdir, str(PartName(max_ts, writer, seq)))
             self.write_part_file(self.rows_to_arrow(group), final)
             written.append(final)
-        return written
 
     def _write_kind_file(self, pdir: str, kind: str) -> None:
         """A hashed partition's ``_kind`` file, written before its first part (so no part is without it)."""
