@@ -158,7 +158,7 @@ class Lookup:
         return self._manifests[digest]
 
     def local_dir(self, ref: ArtifactRef) -> str:
-        """A local directory holding a directory artifact's files (read-only hard links)."""
+        """A local directory holding a directory artifact's files (read-only copies, never the blobs)."""
         digest, art = self.resolve(ref)
         entries = self.manifest(ref)
         dname = (art and safe_file_name(art.name)) or digest[:16]

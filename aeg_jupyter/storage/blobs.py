@@ -19,7 +19,17 @@ from typing import Any
 
 from ..base.errors import CorruptionError, InvalidInputError, NotFoundError, StoreWriteError
 from ..base.hashing import CHUNK, hash_bytes, hasher, is_hex_digest
-from .fsops import fsync_path, inside_root, link_or_copy, remove_tree, temp_file, unlink_quietly
+from .fsops import (
+    clone_file,
+    fsync_path,
+    inside_root,
+    is_symlink,
+    make_dirs,
+    remove_tree,
+    set_aside_link,
+    temp_file,
+    unlink_quietly,
+)
 from .layout import Layout
 
 READ_ONLY = stat.S_IRUSR | stat.S_IRGRP | stat.S_IROTH
@@ -47,12 +57,12 @@ def _write_error(exc: OSError, what: str) -> StoreWriteError:
 
 
 def _create_read_only(path: str) -> int:
-    """Create ``path`` (never an existing one) for writing, with read-only permissions."""
+    """Create ``path`` (never an existing one, nor through a link) for writing, with read-only permissions."""
     flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL
     try:
         return os.open(path, flags, READ_ONLY)
     except FileNotFoundError:  # the first blob under this 2-hex prefix
-        os.makedirs(os.path.dirname(path), exist_ok=True)
+        make_dirs(os.path.dirname(path))
         return os.open(path, flags, READ_ONLY)
 
 
@@ -84,7 +94,7 @@ class BlobStore:
         self.layout = layout
         self.tmp_dir = layout.writer_tmp_dir(writer)
         self.fsync = fsync
-        os.makedirs(self.tmp_dir, exist_ok=True)
+        make_dirs(self.tmp_dir)
         # temp names: unique within this writer's own tmp dir (no uuid4 per save: hot path)
         self._tmp_token = uuid.uuid4().hex[:12]
         self._tmp_seq = itertools.count()
@@ -96,21 +106,59 @@ class BlobStore:
 
     def touch(self, digest: str) -> bool:
         """Refresh a blob's mtime (``gc`` keeps recently touched blobs); False if it is missing."""
-        return self._keep_existing(self.layout.blob_path(digest))
+        return self._keep_existing(self._checked(digest))
 
     def exists(self, digest: str) -> bool:
-        return os.path.exists(self.layout.blob_path(digest))
+        path = self._checked(digest)
+        return os.path.isfile(path) and not os.path.islink(path)
 
     def size(self, digest: str) -> int:
         try:
-            return os.stat(self.layout.blob_path(digest)).st_size
+            return self._lstat(digest).st_size
         except FileNotFoundError:
             raise NotFoundError(self._missing(digest)) from None
+
+    # -- never through a link ------------------------------------------------------------------
+    def _checked(self, digest: str) -> str:
+        """The blob's path, once its 2-hex directory is known not to be a planted symlink.
+
+        NOTE: one ``lstat`` per call (hot path: the ``save_json`` budget). A link there would send
+        writes, reads and deletes out of the root: it is moved aside with a ``StoreWarning``.
+        """
+        path = self.layout.blob_path(digest)
+        fan = os.path.dirname(path)
+        try:
+            st = os.lstat(fan)
+        except FileNotFoundError:
+            return path
+        if not stat.S_ISDIR(st.st_mode):
+            set_aside_link(self.layout.root, fan)
+        return path
+
+    def _lstat(self, digest: str) -> os.stat_result:
+        """``lstat`` of a stored blob; a blob that is a symlink (or not a file) is moved aside and reads as missing."""
+        path = self._checked(digest)
+        st = os.lstat(path)
+        if not stat.S_ISREG(st.st_mode):
+            set_aside_link(self.layout.root, path)
+            raise FileNotFoundError(path)
+        return st
+
+    def _open(self, digest: str) -> int:
+        """A read fd on a stored blob, never through a symlink (``FileNotFoundError`` if missing)."""
+        path = self._checked(digest)
+        try:
+            return os.open(path, os.O_RDONLY | os.O_NOFOLLOW)
+        except OSError as exc:
+            if exc.errno != errno.ELOOP:
+                raise
+        set_aside_link(self.layout.root, path)
+        raise FileNotFoundError(path)
 
     # -- writes ------------------------------------------------------------------------------
     def _tmp_path(self) -> str:
         if not os.path.isdir(self.tmp_dir):  # removed from under us (a manual clean-up): recreate
-            os.makedirs(self.tmp_dir, exist_ok=True)
+            make_dirs(self.tmp_dir)
         return os.path.join(self.tmp_dir, f"{self._tmp_token}-{next(self._tmp_seq)}")
 
     def _keep_existing(self, final: str, size: int | None = None) -> bool:
@@ -119,7 +167,11 @@ class BlobStore:
         try:
             if not os.access(final, os.F_OK):  # the usual answer for new bytes, without raising
                 return False
-            if size is not None and os.stat(final).st_size != size:  # a short file left by a killed writer
+            st = os.lstat(final)
+            if not stat.S_ISREG(st.st_mode):  # a planted link: never counts as stored
+                set_aside_link(self.layout.root, final)
+                return False
+            if size is not None and st.st_size != size:  # a short file left by a killed writer
                 return False
             os.utime(final)
             return True
@@ -130,7 +182,7 @@ class BlobStore:
 
     def _install(self, tmp: str, digest: str, size: int) -> bool:
         """Move a finished temp file of ``size`` bytes into place; False (and temp removed) if it was already there."""
-        final = self.layout.blob_path(digest)
+        final = self._checked(digest)
         if self._keep_existing(final, size):
             unlink_quietly(tmp)
             return False
@@ -150,7 +202,7 @@ class BlobStore:
         rename, the atomic way.
         """
         digest = hash_bytes(data)
-        final = self.layout.blob_path(digest)
+        final = self._checked(digest)
         size = len(data)
         if self._keep_existing(final, size):
             return PutResult(digest, size, False)
@@ -192,7 +244,7 @@ class BlobStore:
         try:
             os.replace(tmp, final)
         except FileNotFoundError:  # the first blob under this 2-hex prefix
-            os.makedirs(os.path.dirname(final), exist_ok=True)
+            make_dirs(os.path.dirname(final))
             os.replace(tmp, final)
         if self.fsync:
             fsync_path(os.path.dirname(final))
@@ -308,7 +360,7 @@ class BlobStore:
     def read_bytes(self, digest: str, *, verify: bool = False) -> bytes:
         """The blob's bytes; with ``verify`` they are re-hashed first."""
         try:
-            with open(self.layout.blob_path(digest), "rb") as f:
+            with open(self._open(digest), "rb") as f:
                 data = f.read()
         except FileNotFoundError:
             raise NotFoundError(self._missing(digest)) from None
@@ -321,14 +373,16 @@ class BlobStore:
     def read_head(self, digest: str, limit: int) -> bytes:
         """At most the first ``limit`` bytes of a blob (previews read no more than they show)."""
         try:
-            with open(self.layout.blob_path(digest), "rb") as f:
+            with open(self._open(digest), "rb") as f:
                 return f.read(limit)
         except FileNotFoundError:
             raise NotFoundError(self._missing(digest)) from None
 
     def check(self, digest: str) -> bool:
         """Re-hash a stored blob; True when its bytes still match its name."""
-        path = self.layout.blob_path(digest)
+        path = self._checked(digest)
+        if is_symlink(path):
+            return False
         return hash_file(path, threads=True)[0] == digest
 
     def iter_blobs(self) -> Iterator[tuple[str, int, float]]:
@@ -350,25 +404,60 @@ class BlobStore:
 
     def delete(self, digest: str) -> None:
         """Remove a blob (gc only)."""
-        unlink_quietly(self.layout.blob_path(digest))
+        unlink_quietly(self._checked(digest))
 
     # -- local paths handed out (as_local_file / as_local_dir) --------------------------------
-    def materialize_file(self, digest: str, name: str) -> str:
-        """A read-only local path named ``name`` holding the blob (a hard link where possible).
+    def materialize_file(self, digest: str, name: str, *, verify: bool = False) -> str:
+        """A read-only local path named ``name`` holding the blob's bytes: its own inode, never the blob.
+
+        Made once (a reflink where the file system can, else a kernel-side copy) and kept in
+        ``files/<digest>/``. Writing through the path never reaches the blob: a copy whose size or
+        read-only mode changed is made again, and with ``verify`` the copy is re-hashed too. A
+        symlink planted there is moved aside with a ``StoreWarning``.
 
         Raises:
             NotFoundError: the blob is not stored.
             InvalidInputError: ``files/<digest>`` is a symlink leading out of the store.
         """
+        try:
+            src_st = self._lstat(digest)
+        except FileNotFoundError:
+            raise NotFoundError(self._missing(digest)) from None
         src = self.layout.blob_path(digest)
-        if not os.path.exists(src):
-            raise NotFoundError(self._missing(digest))
-        target_dir = inside_root(self.layout.root, self.layout.materialized_dir(digest))
+        target_dir = self._materialized_dir(digest)
         target = os.path.join(target_dir, name)
-        if not os.path.exists(target):
-            os.makedirs(target_dir, exist_ok=True)
-            link_or_copy(src, target, self.tmp_dir)
+        try:
+            st: os.stat_result | None = os.lstat(target)
+        except FileNotFoundError:
+            st = None
+        if st is not None and not stat.S_ISREG(st.st_mode):
+            set_aside_link(self.layout.root, target)
+            st = None
+        if (
+            st is None
+            or st.st_ino == src_st.st_ino  # a hard link to the blob (made by an older version)
+            or st.st_size != src_st.st_size
+            or st.st_mode & 0o222
+            or (verify and not self._copy_matches(target, digest))
+        ):
+            make_dirs(target_dir)
+            clone_file(src, target, self.tmp_dir)
         return target
+
+    def _materialized_dir(self, digest: str) -> str:
+        """``files/<digest>``, inside the root and not a planted symlink."""
+        path = inside_root(self.layout.root, self.layout.materialized_dir(digest))
+        if is_symlink(path):
+            set_aside_link(self.layout.root, path)
+        return path
+
+    def _copy_matches(self, path: str, digest: str) -> bool:
+        h = hasher(threads=True)
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW)
+        with open(fd, "rb") as f:
+            while chunk := f.read(CHUNK):
+                h.update(chunk)
+        return h.hexdigest() == digest
 
     def materialize_dir(self, digest: str, name: str, entries: list[dict[str, Any]]) -> str:
         """A local directory ``name`` laid out from a directory manifest's ``entries`` (read-only files).
@@ -380,8 +469,10 @@ class BlobStore:
             CorruptionError: an entry's path would leave the directory.
             NotFoundError: a file's blob is not stored.
         """
-        target = os.path.join(inside_root(self.layout.root, self.layout.materialized_dir(digest)), name)
-        if os.path.isdir(target):
+        target = os.path.join(self._materialized_dir(digest), name)
+        if is_symlink(target):
+            set_aside_link(self.layout.root, target)
+        elif os.path.isdir(target):
             return target
         staging = os.path.join(self.tmp_dir, "dir-" + uuid.uuid4().hex)
         try:
@@ -392,15 +483,16 @@ class BlobStore:
                     raise CorruptionError(f"manifest {digest} has an unsafe path {rel!r}; refusing to materialize it")
                 dest = os.path.join(staging, *parts)
                 if e["blob"] is None:
-                    os.makedirs(dest, exist_ok=True)
+                    make_dirs(dest)
                     continue
-                os.makedirs(os.path.dirname(dest), exist_ok=True)
-                src = self.layout.blob_path(e["blob"])
-                if not os.path.exists(src):
-                    raise NotFoundError(self._missing(e["blob"]))
-                link_or_copy(src, dest, self.tmp_dir)
-            os.makedirs(staging, exist_ok=True)
-            os.makedirs(os.path.dirname(target), exist_ok=True)
+                make_dirs(os.path.dirname(dest))
+                try:
+                    self._lstat(e["blob"])
+                except FileNotFoundError:
+                    raise NotFoundError(self._missing(e["blob"])) from None
+                clone_file(self.layout.blob_path(e["blob"]), dest, self.tmp_dir)
+            make_dirs(staging)
+            make_dirs(os.path.dirname(target))
             try:
                 os.rename(staging, target)
             except OSError:
@@ -417,8 +509,8 @@ class BlobStore:
     def move_aside(self, digest: str, aside: str) -> str:
         """Move a damaged blob to ``<aside>/blobs/<digest>`` (never delete it); returns the new path."""
         dest = os.path.join(aside, "blobs", digest)
-        os.makedirs(os.path.dirname(dest), exist_ok=True)
-        os.replace(self.layout.blob_path(digest), dest)
+        make_dirs(os.path.dirname(dest))
+        os.replace(self._checked(digest), dest)
         self.forget_materialized(digest)
         return dest
 

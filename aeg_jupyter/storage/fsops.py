@@ -1,5 +1,6 @@
 """File operations every storage module shares: temp files that never outlive a failure, fsync,
-link-or-copy, advisory locks, and the check that a path stays inside the store root.
+copies of their own inode, advisory locks, modes that do not depend on the umask, and the checks
+that keep every operation inside the store root (no symlink is ever followed out of it).
 
 The one pattern here is dvc-objects' ``as_atomic``: a temp name is made in a directory of the
 store's own, the caller writes it, and it is moved into place on success or removed on *any*
@@ -9,13 +10,20 @@ exception (``KeyboardInterrupt`` included), so no failure leaves a half-written 
 from __future__ import annotations
 
 import contextlib
+import errno
 import fcntl
 import os
 import shutil
+import stat
 import uuid
+import warnings
 from collections.abc import Iterator
 
-from ..base.errors import InvalidInputError
+from ..base.errors import InvalidInputError, StoreWarning
+
+DIR_MODE = 0o755  # every directory the store creates, whatever the umask (a stricter umask still applies)
+FILE_MODE = 0o644  # every table part, spool and marker file
+FICLONE = 0x40049409  # ioctl: share the extents of another file (btrfs, xfs, bcachefs): a copy in O(1)
 
 
 def unlink_quietly(path: str) -> None:
@@ -27,8 +35,28 @@ def unlink_quietly(path: str) -> None:
 
 
 def remove_tree(path: str) -> None:
-    """Remove a directory tree, ignoring what is already gone."""
+    """Remove a directory tree, ignoring what is already gone; a symlink is removed, never followed."""
+    if os.path.islink(path):
+        unlink_quietly(path)
+        return
     shutil.rmtree(path, ignore_errors=True)
+
+
+def make_dirs(path: str) -> None:
+    """``os.makedirs(path, exist_ok=True)``, every directory it creates ``DIR_MODE`` whatever the umask.
+
+    (``os.makedirs`` gives the parents it creates the umask's default mode, 0o777 under umask 000.)
+    """
+    if os.path.isdir(path):
+        return
+    parent = os.path.dirname(path)
+    if parent and parent != path and not os.path.isdir(parent):
+        make_dirs(parent)
+    try:
+        os.mkdir(path, DIR_MODE)
+    except FileExistsError:
+        if not os.path.isdir(path):
+            raise
 
 
 def fsync_path(path: str) -> None:
@@ -42,7 +70,7 @@ def fsync_path(path: str) -> None:
 
 def temp_name(tmp_dir: str, prefix: str = "tmp") -> str:
     """A new, unused name inside ``tmp_dir`` (created if it was removed from under us)."""
-    os.makedirs(tmp_dir, exist_ok=True)
+    make_dirs(tmp_dir)
     return os.path.join(tmp_dir, f"{prefix}-{uuid.uuid4().hex}")
 
 
@@ -65,11 +93,14 @@ def temp_file(tmp_dir: str, prefix: str = "tmp") -> Iterator[str]:
 
 
 @contextlib.contextmanager
-def atomic(target: str, tmp_dir: str, *, fsync: bool = False, prefix: str = "tmp") -> Iterator[str]:
+def atomic(
+    target: str, tmp_dir: str, *, fsync: bool = False, prefix: str = "tmp", mode: int = FILE_MODE
+) -> Iterator[str]:
     """Yield a temp path to write; on success it replaces ``target``, on any exception it is removed.
 
     With ``fsync`` the file and then ``target``'s directory are fsynced, so the new name survives
-    a power loss. Parent directories of ``target`` are created as needed.
+    a power loss. Parent directories of ``target`` are created as needed. The file gets ``mode``
+    (0o644 by default) whatever the umask the writer used.
 
     Example:
         >>> with atomic("/tmp/store/tables/events/part.parquet", "/tmp/store/tmp/w1") as tmp:  # doctest: +SKIP
@@ -77,24 +108,83 @@ def atomic(target: str, tmp_dir: str, *, fsync: bool = False, prefix: str = "tmp
     """
     with temp_file(tmp_dir, prefix) as tmp:
         yield tmp
+        os.chmod(tmp, mode)
         if fsync:
             fsync_path(tmp)
-        os.makedirs(os.path.dirname(target), exist_ok=True)
+        make_dirs(os.path.dirname(target))
         os.replace(tmp, target)
         if fsync:
             fsync_path(os.path.dirname(target))
 
 
-def link_or_copy(src: str, dest: str, tmp_dir: str) -> None:
-    """Hard-link ``src`` at ``dest``; where links fail (another file system), a read-only copy."""
+def clone_file(src: str, dest: str, tmp_dir: str, *, mode: int = 0o444) -> None:
+    """A copy of ``src`` at ``dest`` that is its own inode (writing it never touches ``src``).
+
+    NOTE: a reflink (``FICLONE``) where the file system shares extents, which costs no bytes and
+    no time; otherwise ``copy_file_range`` (copied inside the kernel, no trip through Python);
+    otherwise a plain read/write loop. ``dest`` appears whole or not at all, and a symlink at
+    ``dest`` is replaced, never written through.
+    """
+    with atomic(dest, tmp_dir, prefix="copy", mode=mode) as tmp:
+        sfd = os.open(src, os.O_RDONLY | os.O_NOFOLLOW)
+        try:
+            dfd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            try:
+                _copy_fd(sfd, dfd)
+            finally:
+                os.close(dfd)
+        finally:
+            os.close(sfd)
+
+
+def _copy_fd(sfd: int, dfd: int) -> None:
     try:
-        os.link(src, dest)
-    except FileExistsError:
-        pass
+        fcntl.ioctl(dfd, FICLONE, sfd)
+        return
     except OSError:
-        with atomic(dest, tmp_dir, prefix="copy") as tmp:
-            shutil.copyfile(src, tmp)
-            os.chmod(tmp, 0o444)
+        pass
+    try:
+        while os.copy_file_range(sfd, dfd, 1 << 30):
+            pass
+        return
+    except OSError as exc:
+        if exc.errno not in (errno.EXDEV, errno.ENOSYS, errno.EINVAL, errno.EOPNOTSUPP):
+            raise
+    os.lseek(sfd, 0, os.SEEK_SET)
+    os.lseek(dfd, 0, os.SEEK_SET)
+    os.ftruncate(dfd, 0)
+    while chunk := os.read(sfd, 1 << 20):
+        view = memoryview(chunk)
+        while view:
+            view = view[os.write(dfd, view) :]
+
+
+def is_symlink(path: str) -> bool:
+    """True if ``path`` itself is a symbolic link (it is not followed)."""
+    try:
+        return stat.S_ISLNK(os.lstat(path).st_mode)
+    except OSError:
+        return False
+
+
+def set_aside_link(root: str, path: str) -> str:
+    """Move a symlink planted at ``path`` (the link, not what it points to) to ``<root>/corrupt/links/``.
+
+    The store never follows a link in its own folders: a planted one is kept for whoever wants to
+    look at it, and a ``StoreWarning`` says where it went.
+    """
+    try:
+        target = os.readlink(path)
+    except OSError:
+        target = "?"
+    dest = move_aside(root, path, os.path.join(root, "corrupt", "links"))
+    warnings.warn(
+        f"a symlink planted in the store at {path} (to {target}) was moved to {dest}; "
+        "the store never follows links out of its root (remove it if you did not expect it)",
+        StoreWarning,
+        stacklevel=3,
+    )
+    return dest
 
 
 def try_lock(path: str) -> int | None:
@@ -102,7 +192,7 @@ def try_lock(path: str) -> int | None:
 
     Release it with ``os.close(fd)``.
     """
-    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, FILE_MODE)
     try:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:
@@ -113,7 +203,7 @@ def try_lock(path: str) -> int | None:
 
 def hold_lock(path: str) -> int:
     """An exclusive ``flock`` on ``path`` (created if needed), waiting for it; returns the fd."""
-    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, FILE_MODE)
     fcntl.flock(fd, fcntl.LOCK_EX)
     return fd
 
@@ -121,9 +211,13 @@ def hold_lock(path: str) -> int:
 def lock_is_free(path: str) -> bool:
     """True when no live process holds the ``flock`` on an existing ``path`` (or it is gone)."""
     try:
-        fd = os.open(path, os.O_RDWR)
+        fd = os.open(path, os.O_RDWR | os.O_NOFOLLOW)
     except FileNotFoundError:
         return True
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:  # a planted link is no live writer's lock
+            return True
+        raise
     try:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         return True
@@ -149,6 +243,8 @@ def inside_root(root: str, path: str) -> str:
 def move_aside(root: str, path: str, aside: str) -> str:
     """Move a damaged file under ``aside`` at its path relative to ``root`` (never delete it); returns the new path."""
     dest = os.path.join(aside, os.path.relpath(path, root))
-    os.makedirs(os.path.dirname(dest), exist_ok=True)
+    make_dirs(os.path.dirname(dest))
+    if os.path.lexists(dest):  # the same path set aside before: keep both
+        dest += "." + uuid.uuid4().hex[:8]
     os.replace(path, dest)
     return dest

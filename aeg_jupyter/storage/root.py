@@ -17,7 +17,18 @@ import warnings
 from collections.abc import Mapping
 
 from ..base.errors import InvalidInputError, StoreFormatError, StoreWarning
-from .fsops import hold_lock, lock_is_free, remove_tree, try_lock, unlink_quietly
+from .fsops import (
+    DIR_MODE,
+    FILE_MODE,
+    hold_lock,
+    is_symlink,
+    lock_is_free,
+    make_dirs,
+    remove_tree,
+    set_aside_link,
+    try_lock,
+    unlink_quietly,
+)
 from .layout import META_NAME, STORE_FORMAT, Layout, parse_spool_name
 from .tables import Table
 
@@ -63,6 +74,7 @@ class StoreRoot:
                     f"store {root!r} has format {fmt!r}, this aeg_jupyter reads format {STORE_FORMAT}; "
                     "upgrade with `pip install -U aeg-jupyter` or open another store"
                 )
+            self._check_known_dirs()
             return
         if os.path.isdir(root):
             strangers = [n for n in os.listdir(root) if n not in KNOWN_DIRS and not n.startswith(".")]
@@ -71,9 +83,9 @@ class StoreRoot:
                     f"{root!r} is not an aeg store (no {META_NAME}) and is not empty; "
                     "pick a new or empty directory for the store"
                 )
-        os.makedirs(root, exist_ok=True)
+        make_dirs(root)
         tmp = os.path.join(root, f".{META_NAME}.{secrets.token_hex(4)}")
-        with open(tmp, "w", encoding="utf-8") as f:
+        with open(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, FILE_MODE), "w", encoding="utf-8") as f:
             json.dump({"format": STORE_FORMAT, "hash": "blake3", "created_by": "aeg_jupyter"}, f)
         try:
             os.link(tmp, meta)  # never overwrite a marker another process wrote meanwhile
@@ -81,8 +93,28 @@ class StoreRoot:
             pass
         finally:
             os.unlink(tmp)
+        self._check_known_dirs()
+
+    def _check_known_dirs(self) -> None:
+        """Each of the store's folders is a real directory of the root (created if missing).
+
+        Raises:
+            InvalidInputError: one is a file, or a symlink (the store never follows one out of its root).
+        """
         for d in KNOWN_DIRS:
-            os.makedirs(os.path.join(root, d), exist_ok=True)
+            path = os.path.join(self.path, d)
+            if is_symlink(path):
+                raise InvalidInputError(
+                    f"{path} is a symlink (to {os.readlink(path)}); the store never follows links out of its root: "
+                    f"replace the link with a directory (move what it points to into {path}) and open the store again"
+                )
+            if os.path.lexists(path) and not os.path.isdir(path):
+                raise InvalidInputError(
+                    f"{path} should be a directory of the store but is a file; move it away "
+                    f"(e.g. `mv {path} {path}.bak`) and open the store again"
+                )
+            if not os.path.isdir(path):
+                make_dirs(path)
 
     def _claim_writer_dir(self) -> int:
         """Create ``spool/<writer>/lock`` and hold an exclusive lock on it while we live.
@@ -91,10 +123,10 @@ class StoreRoot:
         so no other process can mistake a starting writer for a dead one.
         """
         staging = os.path.join(self.layout.spool, f".new-{self.writer}")
-        os.makedirs(staging)
+        os.mkdir(staging, DIR_MODE)
         fd = hold_lock(os.path.join(staging, "lock"))
         os.rename(staging, self.layout.writer_spool_dir(self.writer))
-        os.makedirs(self.layout.writer_tmp_dir(self.writer), exist_ok=True)
+        make_dirs(self.layout.writer_tmp_dir(self.writer))
         return fd
 
     # -- dead writers ------------------------------------------------------------------------
@@ -112,6 +144,9 @@ class StoreRoot:
             if name == self.writer:
                 continue
             wdir = os.path.join(spool_root, name)
+            if is_symlink(wdir):  # a planted link: recovery would read and delete where it points
+                set_aside_link(self.path, wdir)
+                continue
             if name.startswith(".new-"):
                 # A writer that died before its directory was renamed into place (or one that is
                 # starting right now: its lock file may not exist yet, hence the age check).
@@ -119,6 +154,8 @@ class StoreRoot:
                     remove_tree(wdir)
                 continue
             lock_path = os.path.join(wdir, "lock")
+            if is_symlink(lock_path):
+                set_aside_link(self.path, lock_path)
             if not os.path.exists(lock_path):
                 remove_tree(wdir)
                 continue
@@ -180,6 +217,9 @@ def _flush_dead_spools(tables: Mapping[str, Table], writer: str, wdir: str, root
             continue
         table = tables[parsed[0]]
         path = os.path.join(wdir, fname)
+        if is_symlink(path):  # rows from outside the root are not taken in (nor is their file deleted)
+            set_aside_link(os.path.dirname(os.path.dirname(wdir)), path)
+            continue
         bad: list[bytes] = []
         rows, _ = table.read_spool(path, bad=bad)
         # de-duplicate by id: a row can only repeat if the line was written twice

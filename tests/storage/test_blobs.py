@@ -309,11 +309,12 @@ def test_iter_blobs_lists_blobs_and_ignores_strays(blobs, layout):
 
 
 # -- local paths handed out --------------------------------------------------------------------
-def test_materialize_file_is_the_blob_under_its_name(blobs, layout):
+def test_materialize_file_is_a_copy_of_the_blob_under_its_name(blobs, layout):
     put = blobs.put_bytes(b"report body")
     path = blobs.materialize_file(put.digest, "report.pdf")
     assert path == os.path.join(layout.files, put.digest, "report.pdf")
-    assert os.stat(path).st_ino == os.stat(layout.blob_path(put.digest)).st_ino
+    assert os.stat(path).st_ino != os.stat(layout.blob_path(put.digest)).st_ino  # its own inode, read-only
+    assert not os.stat(path).st_mode & 0o222
     assert _read(path) == b"report body"
     assert blobs.materialize_file(put.digest, "report.pdf") == path  # again: same path, no error
 
@@ -348,7 +349,7 @@ def test_materialize_dir_lays_out_the_manifest(blobs, layout, tree):
     assert os.path.isdir(os.path.join(out, "empty"))
     assert _read(os.path.join(out, "sub", "b.bin")) == b"\x00\x01\x02"
     a = os.path.join(out, "a.txt")
-    assert os.stat(a).st_ino == os.stat(layout.blob_path(hash_bytes(b"alpha"))).st_ino
+    assert os.stat(a).st_ino != os.stat(layout.blob_path(hash_bytes(b"alpha"))).st_ino  # a copy, not the blob
     assert os.listdir(blobs.tmp_dir) == []  # the staging directory is gone
     assert blobs.materialize_dir(manifest, "src", entries) == out
 

@@ -14,9 +14,9 @@ import pytest
 from aeg_jupyter.base.errors import InvalidInputError
 from aeg_jupyter.storage.fsops import (
     atomic,
+    clone_file,
     hold_lock,
     inside_root,
-    link_or_copy,
     lock_is_free,
     move_aside,
     remove_tree,
@@ -146,24 +146,26 @@ def test_unlink_quietly_and_remove_tree_ignore_missing(tmp_path):
     assert not f.exists()
 
 
-# -- link_or_copy ------------------------------------------------------------------------------
-def test_link_or_copy_hard_links_on_one_file_system(tmp_path, tmp_dir):
+# -- clone_file ---------------------------------------------------------------------------------
+def test_clone_file_is_a_read_only_copy_of_its_own(tmp_path, tmp_dir):
     src, dest = str(tmp_path / "src"), str(tmp_path / "dest")
     _write(src, b"payload")
-    link_or_copy(src, dest, tmp_dir)
-    assert os.stat(dest).st_ino == os.stat(src).st_ino
-    assert _read(dest) == b"payload"
+    clone_file(src, dest, tmp_dir)
+    assert os.stat(dest).st_ino != os.stat(src).st_ino  # writing dest can never change src
+    assert _read(dest) == b"payload" and os.stat(dest).st_mode & 0o777 == 0o444
+    assert os.listdir(tmp_dir) == []
 
 
-def test_link_or_copy_keeps_an_existing_dest(tmp_path, tmp_dir):
-    src, dest = str(tmp_path / "src"), str(tmp_path / "dest")
+def test_clone_file_replaces_a_symlink_at_dest_without_following_it(tmp_path, tmp_dir):
+    src, dest, victim = str(tmp_path / "src"), str(tmp_path / "dest"), str(tmp_path / "victim")
     _write(src, b"payload")
-    _write(dest, b"already here")
-    link_or_copy(src, dest, tmp_dir)  # no FileExistsError
-    assert _read(dest) == b"already here"
+    _write(victim, b"untouched")
+    os.symlink(victim, dest)
+    clone_file(src, dest, tmp_dir)
+    assert not os.path.islink(dest) and _read(dest) == b"payload" and _read(victim) == b"untouched"
 
 
-def test_link_or_copy_copies_read_only_across_file_systems(tmp_path, tmp_dir):
+def test_clone_file_copies_read_only_across_file_systems(tmp_path, tmp_dir):
     if not os.path.isdir("/dev/shm") or os.stat("/dev/shm").st_dev == os.stat(tmp_path).st_dev:
         pytest.skip("needs /dev/shm on another file system than tmp_path")
     fd, src = tempfile.mkstemp(dir="/dev/shm", prefix="aeg-test-")
@@ -171,7 +173,7 @@ def test_link_or_copy_copies_read_only_across_file_systems(tmp_path, tmp_dir):
         os.write(fd, b"across devices")
         os.close(fd)
         dest = str(tmp_path / "dest")
-        link_or_copy(src, dest, tmp_dir)
+        clone_file(src, dest, tmp_dir)
         assert _read(dest) == b"across devices"
         assert os.stat(dest).st_ino != os.stat(src).st_ino
         assert os.stat(dest).st_mode & 0o777 == 0o444
