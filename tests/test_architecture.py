@@ -19,7 +19,7 @@ import pytest
 
 PKG = "aeg_jupyter"
 PKG_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), PKG)
-LAYERS = ("base", "storage", "core", "api", "frontends")
+LAYERS = ("base", "storage", "core", "api", "frontends", "aethergraph")  # aethergraph/: optional, a top layer
 ROOT_RANK = len(LAYERS)  # the package root and its top-level modules sit above every layer
 UI_LIBRARIES = ("IPython", "ipywidgets", "traitlets")
 # front-end modules that must not import one another: (importer prefix, forbidden prefix)
@@ -35,6 +35,9 @@ SEPARATE = [
     ("frontends.commands", "frontends.magics"),
     ("frontends.commands", "frontends.cli"),
     ("frontends.cli", "frontends.panel_command"),
+    ("aethergraph", "frontends"),  # the AetherGraph backend sits beside the front ends, over api/
+    ("", "aethergraph"),  # nothing in the package imports it (the package root is module "")
+    ("demo", "aethergraph"),
 ]
 
 
@@ -232,6 +235,8 @@ CLEAN = {
         ({"frontends/cli.py": "from .magics import x\n"}, "frontends.cli must not import frontends.magics"),
         ({"frontends/panel/tab.py": "from ...frontends import magics\n"}, "frontends.panel must not import"),
         ({"frontends/magics.py": "def f():\n    import fakepkg\n"}, "upward import frontends.magics -> "),
+        ({"frontends/cli.py": "from ..aethergraph import x\n"}, "upward import frontends.cli -> aethergraph"),
+        ({"aethergraph/a.py": "from ..frontends import magics\n"}, "aethergraph must not import frontends"),
     ],
 )
 def test_the_layer_check_catches_each_broken_rule(tmp_path: object, extra: dict[str, str], expected: str) -> None:

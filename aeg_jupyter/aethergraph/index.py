@@ -1,0 +1,308 @@
+"""AetherGraph's ``AsyncArtifactIndex`` over this store's catalog, with its default index's rules.
+
+Search, best, list, get and pin answer from our catalog the way AetherGraph's default (SQLite)
+index does (see :meth:`AegArtifactIndex.search`), so AetherGraph's facade gives the same answers on
+either backend. Occurrences (its lineage log) are events of kind ``aethergraph.occurrence``.
+
+Rows are immutable: an ``upsert`` that changes an artifact's labels or metrics (a streamed writer's
+scope labels arrive that way) commits a new row for the same bytes, retires the old one, and gives
+the ``Artifact`` it was handed the new id.
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from collections.abc import Mapping
+from typing import Any
+
+from ..base.errors import AegError, NotFoundError
+from ..base.models import Artifact as AegArtifact
+from ..base.models import Provenance, ScopeFilter
+from ..base.validate import check_labels
+from ..core.events import EventLog
+from . import codec
+from .artifacts import AegArtifactStore, AetherGraphBackendError, artifact_cls, normalize_tags
+
+OCCURRENCE_KIND = "aethergraph.occurrence"  # the lineage log: one event per artifact occurrence
+_TENANT_COLUMNS = ("org_id", "user_id", "client_id", "app_id", "session_id", "run_id")
+_EVERY = 1 << 62  # "all of them" as a limit of our recent()
+
+
+class AegArtifactIndex:
+    """AetherGraph's artifact index contract (``aethergraph/contracts/storage/artifact_index.py``),
+    answered from our catalog with the rules of AetherGraph's default (SQLite) index."""
+
+    def __init__(self, store: AegArtifactStore, events: EventLog) -> None:
+        self._store = store  # for its URI aliases
+        self._arts = store.artifacts
+        self._events = events
+        self._cls = artifact_cls()
+
+    def _ag(self, art: AegArtifact) -> Any:
+        return codec.to_ag_artifact(art, self._cls)
+
+    def _ours(self, artifact_id: str) -> AegArtifact | None:
+        try:
+            return self._arts.get(artifact_id) if artifact_id else None
+        except (NotFoundError, AegError):
+            return None
+
+    async def upsert(self, a: Any) -> None:
+        """Take in an artifact: one this backend's store saved is already a row (a changed pin is a pin,
+        changed labels or metrics a new row for the same bytes); a foreign one needs its bytes here."""
+        ours = self._ours(a.artifact_id)
+        want_labels = codec.encode_labels(
+            a.labels,
+            sha256=a.sha256,
+            tool_name=a.tool_name,
+            tool_version=a.tool_version,
+            mime=a.mime,
+            preview_uri=a.preview_uri,
+            metrics=a.metrics,
+            tenant={k: getattr(a, k, None) for k in codec.TENANT},
+        )
+        want_metrics = codec.split_metrics(a.metrics)
+        if ours is not None and ours.uri == a.uri:
+            same = dict(ours.labels) == check_labels(want_labels) and dict(ours.metrics) == {
+                k: float(v) for k, v in want_metrics.items()
+            }
+            if same:
+                if ours.pinned != bool(a.pinned):
+                    self._arts.pin(ours.artifact_id, bool(a.pinned))
+                return
+        if not a.uri:
+            raise AetherGraphBackendError(f"AegArtifactIndex.upsert: artifact {a.artifact_id!r} has no uri")
+        try:
+            uri = self._store.resolve(a.uri)
+            base = self._arts.get(uri) if ours is None else ours
+        except (NotFoundError, AetherGraphBackendError) as exc:
+            raise AetherGraphBackendError(
+                f"AegArtifactIndex.upsert: the bytes of {a.uri!r} are not in this store ({exc}); "
+                "save them through context.artifacts() first"
+            ) from None
+        origin = Provenance(a.run_id, a.graph_id, a.node_id)
+        kw: dict[str, Any] = {
+            "kind": a.kind or base.kind,
+            "labels": want_labels,
+            "metrics": want_metrics,
+            "name": base.name,
+            "pin": bool(a.pinned),
+            "origin": origin,
+        }
+        if base.is_dir:
+            new = self._arts.save_dir(self._arts.local_dir(base.uri), **kw)
+        else:
+            new = self._arts.save_file(self._arts.local_file(base.uri), **kw)
+        if ours is not None:
+            if ours.pinned:
+                self._arts.pin(ours.artifact_id, False)
+            self._arts.delete(ours.artifact_id)
+        a.artifact_id = new.artifact_id  # the facade hands this object back to the graph
+        a.uri = new.uri
+
+    async def get(self, artifact_id: str) -> Any:
+        ours = self._ours(artifact_id)
+        return None if ours is None or ours.artifact_id != artifact_id else self._ag(ours)
+
+    async def list_for_run(self, run_id: str) -> list[Any]:
+        return [self._ag(a) for a in reversed(self._arts.list(where=ScopeFilter(run_id=run_id)))]
+
+    # -- search with the default index's rules --------------------------------------------------
+    def _core_filters(self, labels: Mapping[str, Any] | None) -> tuple[dict[str, Any], ScopeFilter]:
+        """What our catalog can filter on exactly (string labels, the run); the rest is checked after."""
+        core: dict[str, Any] = {}
+        run_id = None
+        for k, v in (labels or {}).items():
+            if k == "run_id":
+                run_id = str(v)
+            elif k != "tags" and k not in _TENANT_COLUMNS and isinstance(v, str) and not k.startswith(codec.PREFIX):
+                core[k] = v
+        return core, ScopeFilter(run_id=run_id)
+
+    def _sql_match(self, labels: Mapping[str, Any] | None):
+        """The default index's WHERE clause: tenant columns equal ``str(v)``; other labels match when
+        the stored label is that string (its ``labels_json LIKE '%"k": "v"%'``)."""
+        items = [(k, v) for k, v in (labels or {}).items() if k != "tags"]
+
+        def match(a: AegArtifact) -> bool:
+            lab = a.labels
+            for k, v in items:
+                if k == "run_id":
+                    if a.run_id != str(v):
+                        return False
+                elif k in _TENANT_COLUMNS:
+                    if lab.get(codec.PREFIX + k) != str(v):
+                        return False
+                elif lab.get(k) != str(v):
+                    return False
+            return True
+
+        return match
+
+    async def search(
+        self,
+        *,
+        kind: str | None = None,
+        labels: dict[str, Any] | None = None,
+        metric: str | None = None,
+        mode: str | None = None,
+        limit: int | None = None,
+        offset: int = 0,
+        pinned: bool | None = None,
+    ) -> list[Any]:
+        return self._search(
+            kind=kind, labels=labels, metric=metric, mode=mode, limit=limit, offset=offset, pinned=pinned
+        )
+
+    def _search(
+        self,
+        *,
+        kind: str | None,
+        labels: Mapping[str, Any] | None,
+        metric: str | None,
+        mode: str | None,
+        limit: int | None,
+        offset: int = 0,
+        pinned: bool | None = None,
+    ) -> list[Any]:
+        core, where = self._core_filters(labels)
+        sql = self._sql_match(labels)
+        tag_filter = normalize_tags((labels or {}).get("tags")) if labels and "tags" in labels else None
+
+        def ok(a: AegArtifact) -> bool:
+            return (pinned is None or a.pinned == bool(pinned)) and sql(a)
+
+        def tags_ok(a: AegArtifact) -> bool:
+            if not tag_filter:
+                return True
+            have = set(normalize_tags(codec.tags_of(codec.decode_labels(a.labels))) or [])
+            return all(t in have for t in tag_filter)
+
+        if not metric or not mode:
+            # ORDER BY created_at DESC LIMIT/OFFSET, then the tag filter (in that order, as the default index)
+            out: list[AegArtifact] = []
+            skip = offset
+            for a in self._arts.search(kind=kind, labels=core or None, where=where):
+                if not ok(a):
+                    continue
+                if skip:
+                    skip -= 1
+                    continue
+                out.append(a)
+                if limit is not None and len(out) >= limit:
+                    break
+            return [self._ag(a) for a in out if tags_ok(a)]
+        if kind is not None and not self._has_nonfinite(kind, metric):
+            # every value of the metric is a finite number: our ranking is the default index's order
+            # (a stable sort of newest-first rows, so ties go to the newest)
+            need = None if limit is None else limit + offset
+            found: list[AegArtifact] = []
+            for a in self._arts.iter_ranked(kind=kind, metric=metric, mode=mode, where=where, labels=core or None):
+                if ok(a) and tags_ok(a):
+                    found.append(a)
+                    if need is not None and len(found) >= need:
+                        break
+            found = found[offset:]
+            return [self._ag(a) for a in found]
+        # NaN or inf among the values (or no kind): the default index's own sort, on the same rows
+        rows = [
+            self._ag(a) for a in self._arts.search(kind=kind, labels=core or None, where=where) if ok(a) and tags_ok(a)
+        ]
+        rows = [r for r in rows if metric in (r.metrics or {})]
+        rows.sort(key=lambda r: r.metrics[metric], reverse=(mode == "max"))
+        if offset:
+            rows = rows[offset:]
+        return rows if limit is None else rows[:limit]
+
+    def _has_nonfinite(self, kind: str, metric: str) -> bool:
+        return bool(self._arts.search(kind=kind, labels={codec.NONFINITE + metric: True}, limit=1))
+
+    async def best(self, *, kind: str, metric: str, mode: str, filters: dict[str, Any] | None = None) -> Any:
+        rows = self._search(kind=kind, labels=filters, metric=metric, mode=mode, limit=1)
+        return rows[0] if rows else None
+
+    async def pin(self, artifact_id: str, pinned: bool = True) -> None:
+        ours = self._ours(artifact_id)
+        if ours is None:
+            return  # as the default index: an UPDATE that matches no row
+        self._arts.pin(ours.artifact_id, pinned)
+
+    # -- occurrences: an append-only lineage log, as events of our store ------------------------
+    async def record_occurrence(self, a: Any, extra_labels: dict | None = None) -> None:
+        labels = {**(a.labels or {}), **(extra_labels or {})}
+        occ = {
+            "occurrence_id": str(a.occurrence_id or uuid.uuid4().hex),
+            "artifact_id": a.artifact_id,
+            "run_id": a.run_id,
+            "graph_id": a.graph_id,
+            "node_id": a.node_id,
+            "tool_name": a.tool_name,
+            "tool_version": a.tool_version,
+            "created_at": _iso(a.created_at),
+            "labels": labels,
+            "kind": a.kind,
+            "mime": a.mime,
+            "bytes": a.bytes,
+            "uri": a.uri,
+            "preview_uri": a.preview_uri,
+            "session_id": a.session_id,
+        }
+        self._events.record(
+            OCCURRENCE_KIND,
+            json.dumps(occ, ensure_ascii=False, default=str),
+            topic=a.session_id or None,
+            origin=Provenance(a.run_id, a.graph_id, a.node_id),
+        )
+
+    def _occurrences(self, match, limit: int | None, offset: int) -> list[Any]:
+        evs = self._events.recent(kinds=[OCCURRENCE_KIND], limit=_EVERY)
+        out = []
+        for ev in reversed(evs):  # newest first, as the default index
+            occ = json.loads(ev.text or "{}")
+            if match(occ):
+                out.append(occ)
+        out = out[offset:] if offset else out
+        out = out if limit is None else out[:limit]
+        return [self._occurrence_artifact(o) for o in out]
+
+    def _occurrence_artifact(self, o: dict[str, Any]) -> Any:
+        cur = self._ours(o["artifact_id"])
+        cur_ag = self._ag(cur) if cur is not None and cur.artifact_id == o["artifact_id"] else None
+        labels = dict(o.get("labels") or {})
+        return self._cls(
+            artifact_id=o["artifact_id"],
+            run_id=o.get("run_id"),
+            graph_id=o.get("graph_id"),
+            node_id=o.get("node_id"),
+            tool_name=o.get("tool_name"),
+            tool_version=o.get("tool_version"),
+            kind=o.get("kind") or (cur_ag.kind if cur_ag else None),
+            sha256=cur_ag.sha256 if cur_ag else o["artifact_id"],
+            bytes=o.get("bytes") if o.get("bytes") is not None else (cur_ag.bytes if cur_ag else None),
+            mime=o.get("mime") or (cur_ag.mime if cur_ag else None),
+            created_at=o.get("created_at"),
+            labels=labels or (cur_ag.labels if cur_ag else {}),
+            tags=codec.tags_of(labels),
+            metrics=cur_ag.metrics if cur_ag else None,
+            pinned=cur_ag.pinned if cur_ag else False,
+            uri=o.get("uri") or (cur_ag.uri if cur_ag else None),
+            preview_uri=o.get("preview_uri") or (cur_ag.preview_uri if cur_ag else None),
+            session_id=o.get("session_id"),
+            occurrence_id=o.get("occurrence_id"),
+        )
+
+    async def list_occurrences_for_run(self, run_id: str, *, limit: int | None = None, offset: int = 0) -> list[Any]:
+        return self._occurrences(lambda o: o.get("run_id") == run_id, limit, offset)
+
+    async def list_occurrences_for_session(
+        self, session_id: str, *, limit: int | None = None, offset: int = 0
+    ) -> list[Any]:
+        return self._occurrences(lambda o: o.get("session_id") == session_id, limit, offset)
+
+
+def _iso(v: Any) -> Any:
+    return v.isoformat() if hasattr(v, "isoformat") else v
+
+
+__all__ = ["OCCURRENCE_KIND", "AegArtifactIndex"]
