@@ -70,8 +70,15 @@ def test_best_and_search(filled: dict[str, Any], capsys: Any) -> None:
     assert code == 0
     assert out.splitlines()[0] == f"id       {filled['ckpts'][1].artifact_id}"
     assert "metrics  val_acc=0.9" in out
-    code, out, _ = aeg(capsys, "--store", filled["root"], "best", "checkpoint", "--metric", "bleu")
-    assert (code, out) == (1, "no 'checkpoint' artifact has the metric 'bleu' in scope 'all'\n")
+    code, out, err = aeg(capsys, "--store", filled["root"], "best", "checkpoint", "--metric", "bleu")
+    assert (code, out) == (1, "")
+    assert err == "aeg best: no 'checkpoint' artifact has the metric 'bleu'; (metrics of 'checkpoint': val_acc)\n"
+    code, out, err = aeg(capsys, "--store", filled["root"], "best", "checkpoint", "--metric", "val_acc", "--max",
+                         "--label", "exp=Z")  # fmt: skip
+    assert (code, out) == (1, "")
+    assert (
+        err == "aeg best: no artifacts of kind 'checkpoint' with the metric 'val_acc' and labels exp=Z in scope 'all'\n"
+    )
     code, out, _ = aeg(capsys, "--store", filled["root"], "search", "--label", "exp=A", "--metric", "val_acc")
     assert [ln.split()[0] for ln in out.splitlines()[1:]] == [
         filled["ckpts"][2].artifact_id,

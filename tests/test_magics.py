@@ -422,8 +422,8 @@ def test_best(ip: Any, checkpoints: list[Artifact], capsys: Any) -> None:
     assert aeg(ip, "best checkpoint --metric val_acc --label exp=A") == checkpoints[2]
     assert aeg(ip, "best checkpoint --metric loss --min --scope run") == checkpoints[1]
     capsys.readouterr()
-    assert aeg(ip, "best checkpoint --metric bleu") is None
-    assert capsys.readouterr().out == "no 'checkpoint' artifact has the metric 'bleu' in scope 'all'\n"
+    with pytest.raises(UsageError, match=r"^%aeg best: no 'checkpoint' artifact has the metric 'bleu'; "):
+        aeg(ip, "best checkpoint --metric bleu")
     aeg(ip, "run new later")
     assert aeg(ip, "best checkpoint --metric val_acc --scope run") is None
 
@@ -595,8 +595,8 @@ def test_track_runs_top_level_await_and_magics_inside(ip: Any) -> None:
          "or `%aeg list`"),
         ("pin", "%aeg pin: the following arguments are required: ID; e.g. `%aeg pin 01J8Z3QK` "
          "(`%aeg pin -h` lists the options)"),
-        ("log note a=1 loose", "%aeg log: 'loose' is not KEY=VALUE; write every field as key=value, "
-         "e.g. `%aeg log note epoch=1 loss=0.25`"),
+        ("log note a=1 loose", "%aeg log: 'loose' is not KEY=VALUE; every field is key=value, "
+         "e.g. `%aeg log note epoch=1 loss=0.25` (a message: `%aeg log note text=\"...\"`)"),
         ('log note "unclosed', "%aeg: cannot split this line (No closing quotation); close the quote or escape it"),
         ("run old", "%aeg run: argument action: invalid choice: 'old' (choose from 'new'); "
          "e.g. `%aeg run new sweep-2` (`%aeg run -h` lists the options)"),

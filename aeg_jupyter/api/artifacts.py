@@ -8,11 +8,13 @@ from __future__ import annotations
 
 import asyncio
 import os
+import warnings
 from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
 from datetime import timedelta
 from typing import Any, Protocol
 
+from ..base.errors import ScopeHint
 from ..base.models import Artifact, Provenance, Scope, ScopeFilter
 from ..core.artifacts import ArtifactList, ArtifactRef, ArtifactStore, ArtifactWriter, GcReport, Mode, VerifyReport
 
@@ -148,7 +150,10 @@ class Artifacts:
     ) -> ArtifactList:
         """Filter by kind, labels (exact) and scope; rank by ``metric`` when given."""
         where = self.context.scope(scope)
-        return self.artifacts.search(kind=kind, labels=labels, metric=metric, mode=mode, where=where, limit=limit)
+        found = self.artifacts.search(kind=kind, labels=labels, metric=metric, mode=mode, where=where, limit=limit)
+        if not found and scope != "all":
+            self._hint("search", scope, kind=kind, labels=labels, metric=metric)
+        return found
 
     async def best(
         self,
@@ -160,13 +165,39 @@ class Artifacts:
         filters: Mapping[str, Any] | None = None,
     ) -> Artifact | None:
         """The best artifact of ``kind`` by ``metric`` (``None`` if none has it)."""
-        return self.artifacts.best(
-            kind=kind, metric=metric, mode=mode, where=self.context.scope(scope), filters=filters
-        )
+        art = self.artifacts.best(kind=kind, metric=metric, mode=mode, where=self.context.scope(scope), filters=filters)
+        if art is None and scope != "all":
+            self._hint("best", scope, kind=kind, labels=filters, metric=metric)
+        return art
 
     async def list(self, *, scope: Scope = "run", kind: str | None = None, limit: int | None = None) -> ArtifactList:
         """Everything in scope, newest first. ``await arts.list(scope="run")``"""
-        return self.artifacts.list(kind=kind, where=self.context.scope(scope), limit=limit)
+        found = self.artifacts.list(kind=kind, where=self.context.scope(scope), limit=limit)
+        if not found and scope != "all":
+            self._hint("list", scope, kind=kind)
+        return found
+
+    def _hint(
+        self,
+        call: str,
+        scope: str,
+        *,
+        kind: str | None,
+        labels: Mapping[str, Any] | None = None,
+        metric: str | None = None,
+    ) -> None:
+        """Warn (:class:`~aeg_jupyter.base.errors.ScopeHint`) when ``scope="all"`` holds what ``scope`` did not."""
+        n = count_in_all(self.artifacts, kind=kind, labels=labels, metric=metric)
+        if n:
+            asked = ", ".join(
+                f"{k}={v!r}" for k, v in (("kind", kind), ("metric", metric), ("labels", labels)) if v is not None
+            )
+            warnings.warn(
+                f"arts.{call}({asked}) found nothing in scope={scope!r}, but {n} artifact{'s' if n != 1 else ''} "
+                f"match in scope='all' (earlier runs, other notebooks): pass scope='all' to get them",
+                ScopeHint,
+                stacklevel=3,
+            )
 
     async def pin(self, artifact_id: ArtifactRef, pinned: bool = True) -> Artifact:
         """Keep an artifact forever (``gc`` never collects it)."""
@@ -196,3 +227,22 @@ class Artifacts:
     async def verify(self, *, repair: bool = False) -> VerifyReport:
         """Re-hash every blob and report corruption."""
         return await asyncio.to_thread(self.artifacts.verify, repair=repair)
+
+
+def count_in_all(
+    artifacts: ArtifactStore,
+    *,
+    kind: str | None = None,
+    labels: Mapping[str, Any] | None = None,
+    metric: str | None = None,
+) -> int:
+    """How many live artifacts match in ``scope="all"``: asked only after a scoped answer came back empty.
+
+    Example:
+        >>> count_in_all(context.store.artifacts, kind="config")     # doctest: +SKIP
+        2
+    """
+    return len(artifacts.search(kind=kind, labels=labels, metric=metric, mode="max" if metric else None, limit=None))
+
+
+__all__ = ["Artifacts", "count_in_all"]

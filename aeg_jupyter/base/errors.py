@@ -47,3 +47,7 @@ class PickleNotAllowedError(AegError):
 
 class StoreWarning(UserWarning):
     """Something in the store was damaged and skipped; the message names the file."""
+
+
+class ScopeHint(UserWarning):
+    """An empty answer in one scope while ``scope="all"`` holds matches; the message gives the count and the call."""

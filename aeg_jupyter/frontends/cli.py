@@ -121,7 +121,7 @@ def main(argv: list[str] | None = None) -> int:
     except AegError as exc:
         print(f"{PREFIX}: {exc}", file=sys.stderr)
         return 1
-    session = Session(context, prefix=PREFIX, default_scope="all", _parsers=parsing._parsers)
+    session = Session(context, prefix=PREFIX, default_scope="all", notes=sys.stderr, _parsers=parsing._parsers)
     try:
         result = cmd.run(session, args)
     except CommandError as exc:

@@ -3,8 +3,10 @@
 
 from __future__ import annotations
 
+import warnings
 from typing import Any
 
+import pandas as pd
 import pytest
 from IPython.core.error import UsageError
 
@@ -115,3 +117,102 @@ def test_log_refuses_a_key_given_twice_and_keeps_the_kind_alone_form(ip: Any) ->
         aeg(ip, "log train_log epoch=1 epoch=2")
     assert aeg(ip, "log marker").data is None
     assert aeg(ip, 'log note text="done, all good"').data == {"text": "done, all good"}
+
+
+# -- 5: an empty answer says what another scope holds ------------------------------------------
+def _restart(ip: Any) -> None:
+    """A new run, as after a kernel restart (the store keeps what earlier runs saved)."""
+    aeg(ip, "run new after-restart")
+
+
+@pytest.fixture
+def saved(ip: Any) -> list[Artifact]:
+    cell(ip, "cfg = {'lr': 0.1}")
+    arts = [aeg(ip, "save cfg --kind config")]
+    for acc in (0.7, 0.9):
+        cell(ip, f"w = {{'acc': {acc}}}")
+        arts.append(aeg(ip, f"save w --kind checkpoint --label exp=A --metric val_acc={acc}"))
+    return arts
+
+
+def test_api_empty_answers_warn_with_the_count_in_scope_all(ip: Any, saved: list[Artifact]) -> None:
+    from aeg_jupyter.base.errors import ScopeHint
+
+    _restart(ip)
+    arts = ctx(ip).artifacts()
+    with pytest.warns(ScopeHint) as hints:
+        assert cell(ip, "await context.artifacts().best(kind='checkpoint', metric='val_acc', mode='max')") is None
+        assert cell(ip, "await context.artifacts().search(kind='config')") == []
+        assert cell(ip, "await context.artifacts().list()") == []
+    assert [str(h.message) for h in hints] == [
+        "arts.best(kind='checkpoint', metric='val_acc') found nothing in scope='run', but 2 artifacts match in "
+        "scope='all' (earlier runs, other notebooks): pass scope='all' to get them",
+        "arts.search(kind='config') found nothing in scope='run', but 1 artifact match in scope='all' (earlier runs, "
+        "other notebooks): pass scope='all' to get them",
+        "arts.list() found nothing in scope='run', but 3 artifacts match in scope='all' (earlier runs, other "
+        "notebooks): pass scope='all' to get them",
+    ]
+    assert cell(ip, "await context.artifacts().best(kind='checkpoint', metric='val_acc', scope='all')") == saved[2]
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # nothing anywhere, or an answer: no hint
+        assert cell(ip, "await context.artifacts().search(kind='report')") == []
+        assert cell(ip, "await context.artifacts().search(kind='config', scope='all')") == [saved[0]]
+    del arts
+
+
+def test_magics_empty_answers_note_the_count_in_scope_all(ip: Any, saved: list[Artifact], capsys: Any) -> None:
+    _restart(ip)
+    capsys.readouterr()
+    assert aeg(ip, "best checkpoint --metric val_acc --max --scope run") is None
+    df = aeg(ip, "search config --scope run")
+    listed = aeg(ip, "list --scope run")
+    assert capsys.readouterr().out.splitlines() == [
+        "%aeg best: nothing in scope 'run'; 2 match in scope 'all' (other runs or notebooks): add `--scope all`",
+        "%aeg search: nothing in scope 'run'; 1 match in scope 'all' (other runs or notebooks): add `--scope all`",
+        "%aeg list: nothing in scope 'run'; 3 match in scope 'all' (other runs or notebooks): add `--scope all`",
+    ]
+    assert df.empty and listed.empty
+    assert aeg(ip, "best checkpoint --metric val_acc --max") == saved[2]  # the magics' default scope is all
+
+
+# -- 6: names that do not exist are named, with a did-you-mean --------------------------------
+@pytest.mark.parametrize(
+    ("line", "message"),
+    [
+        ("best chekpoint --metric val_acc",
+         "%aeg best: no artifacts of kind 'chekpoint'; did you mean 'checkpoint'? (kinds: checkpoint, config)"),
+        ("best checkpoint --metric val_accuracy --max",
+         "%aeg best: no 'checkpoint' artifact has the metric 'val_accuracy'; did you mean 'val_acc'? "
+         "(metrics of 'checkpoint': val_acc)"),
+        ("best report --metric val_acc", "%aeg best: no artifacts of kind 'report'; (kinds: checkpoint, config)"),
+        ("leaderboard chekpoint --metric val_acc",
+         "%aeg leaderboard: no artifacts of kind 'chekpoint'; did you mean 'checkpoint'? (kinds: checkpoint, config)"),
+        ("leaderboard checkpoint --metric val_acc --max --by nosuchlabel",
+         "%aeg leaderboard: no 'checkpoint' artifact has the label 'nosuchlabel' to group by (--by); (labels: exp)"),
+        ("leaderboard checkpoint --metric val_acc --max --by ex",
+         "%aeg leaderboard: no 'checkpoint' artifact has the label 'ex' to group by (--by); did you mean 'exp'? "
+         "(labels: exp)"),
+    ],
+)  # fmt: skip
+def test_unknown_kinds_metrics_and_labels_are_named(ip: Any, saved: list[Artifact], line: str, message: str) -> None:
+    with pytest.raises(UsageError) as err:
+        aeg(ip, line)
+    assert str(err.value) == message
+
+
+def test_a_filter_that_matches_nothing_returns_the_documented_columns(
+    ip: Any, saved: list[Artifact], capsys: Any
+) -> None:
+    capsys.readouterr()
+    df = aeg(ip, "search chekpoint --all-columns")
+    assert isinstance(df, pd.DataFrame) and df.empty
+    assert list(df.columns)[:3] == ["artifact_id", "kind", "name"]
+    assert aeg(ip, "search checkpoint --label exp=Z").empty
+    assert aeg(ip, "list nothing_here").empty
+    assert aeg(ip, "best checkpoint --metric val_acc --max --label exp=Z") is None
+    assert capsys.readouterr().out.splitlines() == [
+        "%aeg search: no artifacts of kind 'chekpoint'; did you mean 'checkpoint'? (kinds: checkpoint, config)",
+        "%aeg search: no artifacts of kind 'checkpoint' with labels exp=Z in scope 'all'",
+        "%aeg list: no artifacts of kind 'nothing_here'; (kinds: checkpoint, config)",
+        "%aeg best: no artifacts of kind 'checkpoint' with the metric 'val_acc' and labels exp=Z in scope 'all'",
+    ]

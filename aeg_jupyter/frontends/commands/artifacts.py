@@ -20,6 +20,7 @@ from ...base.errors import PickleNotAllowedError
 from ...base.models import Artifact
 from ...base.validate import Mode, check_mode
 from ...core.serialize import SAVABLE, decode, encode, is_pickle
+from .hints import check_label, check_ranked, nothing_found
 from .parsing import CommandError, CommandParser, _labels, _limit, _mode, _scope, metric_pair
 from .registry import subcommand
 from .session import Session
@@ -137,10 +138,11 @@ def run_best(s: Session, a: argparse.Namespace) -> Artifact | None:
     Example: ``%aeg best checkpoint --metric val_acc --max``
     """
     scope = a.scope or s.default_scope
+    check_ranked(s, a.kind, a.metric)  # a kind or metric no artifact has: say which exist
     mode = _direction(s, a, "best")
     art = s.artifacts.best(kind=a.kind, metric=a.metric, mode=mode, where=s.where(scope), filters=dict(a.label) or None)
     if art is None:
-        print(f"no {a.kind!r} artifact has the metric {a.metric!r} in scope {scope!r}")
+        s.note(nothing_found(s, "best", scope, kind=a.kind, metric=a.metric, labels=dict(a.label) or None))
     return art
 
 
@@ -173,6 +175,9 @@ def run_search(s: Session, a: argparse.Namespace) -> Any:
         kind=a.kind, labels=dict(a.label) or None, metric=a.metric, mode=a.mode, where=s.where(a.scope),
         limit=s.limit(a.limit),
     )  # fmt: skip
+    if not found:
+        scope = a.scope or s.default_scope
+        s.note(nothing_found(s, "search", scope, kind=a.kind, metric=a.metric, labels=dict(a.label) or None))
     return artifacts_frame(found)
 
 
@@ -192,7 +197,10 @@ def run_list(s: Session, a: argparse.Namespace) -> Any:
     """
     from ...core.frames import artifacts_frame
 
-    return artifacts_frame(s.artifacts.list(kind=a.kind, where=s.where(a.scope), limit=s.limit(a.limit)))
+    found = s.artifacts.list(kind=a.kind, where=s.where(a.scope), limit=s.limit(a.limit))
+    if not found:
+        s.note(nothing_found(s, "list", a.scope or s.default_scope, kind=a.kind))
+    return artifacts_frame(found)
 
 
 @subcommand("pin", "pin an artifact so gc never collects it", "pin 01J8Z3QK", _id_arg, takes_id=True)
@@ -230,6 +238,9 @@ def run_leaderboard(s: Session, a: argparse.Namespace) -> Any:
     """
     from ...core.leaderboard import leaderboard
 
+    check_ranked(s, a.kind, a.metric)
+    if a.by is not None:
+        check_label(s, a.kind, a.by, "to group by (--by)")
     return leaderboard(
         s.artifacts, kind=a.kind, metric=a.metric, mode=_direction(s, a, "leaderboard"), where=s.where(a.scope),
         labels=dict(a.label) or None, group_by=a.by, limit=s.limit(a.limit),

@@ -17,9 +17,11 @@ Example:
 from __future__ import annotations
 
 import argparse
+import difflib
 import json
 import math
 import shlex
+from collections.abc import Iterable
 from typing import Any, NoReturn
 
 from ...base.models import SCOPES
@@ -76,6 +78,17 @@ def split_line(line: str, prefix: str = "%aeg") -> list[str]:
         return shlex.split(line)
     except ValueError as exc:
         raise CommandError(f"{prefix}: cannot split this line ({exc}); close the quote or escape it") from None
+
+
+def did_you_mean(name: str, choices: Iterable[str], *, quote: str = "'") -> str:
+    """``"did you mean 'x'? "`` for the nearest of ``choices``, or ``""`` when none is near.
+
+    Example:
+        >>> did_you_mean("val_accuracy", ["loss", "val_acc"])
+        "did you mean 'val_acc'? "
+    """
+    close = difflib.get_close_matches(name, list(choices), n=1)
+    return f"did you mean {quote}{close[0]}{quote}? " if close else ""
 
 
 # -- argument types ------------------------------------------------------------------------------
@@ -204,6 +217,7 @@ __all__ = [
     "CommandError",
     "CommandParser",
     "HelpShown",
+    "did_you_mean",
     "duration",
     "label_pair",
     "metric_pair",

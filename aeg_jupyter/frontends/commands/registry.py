@@ -17,12 +17,11 @@ Example:
 from __future__ import annotations
 
 import argparse
-import difflib
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
-from .parsing import CommandError, CommandParser, HelpShown
+from .parsing import CommandError, CommandParser, HelpShown, did_you_mean
 from .session import Session
 
 Runner = Callable[[Session, argparse.Namespace], Any]
@@ -52,7 +51,7 @@ class Command:
 # The order `help` lists the subcommands in (a name registered but not listed here comes last).
 ORDER: tuple[str, ...] = (
     "save", "load", "path", "show", "recent", "log", "best", "search", "list", "pin", "unpin", "gc", "verify",
-    "leaderboard", "panel", "runs", "run", "status", "help", "track",
+    "leaderboard", "panel", "plot", "compare", "runs", "run", "status", "help", "track",
 )  # fmt: skip
 # Subcommands a kernel front end registers (the magics: `panel`); elsewhere they need a kernel.
 KERNEL_REGISTERED: tuple[str, ...] = ("panel",)
@@ -133,8 +132,7 @@ def find_command(s: Session, name: str) -> Command:
     if name in KERNEL_REGISTERED:
         raise CommandError(f"{s.prefix}: `{name}` comes with the magics; type `%load_ext aeg_jupyter` first")
     names = [c.name for c in commands_for(s)] + [a for a, n in ALIASES.items() if COMMANDS[n] in commands_for(s)]
-    close = difflib.get_close_matches(name, names, n=1)
-    guess = f"did you mean `{s.prefix} {close[0]}`? " if close else ""
+    guess = did_you_mean(name, names, quote="`").replace("`", f"`{s.prefix} ", 1)
     raise CommandError(f"{s.prefix}: unknown subcommand {name!r}; {guess}`{s.prefix} help` lists them")
 
 

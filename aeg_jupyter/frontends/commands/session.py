@@ -8,9 +8,10 @@ Example:
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TextIO
 
 from .parsing import CommandParser
 
@@ -35,6 +36,7 @@ class Session:
         parser_class: the parser class whose ``error()`` reports mistakes for this front end.
         cell: the cell body for ``%%aeg track`` (``None`` for a line).
         execute: runs a cell body and returns its value (given by the magics).
+        notes: where one-line notes go (an empty answer's hint): stdout, or stderr in the CLI.
 
     Example:
         >>> Session(None, prefix="aeg").typed("gc")
@@ -50,6 +52,7 @@ class Session:
     cell: str | None = None
     execute: Callable[[str], Any] | None = None
     cell_raised: bool = False
+    notes: TextIO | None = None
     _parsers: dict[str, CommandParser] = field(default_factory=dict, repr=False)
 
     @property
@@ -73,6 +76,10 @@ class Session:
     def limit(self, n: int | None) -> int:
         """``-n`` if given, else the display limit."""
         return self.display_limit if n is None else n
+
+    def note(self, text: str) -> None:
+        """Print a one-line note (why an answer is empty) where this front end shows notes."""
+        print(text, file=self.notes or sys.stdout)
 
     def typed(self, cmd: str) -> str:
         """How ``cmd`` is typed in this front end, e.g. ``%aeg best``."""
