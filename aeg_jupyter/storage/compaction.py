@@ -17,6 +17,7 @@ import pyarrow.parquet as pq
 
 from .fsops import try_lock
 from .layout import Layout, Part, PartName
+from .schemas import conform, schema_problem
 
 
 class _Spec(Protocol):
@@ -56,8 +57,8 @@ def compact_partition(table: PartTable, kind: str, *, min_parts: int = 16, max_r
         small: list[Part] = []
         total = 0
         for p in sorted(parts, key=lambda p: p.name.max_ts):
-            n = _part_rows(table.fs, p.path)
-            if n is None or n >= max_rows:
+            n = _part_rows(table.fs, p.path, table.spec)
+            if n is None or n >= max_rows:  # unreadable or foreign parts stay for `verify --repair`
                 continue
             if total + n > max_rows:
                 break
@@ -81,7 +82,7 @@ def compact_partition(table: PartTable, kind: str, *, min_parts: int = 16, max_r
             tables = []
             for p in small:
                 with table.fs.open_input_file(p.path) as f:
-                    tables.append(pq.ParquetFile(f).read())
+                    tables.append(conform(pq.ParquetFile(f).read(), table.spec))
             merged = pa.concat_tables(tables).combine_chunks()
             ids = merged.column(table.spec.id_field).to_pylist()
             keep, seen = [], set()
@@ -129,9 +130,13 @@ def _disjoint(ranges: list[tuple[int, int] | None]) -> bool:
     return all(b[0] > a[1] for a, b in itertools.pairwise(known))
 
 
-def _part_rows(fs: pafs.FileSystem, path: str) -> int | None:
+def _part_rows(fs: pafs.FileSystem, path: str, spec: _Spec) -> int | None:
+    """Rows of a part, from its footer; ``None`` if it is unreadable or its schema does not fit."""
     try:
         with fs.open_input_file(path) as f:
-            return pq.ParquetFile(f).metadata.num_rows
+            pf = pq.ParquetFile(f)
+            if schema_problem(pf.schema_arrow, spec) is not None:  # type: ignore[arg-type]
+                return None
+            return pf.metadata.num_rows
     except (OSError, pa.ArrowException):
         return None

@@ -10,6 +10,7 @@ as an external engine sees it. Adding a column means: the schema here, the row b
 from __future__ import annotations
 
 import json
+import re
 import warnings
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -132,6 +133,75 @@ _ROW_TYPES = {
 }
 
 
+def _fits(have: pa.DataType, want: pa.DataType) -> bool:
+    """True when a column of type ``have`` reads as ``want`` without guessing (same kind of value)."""
+    if have == want or pa.types.is_null(have):
+        return True
+    if pa.types.is_integer(want):
+        return pa.types.is_integer(have)
+    if pa.types.is_timestamp(want):
+        return pa.types.is_timestamp(have)
+    if pa.types.is_string(want):
+        return pa.types.is_large_string(have)
+    return False
+
+
+def schema_problem(schema: pa.Schema, spec: TableSpec, columns: list[str] | None = None) -> str | None:
+    """What keeps a part of this ``schema`` from being read as ``spec``'s table (``None``: it fits).
+
+    A part must have the id and time columns; every column the schema knows must be of its type
+    (or one that reads as it: int32 for int64, a null column); a missing column reads as nulls.
+    ``columns`` checks only those (a read of some columns).
+    """
+    names = schema.names
+    if columns is None:
+        for key in (spec.id_field, spec.ts_field):
+            if key not in names:
+                return f"no {key!r} column"
+    for f in spec.schema:
+        if (columns is None or f.name in columns) and f.name in names:
+            have = schema.field(names.index(f.name)).type
+            if not _fits(have, f.type):
+                return f"its column {f.name!r} is {have}, not {f.type}"
+    return None
+
+
+def conform(table: pa.Table, spec: TableSpec, *, columns: list[str] | None = None) -> pa.Table:
+    """A part's Arrow table in ``spec``'s schema: missing columns as nulls, compatible types cast.
+
+    Raises:
+        ValueError: the part does not fit (a foreign schema, or rows without id or time); the
+            message says why.
+    """
+    if columns is None:
+        if not table.schema.equals(spec.schema):
+            problem = schema_problem(table.schema, spec)
+            if problem is not None:
+                raise ValueError(problem)
+            table = _with_fields(table, list(spec.schema))
+        if table.column(spec.id_field).null_count or table.column(spec.ts_field).null_count:
+            raise ValueError(f"rows without {spec.id_field!r} or {spec.ts_field!r}")
+        return table
+    if not columns or table.schema.equals(pa.schema([spec.schema.field(c) for c in columns])):
+        return table
+    problem = schema_problem(table.schema, spec, columns)
+    if problem is not None:
+        raise ValueError(problem)
+    return _with_fields(table, [spec.schema.field(c) for c in columns])
+
+
+def _with_fields(table: pa.Table, fields: list[pa.Field]) -> pa.Table:
+    """``table`` with exactly ``fields``: columns cast to their type, missing ones as nulls."""
+    arrays = []
+    for f in fields:
+        if f.name not in table.column_names:
+            arrays.append(pa.nulls(table.num_rows, f.type))
+            continue
+        col = table.column(f.name)
+        arrays.append(col if col.type == f.type else col.cast(f.type))
+    return pa.Table.from_arrays(arrays, schema=pa.schema(fields))
+
+
 def bad_row(spec: TableSpec, row: Any) -> str | None:
     """What is wrong with a spool row of ``spec``'s table, or ``None`` if it fits the schema.
 
@@ -155,6 +225,7 @@ def bad_row(spec: TableSpec, row: Any) -> str | None:
         if want is not None and v is not None and v.__class__ not in want:
             return f"{k!r} is {type(v).__name__}, not {want[0].__name__}"
     return None if row["kind"] else "an empty 'kind'"
+
 
 _encode = json_encoder()  # json.dumps(obj, ensure_ascii=False)
 _encode_ascii = json_encoder(ascii=True)  # json.dumps(obj)
@@ -202,7 +273,7 @@ def row_to_artifact(row: Row, where: str = "a spool") -> Artifact:
         uri=row["uri"],
         kind=row["kind"],
         labels=decode_object(row.get("labels"), where),
-        metrics=decode_object(row.get("metrics"), where),
+        metrics=decode_metrics([row.get("metrics")], where)[0],
         preview_uri=row.get("preview_uri"),
         pinned=bool(row.get("pinned")),
         created_at=ts_to_datetime(row["created_at"]),
@@ -233,7 +304,7 @@ def artifacts_from_table(table: pa.Table, kind: str, where: str) -> list[Artifac
         map(
             Artifact,
             col("artifact_id"), col("uri"), [kind] * n,
-            decode_objects(col("labels"), where), decode_objects(col("metrics"), where),
+            decode_objects(col("labels"), where), decode_metrics(col("metrics"), where),
             col("preview_uri"), [bool(p) for p in col("pinned")], [ts_to_datetime(t) for t in micros],
             [s or 0 for s in col("size")], col("name"), col("mime"),
             col("run_id"), col("graph_id"), col("node_id"),
@@ -250,6 +321,31 @@ def decode_objects(texts: list[str | None], where: str) -> list[dict[str, Any]]:
     except ValueError:
         pass
     return [decode_object(t, where) for t in texts]
+
+
+# a metric value that is not a plain number: a string, true/false/null, a list or object, NaN/Infinity
+_NOT_A_NUMBER = re.compile(r':\s*(?:["tfn\[{NI]|-I)')
+
+
+def decode_metrics(texts: list[str | None], where: str) -> list[dict[str, float]]:
+    """The ``metrics`` column -> dicts of numbers; a value that is not a finite number is dropped
+    with a ``StoreWarning`` (a foreign writer's ``{"acc": "high"}`` must not reach a ranking).
+
+    NOTE: one regex scan of the column decides that every value is a number (the store writes
+    nothing else); only a column that fails it is checked value by value (opening a store).
+    """
+    out = decode_objects(texts, where)
+    if not _NOT_A_NUMBER.search("".join(t for t in texts if t)):
+        return out  # type: ignore[return-value]
+    for i, d in enumerate(out):
+        bad = [k for k, v in d.items() if v.__class__ not in (int, float) or v != v or v in (_INF, -_INF)]
+        if bad:
+            warnings.warn(f"non-numeric metrics {bad[:3]} in {where} are ignored", StoreWarning, stacklevel=4)
+            out[i] = {k: v for k, v in d.items() if k not in bad}
+    return out  # type: ignore[return-value]
+
+
+_INF = float("inf")
 
 
 def decode_object(text: str | None, where: str) -> dict[str, Any]:
@@ -365,6 +461,20 @@ def values_from_text(text: str | None) -> list[Value]:
         return []
 
 
+def _json_cell(text: str | None, want: type, r: Row) -> Any:
+    """A JSON column of an event (``metrics`` object, ``tags`` list); damaged: None, with a warning."""
+    if not text:
+        return None
+    try:
+        value = json.loads(text)
+    except (ValueError, RecursionError):
+        value = None
+    if value.__class__ is not want:
+        warnings.warn(f"event {r.get('event_id')}: a damaged JSON cell reads as null", StoreWarning, stacklevel=3)
+        return None
+    return value
+
+
 def row_to_event(r: Row) -> Event:
     """An event from one events-table row (spool line or Parquet)."""
     return Event(
@@ -374,13 +484,13 @@ def row_to_event(r: Row) -> Event:
         topic=r.get("topic"),
         inputs=values_from_text(r.get("inputs")) or None,
         outputs=values_from_text(r.get("outputs")) or None,
-        metrics=json.loads(r["metrics"]) if r.get("metrics") else None,
+        metrics=_json_cell(r.get("metrics"), dict, r),
         text=r.get("text"),
         version=r.get("version") or 1,
         run_id=r.get("run_id"),
         graph_id=r.get("graph_id"),
         node_id=r.get("node_id"),
-        tags=json.loads(r["tags"]) if r.get("tags") else None,
+        tags=_json_cell(r.get("tags"), list, r),
         severity=r.get("severity") if r.get("severity") is not None else 2,
         stage=r.get("stage"),
     )

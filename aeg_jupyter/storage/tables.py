@@ -29,7 +29,7 @@ from ..base.times import to_us
 from .compaction import compact_partition
 from .fsops import atomic, fsync_path, unlink_quietly
 from .layout import KIND_FILE, Layout, Part, PartName, decode_kind, encode_kind, is_hashed_kind, parse_spool_name
-from .schemas import ARTIFACTS, EVENTS, OPS, Row, TableSpec, as_micros, bad_row, encode_row
+from .schemas import ARTIFACTS, EVENTS, OPS, Row, TableSpec, as_micros, bad_row, conform, encode_row, schema_problem
 
 # NOTE: pyarrow imports pandas the first time it builds an array. When that first time is the
 # flush at interpreter exit, pandas' import of concurrent.futures.thread would register an
@@ -78,6 +78,9 @@ class Table:
         self._dir_mtimes: dict[str, tuple[int, tuple[str, ...]]] | None = (
             None  # other writers' spool dirs, at the last tail
         )
+        # parts and spools a read had to skip (wholly or a line of them): they may hold rows that
+        # matter (pins), so gc refuses to run while any of them is still there (see `damaged_files`)
+        self._damaged: set[str] = set()
 
     # -- writing -----------------------------------------------------------------------------
     @property
@@ -130,7 +133,9 @@ class Table:
             except StoreWriteError as exc:
                 self._flush_at = len(self._pending) + self.flush_rows
                 warnings.warn(
-                    f"{exc}; the rows stay in the spool (acknowledged) and are flushed later", StoreWarning, stacklevel=3
+                    f"{exc}; the rows stay in the spool (acknowledged) and are flushed later",
+                    StoreWarning,
+                    stacklevel=3,
                 )
 
     def _open_spool(self) -> None:
@@ -146,7 +151,7 @@ class Table:
         if not self._pending:
             return 0
         rows = self._pending
-        written = self.write_parts(rows, self.writer, self._seq)
+        self.write_parts(rows, self.writer, self._seq)
         kinds = {r["kind"] for r in rows}
         if self._fd is not None:
             os.close(self._fd)
@@ -161,7 +166,9 @@ class Table:
                 if len(os.listdir(self.layout.partition_dir(self.spec.name, kind))) > COMPACT_AT:
                     self.compact(kind, min_parts=COMPACT_AT // 2)
             except OSError as exc:  # the rows are in Parquet: a merge can wait for the next flush
-                warnings.warn(f"could not compact {self.spec.name} ({exc}); trying again later", StoreWarning, stacklevel=2)
+                warnings.warn(
+                    f"could not compact {self.spec.name} ({exc}); trying again later", StoreWarning, stacklevel=2
+                )
         return len(rows)
 
     def close(self) -> None:
@@ -204,9 +211,11 @@ class Table:
         if self._kind_of(pdir) == kind:
             return
         try:
-            with atomic(path, self.layout.writer_tmp_dir(self.writer), fsync=self.fsync, prefix="kind") as tmp:
-                with open(tmp, "w", encoding="utf-8", errors="surrogatepass") as f:
-                    f.write(kind)
+            with (
+                atomic(path, self.layout.writer_tmp_dir(self.writer), fsync=self.fsync, prefix="kind") as tmp,
+                open(tmp, "w", encoding="utf-8", errors="surrogatepass") as f,
+            ):
+                f.write(kind)
         except OSError as exc:
             raise StoreWriteError(f"could not write a partition of {self.spec.name}: {exc}") from exc
 
@@ -248,8 +257,7 @@ class Table:
         with self.fs.open_input_file(part.path) as f:
             pf = pq.ParquetFile(f)
             for rg in range(pf.num_row_groups):
-                t = pf.read_row_group(rg)
-                yield t if t.schema.equals(self.spec.schema) else t.cast(self.spec.schema)
+                yield conform(pf.read_row_group(rg), self.spec)
 
     # -- reading parts -----------------------------------------------------------------------
     def list_parts(self, kinds: Iterable[str] | None = None) -> list[Part]:
@@ -284,18 +292,35 @@ class Table:
         return None if table is None else self.arrow_to_rows(table, part.kind)
 
     def read_part_table(self, part: Part, *, row_groups: list[int] | None = None) -> pa.Table | None:
-        """One part as Arrow (``None`` if it vanished; an empty table, with a warning, if unreadable)."""
+        """One part as Arrow in this table's schema (``None`` if it vanished; an empty table, with a
+        warning, if it is unreadable or its columns do not fit the schema)."""
         try:
             with self.fs.open_input_file(part.path) as f:
                 pf = pq.ParquetFile(f)
-                return pf.read_row_groups(row_groups) if row_groups is not None else pf.read()
+                table = pf.read_row_groups(row_groups) if row_groups is not None else pf.read()
+            return conform(table, self.spec)
         except FileNotFoundError:
             return None
-        except (OSError, pa.ArrowException) as exc:
+        except (OSError, ValueError, pa.ArrowException) as exc:
             if self.fs.get_file_info(part.path).type != pafs.FileType.File:
                 return None
-            warnings.warn(f"skipping unreadable Parquet part {part.path}: {exc}", StoreWarning, stacklevel=3)
+            self.skip_damaged(part.path, f"skipping unreadable Parquet part {part.path}: {exc}")
             return self.spec.schema.empty_table()
+
+    def skip_damaged(self, path: str, message: str) -> None:
+        """Note a part or spool that a read had to skip (all of it or a line), and warn naming it."""
+        self._damaged.add(path)
+        warnings.warn(message, StoreWarning, stacklevel=4)
+
+    def damaged_files(self) -> list[str]:
+        """Parts and spools of this table that cannot be read, wholly or in part, and are still there.
+
+        The parts whose footer or schema is bad (:meth:`unreadable_parts`, checked now) and every
+        file a read of this process had to skip something of.
+        """
+        found = set(self.unreadable_parts())
+        found.update(p for p in self._damaged if os.path.exists(p))
+        return sorted(found)
 
     def arrow_to_rows(self, table: pa.Table, kind: str) -> list[Row]:
         """Arrow table of a part -> rows as the spool holds them (timestamps as int microseconds)."""
@@ -362,9 +387,14 @@ class Table:
         except FileNotFoundError:
             return None
         except (OSError, pa.ArrowException) as exc:
-            warnings.warn(f"skipping unreadable Parquet part {part.path}: {exc}", StoreWarning, stacklevel=2)
+            self.skip_damaged(part.path, f"skipping unreadable Parquet part {part.path}: {exc}")
             return []
-        col = meta.schema.names.index(self.spec.ts_field)
+        try:
+            col = meta.schema.names.index(self.spec.ts_field)
+        except ValueError:
+            return [(0, part.name.max_ts)] if meta.num_row_groups else []  # foreign: read_part says why
+        if meta.schema.column(col).physical_type != "INT64":
+            return [(0, part.name.max_ts)]
         out = []
         for gi in range(meta.num_row_groups):
             st = meta.row_group(gi).column(col).statistics
@@ -398,9 +428,12 @@ class Table:
                 continue
             except (OSError, pa.ArrowException) as exc:
                 if self.fs.get_file_info(part.path).type == pafs.FileType.File:
-                    warnings.warn(f"skipping unreadable Parquet part {part.path}: {exc}", StoreWarning, stacklevel=2)
+                    self.skip_damaged(part.path, f"skipping unreadable Parquet part {part.path}: {exc}")
                 continue
-            yield table
+            try:
+                yield conform(table, self.spec, columns=columns)
+            except ValueError as exc:
+                self.skip_damaged(part.path, f"skipping Parquet part {part.path}: {exc}")
 
     # -- reading spools ----------------------------------------------------------------------
     def spool_paths(
@@ -465,7 +498,7 @@ class Table:
                 continue
             if bad is not None:
                 bad.append(line)
-            warnings.warn(f"skipping a damaged line in spool {path} ({problem})", StoreWarning, stacklevel=2)
+            self.skip_damaged(path, f"skipping a damaged line in spool {path} ({problem})")
         return rows, offset + end + 1
 
     def tail_others(self) -> tuple[list[Row], bool]:
@@ -515,7 +548,7 @@ class Table:
             try:
                 with self.fs.open_input_file(part.path) as f:
                     schema = pq.ParquetFile(f).schema_arrow
-                if self.spec.id_field not in schema.names or self.spec.ts_field not in schema.names:
+                if schema_problem(schema, self.spec) is not None:
                     bad.append(part.path)
             except FileNotFoundError:
                 continue

@@ -69,7 +69,9 @@ def test_a_spool_recovery_cannot_flush_is_set_aside_and_the_store_opens(store_ro
     store.close()
     qdir = os.path.join(store_root, "quarantine")
     kept = [os.path.join(d, n) for d, _, names in os.walk(qdir) for n in names]
-    assert len(kept) == 1 and "01AAAAAAAAAAAAAAAAAAAAAAAA" in open(kept[0]).read()
+    assert len(kept) == 1
+    with open(kept[0]) as f:
+        assert "01AAAAAAAAAAAAAAAAAAAAAAAA" in f.read()
     store = aeg_jupyter.Store(store_root)  # and the next open is quiet
     store.close()
 
