@@ -1,0 +1,725 @@
+"""Series to chart, read columnar from the event log and the artifact catalog (no plotting here).
+
+- :func:`event_series`: for the events of one kind, ``y`` (a ``data`` key, else a metric) against
+  ``x`` (a ``data`` key; default the step/epoch-like key if there is one, else time), one series per
+  run or per value of a label. The events are read as Arrow columns (parts of the kind's partition,
+  then every writer's spool) and the numbers are cut out of the JSON text without decoding each row
+  (:func:`numbers`); rows whose JSON is not flat fall back to ``json.loads``.
+- :func:`artifact_points`: for the artifacts of one kind, a metric against a label or another metric.
+- :func:`downsample`: min/max per pixel column; the points kept are true points of the series.
+- :func:`smooth`: a trailing rolling mean.
+- :class:`LiveSeries`: the same series kept current from the hot window (for the panel's live chart;
+  ``record`` does no work for it: the chart reads the window when it redraws).
+
+Example:
+    >>> s = event_series(store.event_log, "train_log", y="loss")      # doctest: +SKIP
+    >>> s.x_key, [x.name for x in s.series]                            # doctest: +SKIP
+    ('step', ['run-20260102-030405-a1b2'])
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Literal
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from ..base.errors import InvalidInputError, NotFoundError
+from ..base.models import Artifact, Event, ScopeFilter
+from ..base.times import iso_to_us
+from ..base.validate import check_kind
+from ..storage.schemas import as_micros
+
+if TYPE_CHECKING:
+    from .artifacts import ArtifactStore
+    from .events import EventLog
+
+TIME = "time"  # the x key meaning "when the event was recorded"
+RUN = "run"  # the grouping by run id
+STEP_KEYS = ("step", "global_step", "iteration", "iter", "it", "epoch", "batch", "round", "trial", "i")
+MAX_POINTS = 2000  # points per series sent to the browser (min/max per pixel column of a ~1000 px chart)
+NO_VALUE = "(none)"  # the group of events without a run id / without the label
+_COLUMNS = ("event_id", "ts", "run_id", "graph_id", "node_id", "topic", "text", "metrics")
+_SCHEMA = pa.schema(
+    [("event_id", pa.string()), ("ts", pa.int64()), ("run_id", pa.string()), ("graph_id", pa.string()),
+     ("node_id", pa.string()), ("topic", pa.string()), ("text", pa.string()), ("metrics", pa.string())]
+)  # fmt: skip
+_SAMPLE = 256  # rows (first and last) whose JSON is decoded to learn which keys exist
+
+
+@dataclass(frozen=True, slots=True)
+class Series:
+    """One line (or one group of points): its name, x and y as numpy arrays, and where they came from.
+
+    ``x`` holds floats, or int64 microseconds since the epoch when the x axis is time; ``ids`` (the
+    artifact ids of an artifact scatter, else ``None``) and ``hover`` (one text per point) go with
+    the points. ``count`` is the number of points before downsampling.
+    """
+
+    name: str
+    x: np.ndarray
+    y: np.ndarray
+    count: int
+    ids: list[str] | None = None
+    hover: list[str] | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class SeriesSet:
+    """What one chart shows: the series and what their axes mean.
+
+    Example:
+        >>> s = event_series(log, "train_log", y="loss")      # doctest: +SKIP
+        >>> s.source, s.kind, s.y_key, s.x_key, s.by           # doctest: +SKIP
+        ('events', 'train_log', 'loss', 'step', 'run')
+    """
+
+    source: Literal["events", "artifacts"]
+    kind: str
+    y_key: str
+    x_key: str
+    by: str
+    series: list[Series] = field(default_factory=list)
+
+    @property
+    def x_is_time(self) -> bool:
+        return self.x_key == TIME and self.source == "events"
+
+    @property
+    def points(self) -> int:
+        """Points over all series before downsampling."""
+        return sum(s.count for s in self.series)
+
+
+# -- reading the event log as columns ------------------------------------------------------------
+@dataclass(frozen=True, slots=True)
+class EventColumns:
+    """The events of one kind as Arrow columns, sorted by time, one row per event."""
+
+    table: pa.Table
+
+    def __len__(self) -> int:
+        return self.table.num_rows
+
+    def column(self, name: str) -> pa.Array:
+        col = self.table.column(name)
+        return col.combine_chunks() if isinstance(col, pa.ChunkedArray) else col
+
+    @property
+    def ts(self) -> np.ndarray:
+        return np.asarray(self.column("ts").to_numpy(zero_copy_only=False), dtype=np.int64)
+
+
+def read_event_columns(log: EventLog, kind: str, where: ScopeFilter = ScopeFilter()) -> EventColumns:
+    """Every event of ``kind`` in scope, as columns (Parquet parts of the kind, then every spool).
+
+    A row both in a spool and in a part (a writer that died between the two) is taken once.
+
+    Example:
+        >>> len(read_event_columns(store.event_log, "train_log"))   # doctest: +SKIP
+        100000
+    """
+    check_kind(kind)
+    table = log.table
+    pieces: list[pa.Table] = []
+    for part in reversed(table.list_parts([kind])):  # oldest first: the rows come out mostly in time order
+        t = table.read_part_table(part)
+        if t is None or t.num_rows == 0:
+            continue
+        t = t.select(list(_COLUMNS))
+        idx = t.column_names.index("ts")
+        t = t.set_column(idx, "ts", as_micros(t.column("ts")))
+        pieces.append(t.cast(_SCHEMA))
+    spooled: list[dict[str, Any]] = []
+    for path in table.spool_paths(include_own=True):
+        spooled.extend({c: r.get(c) for c in _COLUMNS} for r in table.read_spool(path)[0] if r.get("kind") == kind)
+    if spooled:
+        ids = pa.array([r["event_id"] for r in spooled], pa.string())
+        pieces = [p.filter(pc.invert(pc.is_in(p.column("event_id"), value_set=ids))) for p in pieces]
+        unique = {r["event_id"]: r for r in spooled}
+        pieces.append(pa.Table.from_pylist(list(unique.values()), schema=_SCHEMA))
+    t = pa.concat_tables(pieces) if pieces else _SCHEMA.empty_table()
+    if where:
+        mask = None
+        for name, value in (("run_id", where.run_id), ("graph_id", where.graph_id), ("node_id", where.node_id)):
+            if value is not None:
+                m = pc.fill_null(pc.equal(t.column(name), value), False)
+                mask = m if mask is None else pc.and_(mask, m)
+        if mask is not None:
+            t = t.filter(mask)
+    ts = np.asarray(t.column("ts").to_numpy(), dtype=np.int64)
+    if len(ts) > 1 and not bool(np.all(ts[1:] >= ts[:-1])):
+        t = t.take(pa.array(np.argsort(ts, kind="stable")))
+    return EventColumns(t)
+
+
+# -- numbers out of JSON text ---------------------------------------------------------------------
+def numbers(text: pa.Array | pa.ChunkedArray, key: str) -> np.ndarray:
+    """The number under top-level ``key`` of each JSON object in ``text`` (NaN where there is none).
+
+    The fast path finds ``"key": `` (as the store's JSON encoder writes it) before any nested
+    object or list and parses the number after it, for all rows at once; a row where the key
+    occurs otherwise is decoded with ``json.loads``. Booleans and strings are not numbers.
+
+    Example:
+        >>> numbers(pa.array(['{"step": 1, "loss": 0.5}', '{"step": 2}', None]), "loss")
+        array([0.5, nan, nan])
+    """
+    if isinstance(text, pa.ChunkedArray):
+        text = text.combine_chunks() if text.num_chunks else pa.array([], pa.string())
+    if text.type == pa.large_string():
+        text = text.cast(pa.string()) if len(text) < 2**20 else text
+    n = len(text)
+    out = np.full(n, np.nan)
+    if n == 0:
+        return out
+    quoted = json.dumps(key, ensure_ascii=False)
+    needle = quoted + ": "
+    nb = len(needle.encode("utf-8"))
+    pos = _find(text, needle)
+    done = np.zeros(n, dtype=bool)
+    rows = np.flatnonzero(pos >= 0)
+    if len(rows):
+        off_type = np.int64 if text.type == pa.large_string() else np.int32
+        bufs = text.buffers()
+        offsets = np.frombuffer(bufs[1], dtype=off_type)[text.offset : text.offset + n + 1].astype(np.int64)
+        data = bufs[2]
+        row_start, row_end = offsets[rows], offsets[rows + 1]
+        key_at = row_start + pos[rows]
+        # the key is at the top level if nothing before it opens a nested object or list
+        top = np.ones(len(rows), dtype=bool)
+        later = np.flatnonzero(pos[rows] > 1)  # the first key is always at the top level
+        if len(later):
+            before = _slices(data, row_start[later] + 1, key_at[later])
+            top[later] = (_find(before, "{") < 0) & (_find(before, "[") < 0)
+        value_at = key_at + nb
+        rest = _slices(data, value_at, row_end)
+        length = _find(rest, ",")
+        last = np.flatnonzero(length < 0)  # the last key: its number ends at the closing brace
+        if len(last):
+            length[last] = _find(rest.take(pa.array(last)), "}")
+        top &= length > 0
+        rows, value_at, length = rows[top], value_at[top], length[top]
+        if len(rows):
+            tokens = _slices(data, value_at, value_at + length)
+            try:
+                values = pc.cast(tokens, pa.float64()).to_numpy(zero_copy_only=False)
+            except pa.ArrowInvalid:  # a string, a boolean, null: not numbers
+                values = np.array([_to_float(t) for t in tokens.to_pylist()])
+            out[rows] = values
+            done[rows] = True
+    # rows that name the key but not in the form above (nested, compact spacing, a string): decode them
+    todo = np.flatnonzero(~done)
+    if len(todo):
+        sub = text if len(todo) == n else text.take(pa.array(todo))
+        hit = pc.fill_null(pc.match_substring(sub, quoted), False).to_numpy(zero_copy_only=False)
+        ascii_quoted = json.dumps(key)
+        if ascii_quoted != quoted:
+            hit = hit | pc.fill_null(pc.match_substring(sub, ascii_quoted), False).to_numpy(zero_copy_only=False)
+        for i in np.flatnonzero(hit):
+            out[todo[i]] = _number_of(_loads(sub[int(i)].as_py()), key)
+    return out
+
+
+def _slices(data: pa.Buffer, starts: np.ndarray, ends: np.ndarray) -> pa.Array:
+    """Strings ``data[starts[i]:ends[i]]`` (non-overlapping, in order), copied out by Arrow's take."""
+    n = len(starts)
+    offs = np.empty(2 * n + 1, dtype=np.int64)
+    offs[0:-1:2] = starts
+    offs[1::2] = ends
+    offs[-1] = ends[-1] if n else 0
+    both = pa.LargeStringArray.from_buffers(2 * n, pa.py_buffer(offs), data)
+    return pc.take(both, pa.array(np.arange(0, 2 * n, 2)))
+
+
+def _find(strings: pa.Array, needle: str) -> np.ndarray:
+    """Where ``needle`` first occurs in each string (-1: nowhere), as a writable int64 array."""
+    found = pc.fill_null(pc.find_substring(strings, needle), -1).to_numpy(zero_copy_only=False)
+    return np.array(found, dtype=np.int64)
+
+
+def _to_float(token: str | None) -> float:
+    try:
+        return float(token) if token is not None else math.nan
+    except ValueError:
+        return math.nan
+
+
+def _loads(raw: str | None) -> Any:
+    if raw is None:
+        return None
+    try:
+        return json.loads(raw)
+    except ValueError:
+        return raw
+
+
+def _number_of(obj: Any, key: str) -> float:
+    if isinstance(obj, dict):
+        v = obj.get(key)
+        if isinstance(v, int | float) and not isinstance(v, bool):
+            return float(v)
+    return math.nan
+
+
+def numeric_keys(texts: Iterable[str | None]) -> list[str]:
+    """Top-level keys holding numbers in these JSON texts, in first-seen order.
+
+    Example:
+        >>> numeric_keys(['{"step": 1, "loss": 0.5, "tag": "a"}', '{"acc": 1}'])
+        ['step', 'loss', 'acc']
+    """
+    seen: dict[str, None] = {}
+    for raw in texts:
+        obj = _loads(raw)
+        if isinstance(obj, dict):
+            for k, v in obj.items():
+                if isinstance(v, int | float) and not isinstance(v, bool):
+                    seen.setdefault(k, None)
+    return list(seen)
+
+
+def _sample(arr: pa.Array) -> list[str | None]:
+    n = len(arr)
+    if n <= 2 * _SAMPLE:
+        return arr.to_pylist()  # type: ignore[no-any-return]
+    return arr.slice(0, _SAMPLE).to_pylist() + arr.slice(n - _SAMPLE).to_pylist()  # type: ignore[no-any-return]
+
+
+@dataclass(frozen=True, slots=True)
+class KindKeys:
+    """The numeric ``data`` keys and metric names of one event kind (from a sample of its events)."""
+
+    data: list[str]
+    metrics: list[str]
+
+    @property
+    def all(self) -> list[str]:
+        return self.data + [m for m in self.metrics if m not in self.data]
+
+    @property
+    def step(self) -> str | None:
+        """The step/epoch-like key, if the events have one."""
+        return next((k for k in STEP_KEYS if k in self.data), None)
+
+
+def kind_keys(cols: EventColumns) -> KindKeys:
+    """Which keys can be plotted for these events.
+
+    Example:
+        >>> kind_keys(read_event_columns(log, "train_log")).data    # doctest: +SKIP
+        ['step', 'loss']
+    """
+    return KindKeys(numeric_keys(_sample(cols.column("text"))), numeric_keys(_sample(cols.column("metrics"))))
+
+
+def values_of(cols: EventColumns, key: str, keys: KindKeys | None = None) -> np.ndarray:
+    """``key`` of each event: from ``data``, else from the metrics (NaN where neither has it)."""
+    keys = keys or kind_keys(cols)
+    if key in keys.data or key not in keys.metrics:
+        y = numbers(cols.column("text"), key)
+        if key in keys.data or not np.isnan(y).all():
+            return y
+    return numbers(cols.column("metrics"), key)
+
+
+def _groups(cols: EventColumns, by: str) -> tuple[np.ndarray, list[str]]:
+    """``(codes, names)``: the group of each event as an index into ``names`` (first seen first)."""
+    column = {"run": "run_id", "graph": "graph_id", "node": "node_id", "topic": "topic"}.get(by)
+    if column is not None:
+        encoded = cols.column(column).dictionary_encode()
+        codes = np.asarray(pc.fill_null(encoded.indices, -1).to_numpy(zero_copy_only=False), dtype=np.int64)
+        names = [str(v) for v in encoded.dictionary.to_pylist()]
+        if (codes < 0).any():
+            codes = np.where(codes < 0, len(names), codes)
+            names.append(NO_VALUE)
+        return codes, names
+    texts = cols.column("text")
+    needle = json.dumps(by, ensure_ascii=False)
+    has = pc.fill_null(pc.match_substring(texts, needle), False).to_numpy(zero_copy_only=False)
+    index: dict[str, int] = {NO_VALUE: 0}
+    codes = np.zeros(len(cols), dtype=np.int64)
+    for i in np.flatnonzero(has):
+        obj = _loads(texts[int(i)].as_py())
+        if isinstance(obj, dict) and obj.get(by) is not None:
+            v = obj[by]
+            codes[i] = index.setdefault(v if isinstance(v, str) else json.dumps(v), len(index))
+    return codes, list(index)
+
+
+def _missing(kind: str, key: str, keys: Sequence[str], what: str) -> NotFoundError:
+    have = ", ".join(keys) if keys else "none"
+    return NotFoundError(f"no {kind} {what} has {key!r}; the numbers they have: {have}")
+
+
+def event_series(
+    log: EventLog,
+    kind: str,
+    *,
+    y: str,
+    x: str | None = None,
+    by: str = RUN,
+    where: ScopeFilter = ScopeFilter(),
+    smooth_points: int = 0,
+    max_points: int = MAX_POINTS,
+    columns: EventColumns | None = None,
+) -> SeriesSet:
+    """``y`` against ``x`` for the events of ``kind``, one series per run (or per value of ``by``).
+
+    Args:
+        y: a ``data`` key or a metric name holding numbers.
+        x: a ``data`` key; ``None``: the step/epoch-like key if the events have one, else ``"time"``.
+        by: ``"run"``, ``"graph"``, ``"node"``, ``"topic"`` or a ``data`` key.
+        smooth_points: a trailing rolling mean over this many points (0: none); the series then
+            holds the smoothed values, and :func:`smooth` is not needed.
+        max_points: downsample each series to at most this many points (0: keep every point).
+
+    Raises:
+        NotFoundError: no event of ``kind`` in scope, or none has ``y`` / ``x`` (the message names
+            the keys that exist).
+
+    Example:
+        >>> event_series(log, "train_log", y="loss", x="step").series[0].y[:3]   # doctest: +SKIP
+        array([1.  , 0.5 , 0.33])
+    """
+    cols = columns if columns is not None else read_event_columns(log, kind, where)
+    if len(cols) == 0:
+        raise NotFoundError(f"no {kind!r} events in this scope; record some, or try --scope all")
+    keys = kind_keys(cols)
+    yv = values_of(cols, y, keys)
+    if np.isnan(yv).all():
+        raise _missing(kind, y, keys.all, "event")
+    x_key = x if x is not None else (keys.step or TIME)
+    if x_key == TIME:
+        xv = cols.ts.astype(np.float64)
+    else:
+        xv = values_of(cols, x_key, keys)
+        if np.isnan(xv).all():
+            raise _missing(kind, x_key, keys.all, "event")
+    codes, names = _groups(cols, by)
+    ok = ~np.isnan(yv) & ~np.isnan(xv)
+    codes = np.where(ok, codes, -1)
+    present = np.unique(codes[codes >= 0])
+    if len(names) == 1 or len(present) == 1:  # the common case: one group, no mask per group
+        sel_of = {int(c): ok for c in present}
+    else:
+        order = np.argsort(codes, kind="stable")
+        bounds = [*np.searchsorted(codes[order], present, side="left").tolist(), len(order)]
+        sel_of = {int(c): order[bounds[j] : bounds[j + 1]] for j, c in enumerate(present)}
+    # series in the order their first point was recorded
+    first = {c: int(np.argmax(sel)) if sel.dtype == bool else int(sel[0]) for c, sel in sel_of.items()}
+    out: list[Series] = []
+    for c in sorted(sel_of, key=first.__getitem__):
+        sel = sel_of[c]
+        out.append(make_series(names[c], xv[sel], yv[sel], smooth_points=smooth_points, max_points=max_points))
+    return SeriesSet("events", kind, y, x_key, by, out)
+
+
+def make_series(
+    name: str, x: np.ndarray, y: np.ndarray, *, smooth_points: int = 0, max_points: int = MAX_POINTS
+) -> Series:
+    """One series: sorted by x (stable), smoothed, then downsampled.
+
+    Example:
+        >>> make_series("a", np.array([2.0, 1.0]), np.array([20.0, 10.0])).y
+        array([10., 20.])
+    """
+    if len(x) > 1 and not bool(np.all(x[1:] >= x[:-1])):
+        order = np.argsort(x, kind="stable")
+        x, y = x[order], y[order]
+    if smooth_points > 1:
+        y = smooth(y, smooth_points)
+    count = len(x)
+    if max_points and count > max_points:
+        keep = downsample(x, y, max_points)
+        x, y = x[keep], y[keep]
+    return Series(name, x, y, count)
+
+
+# -- display arithmetic -------------------------------------------------------------------------
+def downsample(x: np.ndarray, y: np.ndarray, max_points: int = MAX_POINTS) -> np.ndarray:
+    """Indices of at most ``max_points`` points of a series sorted by ``x``: the first, the last, and
+    the lowest and highest point of each of ``(max_points - 2) // 2`` equal-width x buckets.
+
+    Every kept point is a true point (the tooltip shows real values), and every peak and dip
+    the chart's pixel columns could show is kept.
+
+    Example:
+        >>> x = np.arange(10_000.0); y = np.sin(x / 100)
+        >>> idx = downsample(x, y, 200); len(idx) <= 200, y[idx].max() == y.max()
+        (True, True)
+    """
+    n = len(x)
+    if n <= max_points:
+        return np.arange(n)
+    buckets = max(1, (max_points - 2) // 2)
+    xf = np.asarray(x, dtype=np.float64)
+    span = xf[-1] - xf[0]
+    if span > 0 and math.isfinite(span):
+        b = np.minimum(((xf - xf[0]) * (buckets / span)).astype(np.int64), buckets - 1)
+    else:
+        b = np.arange(n) * buckets // n
+    starts = np.concatenate(([0], np.flatnonzero(np.diff(b)) + 1))
+    seg = np.repeat(np.arange(len(starts)), np.diff(np.append(starts, n)))
+    keep = [np.array([0, n - 1])]
+    for reduce in (np.minimum, np.maximum):
+        best = reduce.reduceat(y, starts)
+        hits = np.flatnonzero(y == best[seg])
+        first = np.concatenate(([True], seg[hits][1:] != seg[hits][:-1]))
+        keep.append(hits[first])
+    return np.unique(np.concatenate(keep))
+
+
+def smooth(y: np.ndarray, points: int) -> np.ndarray:
+    """A trailing rolling mean over ``points`` points (the first ones average what there is).
+
+    Example:
+        >>> smooth(np.array([1.0, 3.0, 5.0, 7.0]), 2)
+        array([1., 2., 4., 6.])
+    """
+    if points <= 1 or len(y) == 0:
+        return np.asarray(y, dtype=np.float64)
+    c = np.cumsum(np.asarray(y, dtype=np.float64))
+    out = c.copy()
+    out[points:] = c[points:] - c[:-points]
+    counts = np.minimum(np.arange(1, len(y) + 1), points)
+    return out / counts
+
+
+# -- artifacts --------------------------------------------------------------------------------------
+def artifact_points(
+    artifacts: ArtifactStore,
+    kind: str,
+    *,
+    y: str,
+    x: str,
+    by: str | None = None,
+    where: ScopeFilter = ScopeFilter(),
+) -> SeriesSet:
+    """A scatter of the artifacts of ``kind``: metric ``y`` against label or metric ``x``.
+
+    One series per value of label ``by`` (or one series); each point carries its artifact id
+    and a hover text (short id, name, labels, metrics). Label values that are not numbers are
+    plotted as categories (``x`` holds their text then).
+
+    Raises:
+        NotFoundError: no artifact of ``kind`` in scope has metric ``y`` or ``x`` (the message
+            names the metrics and labels that exist).
+
+    Example:
+        >>> artifact_points(store.artifacts, "checkpoint", y="val_acc", x="lr").series[0].ids  # doctest: +SKIP
+        ['01J...', '01J...']
+    """
+    check_kind(kind)
+    arts = sorted(artifacts.list(kind=kind, where=where), key=lambda a: a.artifact_id)  # oldest first
+    if not arts:
+        raise NotFoundError(f"no {kind!r} artifacts in this scope; save some with metrics, or try --scope all")
+    have_metrics = sorted({m for a in arts for m in a.metrics})
+    have_labels = sorted({k for a in arts for k in a.labels})
+    if y not in have_metrics:
+        raise NotFoundError(
+            f"no {kind} artifact has metric {y!r}; metrics: {', '.join(have_metrics) or 'none'}"
+            f"; labels: {', '.join(have_labels) or 'none'}"
+        )
+    if x not in have_metrics and x not in have_labels:
+        raise NotFoundError(
+            f"no {kind} artifact has a metric or label {x!r}; metrics: {', '.join(have_metrics) or 'none'}"
+            f"; labels: {', '.join(have_labels) or 'none'}"
+        )
+    groups: dict[str, list[tuple[Any, float, Artifact]]] = {}
+    for a in arts:
+        yv = a.metrics.get(y)
+        xv = a.metrics[x] if x in a.metrics else a.labels.get(x)
+        if yv is None or xv is None:
+            continue
+        name = NO_VALUE if by is None else _label_text(a.labels.get(by))
+        groups.setdefault(name if by is not None else y, []).append((xv, float(yv), a))
+    numeric = all(isinstance(p[0], int | float) and not isinstance(p[0], bool) for pts in groups.values() for p in pts)
+    out = []
+    for name, pts in groups.items():
+        xs = np.array([float(p[0]) for p in pts]) if numeric else np.array([_label_text(p[0]) for p in pts], object)
+        out.append(
+            Series(
+                name, xs, np.array([p[1] for p in pts]), len(pts),
+                ids=[p[2].artifact_id for p in pts], hover=[artifact_hover(p[2]) for p in pts],
+            )
+        )  # fmt: skip
+    return SeriesSet("artifacts", kind, y, x, by or "", out)
+
+
+def _label_text(v: Any) -> str:
+    if v is None:
+        return NO_VALUE
+    return v if isinstance(v, str) else json.dumps(v)
+
+
+def artifact_hover(a: Artifact) -> str:
+    """Plain text (not markup) describing one artifact: short id, name, labels, metrics, one per line."""
+    lines = [a.short_id + (f"  {a.name}" if a.name else "")]
+    lines += [f"{k}={_label_text(v)}" for k, v in sorted(a.labels.items())]
+    lines += [f"{k}={v:.6g}" for k, v in sorted(a.metrics.items())]
+    return "\n".join(lines)
+
+
+# -- live ------------------------------------------------------------------------------------------
+class LiveSeries:
+    """:func:`event_series` kept current: a full read once, then only the hot window's new events.
+
+    :meth:`update` takes the events recorded since the last call from the event log's hot window
+    (no disk read); when the window has moved past what was seen (more events than it holds came
+    in between), it reads everything again. ``record`` does no work for a live chart.
+
+    Example:
+        >>> live = LiveSeries(log, "train_log", y="loss")      # doctest: +SKIP
+        >>> live.update(); live.series_set().series[0].count   # doctest: +SKIP
+        12
+    """
+
+    def __init__(
+        self, log: EventLog, kind: str, *, y: str, x: str | None = None, where: ScopeFilter = ScopeFilter()
+    ) -> None:
+        self.log = log
+        self.kind = kind
+        self.y = y
+        self.x = x
+        self.where = where
+        self.reloads = 0
+        self._x_key = TIME
+        self._data: dict[str, tuple[list[np.ndarray], list[np.ndarray]]] = {}
+        self._cursor: tuple[int, str] = (0, "")
+        self._reload()
+
+    def _reload(self) -> None:
+        self.reloads += 1
+        hot = self.log.hot
+        cursor = (hot.items[-1][0], hot.items[-1][1]) if hot.items else (0, "")
+        cols = read_event_columns(self.log, self.kind, self.where)
+        if len(cols) == 0:
+            raise NotFoundError(f"no {self.kind!r} events in this scope; record some, or try --scope all")
+        s = event_series(self.log, self.kind, y=self.y, x=self.x, where=self.where, max_points=0, columns=cols)
+        self._x_key = s.x_key
+        self._data = {ser.name: ([ser.x], [ser.y]) for ser in s.series}
+        last = cols.ts[-1]
+        # the newest of what was read, or the window's newest if that is newer (nothing to take twice)
+        self._cursor = max(cursor, (int(last), cols.column("event_id")[len(cols) - 1].as_py()))
+
+    @property
+    def x_key(self) -> str:
+        return self._x_key
+
+    def update(self) -> int:
+        """Take in events recorded since the last call; returns how many points were added."""
+        hot = self.log.hot
+        items = hot.items
+        if not items or (items[-1][0], items[-1][1]) <= self._cursor:
+            return 0
+        if not hot.complete and (items[0][0], items[0][1]) > self._cursor:
+            before = self.count
+            self._reload()
+            return self.count - before
+        lo, hi = 0, len(items)
+        cursor = self._cursor
+        while lo < hi:  # first item newer than the cursor
+            mid = (lo + hi) // 2
+            if (items[mid][0], items[mid][1]) <= cursor:
+                lo = mid + 1
+            else:
+                hi = mid
+        added: dict[str, tuple[list[float], list[float]]] = {}
+        for ts, _eid, ev in items[lo:]:
+            if ev.kind != self.kind or (self.where and not self.where.matches(ev)):
+                continue
+            point = self._point(ts, ev)
+            if point is not None:
+                xs, ys = added.setdefault(ev.run_id or NO_VALUE, ([], []))
+                xs.append(point[0])
+                ys.append(point[1])
+        self._cursor = (items[-1][0], items[-1][1])
+        n = 0
+        for name, (xs, ys) in added.items():
+            bx, by_ = self._data.setdefault(name, ([], []))
+            bx.append(np.array(xs))
+            by_.append(np.array(ys))
+            n += len(xs)
+        return n
+
+    def _point(self, ts: int, ev: Event) -> tuple[float, float] | None:
+        data = ev.data
+        yv = _number_of(data, self.y)
+        if math.isnan(yv) and ev.metrics:
+            m = ev.metrics.get(self.y)
+            yv = float(m) if m is not None else math.nan
+        if math.isnan(yv):
+            return None
+        if self._x_key == TIME:
+            return float(ts), yv
+        xv = _number_of(data, self._x_key)
+        if math.isnan(xv) and ev.metrics and self._x_key in ev.metrics:
+            xv = float(ev.metrics[self._x_key])
+        return None if math.isnan(xv) else (xv, yv)
+
+    @property
+    def count(self) -> int:
+        return sum(sum(len(a) for a in xs) for xs, _ys in self._data.values())
+
+    @property
+    def names(self) -> list[str]:
+        """The groups (run ids) seen so far."""
+        return list(self._data)
+
+    def series_set(
+        self, *, names: Sequence[str] | None = None, smooth_points: int = 0, max_points: int = MAX_POINTS
+    ) -> SeriesSet:
+        """The series of the groups ``names`` (default: all), smoothed and downsampled for display."""
+        out = []
+        for name in names if names is not None else self.names:
+            if name not in self._data:
+                continue
+            xs, ys = self._data[name]
+            if len(xs) > 1:  # keep one array per group: the next call concatenates only what is new
+                xs[:] = [np.concatenate(xs)]
+                ys[:] = [np.concatenate(ys)]
+            out.append(make_series(name, xs[0], ys[0], smooth_points=smooth_points, max_points=max_points))
+        return SeriesSet("events", self.kind, self.y, self._x_key, RUN, out)
+
+
+def event_time_us(ev: Event) -> int:
+    """An event's time in microseconds since the epoch."""
+    return iso_to_us(ev.ts)
+
+
+def check_points(n: int) -> int:
+    """A smoothing window or point budget: an int >= 0."""
+    if isinstance(n, bool) or not isinstance(n, int) or n < 0:
+        raise InvalidInputError(f"expected a whole number >= 0, got {n!r}")
+    return n
+
+
+__all__ = [
+    "MAX_POINTS",
+    "NO_VALUE",
+    "RUN",
+    "STEP_KEYS",
+    "TIME",
+    "EventColumns",
+    "KindKeys",
+    "LiveSeries",
+    "Series",
+    "SeriesSet",
+    "artifact_hover",
+    "artifact_points",
+    "downsample",
+    "event_series",
+    "kind_keys",
+    "make_series",
+    "numbers",
+    "numeric_keys",
+    "read_event_columns",
+    "smooth",
+    "values_of",
+]

@@ -1,0 +1,311 @@
+"""Charts: ``%aeg plot`` / ``%aeg compare`` through a real InteractiveShell, the series arithmetic of
+core/series.py on real stores, and the escaping of user strings in figures.
+
+Speed (100k events to a figure <= 300 ms, 1M <= 1 s) is measured in bench/run.py (`charts`), not here.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from typing import Any
+
+import numpy as np
+import plotly.graph_objects as go
+import plotly.io as pio
+import pyarrow as pa
+import pytest
+from IPython.core.error import UsageError
+
+from aeg_jupyter import KernelContext
+from aeg_jupyter.base.ids import new_ts_id
+from aeg_jupyter.core.series import (
+    MAX_POINTS,
+    LiveSeries,
+    downsample,
+    event_series,
+    make_series,
+    numbers,
+    read_event_columns,
+    smooth,
+)
+from aeg_jupyter.storage.layout import PartName
+from aeg_jupyter.storage.schemas import EVENTS_SCHEMA
+
+EVIL = "<img src=x onerror=alert(1)>"
+
+
+@pytest.fixture
+def ip(ipython_shell: Any, tmp_path: Any, monkeypatch: pytest.MonkeyPatch) -> Any:
+    monkeypatch.setenv("AEG_STORE", str(tmp_path / "store"))
+    ipython_shell.run_line_magic("load_ext", "aeg_jupyter")
+    return ipython_shell
+
+
+def aeg(ip: Any, line: str) -> Any:
+    return ip.run_line_magic("aeg", line)
+
+
+def ctx(ip: Any) -> KernelContext:
+    return ip.user_ns["context"]
+
+
+def record_run(context: KernelContext, losses: list[float], **extra: Any) -> str:
+    log = context.store.event_log
+    for step, loss in enumerate(losses):
+        log.record("train_log", {"step": step, "loss": loss, **extra}, origin=context.origin)
+    return context.run_id
+
+
+def lines(fig: go.Figure) -> dict[str, go.Scatter]:
+    """The solid lines of a figure by name (the faint raw lines of --smooth left out)."""
+    return {t.name: t for t in fig.data if t.type == "scatter" and (t.opacity is None or t.opacity == 1)}
+
+
+# -- %aeg plot over events ---------------------------------------------------------------------------
+def test_plot_draws_one_line_per_run_with_the_recorded_values(ip: Any) -> None:
+    first = record_run(ctx(ip), [1.0, 0.5, 0.25])
+    ctx(ip).new_run("second")
+    second = record_run(ctx(ip), [2.0, 1.5])
+    fig = aeg(ip, "plot train_log --y loss")
+    assert isinstance(fig, go.Figure)
+    got = lines(fig)
+    assert list(got) == [first, second]
+    assert list(got[first].x) == [0, 1, 2] and list(got[first].y) == [1.0, 0.5, 0.25]
+    assert list(got[second].y) == [2.0, 1.5]
+    assert fig.layout.xaxis.title.text == "step"  # the step-like key is the default x
+    data = fig.to_dict()["data"]  # the figure's dict holds the plotted numbers (typed arrays)
+    assert len(data) == 2 and data[0]["name"] == first
+
+
+def test_plot_x_is_time_without_a_step_key_and_any_key_with_x(ip: Any) -> None:
+    log = ctx(ip).store.event_log
+    for i in range(4):
+        log.record("eval", {"acc": 0.5 + i / 10, "seen": 100 * i}, origin=ctx(ip).origin)
+    fig = aeg(ip, "plot eval --y acc")
+    assert fig.layout.xaxis.title.text == "time"
+    assert np.asarray(fig.data[0].x).dtype.kind == "M"  # datetimes
+    fig = aeg(ip, "plot eval --y acc --x seen")
+    assert list(fig.data[0].x) == [0, 100, 200, 300] and fig.layout.xaxis.title.text == "seen"
+
+
+def test_plot_reads_metrics_as_well_as_data(ip: Any) -> None:
+    log = ctx(ip).store.event_log
+    for i in range(3):
+        log.record("train_log", {"step": i}, metrics={"grad_norm": 1.0 + i}, origin=ctx(ip).origin)
+    fig = aeg(ip, "plot train_log --y grad_norm")
+    assert list(fig.data[0].y) == [1.0, 2.0, 3.0]
+
+
+def test_plot_by_a_label_draws_one_line_per_value(ip: Any) -> None:
+    record_run(ctx(ip), [1.0, 0.9], opt="adam")
+    record_run(ctx(ip), [1.0, 0.7, 0.6], opt="sgd")
+    fig = aeg(ip, "plot train_log --y loss --by opt")
+    got = lines(fig)
+    assert sorted(got) == ["adam", "sgd"]
+    assert list(got["sgd"].y) == [1.0, 0.7, 0.6]
+    assert fig.layout.legend.title.text == "opt"
+
+
+def test_plot_smooth_draws_the_rolling_mean_over_the_faint_raw_line(ip: Any) -> None:
+    losses = [4.0, 2.0, 6.0, 0.0, 8.0]
+    record_run(ctx(ip), losses)
+    fig = aeg(ip, "plot train_log --y loss --smooth 2")
+    solid = [t for t in fig.data if t.opacity is None]
+    faint = [t for t in fig.data if t.opacity is not None and t.opacity < 1]
+    assert list(solid[0].y) == [4.0, 3.0, 4.0, 3.0, 4.0]
+    assert list(faint[0].y) == losses and faint[0].showlegend is False
+    assert "mean of 2" in fig.layout.title.text
+
+
+def test_plot_log_axis(ip: Any) -> None:
+    record_run(ctx(ip), [1.0, 0.1, 0.01])
+    assert aeg(ip, "plot train_log --y loss --log").layout.yaxis.type == "log"
+
+
+def test_a_missing_metric_names_what_exists(ip: Any) -> None:
+    record_run(ctx(ip), [1.0], lr=0.1, note="text")
+    with pytest.raises(UsageError) as err:
+        aeg(ip, "plot train_log --y accuracy")
+    message = str(err.value)
+    assert "'accuracy'" in message and "step, loss, lr" in message
+    with pytest.raises(UsageError, match="event kinds: train_log"):
+        aeg(ip, "plot train_lgo --y loss")
+    with pytest.raises(UsageError, match="--y"):
+        aeg(ip, "plot train_log")
+
+
+def test_a_scope_limits_the_runs(ip: Any) -> None:
+    record_run(ctx(ip), [1.0, 2.0])
+    ctx(ip).new_run("now")
+    mine = record_run(ctx(ip), [3.0])
+    assert [t.name for t in aeg(ip, "plot train_log --y loss --scope run").data] == [mine]
+    assert len(aeg(ip, "plot train_log --y loss --scope all").data) == 2
+
+
+# -- %aeg plot over artifacts ---------------------------------------------------------------------------
+def test_plot_artifacts_is_a_scatter_whose_points_carry_ids_and_labels(ip: Any) -> None:
+    arts = ctx(ip).store.artifacts
+    saved = [
+        arts.save_json({"i": i}, kind="checkpoint", metrics={"val_acc": acc}, labels={"lr": lr, "exp": exp})
+        for i, (acc, lr, exp) in enumerate([(0.8, 0.1, "A"), (0.9, 0.01, "A"), (0.7, 0.1, "B")])
+    ]
+    fig = aeg(ip, "plot checkpoint --y val_acc --x lr --by exp")
+    by_name = {t.name: t for t in fig.data}
+    assert sorted(by_name) == ["A", "B"]
+    a = by_name["A"]
+    assert a.mode == "markers" and list(a.x) == [0.1, 0.01] and list(a.y) == [0.8, 0.9]
+    assert list(a.customdata) == [saved[0].artifact_id, saved[1].artifact_id]  # a selection gives the ids
+    assert saved[0].short_id in a.text[0] and "lr=0.1" in a.text[0]
+    # x defaults to a label; categorical labels become categories
+    fig = aeg(ip, "plot checkpoint --y val_acc")
+    assert fig.layout.xaxis.title.text == "exp" and sorted(set(fig.data[0].x)) == ["A", "B"]
+    with pytest.raises(UsageError, match="metrics: val_acc; labels: exp, lr"):
+        aeg(ip, "plot checkpoint --y loss --x lr")
+
+
+def test_user_strings_in_figures_are_escaped(ip: Any) -> None:
+    record_run(ctx(ip), [1.0, 0.5], opt=EVIL)
+    arts = ctx(ip).store.artifacts
+    arts.save_json(
+        {}, kind="checkpoint", metrics={"val_acc": 0.5}, labels={"exp": EVIL, "lr": 0.1}, origin=ctx(ip).origin
+    )
+    figs = [
+        aeg(ip, "plot train_log --y loss --by opt"),
+        aeg(ip, "plot checkpoint --y val_acc --x exp --by exp"),
+        aeg(ip, f"compare {ctx(ip).run_id} {ctx(ip).run_id}"),
+    ]
+    for fig in figs:
+        text = pio.to_json(fig)
+        decoded = json.loads(text)  # (to_json writes < as \u003c: look at the strings themselves)
+        strings = json.dumps(decoded, ensure_ascii=False)
+        assert EVIL not in strings
+        assert "&lt;img src=x onerror=alert(1)&gt;" in strings
+
+
+# -- %aeg compare ------------------------------------------------------------------------------------------
+def test_compare_overlays_runs_and_lists_their_labels_and_metrics(ip: Any) -> None:
+    arts = ctx(ip).store.artifacts
+    a = record_run(ctx(ip), [1.0, 0.5, 0.2])
+    arts.save_json({}, kind="config", labels={"lr": 0.1}, origin=ctx(ip).origin)
+    ctx(ip).new_run("b")
+    b = record_run(ctx(ip), [1.0, 0.8])
+    arts.save_json({}, kind="config", labels={"lr": 0.01}, origin=ctx(ip).origin)
+    fig = aeg(ip, f"compare {a} {b[:12]}")  # a unique prefix is enough
+    curves = [t for t in fig.data if t.type == "scatter"]
+    assert [t.name for t in curves] == [a, b]
+    table = next(t for t in fig.data if t.type == "table")
+    assert list(table.header.values) == ["", a, b]
+    fields = list(table.cells.values[0])
+    assert "lr" in fields and "last loss" in fields and "min loss" in fields
+    assert table.cells.values[1][fields.index("lr")] == "0.1"
+    assert table.cells.values[2][fields.index("last loss")] == "0.8"
+    with pytest.raises(UsageError, match="two runs or more"):
+        aeg(ip, f"compare {a}")
+    with pytest.raises(UsageError, match="matches no run"):
+        aeg(ip, f"compare {a} nosuchrun")
+
+
+# -- core/series.py ---------------------------------------------------------------------------------------
+def test_numbers_reads_flat_json_fast_and_everything_else_exactly() -> None:
+    texts = pa.array(
+        [
+            '{"step": 1, "loss": 0.5}', '{"step": 2}', None, '{"a": {"loss": 9}, "loss": 3}', '{"loss":4}',
+            '{"é": "x", "loss": -1e-3}', '{"loss": "0.5"}', '{"loss": true}', '{"loss": NaN}', "plain text",
+            '{"x": ["loss"], "loss": 7}', '{"note": "\\"loss\\": 8", "loss": 5}', '{"loss": 2, "z": {"loss": 1}}',
+        ]
+    )  # fmt: skip
+    got = numbers(texts, "loss")
+    want = [0.5, None, None, 3.0, 4.0, -0.001, None, None, None, None, 7.0, 5.0, 2.0]
+    assert [None if np.isnan(v) else float(v) for v in got] == want
+
+
+def test_downsampling_keeps_true_points_and_every_extreme() -> None:
+    rng = np.random.default_rng(0)
+    x = np.arange(1_000_000, dtype=np.float64)
+    y = np.cumsum(rng.normal(size=len(x)))
+    y[123_456] = 1e6  # a spike a plain stride would miss
+    idx = downsample(x, y, MAX_POINTS)
+    assert len(idx) <= MAX_POINTS
+    assert idx[0] == 0 and idx[-1] == len(x) - 1 and bool(np.all(np.diff(idx) > 0))
+    assert 123_456 in idx and int(np.argmin(y)) in idx
+    # each 1/999 of the x range keeps its own min and max
+    buckets = (MAX_POINTS - 2) // 2
+    edges = np.linspace(0, len(x), buckets + 1).astype(int)
+    for lo, hi in zip(edges[:-1:97], edges[1::97], strict=True):
+        seg = y[lo:hi]
+        kept = y[idx[(idx >= lo) & (idx < hi)]]
+        assert seg.max() in kept and seg.min() in kept
+
+
+def test_smoothing_is_a_trailing_mean() -> None:
+    assert smooth(np.array([1.0, 3.0, 5.0, 7.0]), 3).tolist() == [1.0, 2.0, 3.0, 5.0]
+    s = make_series("a", np.array([3.0, 1.0, 2.0]), np.array([30.0, 10.0, 20.0]), smooth_points=2)
+    assert s.x.tolist() == [1.0, 2.0, 3.0] and s.y.tolist() == [10.0, 15.0, 25.0]
+
+
+def _write_events_part(context: KernelContext, n: int, run_id: str) -> None:
+    """``n`` train_log events as one Parquet part, written through the storage layer's own part writer."""
+    table = context.store.event_table
+    ts0, _ = new_ts_id()
+    ts = ts0 - n + np.arange(n, dtype=np.int64)
+    steps = np.arange(n)
+    loss = 1.0 / (1.0 + steps) + np.sin(steps / 5000.0) * 0.01
+    cols = {
+        "event_id": pa.array([f"{i:026d}" for i in range(n)]),
+        "ts": pa.array(ts, pa.timestamp("us", tz="UTC")),
+        "topic": pa.nulls(n, pa.string()),
+        "run_id": pa.array([run_id] * n),
+        "graph_id": pa.array(["g"] * n),
+        "node_id": pa.nulls(n, pa.string()),
+        "text": pa.array(
+            [f'{{"step": {s}, "loss": {v!r}}}' for s, v in zip(steps.tolist(), loss.tolist(), strict=True)]
+        ),
+        "inputs": pa.nulls(n, pa.string()),
+        "outputs": pa.nulls(n, pa.string()),
+        "metrics": pa.nulls(n, pa.string()),
+        "tags": pa.nulls(n, pa.string()),
+        "severity": pa.array(np.full(n, 2, np.int32)),
+        "stage": pa.nulls(n, pa.string()),
+        "version": pa.array(np.ones(n, np.int32)),
+    }
+    part = pa.table(cols, schema=EVENTS_SCHEMA)
+    pdir = table.layout.partition_dir("events", "train_log")
+    os.makedirs(pdir, exist_ok=True)
+    table.write_part_file(part, os.path.join(pdir, str(PartName(int(ts[-1]), "testwriter", 0))))
+
+
+def test_a_million_event_series_is_downsampled_for_the_browser(ip: Any) -> None:
+    n = 1_000_000
+    _write_events_part(ctx(ip), n, "run-big")
+    record_run(ctx(ip), [0.5])  # plus one spooled event of this kernel's run
+    fig = aeg(ip, "plot train_log --y loss")
+    big = lines(fig)["run-big"]
+    assert len(big.x) <= MAX_POINTS
+    # the kept points are true points: loss at step s is exactly what was stored
+    steps = np.asarray(big.x, dtype=np.int64)
+    want = 1.0 / (1.0 + steps) + np.sin(steps / 5000.0) * 0.01
+    assert np.array_equal(np.asarray(big.y), want)
+    assert steps[0] == 0 and steps[-1] == n - 1
+    assert len(lines(fig)[ctx(ip).run_id].y) == 1
+
+
+# -- live series ------------------------------------------------------------------------------------------
+def test_live_series_takes_new_events_from_the_hot_window(context: KernelContext) -> None:
+    record_run(context, [1.0, 0.5])
+    live = LiveSeries(context.store.event_log, "train_log", y="loss")
+    assert live.count == 2 and live.reloads == 1
+    log = context.store.event_log
+    log.record("train_log", {"step": 2, "loss": 0.25}, origin=context.origin)
+    log.record("other", {"loss": 99.0}, origin=context.origin)
+    assert live.update() == 1 and live.update() == 0
+    s = live.series_set().series[0]
+    assert s.y.tolist() == [1.0, 0.5, 0.25] and live.reloads == 1
+    # more events than the hot window holds between two updates: one full read again, nothing lost
+    for step in range(3, 3 + 2 * log.hot.limit + 10):
+        log.record("train_log", {"step": step, "loss": 1.0 / step}, origin=context.origin)
+    live.update()
+    assert live.reloads == 2 and live.count == 3 + 2 * log.hot.limit + 10
+    full = event_series(log, "train_log", y="loss", max_points=0).series[0]
+    assert np.array_equal(live.series_set(max_points=0).series[0].y, full.y)
+    assert len(read_event_columns(log, "train_log")) == live.count
