@@ -171,6 +171,7 @@ class Maintenance:
             if not dry_run:
                 self._root.recover(self._tables)  # temp files of dead writers
             catalog.catch_up()
+            self.refuse_if_damaged("gc")
             started = time.time()
             plan = select_for_deletion(catalog, self._search, rules)
             doomed = [d.artifact for d in plan]
@@ -196,6 +197,26 @@ class Maintenance:
                 self._delete(a.artifact_id)
             self.sweep(report.blobs)
             return report
+
+    def refuse_if_damaged(self, what: str) -> None:
+        """Raise while a part or spool that may hold pins or artifact rows cannot be read.
+
+        Such a file may pin an artifact or reference a blob: deleting by what the readable rest
+        says could free data it protects. ``verify(repair=True)`` moves the damage aside first.
+
+        Raises:
+            CorruptionError: naming the files and ``verify --repair``.
+        """
+        damaged = [
+            p for name in ("artifacts", "ops") if name in self._tables for p in self._tables[name].damaged_files()
+        ]
+        if damaged:
+            shown = ", ".join(damaged[:3]) + (" ..." if len(damaged) > 3 else "")
+            raise CorruptionError(
+                f"{what} refused: {len(damaged)} part(s) or spool(s) of the store cannot be read ({shown}) and may "
+                "hold pins or rows that keep blobs; run `aeg verify --repair` (verify(repair=True)) to move them "
+                f"aside, then {what} again"
+            )
 
     def sweep(self, digests: Iterable[str]) -> None:
         """Delete these blobs and the local paths handed out for them (no questions asked)."""
@@ -226,7 +247,8 @@ class Maintenance:
             if a.blob_id not in present:
                 report.missing.append((a.artifact_id, a.blob_id))
         for table in self._tables.values():
-            report.bad_parts.extend(table.unreadable_parts())
+            # the small tables are read whole: a damaged page there may hide a pin
+            report.bad_parts.extend(table.unreadable_parts(full=table.spec.name != "events"))
         if repair:
             aside = self._root.move_aside_dir()
             for digest in report.corrupt:

@@ -28,7 +28,17 @@ from ..base.errors import InvalidInputError, StoreWarning, StoreWriteError
 from ..base.times import to_us
 from .compaction import compact_partition
 from .fsops import atomic, fsync_path, unlink_quietly
-from .layout import KIND_FILE, Layout, Part, PartName, decode_kind, encode_kind, is_hashed_kind, parse_spool_name
+from .layout import (
+    KIND_FILE,
+    PART_SUFFIX,
+    Layout,
+    Part,
+    PartName,
+    decode_kind,
+    encode_kind,
+    is_hashed_kind,
+    parse_spool_name,
+)
 from .schemas import ARTIFACTS, EVENTS, OPS, Row, TableSpec, as_micros, bad_row, conform, encode_row, schema_problem
 
 # NOTE: pyarrow imports pandas the first time it builds an array. When that first time is the
@@ -318,7 +328,7 @@ class Table:
         The parts whose footer or schema is bad (:meth:`unreadable_parts`, checked now) and every
         file a read of this process had to skip something of.
         """
-        found = set(self.unreadable_parts())
+        found = set(self.unreadable_parts(full=True))
         found.update(p for p in self._damaged if os.path.exists(p))
         return sorted(found)
 
@@ -541,19 +551,27 @@ class Table:
         """
         return compact_partition(self, kind, min_parts=min_parts, max_rows=max_rows)
 
-    def unreadable_parts(self) -> list[str]:
-        """Paths of parts whose footer or schema cannot be read (truncated, garbage, foreign)."""
+    def unreadable_parts(self, *, full: bool = False) -> list[str]:
+        """Paths of parts whose footer or schema cannot be read (truncated, garbage, foreign).
+
+        With ``full`` every part is read whole (its pages too), and any part a read of this
+        process had to skip is included.
+        """
         bad = []
         for part in self.list_parts():
             try:
                 with self.fs.open_input_file(part.path) as f:
-                    schema = pq.ParquetFile(f).schema_arrow
-                if schema_problem(schema, self.spec) is not None:
-                    bad.append(part.path)
+                    pf = pq.ParquetFile(f)
+                    if schema_problem(pf.schema_arrow, self.spec) is not None:
+                        bad.append(part.path)
+                    elif full:
+                        conform(pf.read(), self.spec)
             except FileNotFoundError:
                 continue
-            except (OSError, pa.ArrowException):
+            except (OSError, ValueError, pa.ArrowException):
                 bad.append(part.path)
+        if full:
+            bad.extend(p for p in self._damaged if p.endswith(PART_SUFFIX) and p not in bad and os.path.exists(p))
         return bad
 
     def partition_kinds(self) -> list[str]:

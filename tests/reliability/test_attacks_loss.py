@@ -193,3 +193,54 @@ def test_record_raises_only_when_its_own_row_is_not_stored(store_root):
     assert seen == out["ok"]  # every returned record is there, in order, once; no failed one is
     assert sorted(a.artifact_id for a in store.artifacts.list(kind="note", limit=100)) == sorted(out["arts_ok"])
     store.close()
+
+
+def _garble(path: str, *, keep_footer: bool = False) -> None:
+    os.chmod(path, 0o644)
+    size = os.path.getsize(path)
+    with open(path, "r+b") as f:
+        start, end = 0, size
+        if keep_footer:  # only the data pages: the footer still reads, the rows do not
+            f.seek(size - 8)
+            start, end = 4, size - 8 - int.from_bytes(f.read(4), "little")
+        f.seek(start)
+        f.write(os.urandom(end - start))
+
+
+def _parts(root: str, table: str) -> list[str]:
+    top = os.path.join(root, "tables", table)
+    return [os.path.join(d, n) for d, _, names in os.walk(top) for n in names if n.endswith(".parquet")]
+
+
+@pytest.mark.parametrize("where", ["ops", "ops_pages", "artifacts"])
+def test_gc_refuses_while_a_part_that_may_hold_pins_is_unreadable(store_root, where):
+    """Item 4: a pin (ops part) or a pinned artifact's row (artifacts part) sits in a part nobody
+    can read: gc must not free what it protects; it refuses until `verify --repair` ran."""
+    import time
+
+    from aeg_jupyter import CorruptionError
+
+    store = aeg_jupyter.Store(store_root)
+    pinned = store.artifacts.save_text("keep me", kind="ckpt", pin=where == "artifacts")
+    if where.startswith("ops"):
+        store.artifacts.pin(pinned.artifact_id)
+    for i in range(3):
+        store.artifacts.save_text(f"newer {i}", kind="other" if where == "artifacts" else "ckpt")
+    blob = store.blobs.path(pinned.blob_id)
+    store.close()
+    if where == "artifacts":  # this part holds only the pinned artifact's row (one part per kind)
+        [part] = [p for p in _parts(store_root, "artifacts") if "kind=ckpt" in p]
+    else:
+        [part] = _parts(store_root, "ops")
+    _garble(part, keep_footer=where == "ops_pages")
+    old = time.time() - 3600  # past gc's grace period for unreferenced blobs
+    os.utime(blob, (old, old))
+    with pytest.warns(StoreWarning):
+        store = aeg_jupyter.Store(store_root)
+        with pytest.raises(CorruptionError, match="verify --repair"):
+            store.artifacts.gc(dry_run=False, keep_last=1)
+    assert os.path.exists(blob)
+    report = store.artifacts.verify(repair=True)
+    assert report.moved_aside
+    store.artifacts.gc(dry_run=False, keep_last=1)  # runs once the damage is set aside
+    store.close()
