@@ -146,8 +146,7 @@ def test_writes_save_log_pin(store_root: str, tmp_path: Any, capsys: Any) -> Non
          "e.g. `aeg recent train_log -n 5` (`aeg recent -h` lists the options)"),
         (["load", "X"], 2, "aeg: `load` needs a notebook kernel; in a notebook type `%aeg load`"),
         (["track", "X"], 2, "aeg: `track` needs a notebook kernel; in a notebook type `%%aeg track KIND`"),
-        (["show", "ZZZZZZZZ"], 1, "aeg show: no artifact with id 'ZZZZZZZZ'; list them with arts.list(scope='all') "
-         "or `%aeg list`"),
+        (["show", "ZZZZZZZZ"], 1, "aeg show: no artifact with id 'ZZZZZZZZ'; list them with `aeg list`"),
         (["save", "missing.txt"], 2, "aeg save: no such file or directory: 'missing.txt'; give the path of one"),
     ],
 )  # fmt: skip

@@ -10,7 +10,11 @@ aeg verify
 aeg status
 ```
 
-The store is ``--store``, else ``$AEG_STORE``, else ``./.aeg``. Argument parsing is
+The store is ``--store``, else ``$AEG_STORE``, else ``./.aeg``; the global options may come before
+or after the subcommand. Commands in a shell share a run: ``--run``, else ``$AEG_RUN``, else the
+newest ``cli-...`` run of the store that wrote within ``RUN_WINDOW_MIN`` (30) minutes, else a new
+``cli-...`` run, so three ``aeg log`` in a row are one run. ``aeg runs | head`` stops quietly when
+the pipe closes. Argument parsing is
 :mod:`aeg_jupyter.frontends.commands`, shared with the magics; this module only prints results as text and
 turns mistakes into exit codes: 0 success, 1 the store refused or found nothing (``best`` without
 a match, ``verify`` finding damage), 2 a mistyped command.
@@ -20,11 +24,13 @@ from __future__ import annotations
 
 import argparse
 import os
+import re
 import shutil
 import sys
+from datetime import UTC, datetime, timedelta
 from typing import Any, cast
 
-from ..api.context import KernelContext, connect, default_root
+from ..api.context import KernelContext, connect, default_root, new_run_id
 from ..base.errors import AegError
 from ..base.models import Artifact, Event
 from ..core.artifacts import GcReport, VerifyReport
@@ -42,6 +48,8 @@ from .commands import (
 )
 
 PREFIX = "aeg"
+RUN_WINDOW_MIN = 30  # a `cli-...` run that wrote this recently is the shell's current run
+CLI_RUN = "cli"
 _GLOBAL_WITH_VALUE = ("--store", "--run", "--graph")
 _CREATES_STORE = {"save", "log"}
 _ARTIFACT_VIEW = ["artifact_id", "kind", "name", "created_at", "size", "pinned"]
@@ -59,32 +67,99 @@ def _global_parser() -> argparse.ArgumentParser:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("--store", metavar="PATH", help="the store directory (default: $AEG_STORE or ./.aeg)")
-    parser.add_argument("--run", metavar="RUN_ID", help="the run that `--scope run` means (default: a new run)")
+    parser.add_argument(
+        "--run",
+        metavar="RUN_ID",
+        help=f"the run writes go to and `--scope run` means (default: $AEG_RUN, else the newest `cli-...` run "
+        f"active within {RUN_WINDOW_MIN} min, else a new one)",
+    )
     parser.add_argument("--graph", metavar="GRAPH_ID", help="the notebook that `--scope graph` means")
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     return parser
 
 
 def split_globals(argv: list[str]) -> tuple[list[str], list[str]]:
-    """``["--store", "s", "ls", "-n", "3"]`` -> ``(["--store", "s"], ["ls", "-n", "3"])``.
+    """The global options (before or after the subcommand) apart from the subcommand and its options.
 
     Example:
-        >>> split_globals(["--store", "s", "ls", "-n", "3"])
-        (['--store', 's'], ['ls', '-n', '3'])
+        >>> split_globals(["--store", "s", "ls", "-n", "3", "--run=r1"])
+        (['--store', 's', '--run=r1'], ['ls', '-n', '3'])
     """
     i = 0
     while i < len(argv) and argv[i].startswith("-"):
         i += 2 if argv[i] in _GLOBAL_WITH_VALUE else 1
-    return argv[:i], argv[i:]
+    head, rest = argv[:i], []
+    j = i
+    while j < len(argv):
+        word = argv[j]
+        if word == "--":
+            rest += argv[j:]
+            break
+        if word in _GLOBAL_WITH_VALUE:
+            head += argv[j : j + 2]
+            j += 2
+        elif "=" in word and word.split("=", 1)[0] in _GLOBAL_WITH_VALUE:
+            head.append(word)
+            j += 1
+        else:
+            rest.append(word)
+            j += 1
+    return head, rest
+
+
+def current_cli_run(context: KernelContext, *, now: datetime | None = None) -> str:
+    """The shell's run: the newest ``cli-...`` run that wrote within ``RUN_WINDOW_MIN`` minutes, else a new one.
+
+    Example:
+        >>> current_cli_run(aeg_jupyter.connect("/tmp/store"))      # doctest: +SKIP
+        'cli-20261201-101500-a1b2'
+    """
+    from ..core.runs import summarize_runs
+
+    since = (now or datetime.now(UTC)) - timedelta(minutes=RUN_WINDOW_MIN)
+    for run in summarize_runs(context.store):  # the most recently active first
+        if run.last < since:
+            break
+        if run.run_id and run.run_id.startswith(f"{CLI_RUN}-"):
+            return run.run_id
+    return new_run_id(CLI_RUN)
+
+
+def for_shell(message: str) -> str:
+    """A core message's advice in shell form: ``%aeg list`` -> ``aeg list``, API calls dropped.
+
+    Example:
+        >>> for_shell("no artifact with id 'ZZ'; list them with arts.list(scope='all') or `%aeg list`")
+        "no artifact with id 'ZZ'; list them with `aeg list`"
+    """
+    message = re.sub(r"`?(?:arts|mem|context)\.\w+\([^)]*\)`? or ", "", message)
+    return message.replace("`%aeg ", f"`{PREFIX} ")
 
 
 def main(argv: list[str] | None = None) -> int:
     """Run one ``aeg`` command; returns the exit status (the console script exits with it).
 
+    A closed pipe (``aeg runs | head -5``) ends the command quietly.
+
     Example:
         >>> main(["--store", "/tmp/store", "status"])     # doctest: +SKIP
         0
     """
+    try:
+        status = _main(argv)
+        sys.stdout.flush()  # NOTE: inside the try: a pipe closed early fails here, not at exit
+    except BrokenPipeError:
+        # The reader went away (`| head`): point stdout at /dev/null so the interpreter's own
+        # flush at exit does not print a second traceback, and stop as `head` expects.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
+        return 0
+    return status
+
+
+def _main(argv: list[str] | None) -> int:
+
     argv = list(sys.argv[1:] if argv is None else argv)
     head, rest = split_globals(argv)
     opts = _global_parser().parse_args(head)  # prints help / version / mistakes and exits itself
@@ -116,10 +191,13 @@ def main(argv: list[str] | None = None) -> int:
             file=sys.stderr,
         )
         return 1
+    run_id = opts.run or os.environ.get("AEG_RUN") or None
     try:
-        context = connect(root, run_id=opts.run, graph_id=opts.graph)
+        context = connect(root, run_id=run_id or new_run_id(CLI_RUN), graph_id=opts.graph)
+        if run_id is None and (cmd.name in _CREATES_STORE or getattr(args, "scope", None) == "run"):
+            context.run_id = current_cli_run(context)
     except AegError as exc:
-        print(f"{PREFIX}: {exc}", file=sys.stderr)
+        print(f"{PREFIX}: {for_shell(str(exc))}", file=sys.stderr)
         return 1
     session = Session(context, prefix=PREFIX, default_scope="all", notes=sys.stderr, _parsers=parsing._parsers)
     try:
@@ -128,7 +206,7 @@ def main(argv: list[str] | None = None) -> int:
         print(exc, file=sys.stderr)
         return 2
     except (AegError, OSError) as exc:
-        print(f"{PREFIX} {cmd.name}: {exc}", file=sys.stderr)
+        print(f"{PREFIX} {cmd.name}: {for_shell(str(exc))}", file=sys.stderr)
         return 1
     finally:
         context.close()
@@ -142,7 +220,7 @@ def render(result: Any, command: str) -> int:
     if isinstance(result, Artifact):
         print(describe_artifact(result))
     elif isinstance(result, Event):
-        print(f"recorded {result.kind} event {result.event_id}")
+        print(f"recorded {result.kind} event {result.event_id} in run {result.run_id}")
     elif isinstance(result, GcReport | VerifyReport | StoreStatus):
         print(result)
         if isinstance(result, VerifyReport) and not result.ok:

@@ -3,11 +3,16 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 import warnings
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pandas as pd
 import pytest
+from conftest import REPO
 from IPython.core.error import UsageError
 
 from aeg_jupyter import Artifact, KernelContext
@@ -216,3 +221,75 @@ def test_a_filter_that_matches_nothing_returns_the_documented_columns(
         "%aeg list: no artifacts of kind 'nothing_here'; (kinds: checkpoint, config)",
         "%aeg best: no artifacts of kind 'checkpoint' with the metric 'val_acc' and labels exp=Z in scope 'all'",
     ]
+
+
+# -- 10: the CLI in a shell ---------------------------------------------------------------------
+def cli(capsys: Any, *argv: str) -> tuple[int, str, str]:
+    from aeg_jupyter.frontends.cli import main
+
+    code = main(list(argv))
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+@pytest.fixture
+def many_runs(tmp_path: Any) -> str:
+    from aeg_jupyter.base.models import Provenance
+    from aeg_jupyter.core.store import open_store
+
+    root = str(tmp_path / "cli-store")
+    store = open_store(root)
+    try:
+        for i in range(3000):  # `aeg runs` prints ~300 KB: far more than a pipe holds
+            store.event_log.record("step", {"i": i}, origin=Provenance(f"run-{i:05d}", "nb.ipynb", "main"))
+    finally:
+        store.close()
+    return root
+
+
+def test_a_pipe_closed_early_ends_quietly(many_runs: str) -> None:
+    env = dict(os.environ, PYTHONPATH=REPO + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    script = f"{sys.executable} -m aeg_jupyter.frontends.cli --store {many_runs} runs -n 3000 | head -5"
+    proc = subprocess.run(["bash", "-c", script], capture_output=True, text=True, timeout=120, env=env)
+    assert len(proc.stdout.splitlines()) == 5
+    assert proc.stderr == ""  # before: a BrokenPipeError traceback, twice
+
+
+def test_global_options_come_before_or_after_the_subcommand(many_runs: str, capsys: Any) -> None:
+    before = cli(capsys, "--store", many_runs, "runs", "-n", "2")
+    assert before[0] == 0 and len(before[1].splitlines()) == 3
+    assert cli(capsys, "runs", "-n", "2", "--store", many_runs) == before
+    assert cli(capsys, "runs", f"--store={many_runs}", "-n", "2") == before
+
+
+def test_cli_writes_share_the_shells_run(tmp_path: Any, capsys: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    from aeg_jupyter import connect
+    from aeg_jupyter.frontends.cli import RUN_WINDOW_MIN, current_cli_run
+
+    monkeypatch.delenv("AEG_RUN", raising=False)
+    root = str(tmp_path / "s")
+    outs = [cli(capsys, "--store", root, "log", "train_log", f"i={i}")[1] for i in range(3)]
+    runs = {line.rsplit(" in run ", 1)[1].strip() for line in outs}
+    assert len(runs) == 1 and runs.pop().startswith("cli-")
+    (tmp_path / "a.txt").write_text("a")
+    assert cli(capsys, "save", str(tmp_path / "a.txt"), "--store", root)[0] == 0
+    context = connect(root)
+    try:
+        events = context.store.event_log.recent(limit=10)
+        (art,) = context.store.artifacts.list()
+        assert {e.run_id for e in events} == {art.run_id}
+        later = datetime.now(UTC) + timedelta(minutes=RUN_WINDOW_MIN + 1)
+        assert current_cli_run(context, now=later) != art.run_id  # an idle shell starts a new run
+    finally:
+        context.close()
+    assert cli(capsys, "--store", root, "--run", "mine", "log", "x", "a=1")[1].endswith(" in run mine\n")
+    monkeypatch.setenv("AEG_RUN", "from-env")
+    assert cli(capsys, "--store", root, "log", "x", "a=1")[1].endswith(" in run from-env\n")
+
+
+def test_cli_advice_is_for_a_shell(tmp_path: Any, capsys: Any) -> None:
+    root = str(tmp_path / "s")
+    cli(capsys, "--store", root, "log", "x", "a=1")
+    code, out, err = cli(capsys, "--store", root, "show", "ZZZZ")
+    assert (code, out) == (1, "")
+    assert err == "aeg show: no artifact with id 'ZZZZ'; list them with `aeg list`\n"  # before: arts.list / %aeg list
