@@ -166,6 +166,9 @@ def test_dropdowns_are_filled_from_the_store(panel: Panel) -> None:
 def test_changing_metric_mode_group_and_limit_reranks(panel: Panel) -> None:
     assert shown_names(panel)[0] == "ckpt-B-0.95.json"
     panel.leaderboard_tab.metric.value = "loss"
+    assert panel.leaderboard_tab.mode.value == "min"  # a loss: lower is better, without being told
+    assert list(panel.leaderboard_tab.frame["metric.loss"]) == [0.10, 0.20, 0.30, 0.35, 0.40]
+    panel.leaderboard_tab.mode.value = "max"
     assert list(panel.leaderboard_tab.frame["metric.loss"]) == [0.40, 0.35, 0.30, 0.20, 0.10]
     panel.leaderboard_tab.mode.value = "min"
     assert shown_names(panel)[0] == "ckpt-B-0.8.json"
@@ -356,7 +359,11 @@ def test_hostile_strings_are_shown_as_text(context: KernelContext) -> None:
     context.store.event_log.record_tool_result(
         HOSTILE, outputs=[{"name": HOSTILE, "value": HOSTILE}], origin=context.origin
     )
-    p = Panel(context, kind=HOSTILE, metric=HOSTILE, group_by=HOSTILE)
+    asking = Panel(context, kind=HOSTILE, metric=HOSTILE)  # a direction the name does not tell: asked for
+    assert "better? The name does not say" in asking.leaderboard_tab.note.value
+    assert "<img" not in asking.leaderboard_tab.note.value
+    asking.close()
+    p = Panel(context, kind=HOSTILE, metric=HOSTILE, mode="max", group_by=HOSTILE)
     p.select_artifact(art.artifact_id)
     p.copy_path()
     p.show("memory")

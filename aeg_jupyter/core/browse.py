@@ -222,8 +222,12 @@ def preview(
             frame, total, ncols = table_head(blobs.path(art.blob_id), fmt=fmt.split(":", 1)[1], rows=max_rows)
         except Exception as exc:  # a damaged or mislabelled file: say so, never crash the panel
             return Preview("binary", art, note=f"not a readable table ({type(exc).__name__}: {exc})")
-        rows = f"{total:,} rows" if total is not None else "rows"
-        note = f"first {len(frame)} {rows} x {ncols} columns"
+        if total is None:
+            note = f"first {len(frame):,} rows x {ncols:,} columns"
+        elif total > len(frame):
+            note = f"first {len(frame):,} of {total:,} rows x {ncols:,} columns"
+        else:
+            note = f"{total:,} rows x {ncols:,} columns"
         return Preview("table", art, frame=frame, note=note, truncated=total is None or total > len(frame))
     if fmt in ("json", "text"):
         text = head.decode("utf-8", errors="replace")
@@ -240,7 +244,33 @@ def preview(
         of = f"{len(lines):,} lines" if whole else f"{_size(art.size)}"
         note = f"first {len(shown)} of {of}" if truncated else f"{len(lines):,} lines"
         return Preview(kind, art, text="\n".join(shown), note=note, truncated=truncated)
+    if head.startswith(b"\x93NUMPY"):
+        return Preview("binary", art, note=npy_summary(head, art.size))
     return Preview("binary", art, note=f"{_size(art.size)}, {art.mime or 'unknown type'}")
+
+
+def npy_summary(head: bytes, size: int) -> str:
+    """What a ``.npy`` file holds, from its header alone: ``"numpy array, shape (3, 4), float64, 224 B"``.
+
+    Example:
+        >>> import io, numpy as np
+        >>> buf = io.BytesIO(); np.save(buf, np.zeros((3, 4)))
+        >>> npy_summary(buf.getvalue()[:256], len(buf.getvalue()))
+        'numpy array, shape (3, 4), float64, 224 B'
+    """
+    import io
+
+    from numpy.lib import format as npy
+
+    try:
+        f = io.BytesIO(head)
+        version = npy.read_magic(f)
+        read_header = npy.read_array_header_1_0 if version == (1, 0) else npy.read_array_header_2_0
+        shape, fortran, dtype = read_header(f)  # the header only, never the data
+    except Exception:  # a damaged header: say what is known
+        return f"numpy array (unreadable header), {_size(size)}"
+    order = ", Fortran order" if fortran and len(shape) > 1 else ""
+    return f"numpy array, shape {tuple(shape)}, {dtype}{order}, {_size(size)}"
 
 
 __all__ = ["Preview", "find_artifacts", "label_matches", "parse_label_filter", "preview", "preview_format"]

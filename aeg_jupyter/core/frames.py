@@ -22,7 +22,7 @@ ARTIFACT_COLUMNS = [
     "artifact_id", "kind", "name", "uri", "created_at", "run_id", "graph_id", "node_id", "pinned", "size",
 ]  # fmt: skip
 EVENT_COLUMNS = ["event_id", "ts", "kind", "topic", "run_id", "graph_id", "node_id", "text"]
-RUN_COLUMNS = ["run_id", "graph_id", "first", "last", "artifacts", "events"]
+RUN_COLUMNS = ["run_id", "graph_id", "first", "last", "artifacts", "events"]  # runs_frame adds "name" second
 
 
 def artifacts_frame(arts: Sequence[Artifact]) -> pd.DataFrame:
@@ -124,7 +124,10 @@ def runs_frame(runs: Sequence[RunSummary]) -> pd.DataFrame:
     """
     import pandas as pd
 
+    from .runs import run_name
+
     df = pd.DataFrame({c: [getattr(r, c) for r in runs] for c in RUN_COLUMNS}, columns=RUN_COLUMNS)
+    df.insert(1, "name", pd.Series([run_name(r.run_id) for r in runs], dtype=object))
     for c in ("first", "last"):
         df[c] = pd.to_datetime(df[c], utc=True)
     for c in ("artifacts", "events"):
@@ -160,6 +163,105 @@ def leaderboard_frame(
     labels = sorted(c for c in df.columns if c.startswith("label."))
     metrics = sorted(c for c in df.columns if c.startswith("metric."))
     return df[fixed + labels + metrics]
+
+
+def artifacts_view(
+    arts: Sequence[Artifact],
+    *,
+    metric: str | None = None,
+    group_by: str | None = None,
+    ranked: bool = False,
+    now: datetime | None = None,
+) -> pd.DataFrame:
+    """Artifacts as a table for people: what was asked first, short ids, human ages, rounded metrics.
+
+    Columns: ``rank`` (when ``ranked``), ``short_id`` (the last 8 characters), ``metric.<metric>``
+    and ``label.<group_by>`` (when given), ``name``, ``kind`` (when more than one), the other
+    ``label.*`` and ``metric.*`` columns, ``age`` ("4 min ago"), ``created`` (local time, to the
+    second) and ``run`` (the run's name, :func:`~aeg_jupyter.core.runs.run_name`). Metrics are rounded
+    to 4 significant digits. The full columns are :func:`artifacts_frame`'s (``--all-columns``).
+
+    Example:
+        >>> artifacts_view(ranked(index, kind="checkpoint", metric="val_acc"), metric="val_acc", ranked=True)  # doctest: +SKIP
+           rank  short_id  metric.val_acc  name  ...        age              created  run
+    """
+    import pandas as pd
+
+    from .runs import run_name
+
+    full = artifacts_frame(arts)
+    cols: dict[str, Any] = {}
+    if ranked:
+        cols["rank"] = pd.Series(range(1, len(arts) + 1), dtype="int64")
+    cols["short_id"] = pd.Series([a.short_id for a in arts], dtype=object)
+    lead = [c for c in (f"metric.{metric}" if metric else None, f"label.{group_by}" if group_by else None) if c]
+    for c in lead:
+        cols[c] = full[c] if c in full.columns else pd.Series([None] * len(arts), dtype=object)
+    cols["name"] = full["name"]
+    if len({a.kind for a in arts}) > 1:
+        cols["kind"] = full["kind"]
+    for prefix in ("label.", "metric."):
+        for c in full.columns:
+            if c.startswith(prefix) and c not in cols:
+                cols[c] = full[c]
+    stamp = datetime.now().astimezone() if now is None else now
+    cols["age"] = pd.Series([human_age(a.created_at, stamp) for a in arts], dtype=object)
+    cols["created"] = _local_seconds(full["created_at"])
+    cols["run"] = pd.Series([run_name(a.run_id) for a in arts], dtype=object)
+    df = pd.DataFrame(cols)
+    return _round_metrics(df)
+
+
+def events_view(events: Sequence[Event], *, now: datetime | None = None) -> pd.DataFrame:
+    """Events as a table for people, newest first: ``age``, ``time`` (local), ``kind``, ``topic`` (when any),
+    the ``data.*``, ``metric.*`` and ``out.*`` columns, ``text`` only for events whose data is text (not the
+    JSON of ``data.*`` again), and ``run``. The full columns are :func:`events_frame`'s (``--all-columns``).
+
+    Example:
+        >>> events_view(event_log.recent(kinds=["train_log"], limit=5))   # doctest: +SKIP
+    """
+    import pandas as pd
+
+    from .runs import run_name
+
+    full = events_frame(events)
+    evs = list(reversed(events))
+    stamp = datetime.now().astimezone() if now is None else now
+    cols: dict[str, Any] = {
+        "age": pd.Series([human_age(datetime.fromisoformat(e.ts), stamp) for e in evs], dtype=object),
+        "time": _local_seconds(full["ts"]),
+        "kind": full["kind"],
+    }
+    if any(e.topic for e in evs):
+        cols["topic"] = full["topic"]
+    for prefix in ("data.", "metric.", "out."):
+        for c in full.columns:
+            if c.startswith(prefix):
+                cols[c] = full[c]
+    texts = [e.data if isinstance(e.data, str) else "" for e in evs]
+    if any(texts):
+        cols["text"] = pd.Series(texts, dtype=object)
+    cols["run"] = pd.Series([run_name(e.run_id) for e in evs], dtype=object)
+    return _round_metrics(pd.DataFrame(cols))
+
+
+def _local_seconds(column: Any) -> Any:
+    """UTC timestamps as local time, to the second (what people read)."""
+    local = datetime.now().astimezone().tzinfo
+    return column.dt.tz_convert(local).dt.floor("s")
+
+
+def _round_metrics(df: pd.DataFrame) -> pd.DataFrame:
+    """Float ``metric.*`` / ``out.*`` columns rounded to 4 significant digits (0.912345 -> 0.9123)."""
+    import numpy as np
+
+    for c in df.columns:
+        if c.startswith(("metric.", "out.")) and df[c].dtype.kind == "f":
+            v = df[c].to_numpy(dtype="float64", copy=True)
+            with np.errstate(divide="ignore", invalid="ignore"):
+                mag = np.where(np.isfinite(v) & (v != 0), np.floor(np.log10(np.abs(v))), 0)
+            df[c] = np.round(v * 10.0 ** (3 - mag)) / 10.0 ** (3 - mag)
+    return df
 
 
 def human_age(then: datetime | None, now: datetime | None = None) -> str:

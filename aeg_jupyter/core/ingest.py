@@ -266,9 +266,21 @@ class ArtifactWriter:
         self._blob.abort()
 
 
+# Types the platform's table may not know, spelled as `save` of a variable spells them (core/serialize.py).
+_MIME_BY_EXT = {".npy": "application/x-npy", ".parquet": "application/vnd.apache.parquet"}
+
+
 def guess_mime(name: str | None) -> str | None:
-    """The MIME type of a file name, or None."""
+    """The MIME type of a file name, or None.
+
+    Example:
+        >>> guess_mime("weights.npy"), guess_mime("notes.txt")
+        ('application/x-npy', 'text/plain')
+    """
     if not name:
         return None
+    known = _MIME_BY_EXT.get(os.path.splitext(name)[1].lower())
+    if known is not None:
+        return known
     mime, _ = mimetypes.guess_type(name, strict=False)
     return mime

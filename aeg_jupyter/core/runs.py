@@ -11,6 +11,7 @@ Example:
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING, Protocol
@@ -126,6 +127,29 @@ def _event_stats(store: Store) -> list[tuple[str | None, str | None, int, int, i
     )  # fmt: skip
 
 
+_RUN_ID = re.compile(r"^(?P<name>.+)-(?P<date>\d{8})-(?P<time>\d{6})-(?P<tag>[0-9a-f]{4})$")
+
+
+def run_name(run_id: str | None) -> str:
+    """What tells a run apart, for tables: the name given to ``%aeg run new NAME``, else the id's time and tag.
+
+    Run ids are ``<name>-<YYYYMMDD>-<HHMMSS>-<tag>`` (``run`` when no name was given); ids of other
+    shapes are shown whole.
+
+    Example:
+        >>> run_name("sweep-2-20261201-140305-a1b2"), run_name("run-20261201-140305-a1b2"), run_name("mine")
+        ('sweep-2', '1201-140305-a1b2', 'mine')
+    """
+    if not run_id:
+        return ""
+    m = _RUN_ID.match(run_id)
+    if m is None:
+        return run_id
+    if m["name"] != "run":
+        return m["name"]
+    return f"{m['date'][4:]}-{m['time']}-{m['tag']}"
+
+
 def count_events(store: Store) -> int:
     """How many events the store holds, from Parquet footers and spools (no row is decoded from Parquet).
 
@@ -142,4 +166,4 @@ def count_events(store: Store) -> int:
     return n
 
 
-__all__ = ["RunSummary", "count_events", "summarize_runs"]
+__all__ = ["RunSummary", "count_events", "run_name", "summarize_runs"]

@@ -18,7 +18,7 @@ from .commands.parsing import _mode, _scope
 def _panel_args(p: CommandParser) -> None:
     p.add_argument("--kind", metavar="K", help="the leaderboard's kind (default: the first with metrics)")
     p.add_argument("--metric", metavar="M", help="the leaderboard's metric")
-    _mode(p, "max")
+    _mode(p, None)  # None: the metric's own direction (core/direction.py)
     _scope(p)
     p.add_argument("--by", metavar="LABEL", help="best artifact per value of this label")
 

@@ -17,11 +17,13 @@ from typing import Any
 import ipywidgets as widgets
 
 from ...api.context import KernelContext
-from ...base.html import esc, fmt_value, html_table
+from ...base.html import esc, fmt_value, html_table, kv_table
 from ...base.models import Artifact, Scope
+from ...base.models import _human_size as fmt_size
 from ...core.browse import Preview, find_artifacts, parse_label_filter
 from ...core.browse import preview as preview_of
-from .style import display_cell, option_label
+from ...core.runs import run_name
+from .style import LIST_HEADER, display_cell, option_label
 from .tab import NONE, SCOPE_OPTIONS, WIDE, PanelTab, Say, set_options, working
 
 MAX_LIST = 200  # artifacts listed in the browser
@@ -58,6 +60,7 @@ class ArtifactsTab(PanelTab):
         # Option labels are plain text: the front end sets them with textContent, so they are not escaped.
         self.listing = widgets.Select(options=[], rows=10, layout=widgets.Layout(width="100%"))
         self.listing.add_class("aeg-ar-list")
+        self.list_header = widgets.HTML(f"<div class='aeg-ar-head'>{esc(LIST_HEADER)}</div>")
         self.details = widgets.HTML()
         self.image = widgets.Image(
             layout=widgets.Layout(max_width="480px", max_height="360px", display="none", align_self="flex-start")
@@ -72,8 +75,9 @@ class ArtifactsTab(PanelTab):
         self.children = [
             widgets.HBox([self.kind, self.scope], layout=widgets.Layout(flex_flow="row wrap")),
             widgets.HBox([self.labels, self.search], layout=widgets.Layout(flex_flow="row wrap")),
+            self.list_header,
             self.listing,
-            widgets.HBox([self.pin, self.copy, self.path, self.clip]),
+            widgets.HBox([self.pin, self.copy, self.path, self.clip], layout=widgets.Layout(flex_flow="row wrap")),
             widgets.HBox(
                 [
                     widgets.Box([self.details], layout=widgets.Layout(flex="1 1 340px", min_width="300px")),
@@ -176,7 +180,7 @@ class ArtifactsTab(PanelTab):
             self.pin.value = art.pinned
         self._show_pin(art.pinned)
         self.pin.disabled = self.copy.disabled = False
-        self.details.value = art._repr_html_()  # escapes every field
+        self.details.value = details_html(art)
         self._show_preview(preview_of(self.artifacts, art))
 
     def _show_preview(self, p: Preview) -> None:
@@ -223,4 +227,31 @@ class ArtifactsTab(PanelTab):
             self.copy_path()
 
 
-__all__ = ["MAX_LIST", "ArtifactsTab"]
+def details_html(art: Artifact) -> str:
+    """The selected artifact's record as a key / value table: one row per field, keys never wrapped,
+    long values (the URI, ids) wrapped whole rather than cut. Every value is escaped.
+
+    Example:
+        >>> "cas://" in details_html(art)   # doctest: +SKIP
+        True
+    """
+    run = run_name(art.run_id)
+    rows = [
+        ("id", art.artifact_id),
+        ("kind", art.kind),
+        ("name", art.name or ""),
+        ("uri", art.uri),
+        ("size", fmt_size(art.size)),
+        ("mime", art.mime or ""),
+        ("created", art.created_at.astimezone().isoformat(sep=" ", timespec="seconds") if art.created_at else ""),
+        ("run", f"{run}  ({art.run_id})" if run and run != art.run_id else art.run_id or ""),
+        ("notebook", art.graph_id or ""),
+        ("cell", art.node_id or ""),
+        ("labels", ", ".join(f"{k}={fmt_value(v)}" for k, v in art.labels.items())),
+        ("metrics", ", ".join(f"{k}={fmt_value(v)}" for k, v in art.metrics.items())),
+        ("pinned", "yes" if art.pinned else "no"),
+    ]
+    return kv_table(rows, css_class="aeg-artifact aeg-ar-details", caption="Artifact")
+
+
+__all__ = ["MAX_LIST", "ArtifactsTab", "details_html"]

@@ -21,7 +21,8 @@ from ...base.html import esc
 from ...base.models import Artifact, Scope
 from ...core.artifacts import Mode
 from ...core.frames import leaderboard_frame
-from ...core.leaderboard import label_keys, ranked
+from ...core.leaderboard import default_ranking, label_keys, metric_modes, ranked
+from ...core.runs import run_name
 from .style import fmt_age, fmt_value, row_table
 from .tab import NONE, SCOPE_NAMES, SCOPE_OPTIONS, WIDE, PanelTab, Say, pick, set_options
 
@@ -48,8 +49,9 @@ class LeaderRow:
             layout=widgets.Layout(width="36px", height="26px", padding="0"),
         )  # fmt: skip
         self.pin.add_class("aeg-lb-pin")
-        self.cells = widgets.HTML()
-        self.box = widgets.HBox([self.pin, self.cells], layout=widgets.Layout(align_items="center"))
+        self.pin.layout.flex = "0 0 36px"  # never squeezed away by a wide row
+        self.cells = widgets.HTML(layout=widgets.Layout(flex="1 1 auto", min_width="0", overflow="hidden"))
+        self.box = widgets.HBox([self.pin, self.cells], layout=widgets.Layout(align_items="center", width="100%"))
         self.pin.observe(lambda change: on_pin(self, change["new"]), names="value")
 
 
@@ -58,8 +60,15 @@ class LeaderboardTab(PanelTab):
 
     Args:
         context, redraw, say: see :class:`~aeg_jupyter.frontends.panel.tab.PanelTab`.
-        kind, metric, group_by: asked for; shown as soon as the store has them.
-        mode: ``"max"`` or ``"min"``. scope: the scope shown first. limit: top-N rows.
+        kind, metric, group_by: asked for; shown as soon as the store has them. Without ``metric``
+            the kind's default (:func:`~aeg_jupyter.core.leaderboard.default_ranking`: a metric of
+            known direction, validation before training).
+        mode: ``"max"`` or ``"min"``; ``None``: the metric's direction (recorded, else from its
+            name; unknown: the toggle is left unset and the note asks to choose).
+        scope: the scope shown first. limit: top-N rows.
+
+    The metric and direction chosen for a kind are kept: switching to another kind and back
+    shows them again.
 
     Example:
         >>> tab = panel.leaderboard_tab                   # doctest: +SKIP
@@ -77,7 +86,7 @@ class LeaderboardTab(PanelTab):
         say: Say,
         kind: str | None = None,
         metric: str | None = None,
-        mode: Mode = "max",
+        mode: Mode | None = None,
         scope: Scope = "all",
         group_by: str | None = None,
         limit: int = 10,
@@ -88,12 +97,16 @@ class LeaderboardTab(PanelTab):
         self._want: dict[str, str | None] = {"kind": kind, "metric": metric, "group": group_by}  # not yet shown
         self._pool: list[LeaderRow] = []
         self._shown = 0
+        self._want_mode: Mode | None = mode  # asked for at start: wins once, for the first metric shown
+        self._metric_of: dict[str, str] = {}  # kind -> the metric last chosen for it
+        self._mode_of: dict[tuple[str, str], Mode] = {}  # (kind, metric) -> the direction last chosen
+        self._on: tuple[str | None, str | None] = (None, None)  # the (kind, metric) shown
 
         self.kind = widgets.Dropdown(description="kind", options=[], style=WIDE)
         self.metric = widgets.Dropdown(description="metric", options=[], style=WIDE)
         self.mode = widgets.ToggleButtons(
             options=[("max", "max"), ("min", "min")], value=mode,
-            style={"button_width": "56px"}, tooltips=["higher is better", "lower is better"],
+            style={"button_width": "48px"}, tooltips=["higher is better", "lower is better"],
         )  # fmt: skip
         self.scope = widgets.Dropdown(description="scope", options=SCOPE_OPTIONS, value=scope, style=WIDE)
         self.group = widgets.Dropdown(description="best per", options=[("(none)", NONE)], style=WIDE)
@@ -106,20 +119,25 @@ class LeaderboardTab(PanelTab):
             (self.scope, "aeg-lb-scope"), (self.group, "aeg-lb-group"), (self.limit, "aeg-lb-limit"),
         ):  # fmt: skip
             w.add_class(cls)
-        self.header = widgets.HTML()
+        self.header = widgets.HTML(layout=widgets.Layout(flex="1 1 auto", min_width="0", overflow="hidden"))
         self.note = widgets.HTML()
         self.body = widgets.VBox(layout=widgets.Layout(overflow="auto"))
         self.children = [
             widgets.HBox([self.kind, self.metric, self.mode], layout=widgets.Layout(flex_flow="row wrap")),
             widgets.HBox([self.scope, self.group, self.limit], layout=widgets.Layout(flex_flow="row wrap")),
             self.note,
-            widgets.HBox([widgets.HTML(layout=widgets.Layout(width="36px", margin="0 2px")), self.header]),
+            widgets.HBox(
+                [widgets.HTML(layout=widgets.Layout(flex="0 0 36px", margin="0 2px")), self.header],
+                layout=widgets.Layout(width="100%"),
+            ),
             self.body,
         ]
         self.add_class("aeg-leaderboard")
 
         self.kind.observe(self._on_kind, names="value")
-        self._redraw_on_change(self.metric, self.mode, self.scope, self.group, self.limit)
+        self.metric.observe(self._on_metric, names="value")
+        self.mode.observe(self._on_mode, names="value")
+        self._redraw_on_change(self.scope, self.group, self.limit)
 
     @property
     def rows(self) -> list[LeaderRow]:
@@ -139,8 +157,10 @@ class LeaderboardTab(PanelTab):
         index = self.artifacts
         kinds = index.kinds()
         kind = pick(self.kind.value, self._want.get("kind"), kinds, prefer=lambda k: bool(index.metric_names(k)))
-        metrics = index.metric_names(kind) if kind else []
-        metric = pick(self.metric.value, self._want.get("metric"), metrics)
+        modes = metric_modes(index, kind) if kind else {}
+        metrics = list(modes)
+        metric = self._metric_for(kind, metrics)
+        mode = self._mode_for(kind, metric, modes)
         scope = self.context.scope(self.scope.value)
         groups = label_keys(index, kind=kind) if kind else []
         group = pick(self.group.value or None, self._want.get("group"), groups, fallback=False)
@@ -148,9 +168,13 @@ class LeaderboardTab(PanelTab):
             set_options(self.kind, kinds, kind)
             set_options(self.metric, metrics, metric)
             set_options(self.group, [("(none)", NONE), *((g, g) for g in groups)], group or NONE)
+            self.mode.value = mode
         for key, shown in (("kind", kind), ("metric", metric), ("group", group)):
             if shown == self._want.get(key):
                 self._want[key] = None
+        if metric is not None:
+            self._want_mode = None
+        self._on = (kind, metric)
         if kind is None or metric is None:
             self.frame = leaderboard_frame([], metric=metric or "")
             self._show([], [], metric or "")
@@ -159,7 +183,15 @@ class LeaderboardTab(PanelTab):
             else:
                 self.note.value = f"<i>No artifact of kind <b>{esc(kind)}</b> has metrics to rank by.</i>"
             return
-        mode = self.mode.value
+        if mode is None:
+            self.frame = leaderboard_frame([], metric=metric)
+            self._show([], [], metric)
+            self.note.value = (
+                f"<i>Is a higher or a lower <b>{esc(metric)}</b> better? The name does not say: choose "
+                "<b>max</b> or <b>min</b> (or save the artifacts with the label "
+                f'<code>metric_modes="{esc(metric)}:min"</code>).</i>'
+            )
+            return
         rows = ranked(index, kind=kind, metric=metric, mode=mode, where=scope, group_by=group, limit=self.limit.value)
         self.frame = leaderboard_frame(rows, metric=metric, group_by=group)
         label_cols = ([group] if group else []) + [k for k in groups if k != group][:5]
@@ -168,16 +200,38 @@ class LeaderboardTab(PanelTab):
         per = f", best per <b>{esc(group)}</b>" if group else ""
         if rows:
             self.note.value = (
-                f"<span style='color:#555'>{len(rows)} {esc(kind)} by <b>{esc(metric)}</b> "
+                f"<span class='aeg-note'>{len(rows)} {esc(kind)} by <b>{esc(metric)}</b> "
                 f"({'higher' if mode == 'max' else 'lower'} is better{per}), scope: {esc(where)}</span>"
             )
         else:
             self.note.value = f"<i>No {esc(kind)} with metric {esc(metric)} in scope “{esc(where)}”{per}.</i>"
 
+    def _metric_for(self, kind: str | None, metrics: list[str]) -> str | None:
+        """The metric to show for ``kind``: asked for, else shown, else last chosen for it, else its default."""
+        if kind is None or not metrics:
+            return None
+        shown = self.metric.value if self._on[0] == kind else None
+        for candidate in (self._want.get("metric"), shown, self._metric_of.get(kind)):
+            if candidate in metrics:
+                return candidate
+        return default_ranking(self.artifacts, kind)[0] or metrics[0]
+
+    def _mode_for(self, kind: str | None, metric: str | None, modes: dict[str, Mode | None]) -> Mode | None:
+        """The direction to rank by: asked for at start, else last chosen for (kind, metric), else the metric's own."""
+        if kind is None or metric is None:
+            return None
+        if self._want_mode is not None:
+            return self._want_mode
+        if self._on == (kind, metric) and self.mode.value is not None:
+            return self.mode.value  # type: ignore[no-any-return]
+        return self._mode_of.get((kind, metric)) or modes.get(metric)
+
     def _show(self, rows: list[Artifact], label_cols: list[str], metric: str) -> None:
         others = sorted({m for a in rows for m in a.metrics if m != metric})[:5]
-        spec: list[tuple[str, int]] = [("#", 32), ("id", 92), ("name", 140), (metric, 84)]
-        spec += [(m, 76) for m in others] + [(k, 90) for k in label_cols] + [("age", 48), ("run", 190)]
+        # Widths are weights: the table fills the output area, and a narrow column cuts its text
+        # with an ellipsis (the whole text is each cell's tooltip).
+        spec: list[tuple[str, int]] = [("#", 28), ("id", 80), ("name", 130), (metric, 76)]
+        spec += [(m, 70) for m in others] + [(k, 80) for k in label_cols] + [("age", 44), ("run", 110)]
         width = sum(w for _, w in spec)
         self.header.value = row_table(spec, [name for name, _ in spec], width, header=True)
         while len(self._pool) < len(rows):
@@ -189,7 +243,7 @@ class LeaderboardTab(PanelTab):
                     str(i + 1), art.short_id, art.name or "", fmt_value(art.metrics.get(metric)),
                     *(fmt_value(art.metrics.get(m)) for m in others),
                     *(fmt_value(art.labels.get(k)) for k in label_cols),
-                    fmt_age(art.created_at, now), art.run_id or "",
+                    fmt_age(art.created_at, now), (run_name(art.run_id), art.run_id or ""),
                 ]  # fmt: skip
                 row.artifact_id = art.artifact_id
                 row.pin.value = art.pinned
@@ -201,7 +255,28 @@ class LeaderboardTab(PanelTab):
     def _on_kind(self, _change: dict[str, Any]) -> None:
         if self._quiet_depth:
             return
-        self._want["metric"] = None  # a new kind: its first metric, not the one asked for at start
+        self._want["metric"] = None  # a new kind: its own metric (last chosen or default), not the one asked at start
+        self._want_mode = None
+        self._redraw()
+
+    def _on_metric(self, change: dict[str, Any]) -> None:
+        if self._quiet_depth:
+            return
+        kind = self.kind.value
+        if kind and change["new"]:
+            self._metric_of[kind] = change["new"]
+        self._want["metric"] = None
+        self._want_mode = None
+        self._on = (kind, None)  # a new metric: its own (or last chosen) direction
+        self._redraw()
+
+    def _on_mode(self, change: dict[str, Any]) -> None:
+        if self._quiet_depth:
+            return
+        kind, metric = self.kind.value, self.metric.value
+        if kind and metric and change["new"] in ("max", "min"):
+            self._metric_of[kind] = metric
+            self._mode_of[(kind, metric)] = change["new"]
         self._redraw()
 
     def _pin_row(self, row: LeaderRow, pinned: bool) -> None:

@@ -20,6 +20,7 @@ from ...api.context import KernelContext
 from ...base.html import html_table
 from ...base.models import Scope
 from ...core.frames import events_frame
+from ...core.runs import run_name
 from .style import display_cell, fmt_age
 from .tab import NONE, SCOPE_OPTIONS, WIDE, PanelTab, Say, set_options
 
@@ -80,7 +81,7 @@ class MemoryTab(PanelTab):
             row += [display_cell(values[c][i]) for c in extra]
             if text_col:
                 row.append("" if isinstance(ev.data, dict) else ev.text or "")
-            row += [ev.run_id or "", ev.node_id or ""]
+            row += [run_name(ev.run_id), ev.node_id or ""]
             rows.append(row)
         self.table.value = html_table(columns, rows, css_class="aeg-events") if rows else EMPTY_NOTE
 

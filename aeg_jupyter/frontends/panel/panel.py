@@ -40,8 +40,9 @@ class Panel(widgets.VBox):
     Args:
         context: the kernel's context (``context`` after ``%load_ext aeg_jupyter``).
         kind: artifact kind ranked first (default: the first kind with metrics).
-        metric: metric ranked by (default: the kind's first metric).
-        mode: ``"max"`` or ``"min"``.
+        metric: metric ranked by (default: the one a practitioner would pick: of known direction,
+            validation before training, e.g. ``val_acc`` before ``loss`` and ``epoch``).
+        mode: ``"max"`` or ``"min"`` (default: the metric's direction, recorded or from its name).
         scope: ``"all"`` (default), ``"run"``, ``"graph"`` or ``"node"``, for every tab.
         group_by: label key for "best per label" (e.g. ``"exp"``).
         limit: top-N rows of the leaderboard.
@@ -60,7 +61,7 @@ class Panel(widgets.VBox):
         *,
         kind: str | None = None,
         metric: str | None = None,
-        mode: Mode = "max",
+        mode: Mode | None = None,
         scope: Scope = "all",
         group_by: str | None = None,
         limit: int = 10,
@@ -72,7 +73,7 @@ class Panel(widgets.VBox):
             raise ValueError(f"tab must be one of {', '.join(TABS)}, not {tab!r}")
         if scope not in SCOPE_NAMES:
             raise ValueError(f"scope must be one of {', '.join(SCOPE_NAMES)}, not {scope!r}")
-        if mode not in ("max", "min"):
+        if mode not in ("max", "min", None):
             raise ValueError(f"mode must be 'max' or 'min', not {mode!r}")
         self.context = context
         self.artifacts = context.store.artifacts
@@ -84,7 +85,7 @@ class Panel(widgets.VBox):
 
         # -- header ------------------------------------------------------------------------------
         self.title = widgets.HTML(
-            f"{CSS}<b>aeg</b> <span style='color:#666'>{esc(context.store.root)} · run {esc(context.run_id)}</span>"
+            f"{CSS}<b>aeg</b> <span class='aeg-title-note'>{esc(context.store.root)} · run {esc(context.run_id)}</span>"
         )
         self.status = widgets.HTML()
         self.refresh_button = widgets.Button(

@@ -16,12 +16,12 @@ import ipywidgets as widgets
 
 from ...api.context import KernelContext
 from ...base.html import html_table
-from ...core.runs import summarize_runs
+from ...core.runs import run_name, summarize_runs
 from .style import fmt_age
 from .tab import PanelTab, Say
 
 MAX_RUNS = 50
-COLUMNS = ["run", "notebook", "started (UTC)", "last activity", "artifacts", "events"]
+COLUMNS = ["run", "run id", "notebook", "started", "last activity", "artifacts", "events"]
 EMPTY_NOTE = "<i>No runs yet: a run appears once it saves an artifact or records an event.</i>"
 
 
@@ -51,8 +51,8 @@ class RunsTab(PanelTab):
         now = datetime.now(UTC)
         rows = [
             [
-                (r.run_id or "(no run id)") + ("  (this kernel)" if r.run_id == mine_id else ""),
-                r.graph_id or "", r.first.strftime("%Y-%m-%d %H:%M:%S"), f"{fmt_age(r.last, now)} ago",
+                run_name(r.run_id) + ("  (this kernel)" if r.run_id == mine_id else ""), r.run_id or "(no run id)",
+                r.graph_id or "", r.first.astimezone().strftime("%Y-%m-%d %H:%M:%S"), f"{fmt_age(r.last, now)} ago",
                 r.artifacts, r.events,
             ]
             for r in runs

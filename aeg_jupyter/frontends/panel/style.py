@@ -29,7 +29,13 @@ CSS = (
     ".aeg-table td{border-bottom:1px solid #eee}"
     ".aeg-fixed{table-layout:fixed}"
     ".aeg-best td{background:#fff1b8;color:#222;font-weight:600}"
-    ".aeg-note{color:#666;font-size:11px}"
+    ".aeg-note{color:var(--jp-ui-font-color1,#444);opacity:.8;font-size:12px}"
+    ".aeg-title-note{color:var(--jp-ui-font-color1,#444);opacity:.8}"
+    ".aeg-ar-list select,.aeg-ar-head{font-family:var(--jp-code-font-family,monospace);font-size:12px;"
+    "white-space:pre}"
+    ".aeg-ar-head{font-weight:600;padding:0 4px;overflow:hidden}"
+    ".aeg-ar-details th{white-space:nowrap;vertical-align:top;padding-right:10px;text-align:left}"
+    ".aeg-ar-details td{overflow-wrap:anywhere;word-break:break-all;text-align:left}"
     ".aeg-pre{max-height:320px;overflow:auto;font-size:12px;background:rgba(128,128,128,.1);padding:6px}"
     "</style>"
 )
@@ -54,38 +60,66 @@ def fmt_age(then: datetime | None, now: datetime | None = None) -> str:
 
 
 def row_table(
-    spec: Sequence[tuple[str, int]], cells: Sequence[str], width: int, *, header: bool = False, best: bool = False,
-    title: str = "",
+    spec: Sequence[tuple[str, int]], cells: Sequence[str | tuple[str, str]], width: int, *, header: bool = False,
+    best: bool = False, title: str = "",
 ) -> str:  # fmt: skip
     """One leaderboard row as a fixed-layout table, so the rows (separate widgets) line up as columns.
 
-    ``spec`` is ``(column, width in px)`` per column; every cell is escaped.
+    ``spec`` is ``(column, weight)`` per column; the table fills its box (at least ``width`` / 2 px
+    wide) and each column gets its share of the width, so a narrow output area cuts long cells with
+    an ellipsis instead of pushing controls out of sight. A cell is its text (also its tooltip), or
+    ``(text, tooltip)``; every cell is escaped.
 
     Example:
         >>> "&lt;b&gt;" in row_table([("name", 80)], ["<b>"], 80)
         True
     """
-    cols = "".join(f"<col style='width:{w}px'>" for _, w in spec)
+    total = sum(w for _, w in spec) or 1
+    cols = "".join(f"<col style='width:{100 * w / total:.2f}%'>" for _, w in spec)
     tag = "th" if header else "td"
-    tds = "".join(f"<{tag} title='{esc(c)}'>{esc(c)}</{tag}>" for c in cells)
+    tds = "".join(
+        f"<{tag} title='{esc(c[1] if isinstance(c, tuple) else c)}'>{esc(c[0] if isinstance(c, tuple) else c)}</{tag}>"
+        for c in cells
+    )
     cls = "aeg-table aeg-fixed " + ("aeg-lb-header" if header else "aeg-lb-row" + (" aeg-best" if best else ""))
     data = f" data-artifact-id='{esc(title)}'" if title else ""
-    return f"<table class='{cls}' style='width:{width}px'{data}><colgroup>{cols}</colgroup><tr>{tds}</tr></table>"
+    style = f"width:100%;min-width:{min(width // 2, 520)}px"
+    return f"<table class='{cls}' style='{style}'{data}><colgroup>{cols}</colgroup><tr>{tds}</tr></table>"
+
+
+# The artifact list's columns: (title, width in characters; 0: the rest of the line). Padded with
+# no-break spaces and shown in a monospace font, so the options line up as columns under LIST_HEADER.
+LIST_COLUMNS = (("id", 8), ("kind", 12), ("name", 28), ("metrics", 24), ("age", 4), ("labels", 0))
+
+
+def _cell(text: str, width: int) -> str:
+    text = " ".join(text.split())
+    if not width:
+        return text
+    text = text if len(text) <= width else text[: width - 1] + "…"
+    return text + "\u00a0" * (width - len(text))
+
+
+def _line(cells: Sequence[str]) -> str:
+    return "\u00a0\u00a0".join(_cell(c, w) for c, (_, w) in zip(cells, LIST_COLUMNS, strict=True)).rstrip("\u00a0")
+
+
+LIST_HEADER = _line([title for title, _ in LIST_COLUMNS])
 
 
 def option_label(art: Artifact, now: datetime) -> str:
-    """An artifact as one line of the artifact list: id, kind, name, a few labels and metrics, age.
+    """An artifact as one row of the artifact list: id, kind, name, metrics, age and labels in aligned columns.
 
-    Plain text (the front end sets option labels with ``textContent``), so it is not escaped.
+    Plain text (the front end sets option labels with ``textContent``), so it is not escaped; the
+    columns are padded with no-break spaces (a monospace font lines them up under ``LIST_HEADER``).
 
     Example:
-        >>> option_label(art, datetime.now(UTC))   # doctest: +SKIP
-        '1a2b3c4d  ·  checkpoint  ·  ckpt.json  ·  exp=A  ·  val_acc=0.95  ·  3m'
+        >>> option_label(art, datetime.now(UTC)).split()   # doctest: +SKIP
+        ['1a2b3c4d', 'checkpoint', 'ckpt.json', 'val_acc=0.95', '3m', 'exp=A']
     """
     labels = ", ".join(f"{k}={fmt_value(v, 30)}" for k, v in list(art.labels.items())[:4])
     metrics = ", ".join(f"{k}={fmt_value(v)}" for k, v in list(art.metrics.items())[:3])
-    parts = [art.short_id, art.kind, art.name or "", labels, metrics, fmt_age(art.created_at, now)]
-    return "  ·  ".join(p for p in parts if p)
+    return _line([art.short_id, art.kind, art.name or "", metrics, fmt_age(art.created_at, now), labels])
 
 
 def display_cell(value: Any) -> Any:
@@ -103,4 +137,4 @@ def display_cell(value: Any) -> Any:
     return value
 
 
-__all__ = ["CSS", "display_cell", "fmt_age", "fmt_value", "option_label", "row_table"]
+__all__ = ["CSS", "LIST_HEADER", "display_cell", "fmt_age", "fmt_value", "option_label", "row_table"]
