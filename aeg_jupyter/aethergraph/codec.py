@@ -156,7 +156,7 @@ def to_ag_artifact(art: AegArtifact, artifact_cls: type) -> Any:
         kind=art.kind,
         sha256=lab.get(SHA256),
         bytes=art.size,
-        mime=lab.get(MIME) or art.mime,
+        mime=lab.get(MIME) if SHA256 in lab else art.mime,  # AetherGraph's: only the mime its caller gave
         created_at=art.created_at.isoformat(),
         tags=tags_of(labels),
         labels=labels,

@@ -182,6 +182,8 @@ class AegArtifactIndex:
         if not metric or not mode:
             # ORDER BY created_at DESC LIMIT/OFFSET, then the tag filter (in that order, as the default index)
             out: list[AegArtifact] = []
+            if limit == 0:
+                return []
             skip = offset
             for a in self._arts.search(kind=kind, labels=core or None, where=where):
                 if not ok(a):
@@ -197,6 +199,8 @@ class AegArtifactIndex:
             # every value of the metric is a finite number: our ranking is the default index's order
             # (a stable sort of newest-first rows, so ties go to the newest)
             need = None if limit is None else limit + offset
+            if limit == 0:
+                return []
             found: list[AegArtifact] = []
             for a in self._arts.iter_ranked(kind=kind, metric=metric, mode=mode, where=where, labels=core or None):
                 if ok(a) and tags_ok(a):
