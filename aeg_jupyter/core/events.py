@@ -231,17 +231,24 @@ class EventLog:
 
     def _scan(self, kinds: set[str] | None, match: RowFilter, limit: int, *, before: Key) -> list[Event]:
         """Newest-first scan of spools and Parquet for events older than ``before``."""
-        heap: list[tuple[Key, Row]] = []  # min-heap of the best `limit` rows
+        heap: list[tuple[Key, Row]] = []  # min-heap of the best `limit` rows, each id once
+        held: set[str] = set()  # the ids in `heap`
 
         def take(rows: Iterable[Row]) -> None:
+            # NOTE: a row can be met twice (in a spool and in the part it was just flushed to, or
+            # in a part and the merged part replacing it): held once, or it would take two of the
+            # `limit` places (a short answer) and tie with itself in the heap (comparing dicts)
             for r in rows:
                 k = (r["ts"], r["event_id"])
-                if k >= before or (kinds is not None and r["kind"] not in kinds) or not match(r):
+                if k >= before or k[1] in held or (kinds is not None and r["kind"] not in kinds) or not match(r):
                     continue
                 if len(heap) < limit:
                     heapq.heappush(heap, (k, r))
                 elif k > heap[0][0]:
-                    heapq.heapreplace(heap, (k, r))
+                    held.discard(heapq.heapreplace(heap, (k, r))[0][1])
+                else:
+                    continue
+                held.add(k[1])
 
         take(self.table.pending_rows)
         for path in self.table.spool_paths():
@@ -252,13 +259,7 @@ class EventLog:
 
         for batch in self.table.iter_newest(kinds, stop=enough):
             take(batch)
-        out: list[Event] = []
-        seen: set[str] = set()
-        for _k, r in sorted(heap, key=lambda t: t[0], reverse=True):
-            if r["event_id"] not in seen:
-                seen.add(r["event_id"])
-                out.append(row_to_event(r))
-        return out
+        return [row_to_event(r) for _k, r in sorted(heap, key=lambda t: t[0], reverse=True)]
 
     def recent_data(
         self, *, kinds: Iterable[str] | str | None = None, limit: int = 50, where: ScopeFilter = ScopeFilter()

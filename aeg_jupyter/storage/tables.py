@@ -353,7 +353,7 @@ class Table:
         ``stop(max_ts)`` is asked before each batch with the newest time the batch can hold;
         when it says True, iteration ends (the caller has every row newer than that).
         """
-        for _attempt in range(3):
+        for _attempt in range(10):
             parts = self.list_parts(kinds)
             # (max_ts, part, row_group) candidates, newest first
             units: list[tuple[int, Part, int | None]] = []
@@ -366,6 +366,8 @@ class Table:
                 max_ts, part, rg = units[i]
                 i += 1
                 if stop is not None and stop(max_ts):
+                    if vanished:  # a part newer than this one went (merged): its rows are not in yet
+                        break
                     return
                 if rg is None:
                     groups = self._row_group_ranges(part)
