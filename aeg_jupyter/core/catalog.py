@@ -198,15 +198,16 @@ class Catalog:
     def kinds(self) -> list[str]:
         """Kinds that have at least one live artifact."""
         self.catch_up()
-        return sorted(self.by_kind)
+        with self._lock:  # other threads insert while we walk
+            return sorted(self.by_kind)
 
     def metric_names(self, kind: str | None = None) -> list[str]:
         """Metric names used by live artifacts (of one kind, or of all)."""
         self.catch_up()
-        pool = self.by_kind.get(kind, []) if kind is not None else self.by_id.values()
         names: set[str] = set()
-        for a in pool:
-            names.update(a.metrics)
+        with self._lock:  # other threads insert while we walk
+            for a in self.by_kind.get(kind, ()) if kind is not None else self.by_id.values():
+                names.update(a.metrics)
         return sorted(names)
 
     # -- indexes for queries -----------------------------------------------------------------
@@ -214,14 +215,19 @@ class Catalog:
         """The ranking of ``kind`` by ``metric`` (built on first use, then kept current)."""
         ranking = self.rankings.get((kind, metric, mode))
         if ranking is None:
-            ranking = Ranking(metric, mode, self.by_kind.get(kind, ()))
-            self.rankings[(kind, metric, mode)] = ranking
+            with self._lock:  # built from a list other threads insert into
+                ranking = self.rankings.get((kind, metric, mode))
+                if ranking is None:
+                    ranking = Ranking(metric, mode, self.by_kind.get(kind, ()))
+                    self.rankings[(kind, metric, mode)] = ranking
         return ranking
 
     def id_index(self) -> IdIndex:
         """Ids by prefix and by suffix (built on first use, then kept current)."""
         if self._id_index is None:
-            self._id_index = IdIndex(self.by_id)
+            with self._lock:  # built from the dict other threads insert into
+                if self._id_index is None:
+                    self._id_index = IdIndex(self.by_id)
         return self._id_index
 
     def live(self) -> list[Artifact]:
