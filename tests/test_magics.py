@@ -689,8 +689,8 @@ def test_completion(ip: Any, checkpoints: list[Artifact]) -> None:
     assert complete(ip, "%aeg recent tr") == ["train_log"]
     assert complete(ip, "%aeg list --scope ") == ["node", "graph", "run", "all"]
     assert "--metric" in complete(ip, "%aeg best checkpoint --")
-    ids = complete(ip, "%aeg load ")
-    assert sorted(ids) == sorted(a.artifact_id for a in checkpoints)
+    ids = complete(ip, "%aeg load ")  # the short ids tables show
+    assert sorted(ids) == sorted(a.short_id for a in checkpoints)
     one = checkpoints[1].artifact_id
     # ids saved in the same millisecond share all but their last characters: use a unique prefix
     shared = max(_common_prefix(one, a.artifact_id) for a in checkpoints if a is not checkpoints[1])

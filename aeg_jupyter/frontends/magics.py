@@ -24,11 +24,13 @@ from __future__ import annotations
 import ast
 import inspect
 import os
+import re
 import weakref
 from typing import Any, NoReturn
 
 import IPython
-from IPython.core.error import TryNext, UsageError
+from IPython.core.completer import CompletionContext, SimpleCompletion, SimpleMatcherResult, context_matcher
+from IPython.core.error import UsageError
 from IPython.core.interactiveshell import InteractiveShell
 from IPython.core.magic import Magics, line_cell_magic, magics_class, needs_local_scope, no_var_expand
 from traitlets import Enum, Int, TraitError, Unicode, observe, validate
@@ -61,6 +63,7 @@ _ID_COMMANDS = {name for name, c in COMMANDS.items() if c.takes_id}
 _ARTIFACT_KIND_COMMANDS = {"search", "list", "best"}
 _EVENT_KIND_COMMANDS = {"recent", "log", "track"}
 _MAX_COMPLETIONS = 50
+_MAGIC_LINE = re.compile(r"^\s*(?:[\w.\[\], ]+=\s*)?(%%?aeg(?:\s.*)?)$")  # `%aeg ...` or `x = %aeg ...`
 
 
 class MagicParser(CommandParser):
@@ -148,8 +151,8 @@ class AegMagics(Magics, Configurable):
         bound = self._bind(ctx)
         self.shell.events.register("pre_run_cell", self._pre_run_cell)
         self.shell.events.register("post_run_cell", self._post_run_cell)
-        for key in ("%aeg", "%%aeg"):
-            self.shell.set_hook("complete_command", _complete_hook, str_key=key)
+        if self.matcher not in self.shell.Completer.custom_matchers:
+            self.shell.Completer.custom_matchers.append(self.matcher)
         plain = self.shell.display_formatter.formatters["text/plain"]
         for report in (GcReport, VerifyReport):
             plain.for_type(report, _pretty_str)
@@ -281,56 +284,95 @@ class AegMagics(Magics, Configurable):
         return _finish(eval(compile(last, filename, "eval", flags, dont_inherit=True), glob, loc))
 
     # -- completion --------------------------------------------------------------------------
-    def complete(self, event: Any) -> list[str]:
-        """Completions for a ``%aeg`` line: subcommands, options, kinds, metric names, id prefixes."""
-        text: str = event.text_until_cursor
+    def complete(self, text: str) -> list[str] | None:
+        """Completions for a ``%aeg`` line up to the cursor, or ``None`` to leave it to IPython.
+
+        Subcommands, options (only options after ``-``), kinds, metric names, label keys (``--by``,
+        ``--label``), scopes, and artifact ids: the 8-character short ids every table shows, and
+        full ids by prefix.
+        """
         words = text.split()
         current = "" if text.endswith((" ", "\t")) else (words.pop() if words else "")
         is_cell = bool(words) and words[0].startswith("%%")
         words = words[1:]  # drop %aeg / %%aeg
         if not words:
-            return ["track"] if is_cell else sorted([*COMMANDS, *ALIASES])
+            return [c for c in (["track"] if is_cell else sorted([*COMMANDS, *ALIASES])) if c.startswith(current)]
         ctx = self.context
-        if ctx is None:
-            return []
         name = ALIASES.get(words[0], words[0])
         cmd = COMMANDS.get(name)
-        if cmd is None:
+        if ctx is None or cmd is None:
             return []
         prev = words[-1] if len(words) > 1 else ""
         arts, log = ctx.store.artifacts, ctx.store.event_log
+        positional = [w for i, w in enumerate(words[1:], 1) if not w.startswith("-") and not _takes_value(words[i - 1])]
+        kind = positional[0] if positional and name in _ARTIFACT_KIND_COMMANDS | {"leaderboard"} else None
         if current.startswith("-"):
-            return sorted(o for o in parser_for(self.session(), cmd)._option_string_actions if o.startswith("--"))
+            options = parser_for(self.session(), cmd)._option_string_actions
+            return sorted(o for o in options if o.startswith("--") and o.startswith(current))
         if prev == "--scope":
-            return list(SCOPES)
-        if prev == "--kind":
-            return arts.kinds()
-        if prev == "--metric":
-            kind = words[1] if name in ("best", "search") and len(words) > 1 and not words[1].startswith("-") else None
-            return arts.metric_names(kind)
-        if prev.startswith("-"):
-            raise TryNext()
-        positional = [w for w in words[1:] if not w.startswith("-")]
-        if name in _ID_COMMANDS and not positional:
-            want = current.upper()
-            ids = [a.artifact_id for a in arts.list(limit=None) if a.artifact_id.startswith(want)]
-            return ids[:_MAX_COMPLETIONS]
-        if name in _ARTIFACT_KIND_COMMANDS and not positional:
-            return arts.kinds()
-        if name in _EVENT_KIND_COMMANDS and (name == "recent" or not positional):
-            return log.kinds()
-        if name == "help" and not positional:
-            return sorted(COMMANDS)
-        if name == "run" and not positional:
-            return ["new"]
-        raise TryNext()  # save: Python names and file paths, IPython's own completers
+            choices: list[str] = list(SCOPES)
+        elif prev == "--kind":
+            choices = arts.kinds()
+        elif prev == "--metric":
+            choices = arts.metric_names(kind)
+        elif prev == "--by":
+            from ..core.leaderboard import label_keys
+
+            choices = label_keys(arts, kind=kind)
+        elif prev == "--label":
+            choices = self._label_choices(kind, current)
+        elif prev.startswith("-"):
+            return None
+        elif name in _ID_COMMANDS and not positional:
+            return self._id_choices(current)
+        elif name in _ARTIFACT_KIND_COMMANDS | {"leaderboard"} and not positional:
+            choices = arts.kinds()
+        elif name in _EVENT_KIND_COMMANDS and (name == "recent" or not positional):
+            choices = log.kinds()
+        elif name == "help" and not positional:
+            choices = sorted(COMMANDS)
+        elif name == "run" and not positional:
+            choices = ["new"]
+        else:
+            return None  # save: Python names and file paths, IPython's own completers
+        return [c for c in choices if c.startswith(current)][:_MAX_COMPLETIONS]
+
+    def _id_choices(self, current: str) -> list[str]:
+        """Short ids (last 8 characters, as tables show them) starting with ``current``, then full ids."""
+        want = current.upper()
+        arts = self.context.store.artifacts.list(limit=None) if self.context else []
+        short = [a.short_id for a in arts if a.short_id.startswith(want)]
+        full = [a.artifact_id for a in arts if len(want) > 0 and a.artifact_id.startswith(want)]
+        return list(dict.fromkeys(short + full))[:_MAX_COMPLETIONS]
+
+    def _label_choices(self, kind: str | None, current: str) -> list[str]:
+        """``key=`` for each label key; once ``key=`` is typed, ``key=value`` for the values seen."""
+        arts = self.context.store.artifacts.list(kind=kind) if self.context else []
+        key, sep, _ = current.partition("=")
+        if not sep:
+            return sorted({f"{k}=" for a in arts for k in a.labels})
+        return sorted({f"{key}={a.labels[key]}" for a in arts if key in a.labels}, key=str)
+
+    @context_matcher()
+    def matcher(self, context: CompletionContext) -> SimpleMatcherResult:
+        """IPython's completion of ``%aeg`` / ``%%aeg`` lines (other lines: left to other matchers).
+
+        Its completions, when it has some, are the only ones shown: no Python builtins after
+        ``%aeg ls -``, also with Jedi on, as in real kernels (IPython keeps Jedi's next to the
+        results of a ``complete_command`` hook).
+        """
+        m = _MAGIC_LINE.match(context.text_until_cursor)
+        text = m.group(1) if m else ""
+        found = self.complete(text) if text else None
+        if not found:
+            return {"completions": [], "suppress": False}
+        current = "" if text.endswith((" ", "\t")) else text.split()[-1]
+        completions = [SimpleCompletion(c, type="aeg") for c in found]
+        return {"completions": completions, "matched_fragment": current, "suppress": True, "ordered": True}
 
 
-def _complete_hook(shell: InteractiveShell, event: Any) -> list[str]:
-    magics = shell.magics_manager.registry.get("AegMagics")
-    if not isinstance(magics, AegMagics):
-        raise TryNext()
-    return magics.complete(event)
+def _takes_value(word: str) -> bool:
+    return word in ("--scope", "--kind", "--metric", "--by", "--label", "--name", "-n", "--limit", "--tool")
 
 
 def _finish(value: Any) -> Any:
@@ -403,10 +445,8 @@ def unload_ipython_extension(ipython: InteractiveShell, *, quiet: bool = False) 
     manager.registry.pop("AegMagics", None)
     if magics in ipython.configurables:
         ipython.configurables.remove(magics)
-    dispatch = ipython.strdispatchers.get("complete_command")
-    if dispatch is not None:
-        for key in ("%aeg", "%%aeg"):
-            dispatch.strs.pop(key, None)
+    if magics.matcher in ipython.Completer.custom_matchers:
+        ipython.Completer.custom_matchers.remove(magics.matcher)
     plain = ipython.display_formatter.formatters["text/plain"]
     for report in (GcReport, VerifyReport):
         plain.pop(report, None)

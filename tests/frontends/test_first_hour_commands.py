@@ -293,3 +293,30 @@ def test_cli_advice_is_for_a_shell(tmp_path: Any, capsys: Any) -> None:
     code, out, err = cli(capsys, "--store", root, "show", "ZZZZ")
     assert (code, out) == (1, "")
     assert err == "aeg show: no artifact with id 'ZZZZ'; list them with `aeg list`\n"  # before: arts.list / %aeg list
+
+
+# -- 9: completion: short ids, label keys, options only after `-` ------------------------------
+def complete(ip: Any, line: str) -> list[str]:
+    from IPython.core.completer import provisionalcompleter
+
+    with provisionalcompleter():
+        return [c.text for c in ip.Completer.completions(line, len(line))]
+
+
+@pytest.mark.parametrize("jedi", [False, True], ids=["plain", "jedi"])
+def test_completion_offers_what_tables_show_and_nothing_else(ip: Any, saved: list[Artifact], jedi: bool) -> None:
+    ip.Completer.use_jedi = jedi  # real kernels complete with Jedi on
+    cell(ip, "w = {'x': 1}")
+    aeg(ip, "save w --kind checkpoint --label lr=0.1 --metric val_acc=0.5")
+    shorts = {a.short_id for a in ctx(ip).store.artifacts.list()}
+    assert set(complete(ip, "%aeg load ")) == shorts
+    one = saved[1].short_id
+    assert complete(ip, f"%aeg show {one[:5].lower()}") == [one]
+    assert complete(ip, f"%aeg pin {saved[1].artifact_id[:-3]}") == [saved[1].artifact_id]
+    assert complete(ip, "%aeg leaderboard checkpoint --metric val_acc --by ") == ["exp", "lr"]
+    assert complete(ip, "%aeg search checkpoint --label ") == ["exp=", "lr="]
+    assert complete(ip, "%aeg search checkpoint --label exp=") == ["exp=A"]
+    options = complete(ip, "%aeg ls -")
+    assert options and all(o.startswith("--") for o in options) and "--scope" in options
+    assert complete(ip, "%aeg ls --s") == ["--scope"]
+    assert complete(ip, "best = %aeg best checkpoint --metric v") == ["val_acc"]
