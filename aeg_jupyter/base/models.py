@@ -6,7 +6,6 @@ name, ...) come after the tutorial's so positional construction keeps working.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -14,6 +13,7 @@ from typing import Any, Literal
 
 from .errors import InvalidInputError
 from .html import kv_table
+from .jsoncodec import loads_limited
 
 DIR_MIME = "inode/directory"
 URI_PREFIX = "cas://blake3/"
@@ -177,11 +177,12 @@ class Event:
 
     @property
     def data(self) -> Any:
-        """The recorded payload: ``text`` decoded from JSON, or the text itself if it is not JSON."""
+        """The recorded payload: ``text`` decoded from JSON, or the text itself if it is not JSON
+        (or is JSON nested too deeply to walk safely: ``jsoncodec.MAX_JSON_DEPTH``)."""
         if self.text is None:
             return None
         try:
-            return json.loads(self.text)
+            return loads_limited(self.text)
         except ValueError:
             return self.text
 

@@ -12,6 +12,7 @@ from typing import Any
 
 from ..base.errors import AmbiguousIdError, CorruptionError, InvalidInputError, NotFoundError
 from ..base.hashing import is_hex_digest
+from ..base.jsoncodec import MAX_JSON_DEPTH, JsonTooDeepError, loads_limited
 from ..base.models import URI_PREFIX, Artifact
 from ..base.validate import safe_file_name
 from ..storage.blobs import BlobStore
@@ -122,7 +123,12 @@ class Lookup:
         """The stored bytes decoded as JSON."""
         data = self.load_bytes(ref, verify=verify)
         try:
-            return json.loads(data)
+            return loads_limited(data)
+        except JsonTooDeepError:
+            raise InvalidInputError(
+                f"this artifact's JSON is nested more than {MAX_JSON_DEPTH} levels deep, too deep to decode safely; "
+                "read it with load_text (or load_bytes) and parse it with a streaming parser"
+            ) from None
         except ValueError as exc:
             raise InvalidInputError(f"this artifact is not JSON ({exc}); use load_text or load_bytes") from None
 

@@ -27,6 +27,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from ..base.errors import InvalidInputError, PickleNotAllowedError
+from ..base.jsoncodec import loads_limited
 
 TEXT = "text/plain; charset=utf-8"
 BYTES = "application/octet-stream"
@@ -173,8 +174,8 @@ def decode(data: bytes, *, mime: str | None, name: str | None = None, allow_pick
         return data.decode("utf-8")
     if fmt == JSON:
         try:
-            return json.loads(data)
-        except ValueError:
+            return loads_limited(data)
+        except ValueError:  # not JSON, or nested too deeply to walk safely: the text
             return data.decode("utf-8", errors="replace")
     if fmt == PARQUET:
         import pandas as pd
