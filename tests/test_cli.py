@@ -97,9 +97,12 @@ def test_scope_run_with_a_run_id(filled: dict[str, Any], capsys: Any) -> None:
 def test_gc_verify_status_runs(filled: dict[str, Any], capsys: Any) -> None:
     base = ["--store", filled["root"]]
     code, out, _ = aeg(capsys, *base, "gc", "--older-than", "0s", "--keep-last", "1", "--dry-run")
-    assert (code, out) == (0, "gc would free 1 artifacts, 1 blobs, 8 bytes\n")
-    code, out, _ = aeg(capsys, *base, "gc", "--older-than", "0s")
-    assert (code, out) == (0, "gc freed 2 artifacts, 2 blobs, 16 bytes\n")
+    assert (code, out) == (0, "gc would free 0 artifacts, 0 blobs, 0 B (0 bytes)\n")  # the newest, the leader, a pin
+    code, out, _ = aeg(capsys, *base, "gc", "--older-than", "0s", "--keep-last", "1", "--keep-best", "0", "--dry-run")
+    assert code == 0 and out.startswith("gc would free 1 artifacts, 1 blobs, 8 B (8 bytes):\n")
+    assert filled["ckpts"][1].short_id in out and "why not kept" in out  # what goes, and why
+    code, out, _ = aeg(capsys, *base, "gc", "--older-than", "0s", "--keep-best", "0")
+    assert code == 0 and out.startswith("gc freed 2 artifacts, 2 blobs, 16 B (16 bytes):\n")
     assert aeg(capsys, *base, "ls")[1].count("\n") == 2  # the pinned one is left
     code, out, _ = aeg(capsys, *base, "verify")
     assert code == 0 and out.startswith("verify: ") and "all intact" in out

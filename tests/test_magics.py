@@ -432,17 +432,19 @@ def test_search_and_list(ip: Any, checkpoints: list[Artifact]) -> None:
     df = aeg(ip, "search checkpoint --metric val_acc")
     assert isinstance(df, pd.DataFrame)
     assert list(df["metric.val_acc"]) == [0.9, 0.8, 0.7]
-    assert list(aeg(ip, "search checkpoint --metric loss --min -n 1")["artifact_id"]) == [checkpoints[1].artifact_id]
-    assert list(aeg(ip, "search --label exp=A")["artifact_id"]) == [
+    assert list(aeg(ip, "search checkpoint --metric loss --min -n 1")["short_id"]) == [checkpoints[1].short_id]
+    assert list(aeg(ip, "search --label exp=A --all-columns")["artifact_id"]) == [
         checkpoints[2].artifact_id,
         checkpoints[0].artifact_id,
     ]
     assert aeg(ip, "search report").empty
-    listed = aeg(ip, "list")
+    listed = aeg(ip, "list --all-columns")
     assert list(listed["artifact_id"]) == [a.artifact_id for a in reversed(checkpoints)]
     assert list(listed.columns[:3]) == ["artifact_id", "kind", "name"]
+    assert list(aeg(ip, "list")["short_id"]) == [a.short_id for a in reversed(checkpoints)]
     assert len(aeg(ip, "ls checkpoint -n 2")) == 2
-    assert aeg(ip, "list --scope node").empty or set(aeg(ip, "list --scope node")["node_id"]) == {ctx(ip).node_id}
+    node = aeg(ip, "list --scope node --all-columns")
+    assert node.empty or set(node["node_id"]) == {ctx(ip).node_id}
 
 
 def test_pin_and_unpin(ip: Any, checkpoints: list[Artifact]) -> None:
@@ -454,17 +456,21 @@ def test_pin_and_unpin(ip: Any, checkpoints: list[Artifact]) -> None:
 
 def test_gc(ip: Any, checkpoints: list[Artifact]) -> None:
     aeg(ip, f"pin {checkpoints[0].artifact_id}")
-    dry = aeg(ip, "gc --older-than 0s --dry-run")
+    dry = aeg(ip, "gc --older-than 0s --dry-run")  # [1] leads val_acc (max) and loss (min): kept
     assert isinstance(dry, GcReport) and dry.dry_run
-    assert sorted(dry.artifacts) == sorted(a.artifact_id for a in checkpoints[1:])
+    assert dry.artifacts == [checkpoints[2].artifact_id]
     assert len(aeg(ip, "list")) == 3
-    kept = aeg(ip, "gc --older-than 0s --keep-last 1 --dry-run")
-    assert kept.artifacts == [checkpoints[1].artifact_id]
+    assert aeg(ip, "gc --older-than 0s --keep-last 1 --dry-run").artifacts == []
     best_kept = aeg(ip, "gc --older-than 0s --keep-best checkpoint=loss:min --dry-run")
     assert best_kept.artifacts == [checkpoints[2].artifact_id]
+    no_leaders = aeg(ip, "gc --older-than 0s --keep-best 0 --dry-run")
+    assert no_leaders.artifacts == sorted(a.artifact_id for a in checkpoints[1:])
     done = aeg(ip, "gc --older-than 0s")
     assert not done.dry_run
-    assert list(aeg(ip, "list")["artifact_id"]) == [checkpoints[0].artifact_id]
+    assert list(aeg(ip, "list --all-columns")["artifact_id"]) == [
+        checkpoints[1].artifact_id,
+        checkpoints[0].artifact_id,
+    ]
     assert ip.display_formatter.format(done)[0]["text/plain"] == str(done)
 
 
@@ -496,7 +502,8 @@ def test_runs_and_run(ip: Any) -> None:
     assert isinstance(runs, pd.DataFrame)
     assert list(runs["run_id"]) == [second, first]
     assert list(runs["artifacts"]) == [0, 1] and list(runs["events"]) == [2, 1]
-    assert list(runs.columns) == ["run_id", "graph_id", "first", "last", "artifacts", "events"]
+    assert list(runs.columns) == ["run_id", "name", "graph_id", "first", "last", "artifacts", "events"]
+    assert runs["name"][0] == "sweep-2"  # the name given to `run new`
     assert len(aeg(ip, "runs -n 1")) == 1
 
 
@@ -587,9 +594,9 @@ def test_track_runs_top_level_await_and_magics_inside(ip: Any) -> None:
         ("search --min", "%aeg search: --min ranks by a metric; add one, "
          "e.g. `%aeg search checkpoint --metric val_acc --min`"),
         ("gc --older-than 7x", "%aeg gc: argument --older-than: not a duration: '7x'; write it like '30m', '12h', "
-         "'7d' or '2w'; e.g. `%aeg gc --older-than 7d --keep-last 3 --dry-run` (`%aeg gc -h` lists the options)"),
-        ("gc --keep-best checkpoint", "%aeg gc: argument --keep-best: expected KIND=METRIC or KIND=METRIC:min such "
-         "as checkpoint=val_acc, got 'checkpoint'; e.g. `%aeg gc --older-than 7d --keep-last 3 --dry-run` "
+         "'7d' or '2w'; e.g. `%aeg gc --keep-last 3 --dry-run` (`%aeg gc -h` lists the options)"),
+        ("gc --keep-best checkpoint", "%aeg gc: argument --keep-best: expected N, KIND=METRIC or KIND=METRIC:min "
+         "such as 3 or checkpoint=val_acc, got 'checkpoint'; e.g. `%aeg gc --keep-last 3 --dry-run` "
          "(`%aeg gc -h` lists the options)"),
         ("load ZZZZZZZZ", "%aeg load: no artifact with id 'ZZZZZZZZ'; list them with arts.list(scope='all') "
          "or `%aeg list`"),

@@ -17,7 +17,9 @@ from pathlib import Path
 from typing import Any
 
 from ...base.errors import PickleNotAllowedError
+from ...base.html import fmt_value
 from ...base.models import Artifact
+from ...base.models import _human_size as human_size
 from ...base.validate import Mode, check_mode
 from ...core.serialize import SAVABLE, decode, encode, is_pickle
 from .hints import check_label, check_ranked, nothing_found
@@ -153,6 +155,7 @@ def _search_args(p: CommandParser) -> None:
     _mode(p, None)
     _scope(p)
     _limit(p)
+    _all_columns(p)
 
 
 @subcommand(
@@ -164,7 +167,7 @@ def run_search(s: Session, a: argparse.Namespace) -> Any:
 
     Example: ``%aeg search checkpoint --label exp=A --metric val_acc``
     """
-    from ...core.frames import artifacts_frame
+    from ...core.frames import artifacts_frame, artifacts_view
 
     if a.mode is not None and a.metric is None:
         raise CommandError(
@@ -178,13 +181,16 @@ def run_search(s: Session, a: argparse.Namespace) -> Any:
     if not found:
         scope = a.scope or s.default_scope
         s.note(nothing_found(s, "search", scope, kind=a.kind, metric=a.metric, labels=dict(a.label) or None))
-    return artifacts_frame(found)
+    if _full(s, a):
+        return artifacts_frame(found)
+    return artifacts_view(found, metric=a.metric, ranked=a.metric is not None)
 
 
 def _list_args(p: CommandParser) -> None:
     p.add_argument("kind", nargs="?", metavar="KIND", help="artifact kind (default: every kind)")
     _scope(p)
     _limit(p)
+    _all_columns(p)
 
 
 @subcommand(
@@ -195,12 +201,12 @@ def run_list(s: Session, a: argparse.Namespace) -> Any:
 
     Example: ``%aeg list checkpoint -n 10``
     """
-    from ...core.frames import artifacts_frame
+    from ...core.frames import artifacts_frame, artifacts_view
 
     found = s.artifacts.list(kind=a.kind, where=s.where(a.scope), limit=s.limit(a.limit))
     if not found:
         s.note(nothing_found(s, "list", a.scope or s.default_scope, kind=a.kind))
-    return artifacts_frame(found)
+    return artifacts_frame(found) if _full(s, a) else artifacts_view(found)
 
 
 @subcommand("pin", "pin an artifact so gc never collects it", "pin 01J8Z3QK", _id_arg, takes_id=True)
@@ -225,6 +231,7 @@ def _leaderboard_args(p: CommandParser) -> None:
     _best_args(p)  # the same KIND --metric M [--min|--max] [--scope] [--label] as `best`
     p.add_argument("--by", metavar="LABEL", help="best artifact per value of this label, e.g. exp")
     _limit(p)
+    _all_columns(p)
 
 
 @subcommand(
@@ -236,15 +243,32 @@ def run_leaderboard(s: Session, a: argparse.Namespace) -> Any:
 
     Example: ``%aeg leaderboard checkpoint --metric val_acc --by exp``
     """
-    from ...core.leaderboard import leaderboard
+    from ...core.frames import artifacts_view
+    from ...core.leaderboard import leaderboard, ranked
 
     check_ranked(s, a.kind, a.metric)
     if a.by is not None:
         check_label(s, a.kind, a.by, "to group by (--by)")
-    return leaderboard(
-        s.artifacts, kind=a.kind, metric=a.metric, mode=_direction(s, a, "leaderboard"), where=s.where(a.scope),
+    query: dict[str, Any] = dict(
+        kind=a.kind, metric=a.metric, mode=_direction(s, a, "leaderboard"), where=s.where(a.scope),
         labels=dict(a.label) or None, group_by=a.by, limit=s.limit(a.limit),
     )  # fmt: skip
+    if _full(s, a):
+        return leaderboard(s.artifacts, **query)
+    return artifacts_view(ranked(s.artifacts, **query), metric=a.metric, group_by=a.by, ranked=True)
+
+
+def _all_columns(p: CommandParser) -> None:
+    p.add_argument(
+        "--all-columns",
+        action="store_true",
+        help="every column (full ids, uri, UTC times) instead of the readable ones",
+    )
+
+
+def _full(s: Session, a: argparse.Namespace) -> bool:
+    """The full DataFrame (``--all-columns``, or the CLI, which picks its own columns) or the one for people."""
+    return bool(a.all_columns) or not s.in_kernel
 
 
 def _direction(s: Session, a: argparse.Namespace, command: str) -> Mode:
@@ -280,7 +304,7 @@ def describe_artifact(art: Artifact) -> str:
         ("kind", art.kind),
         ("name", art.name or ""),
         ("uri", art.uri),
-        ("size", str(art.size)),
+        ("size", f"{human_size(art.size)} ({art.size} bytes)" if art.size >= 1024 else f"{art.size} B"),
         ("created", art.created_at.isoformat(timespec="seconds") if art.created_at else ""),
         ("run", art.run_id or ""),
         ("graph", art.graph_id or ""),
@@ -293,7 +317,7 @@ def describe_artifact(art: Artifact) -> str:
 
 
 def _kv(d: Mapping[str, Any]) -> str:
-    return ", ".join(f"{k}={v}" for k, v in d.items())
+    return ", ".join(f"{k}={fmt_value(v)}" for k, v in d.items())  # metrics to 4 significant digits
 
 
 __all__ = ["describe_artifact"]

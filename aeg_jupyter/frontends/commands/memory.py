@@ -23,6 +23,11 @@ def _recent_args(p: CommandParser) -> None:
     _limit(p)
     p.add_argument("--tool", help="only the results of this tool (record_tool_result)")
     _scope(p)
+    p.add_argument(
+        "--all-columns",
+        action="store_true",
+        help="every column (ids, UTC times, the JSON text) instead of the readable ones",
+    )
 
 
 @subcommand("recent", "the newest events as a DataFrame, newest first", "recent train_log -n 5", _recent_args)
@@ -31,7 +36,7 @@ def run_recent(s: Session, a: argparse.Namespace) -> Any:
 
     Example: ``%aeg recent train_log -n 5``
     """
-    from ...core.frames import events_frame
+    from ...core.frames import events_frame, events_view
 
     where, limit = s.where(a.scope), s.limit(a.limit)
     if a.tool is not None:
@@ -42,7 +47,9 @@ def run_recent(s: Session, a: argparse.Namespace) -> Any:
         events = s.event_log.recent_tool_results(tool=a.tool, limit=limit, where=where)
     else:
         events = s.event_log.recent(kinds=a.kinds or None, limit=limit, where=where)
-    return events_frame(events)
+    if a.all_columns or not s.in_kernel:  # the CLI picks its own columns from the full frame
+        return events_frame(events)
+    return events_view(events)
 
 
 def _log_args(p: CommandParser) -> None:

@@ -106,7 +106,7 @@ class LeaderboardTab(PanelTab):
         self.metric = widgets.Dropdown(description="metric", options=[], style=WIDE)
         self.mode = widgets.ToggleButtons(
             options=[("max", "max"), ("min", "min")], value=mode,
-            style={"button_width": "48px"}, tooltips=["higher is better", "lower is better"],
+            style={"button_width": "56px"}, tooltips=["higher is better", "lower is better"],
         )  # fmt: skip
         self.scope = widgets.Dropdown(description="scope", options=SCOPE_OPTIONS, value=scope, style=WIDE)
         self.group = widgets.Dropdown(description="best per", options=[("(none)", NONE)], style=WIDE)
@@ -194,7 +194,8 @@ class LeaderboardTab(PanelTab):
             return
         rows = ranked(index, kind=kind, metric=metric, mode=mode, where=scope, group_by=group, limit=self.limit.value)
         self.frame = leaderboard_frame(rows, metric=metric, group_by=group)
-        label_cols = ([group] if group else []) + [k for k in groups if k != group][:5]
+        varying = [k for k in groups if k != group and len({repr(a.labels.get(k)) for a in rows}) > 1]
+        label_cols = ([group] if group else []) + varying[:3]  # a label all rows share tells nothing apart
         self._show(rows, label_cols, metric)
         where = SCOPE_NAMES[self.scope.value]
         per = f", best per <b>{esc(group)}</b>" if group else ""
@@ -227,12 +228,12 @@ class LeaderboardTab(PanelTab):
         return self._mode_of.get((kind, metric)) or modes.get(metric)
 
     def _show(self, rows: list[Artifact], label_cols: list[str], metric: str) -> None:
-        others = sorted({m for a in rows for m in a.metrics if m != metric})[:5]
-        # Widths are weights: the table fills the output area, and a narrow column cuts its text
-        # with an ellipsis (the whole text is each cell's tooltip).
-        spec: list[tuple[str, int]] = [("#", 28), ("id", 80), ("name", 130), (metric, 76)]
-        spec += [(m, 70) for m in others] + [(k, 80) for k in label_cols] + [("age", 44), ("run", 110)]
-        width = sum(w for _, w in spec)
+        others = sorted({m for a in rows for m in a.metrics if m != metric})[:3]
+        # Numbers and ids get fixed widths; names, labels and runs share the rest of the row, and a
+        # narrow column cuts its text with an ellipsis (the whole text is each cell's tooltip).
+        spec: list[tuple[str, int]] = [("#", 30), ("id", 92), ("name", 0), (metric, 72)]
+        spec += [(m, 64) for m in others] + [(k, 0) for k in label_cols] + [("age", 48), ("run", 0)]
+        width = sum(w or 48 for _, w in spec)  # each shared column at least 48 px
         self.header.value = row_table(spec, [name for name, _ in spec], width, header=True)
         while len(self._pool) < len(rows):
             self._pool.append(LeaderRow(self._pin_row))

@@ -65,17 +65,16 @@ def row_table(
 ) -> str:  # fmt: skip
     """One leaderboard row as a fixed-layout table, so the rows (separate widgets) line up as columns.
 
-    ``spec`` is ``(column, weight)`` per column; the table fills its box (at least ``width`` / 2 px
-    wide) and each column gets its share of the width, so a narrow output area cuts long cells with
-    an ellipsis instead of pushing controls out of sight. A cell is its text (also its tooltip), or
-    ``(text, tooltip)``; every cell is escaped.
+    ``spec`` is ``(column, width in px)`` per column; a width of 0 makes a column share what is left
+    of the row (names, labels, runs), so the table fills its box and a narrow output area cuts long
+    cells with an ellipsis instead of pushing controls out of sight. ``width`` is the least width of
+    the table in px. A cell is its text (also its tooltip), or ``(text, tooltip)``; every cell is escaped.
 
     Example:
-        >>> "&lt;b&gt;" in row_table([("name", 80)], ["<b>"], 80)
+        >>> "&lt;b&gt;" in row_table([("name", 0)], ["<b>"], 80)
         True
     """
-    total = sum(w for _, w in spec) or 1
-    cols = "".join(f"<col style='width:{100 * w / total:.2f}%'>" for _, w in spec)
+    cols = "".join(f"<col style='width:{w}px'>" if w else "<col>" for _, w in spec)
     tag = "th" if header else "td"
     tds = "".join(
         f"<{tag} title='{esc(c[1] if isinstance(c, tuple) else c)}'>{esc(c[0] if isinstance(c, tuple) else c)}</{tag}>"
@@ -83,8 +82,10 @@ def row_table(
     )
     cls = "aeg-table aeg-fixed " + ("aeg-lb-header" if header else "aeg-lb-row" + (" aeg-best" if best else ""))
     data = f" data-artifact-id='{esc(title)}'" if title else ""
-    style = f"width:100%;min-width:{min(width // 2, 520)}px"
-    return f"<table class='{cls}' style='{style}'{data}><colgroup>{cols}</colgroup><tr>{tds}</tr></table>"
+    return (
+        f"<table class='{cls}' style='width:100%;min-width:{width}px'{data}><colgroup>{cols}</colgroup>"
+        f"<tr>{tds}</tr></table>"
+    )
 
 
 # The artifact list's columns: (title, width in characters; 0: the rest of the line). Padded with
