@@ -45,6 +45,18 @@ def _axis_title(key: str, ss: SeriesSet) -> str:
     return "time" if ss.x_is_time else esc(key)
 
 
+def trace_keys(ss: SeriesSet, *, raw: SeriesSet | None = None) -> list[tuple[str, str, Any, Any]]:
+    """``(uid, name, x, y)`` of each line :func:`series_traces` draws, in its order (for live updates)."""
+    raw_of = {s.name: s for s in raw.series} if raw is not None else {}
+    out = []
+    for i, s in enumerate(ss.series):
+        r = raw_of.get(s.name)
+        if r is not None:
+            out.append((f"raw-{i}", esc(s.name), _x_values(r, ss), r.y))
+        out.append((f"line-{i}", esc(s.name), _x_values(s, ss), s.y))
+    return out
+
+
 def series_traces(ss: SeriesSet, *, raw: SeriesSet | None = None) -> list[go.Scatter]:
     """One line per series of an events :class:`SeriesSet` (``raw``: the unsmoothed lines, drawn faint).
 
@@ -53,25 +65,25 @@ def series_traces(ss: SeriesSet, *, raw: SeriesSet | None = None) -> list[go.Sca
         ['run-20260102-030405-a1b2']
     """
     traces: list[go.Scatter] = []
-    raw_of = {s.name: s for s in raw.series} if raw is not None else {}
-    for i, s in enumerate(ss.series):
-        name = esc(s.name)
-        meta = [name, _axis_title(ss.x_key, ss), esc(ss.y_key)]
-        r = raw_of.get(s.name)
-        if r is not None:
+    meta_axes = [_axis_title(ss.x_key, ss), esc(ss.y_key)]
+    colors: dict[str, str] = {}
+    for uid, name, x, y in trace_keys(ss, raw=raw):
+        color = colors.setdefault(name, _color(len(colors)))
+        meta = [name, *meta_axes]
+        if uid.startswith("raw-"):
             traces.append(
                 go.Scatter(
-                    x=_x_values(r, ss), y=r.y, mode="lines", name=name, legendgroup=name, showlegend=False,
-                    opacity=0.25, line={"width": 1, "color": _color(i)}, meta=meta, hovertemplate=LINE_HOVER,
-                    uid=f"raw-{i}",
+                    x=x, y=y, mode="lines", name=name, legendgroup=name, showlegend=False, opacity=0.25,
+                    line={"width": 1, "color": color}, meta=meta, hovertemplate=LINE_HOVER, uid=uid,
                 )
             )  # fmt: skip
-        traces.append(
-            go.Scatter(
-                x=_x_values(s, ss), y=s.y, mode="lines", name=name, legendgroup=name,
-                line={"width": 2, "color": _color(i)}, meta=meta, hovertemplate=LINE_HOVER, uid=f"line-{i}",
-            )
-        )  # fmt: skip
+        else:
+            traces.append(
+                go.Scatter(
+                    x=x, y=y, mode="lines", name=name, legendgroup=name, line={"width": 2, "color": color},
+                    meta=meta, hovertemplate=LINE_HOVER, uid=uid,
+                )
+            )  # fmt: skip
     return traces
 
 
@@ -250,4 +262,5 @@ __all__ = [
     "point_traces",
     "series_figure",
     "series_traces",
+    "trace_keys",
 ]

@@ -309,3 +309,88 @@ def test_live_series_takes_new_events_from_the_hot_window(context: KernelContext
     full = event_series(log, "train_log", y="loss", max_points=0).series[0]
     assert np.array_equal(live.series_set(max_points=0).series[0].y, full.y)
     assert len(read_event_columns(log, "train_log")) == live.count
+
+
+# -- the panel's Charts tab (widget state, no browser) ------------------------------------------------------
+def _panel(context: KernelContext, **kw: Any) -> Any:
+    from aeg_jupyter.frontends.panel import Panel
+
+    return Panel(context, tab="charts", **kw)
+
+
+def test_charts_tab_draws_the_chosen_runs(context: KernelContext) -> None:
+    first = record_run(context, [1.0, 0.5, 0.25])
+    context.new_run("b")
+    second = record_run(context, [2.0, 1.0])
+    panel = _panel(context)
+    tab = panel.charts_tab
+    try:
+        assert tab.kind.value == "train_log" and tab.metric.value == "loss"  # not the step
+        assert set(tab.runs.value) == {first, second}
+        assert {t.name: list(t.y) for t in tab.figure.data} == {first: [1.0, 0.5, 0.25], second: [2.0, 1.0]}
+        tab.runs.value = (second,)
+        assert [t.name for t in tab.figure.data] == [second]
+        tab.smooth.value = 2
+        solid = [t for t in tab.figure.data if t.opacity is None]
+        assert [list(t.y) for t in solid] == [[2.0, 1.5]]
+        tab.log_y.value = True
+        assert tab.figure.layout.yaxis.type == "log"
+        assert "1 of 2 runs" in tab.note.value
+    finally:
+        panel.close()
+
+
+def test_a_live_record_adds_a_point_to_the_chart(context: KernelContext) -> None:
+    """While a loop records, each coalesced redraw appends the new points (here on a running event loop)."""
+    import asyncio
+
+    record_run(context, [1.0, 0.5])
+    log = context.store.event_log
+
+    async def loop() -> tuple[list[float], list[float], int]:
+        panel = _panel(context, live_interval=0.25)
+        tab = panel.charts_tab
+        try:
+            before = list(tab.figure.data[0].y)
+            log.record("train_log", {"step": 2, "loss": 0.25}, origin=context.origin)
+            for _ in range(40):  # at most ~1 s
+                await asyncio.sleep(0.025)
+                if len(tab.figure.data[0].y) == 3:
+                    break
+            return before, list(tab.figure.data[0].y), tab.live.reloads if tab.live else -1
+        finally:
+            panel.close()
+
+    before, after, reloads = asyncio.run(loop())
+    assert before == [1.0, 0.5] and after == [1.0, 0.5, 0.25]
+    assert reloads == 1  # taken from the hot window, not by reading the store again
+
+
+def test_selecting_leaderboard_artifacts_selects_their_runs_and_highlights_them(context: KernelContext) -> None:
+    arts = context.store.artifacts
+    a_run = record_run(context, [1.0, 0.5])
+    a = arts.save_json(
+        {}, kind="checkpoint", labels={"lr": 0.1, "opt": EVIL}, metrics={"val_acc": 0.8}, origin=context.origin
+    )
+    context.new_run("b")
+    record_run(context, [2.0])
+    arts.save_json(
+        {}, kind="checkpoint", labels={"lr": 0.01, "opt": "sgd"}, metrics={"val_acc": 0.9}, origin=context.origin
+    )
+    panel = _panel(context)
+    tab = panel.charts_tab
+    try:
+        panel.show("leaderboard")  # the leaderboard picks its kind and metric
+        panel.show("charts")
+        par = tab.parallel.data[0]
+        assert [d["label"] for d in par.dimensions] == ["lr", "opt", "val_acc"]
+        assert "&lt;img src=x onerror=alert(1)&gt;" in par.dimensions[1]["ticktext"]
+        assert EVIL not in json.dumps(tab.parallel.to_dict(), ensure_ascii=False)
+        tab.select_artifacts([a.artifact_id])
+        assert tab.runs.value == (a_run,)
+        assert [t.name for t in tab.figure.data] == [a_run]
+        par = tab.parallel.data[0]
+        assert list(par.line.color) == [1.0, 0.0] or list(par.line.color) == [0.0, 1.0]
+        assert "1 selected on the leaderboard" in tab.compare_note.value
+    finally:
+        panel.close()

@@ -1,4 +1,4 @@
-"""The :class:`Panel`: a header, four tabs and a status line, kept current by :mod:`.live`.
+"""The :class:`Panel`: a header, five tabs and a status line, kept current by :mod:`.live`.
 
 Each tab is built once and draws itself in its ``refresh()``; the panel decides when: only the tab
 shown is drawn (a hidden one when it is shown), never two draws at once, and every error of a
@@ -23,6 +23,7 @@ from ...base.html import esc
 from ...base.models import Scope
 from ...core.artifacts import Mode
 from .artifacts import ArtifactsTab
+from .charts import ChartsTab
 from .leaderboard import LeaderboardTab
 from .live import LIVE_INTERVAL, LiveUpdates
 from .memory import MemoryTab
@@ -30,12 +31,12 @@ from .runs import RunsTab
 from .style import CSS
 from .tab import SCOPE_NAMES, WIDE, PanelTab, descendants, working
 
-TABS = ("leaderboard", "artifacts", "memory", "runs")
-TAB_TITLES = ("Leaderboard", "Artifacts", "Memory", "Runs")
+TABS = ("leaderboard", "artifacts", "memory", "runs", "charts")
+TAB_TITLES = ("Leaderboard", "Artifacts", "Memory", "Runs", "Charts")
 
 
 class Panel(widgets.VBox):
-    """The aeg panel for a kernel context: Leaderboard, Artifacts, Memory and Runs tabs.
+    """The aeg panel for a kernel context: Leaderboard, Artifacts, Memory, Runs and Charts tabs.
 
     Args:
         context: the kernel's context (``context`` after ``%load_ext aeg_jupyter``).
@@ -49,7 +50,7 @@ class Panel(widgets.VBox):
         tab: the tab shown first (``"leaderboard"``, ``"artifacts"``, ``"memory"``, ``"runs"``).
         live_interval: the least time between two live redraws, in seconds.
 
-    The tabs are ``leaderboard_tab``, ``artifacts_tab``, ``memory_tab`` and ``runs_tab``.
+    The tabs are ``leaderboard_tab``, ``artifacts_tab``, ``memory_tab``, ``runs_tab`` and ``charts_tab``.
 
     Example:
         >>> Panel(context, kind="checkpoint", metric="val_acc", group_by="exp")   # doctest: +SKIP
@@ -111,8 +112,13 @@ class Panel(widgets.VBox):
         self.artifacts_tab = ArtifactsTab(context, redraw=self._redraw_of("artifacts"), say=self._say, scope=scope)
         self.memory_tab = MemoryTab(context, redraw=self._redraw_of("memory"), say=self._say, scope=scope)
         self.runs_tab = RunsTab(context, redraw=self._redraw_of("runs"), say=self._say)
+        self.charts_tab = ChartsTab(
+            context, redraw=self._redraw_of("charts"), say=self._say, scope=scope,
+            board=self.leaderboard_tab,
+        )  # fmt: skip
         self._pages: dict[str, PanelTab] = {
-            t.name: t for t in (self.leaderboard_tab, self.artifacts_tab, self.memory_tab, self.runs_tab)
+            t.name: t
+            for t in (self.leaderboard_tab, self.artifacts_tab, self.memory_tab, self.runs_tab, self.charts_tab)
         }
         self.tabs = widgets.Tab(children=[self._pages[name] for name in TABS], titles=TAB_TITLES)
         self.tabs.selected_index = TABS.index(tab)

@@ -1,0 +1,298 @@
+"""The Charts tab: curves of the chosen runs over steps, live while a loop records, and a comparison
+view of the leaderboard (parallel coordinates of labels against the metric, selected rows highlighted).
+
+The curves are a plotly ``FigureWidget`` fed by :class:`~aeg_jupyter.core.series.LiveSeries`: one
+full read when the kind or metric changes, then only the hot window's new events at each redraw (the
+panel coalesces redraws, :mod:`.live`); ``record`` itself does nothing for the chart. Each redraw
+sends at most :data:`~aeg_jupyter.core.series.MAX_POINTS` points per run to the browser.
+Selecting leaderboard rows (:meth:`ChartsTab.select_artifacts`) selects their runs here.
+
+Example:
+    >>> panel.show("charts")                                   # doctest: +SKIP
+    >>> panel.charts_tab.metric.value = "loss"                 # doctest: +SKIP
+    >>> [t.name for t in panel.charts_tab.figure.data]         # doctest: +SKIP
+    ['run-20260102-030405-a1b2']
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Any, Protocol
+
+import ipywidgets as widgets
+
+from ...api.context import KernelContext
+from ...base.errors import NotFoundError
+from ...base.html import esc
+from ...base.models import Scope
+from ...core.leaderboard import label_keys
+from ...core.series import STEP_KEYS, LiveSeries, kind_keys, read_event_columns
+from .tab import SCOPE_OPTIONS, WIDE, PanelTab, Say, pick, set_options
+
+MAX_RUNS = 10  # runs drawn when none is chosen (the most recently started)
+EMPTY_NOTE = (
+    "<i>No events with numbers yet. Record some in a loop, e.g. "
+    "<code>await mem.record(kind='train_log', data={'step': i, 'loss': loss})</code>.</i>"
+)
+
+
+class Board(Protocol):
+    """What the comparison view follows: the leaderboard's kind and metric dropdowns."""
+
+    kind: widgets.Dropdown
+    metric: widgets.Dropdown
+
+
+class ChartsTab(PanelTab):
+    """Curves of a metric of an event kind, per run, live; and the leaderboard's parallel coordinates.
+
+    Args:
+        context, redraw, say: see :class:`~aeg_jupyter.frontends.panel.tab.PanelTab`.
+        scope: the scope shown first.
+        board: the leaderboard tab; the comparison view shows its kind and metric (and follows them).
+
+    Attributes:
+        figure: the curves (a plotly ``FigureWidget``; ``None`` until the tab is first drawn).
+        parallel: the comparison view (a ``FigureWidget``, or ``None`` when there is nothing to compare).
+
+    Example:
+        >>> tab = panel.charts_tab                    # doctest: +SKIP
+        >>> tab.runs.value = (context.run_id,)        # doctest: +SKIP
+    """
+
+    name = "charts"
+
+    def __init__(
+        self,
+        context: KernelContext,
+        *,
+        redraw: Callable[[], None],
+        say: Say,
+        scope: Scope = "all",
+        board: Board | None = None,
+    ) -> None:
+        super().__init__(context, redraw=redraw, say=say)
+        self.event_log = context.store.event_log
+        self.artifacts = context.store.artifacts
+        self._board = board
+        self.live: LiveSeries | None = None
+        self.figure: Any = None  # plotly is imported when the tab is first drawn
+        self.parallel: Any = None
+        self.selected_artifacts: list[str] = []
+        self._parallel_key: tuple[Any, ...] | None = None
+        self._chosen_by_user = False
+        self._look: dict[str, Any] | None = None  # the curves' layout as last sent
+        self._drawn: list[tuple[str, str]] = []  # the curves' lines as last sent
+
+        self.kind = widgets.Dropdown(description="kind", options=[], style=WIDE)
+        self.metric = widgets.Dropdown(description="metric", options=[], style=WIDE)
+        self.scope = widgets.Dropdown(description="scope", options=SCOPE_OPTIONS, value=scope, style=WIDE)
+        self.smooth = widgets.BoundedIntText(
+            value=0, min=0, max=10_000, description="smooth", style=WIDE, layout=widgets.Layout(width="130px")
+        )
+        self.log_y = widgets.Checkbox(value=False, description="log y", indent=False, style=WIDE)
+        self.runs = widgets.SelectMultiple(
+            description="runs", options=[], rows=4, style=WIDE, layout=widgets.Layout(width="420px")
+        )
+        for w, cls in (
+            (self.kind, "aeg-ch-kind"), (self.metric, "aeg-ch-metric"), (self.scope, "aeg-ch-scope"),
+            (self.smooth, "aeg-ch-smooth"), (self.log_y, "aeg-ch-log"), (self.runs, "aeg-ch-runs"),
+        ):  # fmt: skip
+            w.add_class(cls)
+        self.note = widgets.HTML()
+        self.curves = widgets.Box(layout=widgets.Layout(width="100%"))
+        self.compare_note = widgets.HTML()
+        self.compare = widgets.Box(layout=widgets.Layout(width="100%"))
+        self.children = [
+            widgets.HBox([self.kind, self.metric, self.scope], layout=widgets.Layout(flex_flow="row wrap")),
+            widgets.HBox([self.runs, widgets.VBox([self.smooth, self.log_y])]),
+            self.note,
+            self.curves,
+            self.compare_note,
+            self.compare,
+        ]
+        self.add_class("aeg-charts")
+        self.kind.observe(self._on_kind, names="value")
+        self.runs.observe(self._on_runs, names="value")
+        self._redraw_on_change(self.metric, self.scope, self.smooth, self.log_y)
+        if board is not None:
+            self._redraw_on_change(board.kind, board.metric)
+
+    # -- public ------------------------------------------------------------------------------------
+    def select_artifacts(self, artifact_ids: Sequence[str]) -> None:
+        """Highlight these artifacts in the comparison view and select their runs in the curves.
+
+        Example:
+            >>> panel.charts_tab.select_artifacts([best.artifact_id])   # doctest: +SKIP
+        """
+        self.selected_artifacts = list(artifact_ids)
+        runs = []
+        for aid in self.selected_artifacts:
+            try:
+                run = self.artifacts.get(aid).run_id
+            except NotFoundError:
+                continue
+            if run and run not in runs:
+                runs.append(run)
+        if runs:
+            self._chosen_by_user = True
+            with self.quiet():
+                known = [o[1] if isinstance(o, tuple) else o for o in self.runs.options]
+                self.runs.options = list(self.runs.options) + [r for r in runs if r not in known]
+                self.runs.value = tuple(runs)
+        self._redraw()
+
+    def detached(self) -> list[widgets.Widget]:
+        return [w for w in (self.figure, self.parallel) if w is not None]
+
+    # -- drawing -----------------------------------------------------------------------------------
+    def refresh(self) -> None:
+        """Pick kind and metric, take in new events, redraw the curves and (if it changed) the comparison."""
+        log = self.event_log
+        scope = self.context.scope(self.scope.value)
+        kinds = log.kinds()
+        kind = pick(self.kind.value, None, kinds, prefer=lambda k: k != "tool_result")
+        with self.quiet():
+            set_options(self.kind, kinds, kind)
+        live = self.live
+        if kind is None:
+            self.note.value = EMPTY_NOTE
+            self.curves.children = []
+        elif (
+            live is None
+            or live.kind != kind
+            or live.y != self.metric.value
+            or live.where != scope
+            or self.metric.value is None
+        ):
+            self._start(kind, scope)
+        else:
+            live.update()
+        if self.live is not None:
+            self._draw_curves()
+        self._draw_parallel()
+
+    def _start(self, kind: str, scope: Any) -> None:
+        cols = read_event_columns(self.event_log, kind, scope)
+        keys = kind_keys(cols)
+        options = [k for k in keys.all if k not in STEP_KEYS] or keys.all
+        metric = pick(self.metric.value, None, options)
+        with self.quiet():
+            set_options(self.metric, options, metric)
+        if metric is None or len(cols) == 0:
+            self.live = None
+            self.curves.children = []
+            self.note.value = f"<i>No {esc(kind)} events with numbers in this scope.</i>"
+            return
+        self.live = LiveSeries(self.event_log, kind, y=metric, where=scope)
+
+    def _chosen(self) -> list[str]:
+        live = self.live
+        assert live is not None
+        names = live.names
+        with self.quiet():
+            if tuple(self.runs.options) != tuple(reversed(names)):
+                self.runs.options = list(reversed(names))  # the newest run first
+            chosen = [r for r in self.runs.value if r in names]
+            if not chosen and not self._chosen_by_user:
+                chosen = names[-MAX_RUNS:]
+            if tuple(self.runs.value) != tuple(chosen):
+                self.runs.value = tuple(chosen)
+        return chosen
+
+    def _draw_curves(self) -> None:
+        from ..charts import layout, series_traces, trace_keys
+
+        live = self.live
+        assert live is not None
+        chosen = self._chosen()
+        n = self.smooth.value
+        ss = live.series_set(names=chosen, smooth_points=n)
+        raw = live.series_set(names=chosen) if n > 1 else None
+        look = layout(ss, log=self.log_y.value, title=f"{live.kind}: {live.y} over {ss.x_key}")
+        keys = trace_keys(ss, raw=raw)
+        fig = self.figure
+        if fig is None:
+            import plotly.graph_objects as go
+
+            fig = self.figure = go.FigureWidget(data=series_traces(ss, raw=raw), layout=look)
+            fig.layout.uirevision = "aeg"  # zoom and hidden lines survive redraws
+        elif self._drawn == [(k[0], k[1]) for k in keys] and len(fig.data) == len(keys):
+            # the same lines: send only their new points (a live redraw)
+            with fig.batch_update():
+                for trace, (_uid, _name, x, y) in zip(fig.data, keys, strict=True):
+                    trace.x, trace.y = x, y
+                if look != self._look:
+                    fig.layout.update(look)
+        else:
+            with fig.batch_update():
+                fig.data = []
+                fig.add_traces(series_traces(ss, raw=raw))
+                if look != self._look:
+                    fig.layout.update(look)
+        self._look = look
+        self._drawn = [(k[0], k[1]) for k in keys]  # (FigureWidget gives its traces uids of its own)
+        if tuple(self.curves.children) != (fig,):
+            self.curves.children = [fig]
+        points = ss.points
+        self.note.value = (
+            f"<span style='color:#555'>{len(ss.series)} of {len(live.names)} runs, {points:,} points"
+            f"{f', mean of {n}' if n > 1 else ''}; at most 2,000 drawn per run</span>"
+            if ss.series
+            else "<i>Choose runs above.</i>"
+        )
+
+    def _draw_parallel(self) -> None:
+        board = self._board
+        kind, metric = (board.kind.value, board.metric.value) if board is not None else (None, None)
+        if not kind or not metric:
+            self.compare_note.value = ""
+            self.compare.children = []
+            return
+        scope = self.context.scope(self.scope.value)
+        arts = [a for a in self.artifacts.list(kind=kind, where=scope) if metric in a.metrics]
+        labels = [k for k in label_keys(self.artifacts, kind=kind, where=scope) if not k.startswith("_")][:8]
+        key = (kind, metric, scope, len(arts), tuple(a.artifact_id for a in arts[:1]), tuple(self.selected_artifacts))
+        if key == self._parallel_key and self.parallel is not None:
+            return
+        self._parallel_key = key
+        if not arts or not labels:
+            self.compare_note.value = (
+                f"<i>The comparison view needs {esc(kind)} artifacts with labels and metric {esc(metric)}.</i>"
+            )
+            self.compare.children = []
+            return
+        from ..charts import parallel_figure
+
+        fig = parallel_figure(arts, metric=metric, labels=labels, selected=self.selected_artifacts)
+        if self.parallel is None:
+            import plotly.graph_objects as go
+
+            self.parallel = go.FigureWidget(fig)
+        else:
+            with self.parallel.batch_update():
+                self.parallel.data = []
+                self.parallel.add_traces(list(fig.data))
+                self.parallel.layout.update(fig.layout)
+        chosen = len(set(self.selected_artifacts) & {a.artifact_id for a in arts})
+        self.compare_note.value = (
+            f"<span style='color:#555'>{len(arts)} {esc(kind)} by labels against <b>{esc(metric)}</b>"
+            + (f"; {chosen} selected on the leaderboard, in red" if chosen else "")
+            + "</span>"
+        )
+        if tuple(self.compare.children) != (self.parallel,):
+            self.compare.children = [self.parallel]
+
+    # -- events ------------------------------------------------------------------------------------
+    def _on_kind(self, _change: dict[str, Any]) -> None:
+        if not self._quiet_depth:
+            self._redraw()  # the metric is kept if the new kind has it, else its first number
+
+    def _on_runs(self, _change: dict[str, Any]) -> None:
+        if self._quiet_depth:
+            return
+        self._chosen_by_user = True
+        self._redraw()
+
+
+__all__ = ["ChartsTab"]
