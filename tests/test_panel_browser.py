@@ -2,8 +2,9 @@
 
 Checks what only a front end shows: the leaderboard renders rows, a save in the kernel re-ranks it
 without touching the panel, changing the metric and the mode re-ranks it, an image preview appears,
-and a hostile label is shown as text (no element made from it, no dialog). Screenshots go to the
-test's tmp dir.
+and a hostile label is shown as text (no element made from it, no dialog); at 800 px every control
+of the panel has a non-empty box inside the viewport. Screenshots at 800 and 1400 px, light and dark,
+go to the test's tmp dir (``AEG_SCREENSHOT_DIR=docs`` keeps them for the README).
 
 Needs Debian's Chromium (``apt-get install -y chromium``: ``/usr/bin/chromium``) and the Python
 packages ``playwright`` and ``jupyterlab`` (the ``test`` extra). Playwright's own browser download
@@ -165,6 +166,23 @@ def jupyterlab(tmp_path: Any) -> Iterator[str]:
         log.close()
 
 
+# Every button, select and input of the panel's shown tab and header: its box must be non-empty and
+# inside the viewport once scrolled to. Returns the ones that are not (described).
+CONTROLS_OFF_SCREEN = """() => {
+  const shown = el => { for (let e = el; e; e = e.parentElement) { if (getComputedStyle(e).display === 'none') return false; } return true; };
+  const out = [];
+  for (const el of document.querySelectorAll('.aeg-panel button, .aeg-panel select, .aeg-panel input')) {
+    if (!shown(el)) continue;
+    el.scrollIntoView({block: 'center', inline: 'nearest'});
+    const r = el.getBoundingClientRect();
+    const inside = r.left >= 0 && r.top >= 0 && r.right <= window.innerWidth + 0.5 && r.bottom <= window.innerHeight + 0.5;
+    if (!(r.width > 0 && r.height > 0 && inside)) {
+      out.push(`${el.tagName}.${el.className} '${(el.innerText || el.title || '').slice(0, 20)}' ${Math.round(r.left)},${Math.round(r.top)} ${Math.round(r.width)}x${Math.round(r.height)}`);
+    }
+  }
+  return out;
+}"""
+
 FIRST_ROW = "() => { const r = document.querySelector('.aeg-panel .aeg-lb-row'); return r && r.innerText; }"
 
 
@@ -212,8 +230,10 @@ def test_panel_in_jupyterlab(jupyterlab: str, tmp_path: Any) -> None:
             live_seconds = time.monotonic() - started
             _rows(page, 4)
 
-            # Changing the metric re-ranks; so does the max/min toggle.
+            # Changing the metric re-ranks, in the metric's direction (a loss: lower first); so does the toggle.
             page.locator(".aeg-panel .aeg-lb-metric select").select_option("loss")
+            _first_row_has(page, "ckpt-C.json")
+            page.locator(".aeg-panel .aeg-lb-mode button", has_text="max").click()
             _first_row_has(page, "ckpt-A.json")
             page.locator(".aeg-panel .aeg-lb-mode button", has_text="min").click()
             _first_row_has(page, "ckpt-C.json")
@@ -254,11 +274,35 @@ def test_panel_in_jupyterlab(jupyterlab: str, tmp_path: Any) -> None:
             page.wait_for_function("t => document.querySelector('.aeg-panel').innerText.includes(t)", arg=HOSTILE)
             assert page.locator("img[src='x']").count() == 0
             assert dialogs == []
+
+            # Every control is on screen and usable at 800 px (a narrow column cuts its text, never a control).
+            page.locator(".aeg-panel .lm-TabBar-tab", has_text="Leaderboard").click()
+            page.evaluate("window.jupyterapp.shell.collapseLeft()")
+            page.locator(".aeg-panel .aeg-lb-metric select").select_option("val_acc")
+            _first_row_has(page, "ckpt-D.json")
+            shots: list[str] = []
+            for theme in ("light", "dark"):
+                if theme == "dark":
+                    page.evaluate(
+                        "window.jupyterapp.commands.execute('apputils:change-theme', {theme: 'JupyterLab Dark'})"
+                    )
+                    page.wait_for_function("() => document.body.dataset.jpThemeLight === 'false'", timeout=20_000)
+                for width in (800, 1400):
+                    page.set_viewport_size({"width": width, "height": 1000})
+                    page.wait_for_timeout(400)  # the notebook relayouts
+                    if width == 800:
+                        hidden = page.evaluate(CONTROLS_OFF_SCREEN)
+                        assert hidden == [], f"controls not visible at {width} px ({theme}): {hidden}"
+                        assert page.locator(".aeg-panel .aeg-lb-pin").count() == 5
+                    page.locator(".aeg-panel").scroll_into_view_if_needed()
+                    name = f"panel-{width}-{theme}.png"
+                    page.locator(".aeg-panel").screenshot(path=str(tmp_path / name))
+                    shots.append(name)
             print(f"live re-rank seen in the browser after {live_seconds:.2f} s; screenshots in {tmp_path}")
-            shots = os.environ.get("AEG_SCREENSHOT_DIR")
-            if shots:  # keep them (e.g. for docs/panel.png)
-                for name in ("panel-leaderboard.png", "panel-artifacts.png"):
-                    shutil.copy(tmp_path / name, os.path.join(shots, name))
+            keep = os.environ.get("AEG_SCREENSHOT_DIR")
+            if keep:  # AEG_SCREENSHOT_DIR=docs retakes the README's screenshots
+                for name in ("panel-artifacts.png", *shots):
+                    shutil.copy(tmp_path / name, os.path.join(keep, name))
         except Exception:
             page.screenshot(path=str(tmp_path / "failure.png"))
             raise
