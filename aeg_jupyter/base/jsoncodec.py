@@ -44,8 +44,10 @@ def json_deeper_than(text: str | bytes, limit: int) -> bool:
     return bool(brackets)
 
 
-def loads_limited(text: str | bytes, max_depth: int = MAX_JSON_DEPTH) -> Any:
+def loads_limited(text: str | bytes, max_depth: int | None = MAX_JSON_DEPTH) -> Any:
     """``json.loads``, refusing JSON nested more than ``max_depth`` levels (it would break whoever walks it).
+
+    With ``max_depth=None`` only what Python's recursion limit cannot decode is refused.
 
     NOTE: the depth is looked at only when the text holds more brackets than ``max_depth`` (two
     ``count`` calls in C), so ordinary payloads pay nothing for the check.
@@ -58,16 +60,17 @@ def loads_limited(text: str | bytes, max_depth: int = MAX_JSON_DEPTH) -> Any:
         >>> loads_limited("[[1]]")
         [[1]]
     """
-    if isinstance(text, str):
-        many = text.count("[") + text.count("{") > max_depth
-    else:
-        many = text.count(b"[") + text.count(b"{") > max_depth
-    if many and json_deeper_than(text, max_depth):
-        raise JsonTooDeepError(f"JSON nested more than {max_depth} levels deep")
+    if max_depth is not None:
+        if isinstance(text, str):
+            many = text.count("[") + text.count("{") > max_depth
+        else:
+            many = text.count(b"[") + text.count(b"{") > max_depth
+        if many and json_deeper_than(text, max_depth):
+            raise JsonTooDeepError(f"JSON nested more than {max_depth} levels deep")
     try:
         return json.loads(text)
     except RecursionError:
-        raise JsonTooDeepError(f"JSON nested more than {max_depth} levels deep") from None
+        raise JsonTooDeepError("JSON nested deeper than Python's recursion limit") from None
 
 
 def json_encoder(*, compact: bool = False, ascii: bool = False) -> Callable[[Any], str]:

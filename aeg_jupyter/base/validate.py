@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import numbers
+import os
 import re
 from collections.abc import Mapping
 from datetime import timedelta
@@ -16,6 +17,26 @@ Mode = Literal["max", "min"]
 MAX_LABELS = 64
 MAX_LABEL_CHARS = 4096
 MAX_NAME_CHARS = 200
+MAX_DURATION = timedelta(days=365 * 1000)  # a retention rule older than this cannot mean anything
+
+
+def check_utf8(text: str, what: str) -> str:
+    """``text`` if UTF-8 can store it (it holds no lone surrogate such as ``"\\ud800"``).
+
+    Raises:
+        InvalidInputError: it holds one; the message says how to clean it.
+    """
+    if text.isascii():  # the usual case, one C call (hot path: every `record` checks its kind)
+        return text
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        raise InvalidInputError(
+            f"{what} {text[:40]!r} holds a lone surrogate ({text[exc.start]!r}) that UTF-8 cannot store; "
+            "clean it first, e.g. s.encode('utf-8', 'replace').decode()"
+        ) from None
+    return text
+
 
 __all__ = ["check_kind", "check_labels", "check_limit", "check_metrics", "check_name", "parse_duration"]
 
@@ -32,7 +53,7 @@ def check_kind(kind: object) -> str:
         raise InvalidInputError(f"kind is {len(kind)} characters long; keep it to {MAX_KIND_LEN} or fewer")
     if "\x00" in kind:
         raise InvalidInputError("kind must not contain NUL characters")
-    return kind
+    return check_utf8(kind, "kind")
 
 
 def check_name(name: object, what: str) -> str:
@@ -43,7 +64,7 @@ def check_name(name: object, what: str) -> str:
         raise InvalidInputError(
             f"{what} name {name[:40]!r}... is too long or has NUL; keep it under {MAX_NAME_CHARS} characters"
         )
-    return name
+    return check_utf8(name, f"{what} name")
 
 
 def check_labels(labels: Mapping[str, Any] | None) -> dict[str, Any]:
@@ -134,13 +155,20 @@ def parse_duration(value: str | float | int | timedelta | None) -> timedelta | N
     if isinstance(value, bool):
         raise InvalidInputError(f"not a duration: {value!r}")
     if isinstance(value, numbers.Real):
-        if value < 0:
-            raise InvalidInputError(f"durations must not be negative, got {value!r}")
-        return timedelta(seconds=float(value))
-    m = _DURATION.match(str(value))
-    if not m:
-        raise InvalidInputError(f"not a duration: {value!r}; write it like '30m', '12h', '7d' or '2w'")
-    return timedelta(seconds=float(m.group(1)) * _UNITS[m.group(2)])
+        seconds = float(value)
+        if math.isnan(seconds) or seconds < 0:
+            raise InvalidInputError(f"a duration must be a number of seconds >= 0 or text like '7d', got {value!r}")
+    else:
+        m = _DURATION.match(str(value))
+        if not m:
+            raise InvalidInputError(f"not a duration: {value!r}; write it like '30m', '12h', '7d' or '2w'")
+        seconds = float(m.group(1)) * _UNITS[m.group(2)]
+    if seconds > MAX_DURATION.total_seconds():
+        raise InvalidInputError(
+            f"the duration {value!r} is longer than 1000 years; give a shorter one such as '365d' "
+            "(or none, to collect only what no artifact uses)"
+        )
+    return timedelta(seconds=seconds)
 
 
 def check_mode(mode: object) -> Mode:
@@ -155,15 +183,30 @@ def check_mode(mode: object) -> Mode:
     return mode  # type: ignore[return-value]
 
 
-def safe_file_name(name: str | None) -> str | None:
+def safe_file_name(name: str | bytes | None) -> str | None:
     """The last path component of ``name`` if it is a usable file name, else ``None``.
 
+    A ``bytes`` name (a file's name as the OS gives it) is decoded as the OS would (``os.fsdecode``).
+
+    Raises:
+        InvalidInputError: the name is not valid UTF-8 (undecodable bytes, or a lone surrogate).
+
     Example:
-        >>> safe_file_name("../../etc/passwd"), safe_file_name("..")
-        ('passwd', None)
+        >>> safe_file_name("../../etc/passwd"), safe_file_name(".."), safe_file_name(b"dir/model.pt")
+        ('passwd', None, 'model.pt')
     """
     if not name:
         return None
+    if isinstance(name, bytes):
+        name = os.fsdecode(name)
+    if not name.isascii():
+        try:
+            name.encode("utf-8")
+        except UnicodeEncodeError:
+            raise InvalidInputError(
+                f"the file name {name!r} is not valid UTF-8 (undecodable bytes, or a lone surrogate); "
+                "pass a readable one, e.g. name='data.bin'"
+            ) from None
     base = name.replace("\\", "/").rsplit("/", 1)[-1].replace("\x00", "")
     if base in ("", ".", "..") or len(base.encode()) > 200:
         return None

@@ -12,7 +12,7 @@ from typing import Any
 
 from ..base.errors import AmbiguousIdError, CorruptionError, InvalidInputError, NotFoundError
 from ..base.hashing import is_hex_digest
-from ..base.jsoncodec import MAX_JSON_DEPTH, JsonTooDeepError, loads_limited
+from ..base.jsoncodec import JsonTooDeepError, loads_limited
 from ..base.models import URI_PREFIX, Artifact
 from ..base.validate import safe_file_name
 from ..storage.blobs import BlobStore
@@ -123,10 +123,10 @@ class Lookup:
         """The stored bytes decoded as JSON."""
         data = self.load_bytes(ref, verify=verify)
         try:
-            return loads_limited(data)
+            return loads_limited(data, max_depth=None)  # what save_json wrote, it reads back
         except JsonTooDeepError:
             raise InvalidInputError(
-                f"this artifact's JSON is nested more than {MAX_JSON_DEPTH} levels deep, too deep to decode safely; "
+                "this artifact's JSON is nested too deeply for Python to decode (past its recursion limit); "
                 "read it with load_text (or load_bytes) and parse it with a streaming parser"
             ) from None
         except ValueError as exc:
