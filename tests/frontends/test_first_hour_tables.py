@@ -70,6 +70,7 @@ def test_search_and_list_show_short_ids(ip: Any, sweep: list[Any]) -> None:
         assert all(len(s) == 8 for s in df["short_id"]), line  # Before: the 26-character id
     ranked = aeg(ip, "search checkpoint --metric loss --min")
     assert list(ranked.columns[:3]) == ["rank", "short_id", "metric.loss"]
+    assert list(aeg(ip, "search checkpoint --metric loss")["short_id"]) == list(ranked["short_id"])  # a loss: min
     loaded = aeg(ip, f"show {ranked['short_id'][0]}")  # a short id from a table is accepted everywhere
     assert loaded == sweep[1]
 

@@ -53,7 +53,7 @@ def run_save(s: Session, a: argparse.Namespace) -> Artifact:
     labels, metrics = dict(a.label), dict(a.metric)
     target: str = a.target
     ns = s.user_ns
-    origin = s.context.origin
+    origin = s.context.write_origin()  # the cell's reads are its inputs
     if ns is not None and target.isidentifier() and target in ns:
         enc = encode(ns[target], allow_pickle=a.pickle)
         return s.artifacts.save_bytes(
@@ -174,8 +174,14 @@ def run_search(s: Session, a: argparse.Namespace) -> Any:
             f"{s.typed('search')}: --{a.mode} ranks by a metric; add one, e.g. "
             f"`{s.typed('search')} {a.kind or 'checkpoint'} --metric val_acc --{a.mode}`"
         )
+    mode = a.mode
+    if a.metric is not None and mode is None:  # the metric's own direction (recorded, else its name), else max
+        from ...core.direction import infer_direction
+        from ...core.leaderboard import metric_direction
+
+        mode = (metric_direction(s.artifacts, a.kind, a.metric) if a.kind else infer_direction(a.metric)) or "max"
     found = s.artifacts.search(
-        kind=a.kind, labels=dict(a.label) or None, metric=a.metric, mode=a.mode, where=s.where(a.scope),
+        kind=a.kind, labels=dict(a.label) or None, metric=a.metric, mode=mode, where=s.where(a.scope),
         limit=s.limit(a.limit),
     )  # fmt: skip
     if not found:
