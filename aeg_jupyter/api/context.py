@@ -7,8 +7,10 @@ facades (:mod:`.artifacts`, :mod:`.memory`) are thin ``async`` wrappers over the
 
 from __future__ import annotations
 
+import itertools
 import os
 import secrets
+from collections.abc import Mapping
 from datetime import datetime
 
 from ..base.models import Provenance, Scope, ScopeFilter
@@ -22,6 +24,35 @@ DEFAULT_ROOT = ".aeg"
 def default_root() -> str:
     """The store used when none is named: ``$AEG_STORE``, else ``./.aeg``."""
     return os.environ.get("AEG_STORE") or DEFAULT_ROOT
+
+
+_VALUE_OPTIONS = ("--output", "--output-dir", "-o", "--cwd", "--kernel", "-k")  # their value is not the input
+
+
+def headless_notebook(environ: Mapping[str, str] | None = None) -> str | None:
+    """The absolute path of the notebook a headless runner executes in this kernel, or ``None``.
+
+    ``jupyter nbconvert --execute``, ``jupyter execute`` and ``papermill IN OUT`` start the kernel
+    from a process whose command line names the notebook (papermill's first one is its input);
+    jupyter_client gives the kernel that process id as ``$JPY_PARENT_PID``. Read from Linux's
+    ``/proc``; elsewhere, or when a script drives nbclient itself, ``None`` (set ``$AEG_GRAPH``).
+
+    Example:
+        >>> headless_notebook({})  # not started by a Jupyter runner
+    """
+    pid = (os.environ if environ is None else environ).get("JPY_PARENT_PID", "")
+    if not pid.isdigit():
+        return None
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as f:
+            argv = [a.decode("utf-8", "replace") for a in f.read().split(b"\0") if a]
+        cwd = os.readlink(f"/proc/{pid}/cwd")
+    except OSError:
+        return None
+    for prev, arg in itertools.pairwise(argv):
+        if arg.endswith(".ipynb") and not arg.startswith("-") and prev not in _VALUE_OPTIONS:
+            return os.path.normpath(os.path.join(cwd, arg))
+    return None
 
 
 def new_run_id(name: str | None = None) -> str:
@@ -105,7 +136,7 @@ def connect(
     Args:
         root: the store directory; default ``$AEG_STORE`` or ``./.aeg``.
         run_id: reuse a run id instead of starting a new run.
-        graph_id: the notebook or pipeline name ("default" when not given).
+        graph_id: the notebook or pipeline name (default: ``$AEG_GRAPH``, else "default").
         hot_limit: newest events kept in memory for fast recall.
         durability: ``"fsync"`` makes every returned write survive a power loss.
 
@@ -113,7 +144,7 @@ def connect(
         >>> context = aeg_jupyter.connect("/tmp/store")         # doctest: +SKIP
     """
     store = open_store(root if root is not None else default_root(), hot_limit=hot_limit, durability=durability)
-    return KernelContext(store, run_id=run_id, graph_id=graph_id)
+    return KernelContext(store, run_id=run_id, graph_id=graph_id or os.environ.get("AEG_GRAPH") or None)
 
 
-__all__ = ["Artifacts", "KernelContext", "Memory", "connect", "default_root"]
+__all__ = ["Artifacts", "KernelContext", "Memory", "connect", "default_root", "headless_notebook"]

@@ -26,7 +26,7 @@ import inspect
 import os
 import re
 import weakref
-from typing import Any, NoReturn
+from typing import Any, NoReturn, cast
 
 import IPython
 from IPython.core.completer import CompletionContext, SimpleCompletion, SimpleMatcherResult, context_matcher
@@ -36,7 +36,7 @@ from IPython.core.magic import Magics, line_cell_magic, magics_class, needs_loca
 from traitlets import Enum, Int, TraitError, Unicode, observe, validate
 from traitlets.config import Configurable
 
-from ..api.context import DEFAULT_ROOT, KernelContext, connect
+from ..api.context import DEFAULT_ROOT, KernelContext, connect, headless_notebook
 from ..api.run_sync import run_sync
 from ..base.errors import AegError
 from ..base.models import SCOPES
@@ -87,6 +87,13 @@ class AegMagics(Magics, Configurable):
         help="Store root used when $AEG_STORE is not set (default: ./.aeg beside the notebook). "
         "Setting it after %load_ext switches the kernel to that store.",
     )
+    graph = Unicode(
+        "",
+        config=True,
+        help="The notebook (graph) id of this kernel's writes, what --scope graph means. Default: $AEG_GRAPH, "
+        "else the notebook's path when the kernel knows it (JupyterLab, VS Code, nbconvert --execute, papermill), "
+        "else 'default'. Setting it after %load_ext applies to the next writes.",
+    )
     display_limit = Int(20, config=True, help="Rows returned by %aeg recent/list/search/runs when -n is not given.")
     default_scope = Enum(
         list(SCOPES),
@@ -104,6 +111,7 @@ class AegMagics(Magics, Configurable):
         self.bound_name: str | None = None
         self._parsers: dict[str, CommandParser] = {}
         self._count_seen: int | None = None
+        self._headless: object = _MISSING
         self._count_offset = -1 if IPython.version_info >= (9,) else 0  # corrected after each cell
         # Magics.__init__ appends us to shell.configurables and takes config from the shell.
         super().__init__(shell=shell)
@@ -115,6 +123,11 @@ class AegMagics(Magics, Configurable):
         if value < 1:
             raise TraitError(f"{proposal['trait'].name} must be at least 1, got {value}")
         return int(value)
+
+    @observe("graph")
+    def _graph_changed(self, change: Any) -> None:
+        if self.context is not None:
+            self.context.graph_id = change["new"] or self.graph_id()
 
     @observe("store")
     def _store_changed(self, change: Any) -> None:
@@ -189,13 +202,24 @@ class AegMagics(Magics, Configurable):
 
     # -- scopes from the kernel --------------------------------------------------------------
     def graph_id(self) -> str:
-        """The notebook's path when the kernel knows it (``__session__``, VS Code, ``JPY_SESSION_NAME``)."""
+        """``%config AegMagics.graph``, ``$AEG_GRAPH``, else the notebook's path when the kernel knows it.
+
+        The path: ``__session__`` (JupyterLab, Notebook 7), VS Code's ``__vsc_ipynb_file__``,
+        ``$JPY_SESSION_NAME``, else the notebook a headless runner executes (nbconvert
+        ``--execute``, papermill; :func:`~aeg_jupyter.api.context.headless_notebook`); else "default".
+        """
+        if self.graph or os.environ.get("AEG_GRAPH"):
+            return self.graph or os.environ["AEG_GRAPH"]
         ns = self.shell.user_ns
         for key in ("__session__", "__vsc_ipynb_file__"):
             value = ns.get(key)
             if isinstance(value, str) and value:
                 return value
-        return os.environ.get("JPY_SESSION_NAME") or "default"
+        if os.environ.get("JPY_SESSION_NAME"):
+            return os.environ["JPY_SESSION_NAME"]
+        if self._headless is _MISSING:  # the runner does not change: read /proc once
+            self._headless = headless_notebook()
+        return cast(str | None, self._headless) or "default"
 
     def node_id(self, info: Any) -> str:
         """The current cell: its id when the front end sends one, else ``In[n]``."""

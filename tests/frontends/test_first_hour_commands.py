@@ -320,3 +320,82 @@ def test_completion_offers_what_tables_show_and_nothing_else(ip: Any, saved: lis
     assert options and all(o.startswith("--") for o in options) and "--scope" in options
     assert complete(ip, "%aeg ls --s") == ["--scope"]
     assert complete(ip, "best = %aeg best checkpoint --metric v") == ["val_acc"]
+
+
+# -- 12: notebooks run headless get their own graph ---------------------------------------------
+def _write_notebook(path: Any, *sources: str) -> None:
+    import nbformat
+
+    nb = nbformat.v4.new_notebook()
+    nb.cells = [nbformat.v4.new_code_cell(src) for src in sources]
+    nbformat.write(nb, str(path))
+
+
+def _graphs(root: str) -> dict[str, str]:
+    from aeg_jupyter import connect
+
+    context = connect(root)
+    try:
+        return {str(e.data["nb"]): e.graph_id for e in context.store.event_log.recent(kinds=["step"], limit=50)}
+    finally:
+        context.close()
+
+
+HEADLESS_RUNNERS = {
+    "nbconvert": [
+        "-m",
+        "jupyter",
+        "nbconvert",
+        "--to",
+        "notebook",
+        "--execute",
+        "--output",
+        "{name}-out",
+        "{name}.ipynb",
+    ],
+    "execute": ["-m", "jupyter", "execute", "{name}.ipynb"],
+    "papermill": ["-m", "papermill", "-k", "python3", "{name}.ipynb", "{name}-out.ipynb"],
+}
+
+
+@pytest.mark.timeout(900)
+def test_headless_runners_use_the_notebooks_path_as_graph(tmp_path: Any) -> None:
+    nbs = tmp_path / "nbs"
+    nbs.mkdir()
+    root = str(tmp_path / "store")
+    env = {k: v for k, v in os.environ.items() if k not in ("AEG_GRAPH", "JPY_SESSION_NAME")}
+    env.update(AEG_STORE=root, PYTHONPATH=REPO + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    for name, argv in HEADLESS_RUNNERS.items():
+        _write_notebook(nbs / f"{name}.ipynb", "%load_ext aeg_jupyter", f"%aeg log step nb={name}")
+        argv = [sys.executable, *(a.format(name=name) for a in argv)]
+        proc = subprocess.run(argv, cwd=nbs, env=env, capture_output=True, text=True, timeout=300)
+        assert proc.returncode == 0, proc.stderr[-2000:]
+    assert _graphs(root) == {name: str(nbs / f"{name}.ipynb") for name in HEADLESS_RUNNERS}  # before: all "default"
+
+
+@pytest.mark.timeout(600)
+def test_a_script_driving_nbclient_sets_the_graph_with_aeg_graph(tmp_path: Any, monkeypatch: Any) -> None:
+    import nbformat
+    from nbclient import NotebookClient
+
+    root = str(tmp_path / "store")
+    monkeypatch.setenv("AEG_STORE", root)
+    monkeypatch.delenv("JPY_SESSION_NAME", raising=False)
+    for name, graph in (("plain", None), ("named", "nightly/sweep.ipynb")):
+        if graph:
+            monkeypatch.setenv("AEG_GRAPH", graph)
+        path = tmp_path / f"{name}.ipynb"
+        _write_notebook(path, "%load_ext aeg_jupyter", f"%aeg log step nb={name}")
+        nb = nbformat.read(str(path), as_version=4)
+        NotebookClient(
+            nb, timeout=120, kernel_name="python3", resources={"metadata": {"path": str(tmp_path)}}
+        ).execute()
+    # nbclient tells the kernel nothing about the notebook: "default" unless AEG_GRAPH (or %config AegMagics.graph)
+    assert _graphs(root) == {"plain": "default", "named": "nightly/sweep.ipynb"}
+
+
+def test_config_graph_sets_the_graph_of_the_next_writes(ip: Any) -> None:
+    assert aeg(ip, "log step nb=before").graph_id == "default"
+    cell(ip, "%config AegMagics.graph = 'experiments/sweep.ipynb'")
+    assert ctx(ip).graph_id == "experiments/sweep.ipynb"
+    assert aeg(ip, "log step nb=after").graph_id == "experiments/sweep.ipynb"
