@@ -173,6 +173,7 @@ def uninstall() -> None:
     except ValueError:  # installed from another context: clear it instead
         rs._current.set(None)
     rs._services_global = backend._previous
+    backend.artifact_store.close()
     backend.context.close()
 
 

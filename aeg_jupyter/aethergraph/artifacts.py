@@ -11,18 +11,24 @@ from __future__ import annotations
 
 import contextlib
 import fnmatch
+import hashlib
 import json
 import os
 import shutil
 import tempfile
 import time
 from collections.abc import AsyncIterator, Mapping
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from ..base.errors import AegError, NotFoundError
 from ..base.models import URI_PREFIX, Provenance
+from ..base.models import Artifact as AegArtifact
 from ..core.artifacts import ArtifactStore
+from ..core.ingest import guess_mime
 from . import codec
+
+SMALL_FILE = 1 << 20  # files up to this size are read once (sha256 and blob from the same bytes)
 
 
 class AetherGraphBackendError(AegError):
@@ -52,6 +58,23 @@ class AegArtifactStore:
         os.makedirs(self._staging, exist_ok=True)
         self._cls = artifact_cls()
         self.last_artifact: Any = None
+        self._saved: dict[str, AegArtifact] = {}  # the newest saves, for the index's upsert that follows
+        self.nonfinite_saves = 0  # saves with a NaN/inf metric (the index's cache of "any NaN?" watches it)
+        # staged files (ours alone) are removed off the save's path: an unlink costs ms on a busy disk
+        self._reaper = ThreadPoolExecutor(max_workers=1, thread_name_prefix="aeg-aethergraph-staging")
+
+    def close(self) -> None:
+        """Wait for the staged files being removed."""
+        self._reaper.shutdown(wait=True)
+
+    def _remove(self, path: str) -> None:
+        if os.path.dirname(os.path.abspath(path)) == self._staging:
+            try:
+                self._reaper.submit(_unlink, path)
+                return
+            except RuntimeError:  # closed: remove it here
+                pass
+        _unlink(path)
 
     @property
     def base_uri(self) -> str:
@@ -65,6 +88,10 @@ class AegArtifactStore:
     def artifacts(self) -> ArtifactStore:
         """Our artifact store underneath."""
         return self._arts
+
+    def just_saved(self, artifact_id: str) -> AegArtifact | None:
+        """Our artifact of one of the newest saves (the facade upserts it right after the save)."""
+        return self._saved.get(artifact_id)
 
     # -- staging -----------------------------------------------------------------------------
     async def plan_staging_path(self, planned_ext: str = "") -> str:
@@ -102,25 +129,34 @@ class AegArtifactStore:
             base = os.path.basename((suggested_uri or path).rstrip("/" + os.sep))
             if base:
                 labels_["filename"] = base
-        sha = codec.sha256_of_file(path)
         name = str(labels_.get("filename") or labels_.get("name") or os.path.basename(path))
-        ours = self._arts.save_file(
-            path,
-            kind=kind,
-            labels=codec.encode_labels(
-                labels_,
-                sha256=sha,
-                tool_name=tool_name,
-                tool_version=tool_version,
-                mime=mime,
-                preview_uri=preview_uri,
-                metrics=metrics,
-            ),
-            metrics=codec.split_metrics(metrics),
-            name=name,
-            pin=pin,
-            origin=Provenance(run_id, graph_id, node_id),
-        )
+        save_kw: dict[str, Any] = {
+            "kind": kind,
+            "metrics": codec.split_metrics(metrics),
+            "name": name,
+            "pin": pin,
+            "origin": Provenance(run_id, graph_id, node_id),
+        }
+        small = os.path.getsize(path) <= SMALL_FILE
+        if small:  # read once: AetherGraph's sha256 and our blob from the same bytes
+            with open(path, "rb") as f:
+                data = f.read()
+            sha = hashlib.sha256(data).hexdigest()
+        else:
+            sha = codec.sha256_of_file(path)
+        save_kw["labels"] = codec.encode_labels(
+            labels_, sha256=sha, tool_name=tool_name, tool_version=tool_version, mime=mime,
+            preview_uri=preview_uri, metrics=metrics,
+        )  # fmt: skip
+        if small:
+            ours = self._arts.save_bytes(data, mime=guess_mime(name), **save_kw)
+        else:
+            ours = self._arts.save_file(path, **save_kw)
+        self._saved[ours.artifact_id] = ours
+        if len(self._saved) > 256:
+            self._saved.pop(next(iter(self._saved)))
+        if codec.METRICS_JSON in ours.labels:
+            self.nonfinite_saves += 1
         a = codec.to_ag_artifact(ours, self._cls)
         if not mime:
             a.mime = None  # as AetherGraph's own store: a mime only when the caller gave one
@@ -165,8 +201,7 @@ class AegArtifactStore:
             tags=tags,
         )
         if cleanup:
-            with contextlib.suppress(FileNotFoundError):
-                os.remove(path)
+            self._remove(path)
         return a
 
     async def ingest_staged_file(
@@ -406,6 +441,11 @@ class _Writer:
 
     def add_metrics(self, metrics: dict[str, Any]) -> None:
         self._metrics.update(metrics or {})
+
+
+def _unlink(path: str) -> None:
+    with contextlib.suppress(FileNotFoundError):
+        os.remove(path)
 
 
 def normalize_tags(v: Any) -> list[str] | None:

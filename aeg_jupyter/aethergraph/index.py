@@ -26,6 +26,7 @@ from .artifacts import AegArtifactStore, AetherGraphBackendError, artifact_cls, 
 
 OCCURRENCE_KIND = "aethergraph.occurrence"  # the lineage log: one event per artifact occurrence
 _TENANT_COLUMNS = ("org_id", "user_id", "client_id", "app_id", "session_id", "run_id")
+_CACHE_SIZE = 50_000  # AetherGraph Artifacts kept for the artifacts asked about most recently
 _EVERY = 1 << 62  # "all of them" as a limit of our recent()
 
 
@@ -38,9 +39,20 @@ class AegArtifactIndex:
         self._arts = store.artifacts
         self._events = events
         self._cls = artifact_cls()
+        self._ag_cache: dict[str, tuple[AegArtifact, Any]] = {}
+        self._nonfinite: dict[tuple[str, str], tuple[tuple[int, int], bool]] = {}
 
     def _ag(self, art: AegArtifact) -> Any:
-        return codec.to_ag_artifact(art, self._cls)
+        # our artifacts are immutable (a pin is a new object): one AetherGraph Artifact per object
+        hit = self._ag_cache.get(art.artifact_id)
+        if hit is not None and hit[0] is art:
+            return hit[1]
+        ag = codec.to_ag_artifact(art, self._cls)
+        cache = self._ag_cache
+        cache[art.artifact_id] = (art, ag)
+        if len(cache) > _CACHE_SIZE:
+            cache.pop(next(iter(cache)))
+        return ag
 
     def _ours(self, artifact_id: str) -> AegArtifact | None:
         try:
@@ -51,7 +63,7 @@ class AegArtifactIndex:
     async def upsert(self, a: Any) -> None:
         """Take in an artifact: one this backend's store saved is already a row (a changed pin is a pin,
         changed labels or metrics a new row for the same bytes); a foreign one needs its bytes here."""
-        ours = self._ours(a.artifact_id)
+        ours = self._store.just_saved(a.artifact_id) or self._ours(a.artifact_id)
         want_labels = codec.encode_labels(
             a.labels,
             sha256=a.sha256,
@@ -195,20 +207,20 @@ class AegArtifactIndex:
                 if limit is not None and len(out) >= limit:
                     break
             return [self._ag(a) for a in out if tags_ok(a)]
-        if kind is not None and not self._has_nonfinite(kind, metric):
-            # every value of the metric is a finite number: our ranking is the default index's order
-            # (a stable sort of newest-first rows, so ties go to the newest)
-            need = None if limit is None else limit + offset
+        if kind is not None:
+            # our ranking is the default index's order while every value of the metric is a finite
+            # number (a stable sort of newest-first rows: ties go to the newest)
             if limit == 0:
                 return []
+            need = None if limit is None else limit + offset
             found: list[AegArtifact] = []
             for a in self._arts.iter_ranked(kind=kind, metric=metric, mode=mode, where=where, labels=core or None):
                 if ok(a) and tags_ok(a):
                     found.append(a)
                     if need is not None and len(found) >= need:
                         break
-            found = found[offset:]
-            return [self._ag(a) for a in found]
+            if not self._has_nonfinite(kind, metric):  # (asked after the walk caught up with other writers)
+                return [self._ag(a) for a in found[offset:]]
         # NaN or inf among the values (or no kind): the default index's own sort, on the same rows
         rows = [
             self._ag(a) for a in self._arts.search(kind=kind, labels=core or None, where=where) if ok(a) and tags_ok(a)
@@ -220,7 +232,15 @@ class AegArtifactIndex:
         return rows if limit is None else rows[:limit]
 
     def _has_nonfinite(self, kind: str, metric: str) -> bool:
-        return bool(self._arts.search(kind=kind, labels={codec.NONFINITE + metric: True}, limit=1))
+        """Does any artifact of ``kind`` hold a NaN/inf ``metric``? Asked again only when the store
+        changed (its size, or a NaN save here) since the last answer; a query catches up first."""
+        stamp = (len(self._arts), self._store.nonfinite_saves)
+        hit = self._nonfinite.get((kind, metric))
+        if hit is not None and hit[0] == stamp:
+            return hit[1]
+        found = bool(self._arts.search(kind=kind, labels={codec.NONFINITE + metric: True}, limit=1))
+        self._nonfinite[(kind, metric)] = ((len(self._arts), self._store.nonfinite_saves), found)
+        return found
 
     async def best(self, *, kind: str, metric: str, mode: str, filters: dict[str, Any] | None = None) -> Any:
         rows = self._search(kind=kind, labels=filters, metric=metric, mode=mode, limit=1)

@@ -1,0 +1,223 @@
+"""AetherGraph's own facade calls on its default backend and on ours: ``python bench/aethergraph_bench.py [--quick]``.
+
+One process builds AetherGraph 0.1.0a15's ``ArtifactFacade`` and ``MemoryFacade`` twice, the same
+way a node's context does: over its default storage (FS CAS + SQLite artifact index; SQLite KV hot
+log + SQLite event-log persistence) and over this store (``aeg_jupyter.aethergraph``'s backend).
+Each call is timed on both, alternately (``save_json`` and ``record`` while the stores grow to N,
+then ``recent``, ``search`` and ``best`` at N). Budget: ours at least 10x faster on each call.
+
+N is 10k (``--quick``: 1k). It runs in a scratch directory, contained and offline like the tests
+(its own HOME, XDG_CONFIG_HOME, working directory and AETHERGRAPH_WORKSPACE; search, embeddings and
+LLM off). Writes ``bench/results/aethergraph.json`` and ``aethergraph.md`` (``--out DIR``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import logging
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+import warnings
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+BENCH_DIR = os.path.dirname(os.path.abspath(__file__))
+REPO = os.path.dirname(BENCH_DIR)
+NETGUARD = os.path.join(REPO, "tests", "aethergraph", "netguard")  # refuses outside connections
+OFFLINE = {
+    "AETHERGRAPH_SEARCH__BACKEND": "none",
+    "AETHERGRAPH_KNOWLEDGE__SEARCH__BACKEND": "none",
+    "AETHERGRAPH_EMBED__ENABLED": "false",
+    "AETHERGRAPH_LLM__ENABLED": "false",
+}
+BUDGET = 10.0  # ours at least this many times faster, call by call (medians)
+
+
+def contained_env(scratch: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("AETHERGRAPH_")}
+    env.update(OFFLINE)
+    home = os.path.join(scratch, "home")
+    os.makedirs(os.path.join(home, ".config"), exist_ok=True)
+    env.update(
+        HOME=home,
+        XDG_CONFIG_HOME=os.path.join(home, ".config"),
+        AETHERGRAPH_WORKSPACE=os.path.join(scratch, "ag-workspace"),
+        PYTHONPATH=os.pathsep.join(p for p in (NETGUARD if os.path.isdir(NETGUARD) else "", REPO) if p),
+        AEG_BENCH_CONTAINED="1",
+    )
+    return env
+
+
+def _median_us(samples: list[int]) -> float:
+    s = sorted(samples)
+    n = len(s)
+    mid = s[n // 2] if n % 2 else (s[n // 2 - 1] + s[n // 2]) / 2
+    return round(mid / 1000, 1)
+
+
+async def pair(
+    fa: Callable[[int], Awaitable[Any]], fb: Callable[[int], Awaitable[Any]], n: int
+) -> tuple[list[int], list[int]]:
+    """Time ``fa(i)`` and ``fb(i)`` alternately, so both see the same (noisy, shared) machine."""
+    a, b = [], []
+    clock = time.perf_counter_ns
+    for i in range(n):
+        t0 = clock()
+        await fa(i)
+        t1 = clock()
+        await fb(i)
+        t2 = clock()
+        a.append(t1 - t0)
+        b.append(t2 - t1)
+    return a, b
+
+
+class Facades:
+    """AetherGraph's two facades over one storage backend, as a node's context builds them."""
+
+    def __init__(self, art_store: Any, art_index: Any, hotlog: Any, persistence: Any, hot_limit: int) -> None:
+        from aethergraph.services.artifacts.facade import ArtifactFacade
+        from aethergraph.services.memory.factory import MemoryFactory
+
+        self.arts = ArtifactFacade(
+            run_id="bench-run", graph_id="bench", node_id="n1", tool_name="bench", tool_version="0",
+            art_store=art_store, art_index=art_index,
+        )  # fmt: skip
+        factory = MemoryFactory(hotlog=hotlog, persistence=persistence, artifacts=art_store, hot_limit=hot_limit)
+        self.mem = factory.for_session("bench-run", graph_id="bench", node_id="n1")
+
+    async def save_json(self, i: int) -> None:
+        await self.arts.save_json(
+            {"i": i, "lr": 1e-3},
+            kind="checkpoint",
+            labels={"exp": f"E{i % 10}"},
+            metrics={"val_acc": ((i * 7919) % 10007) / 10007, "loss": 1 - ((i * 7919) % 10007) / 10007},
+        )
+
+    async def record(self, i: int) -> None:
+        await self.mem.record(kind="train_log", data={"epoch": i, "loss": 0.25, "acc": 0.91})
+
+    async def recent(self, i: int) -> None:
+        await self.mem.recent(limit=50)
+
+    async def search(self, i: int) -> None:
+        await self.arts.search(kind="checkpoint", labels={"exp": f"E{i % 10}"}, limit=10)
+
+    async def search_ranked(self, i: int) -> None:
+        await self.arts.search(kind="checkpoint", metric="val_acc", metric_mode="max", limit=10)
+
+    async def best(self, i: int) -> None:
+        await self.arts.best(kind="checkpoint", metric="val_acc", metric_mode="max", filters={"exp": f"E{i % 10}"})
+
+
+def build(scratch: str) -> tuple[Facades, Facades, tuple[Any, Any]]:
+    from aethergraph.config.config import AppSettings
+    from aethergraph.storage.factory import (
+        build_artifact_index,
+        build_artifact_store,
+        build_memory_hotlog,
+        build_memory_persistence,
+    )
+
+    import aeg_jupyter
+    from aeg_jupyter.aethergraph import AegArtifactIndex, AegArtifactStore, AegHotLog, AegMemoryLog, AegPersistence
+
+    cfg = AppSettings()
+    cfg.workspace = os.path.join(scratch, "ag-default")
+    hot_limit = int(cfg.memory.hot_limit)
+    theirs = Facades(
+        build_artifact_store(cfg), build_artifact_index(cfg), build_memory_hotlog(cfg), build_memory_persistence(cfg),
+        hot_limit,
+    )  # fmt: skip
+    ctx = aeg_jupyter.connect(os.path.join(scratch, "aeg-store"))
+    store = AegArtifactStore(ctx.store.artifacts, staging_dir=os.path.join(scratch, "aeg-staging"))
+    log = AegMemoryLog(ctx.store.event_log, ctx.store.artifacts, hot_limit=hot_limit)
+    ours = Facades(store, AegArtifactIndex(store, ctx.store.event_log), AegHotLog(log), AegPersistence(log), hot_limit)
+    return theirs, ours, (ctx, store)
+
+
+async def measure(n: int, q: int, scratch: str) -> dict[str, Any]:
+    theirs, ours, (ctx, store) = build(scratch)
+    calls: dict[str, Any] = {}
+
+    async def section(name: str, count: int) -> None:
+        fa, fb = getattr(theirs, name), getattr(ours, name)
+        await fa(0)  # one untimed call each (imports, first file, caches)
+        await fb(0)
+        a, b = await pair(fa, fb, count)
+        ta, tb = _median_us(a), _median_us(b)
+        calls[name] = {"n": count, "default_us": ta, "aeg_us": tb, "speedup": round(ta / max(tb, 0.001), 1)}
+        print(f"  {name:14s} n={count:6d}  default {ta:10.1f} us   aeg {tb:8.1f} us   x{calls[name]['speedup']}")
+
+    t = time.perf_counter()
+    await section("save_json", n - 1)  # the stores now hold n artifacts each
+    await section("record", n - 1)  # and n events
+    for name in ("recent", "search", "search_ranked", "best"):
+        await section(name, q)
+    store.close()
+    ctx.close()
+    return {"calls": calls, "seconds": round(time.perf_counter() - t, 1)}
+
+
+def render(res: dict[str, Any]) -> str:
+    lines = [
+        f"# AetherGraph's facades: its default backend vs aeg_jupyter's (N = {res['n']:,})",
+        "",
+        f"AetherGraph {res['aethergraph']}, same process, calls alternated; medians. Budget: ours >= {BUDGET:g}x faster.",
+        "",
+        "| call | calls | default backend | aeg_jupyter | speedup | budget |",
+        "| --- | ---: | ---: | ---: | ---: | --- |",
+    ]
+    for name, c in res["calls"].items():
+        ok = "met" if c["speedup"] >= BUDGET else "MISSED"
+        lines.append(
+            f"| `{name}` | {c['n']:,} | {c['default_us']:,.1f} us | {c['aeg_us']:,.1f} us | {c['speedup']:g}x | {ok} |"
+        )
+    return "\n".join(lines) + "\n"
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--quick", action="store_true", help="N = 1k artifacts and events (about a minute)")
+    ap.add_argument("--n", type=int, help="stored artifacts and events (default 10k, 1k with --quick)")
+    ap.add_argument("--queries", type=int, default=None, help="timed recent/search/best calls (default 100)")
+    ap.add_argument("--out", default=os.path.join(BENCH_DIR, "results"))
+    ap.add_argument("--tmp", default=None, help="scratch directory (default: a new temporary one)")
+    args = ap.parse_args(argv)
+    n = args.n or (1000 if args.quick else 10_000)
+    q = args.queries or (50 if args.quick else 100)
+    if os.environ.get("AEG_BENCH_CONTAINED") != "1":  # re-run contained: own HOME, cwd, workspace; offline
+        scratch = tempfile.mkdtemp(prefix="aeg-agbench-", dir=args.tmp)
+        cwd = os.path.join(scratch, "cwd")
+        os.makedirs(cwd)
+        try:
+            argv2 = [sys.executable, os.path.abspath(__file__), "--n", str(n), "--queries", str(q), "--out",
+                     os.path.abspath(args.out), "--tmp", scratch]  # fmt: skip
+            return subprocess.call(argv2, cwd=cwd, env=contained_env(scratch))
+        finally:
+            shutil.rmtree(scratch, ignore_errors=True)
+    warnings.filterwarnings("ignore")
+    logging.getLogger("aethergraph").setLevel(logging.ERROR)
+    import aethergraph
+
+    print(f"AetherGraph {aethergraph.__version__}: N = {n}, {q} queries per call")
+    res = asyncio.run(measure(n, q, args.tmp or tempfile.mkdtemp()))
+    res.update(n=n, queries=q, aethergraph=aethergraph.__version__)
+    res["budget_met"] = all(c["speedup"] >= BUDGET for c in res["calls"].values())
+    os.makedirs(args.out, exist_ok=True)
+    with open(os.path.join(args.out, "aethergraph.json"), "w") as f:
+        json.dump(res, f, indent=2)
+    with open(os.path.join(args.out, "aethergraph.md"), "w") as f:
+        f.write(render(res))
+    print(render(res))
+    return 0 if res["budget_met"] else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
