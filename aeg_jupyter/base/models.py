@@ -17,6 +17,11 @@ from .jsoncodec import loads_limited
 
 DIR_MIME = "inode/directory"
 URI_PREFIX = "cas://blake3/"
+# Kinds the store writes for itself (cell sources, run environments): left out of listings that
+# name no kind; `kind="aeg.env"` asks for them.
+RESERVED_KIND_PREFIX = "aeg."
+CELL_KIND = "aeg.cell"
+ENV_KIND = "aeg.env"
 
 
 SCOPES = ("node", "graph", "run", "all")
@@ -65,11 +70,23 @@ class ScopeFilter:
 
 @dataclass(frozen=True, slots=True)
 class Provenance:
-    """Where a write comes from: the run, notebook (graph) and cell (node) that made it."""
+    """Where a write comes from: the run, notebook (graph) and cell (node) that made it.
+
+    The fields after the scope ids say which code made it (docs/architecture.md, "Lineage"):
+    ``source_path`` is the notebook's path (a script's outside a kernel), ``cell_id`` the front
+    end's cell id, ``execution_count`` the cell's ``In[n]``, ``source_hash`` the blake3 of the cell's
+    (or script's) source, whose text is stored once as an ``aeg.cell`` artifact; ``inputs`` the ids
+    of the stored artifacts the cell read before the write (artifacts only).
+    """
 
     run_id: str | None = None
     graph_id: str | None = None
     node_id: str | None = None
+    source_path: str | None = None
+    cell_id: str | None = None
+    execution_count: int | None = None
+    source_hash: str | None = None
+    inputs: tuple[str, ...] = ()
 
 
 def short_id(full_id: str) -> str:
@@ -118,6 +135,11 @@ class Artifact:
     run_id: str | None = None
     graph_id: str | None = None
     node_id: str | None = None
+    source_path: str | None = None
+    cell_id: str | None = None
+    execution_count: int | None = None
+    source_hash: str | None = None
+    inputs: tuple[str, ...] = ()
 
     @property
     def blob_id(self) -> str:
@@ -147,6 +169,11 @@ class Artifact:
             ("metrics", ", ".join(f"{k}={v:g}" for k, v in self.metrics.items())),
             ("pinned", "yes" if self.pinned else "no"),
         ]
+        if self.inputs:
+            rows.append(("inputs", ", ".join(self.inputs)))
+        if self.source_hash:
+            cell = f"{self.cell_id or ''} In[{self.execution_count}]" if self.execution_count else self.cell_id or ""
+            rows.append(("made by", f"{self.source_path or ''} {cell} (source {self.source_hash[:12]})".strip()))
         return kv_table(rows, css_class="aeg-artifact", caption="Artifact")
 
 

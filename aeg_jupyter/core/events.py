@@ -46,7 +46,7 @@ class EventLog:
         self._seen_parts: set[str] = set()
         self._absent_names: set[str] = set()
         # the last origin seen by `_record`, its non-null fields and their spool-line JSON
-        self._origin_cache: tuple[Provenance, tuple[dict[str, str], str]] = (_NO_ORIGIN, ({}, ""))
+        self._origin_cache: tuple[Provenance, tuple[dict[str, str | int], str]] = (_NO_ORIGIN, ({}, ""))
         self._absent_topics: set[str] = set()
         self._fill()
 
@@ -158,7 +158,11 @@ class EventLog:
         ts, eid = new_ts_id()
         cached = self._origin_cache  # (one tuple, swapped whole: safe with threads)
         if cached[0] is not origin:  # the facade passes the same Provenance until a cell or run changes
-            fields = {"run_id": origin.run_id, "graph_id": origin.graph_id, "node_id": origin.node_id}
+            fields = {
+                "run_id": origin.run_id, "graph_id": origin.graph_id, "node_id": origin.node_id,
+                "source_path": origin.source_path, "cell_id": origin.cell_id,
+                "execution_count": origin.execution_count, "source_hash": origin.source_hash,
+            }  # fmt: skip
             cached = (origin, ({k: v for k, v in fields.items() if v is not None}, optional_json(fields)))
             self._origin_cache = cached
         row, line = event_row(

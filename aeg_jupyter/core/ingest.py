@@ -78,6 +78,11 @@ class Ingest:
                 run_id=origin.run_id,
                 graph_id=origin.graph_id,
                 node_id=origin.node_id,
+                source_path=origin.source_path,
+                cell_id=origin.cell_id,
+                execution_count=origin.execution_count,
+                source_hash=origin.source_hash,
+                inputs=origin.inputs,
             )
             self._catalog.insert(art)
         guard.notify("artifacts")

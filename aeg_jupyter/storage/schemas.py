@@ -41,6 +41,12 @@ ARTIFACTS_SCHEMA = pa.schema(
         ("labels", pa.string()),  # JSON object
         ("metrics", pa.string()),  # JSON object of finite floats
         ("preview_uri", pa.string()),
+        # lineage (docs/architecture.md, "Lineage"); parts written before these columns read them as nulls
+        ("source_path", pa.string()),
+        ("cell_id", pa.string()),
+        ("execution_count", pa.int64()),
+        ("source_hash", pa.string()),  # blake3 hex of the cell's source: the aeg.cell artifact's digest
+        ("inputs", pa.string()),  # JSON list of artifact ids
     ]
 )
 EVENTS_SCHEMA = pa.schema(
@@ -59,6 +65,10 @@ EVENTS_SCHEMA = pa.schema(
         ("severity", pa.int32()),
         ("stage", pa.string()),
         ("version", pa.int32()),
+        ("source_path", pa.string()),
+        ("cell_id", pa.string()),
+        ("execution_count", pa.int64()),
+        ("source_hash", pa.string()),
     ]
 )
 OPS_SCHEMA = pa.schema([("op_id", pa.string()), ("ts", _TS), ("artifact_id", pa.string())])
@@ -263,6 +273,11 @@ def artifact_row(
         "labels": _encode(labels) if labels else "{}",
         "metrics": _encode_ascii(metrics) if metrics else "{}",
         "preview_uri": None,
+        "source_path": origin.source_path,
+        "cell_id": origin.cell_id,
+        "execution_count": origin.execution_count,
+        "source_hash": origin.source_hash,
+        "inputs": _encode(list(origin.inputs)) if origin.inputs else None,
     }
 
 
@@ -283,6 +298,11 @@ def row_to_artifact(row: Row, where: str = "a spool") -> Artifact:
         run_id=row.get("run_id"),
         graph_id=row.get("graph_id"),
         node_id=row.get("node_id"),
+        source_path=row.get("source_path"),
+        cell_id=row.get("cell_id"),
+        execution_count=row.get("execution_count"),
+        source_hash=row.get("source_hash"),
+        inputs=decode_inputs([row.get("inputs")])[0],
     )
 
 
@@ -308,8 +328,25 @@ def artifacts_from_table(table: pa.Table, kind: str, where: str) -> list[Artifac
             col("preview_uri"), [bool(p) for p in col("pinned")], [ts_to_datetime(t) for t in micros],
             [s or 0 for s in col("size")], col("name"), col("mime"),
             col("run_id"), col("graph_id"), col("node_id"),
+            col("source_path"), col("cell_id"), col("execution_count"), col("source_hash"),
+            decode_inputs(col("inputs")),
         )
     )  # fmt: skip
+
+
+def decode_inputs(texts: list[str | None]) -> list[tuple[str, ...]]:
+    """The ``inputs`` column (JSON lists of artifact ids, mostly null) -> tuples; damaged reads as ``()``."""
+    out: list[tuple[str, ...]] = []
+    for t in texts:
+        if not t:
+            out.append(())
+            continue
+        try:
+            ids = _decode(t)
+        except ValueError:
+            ids = None
+        out.append(tuple(i for i in ids if i.__class__ is str) if ids.__class__ is list else ())
+    return out
 
 
 def decode_objects(texts: list[str | None], where: str) -> list[dict[str, Any]]:
@@ -371,9 +408,11 @@ def op_row(op_id: str, ts: int, op: str, artifact_id: str) -> Row:
 json_str = json.encoder.encode_basestring  # a str as a JSON string (the C function json uses)
 
 
-def optional_json(fields: Mapping[str, str | None]) -> str:
-    """``,"key":"value"`` for each string field that is not None (a spool line's optional tail)."""
-    return "".join(f',"{k}":{json_str(v)}' for k, v in fields.items() if v is not None)
+def optional_json(fields: Mapping[str, str | int | None]) -> str:
+    """``,"key":"value"`` for each string (or int) field that is not None (a spool line's optional tail)."""
+    return "".join(
+        f',"{k}":{v}' if v.__class__ is int else f',"{k}":{json_str(v)}' for k, v in fields.items() if v is not None
+    )
 
 
 def event_row(
@@ -381,7 +420,7 @@ def event_row(
     ts: int,
     kind: str,
     severity: int,
-    origin: tuple[dict[str, str], str],
+    origin: tuple[dict[str, str | int], str],
     text: str | None,
     topic: str | None,
     inputs: str | None,
