@@ -9,14 +9,17 @@ from __future__ import annotations
 import asyncio
 import os
 import warnings
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Iterable, Mapping
 from contextlib import asynccontextmanager
+from dataclasses import replace
 from datetime import timedelta
 from typing import Any, Protocol
 
 from ..base.errors import ScopeHint
 from ..base.models import Artifact, Provenance, Scope, ScopeFilter
 from ..core.artifacts import ArtifactList, ArtifactRef, ArtifactStore, ArtifactWriter, GcReport, Mode, VerifyReport
+from ..core.lineage import Lineage, input_ids, lineage
+from ..core.rundiff import RunDiff, diff_runs
 
 
 class Origin(Protocol):
@@ -40,6 +43,36 @@ class Artifacts:
         self.last_artifact = art
         return art
 
+    def _origin(self, inputs: Iterable[ArtifactRef] | None) -> Provenance:
+        """The provenance of a save: the context's, with the cell's reads and ``inputs=[...]`` as inputs."""
+        explicit = input_ids(self.artifacts, inputs) if inputs else ()
+        write_origin = getattr(self.context, "write_origin", None)
+        if write_origin is not None:
+            return write_origin(explicit)  # type: ignore[no-any-return]
+        o = self.context.origin
+        return replace(o, inputs=explicit) if explicit else o
+
+    async def lineage(self, artifact: ArtifactRef, *, depth: int | None = None) -> Lineage:
+        """Where an artifact came from: its inputs, theirs, ... (``depth`` levels; ``None``: all), each
+        with its cell's source and its run's environment, and what was made from it.
+
+        Example:
+            >>> lin = await arts.lineage(ckpt, depth=2)         # doctest: +SKIP
+            >>> lin.inputs, lin.df, lin.to_dict()["edges"]      # doctest: +SKIP
+        """
+        return await asyncio.to_thread(lineage, self.artifacts, artifact, depth=depth)
+
+    async def diff(self, run_a: str, run_b: str) -> RunDiff:
+        """What differs between two runs (run id, unique prefix, run name, or an artifact id of the run):
+        labels and configs by key, the best metric per kind, edited cells, packages and git.
+
+        Example:
+            >>> d = await arts.diff("sweep-1", "sweep-2")       # doctest: +SKIP
+        """
+        store = getattr(self.context, "store", None)
+        events = getattr(store, "event_table", None)
+        return await asyncio.to_thread(diff_runs, self.artifacts, run_a, run_b, events=events)
+
     async def save_file(
         self,
         path: str | os.PathLike[str],
@@ -49,11 +82,12 @@ class Artifacts:
         metrics: Mapping[str, Any] | None = None,
         name: str | None = None,
         pin: bool = False,
+        inputs: Iterable[ArtifactRef] | None = None,
     ) -> Artifact:
         """Ingest an existing file. ``art = await arts.save_file(path="report.pdf", kind="report")``"""
         art = await asyncio.to_thread(
             self.artifacts.save_file, path, kind=kind, labels=labels, metrics=metrics, name=name, pin=pin,
-            origin=self.context.origin,
+            origin=self._origin(inputs),
         )  # fmt: skip
         return self._done(art)
 
@@ -66,11 +100,12 @@ class Artifacts:
         metrics: Mapping[str, Any] | None = None,
         name: str | None = None,
         pin: bool = False,
+        inputs: Iterable[ArtifactRef] | None = None,
     ) -> Artifact:
         """Ingest a directory (every file deduplicated, plus a manifest)."""
         art = await asyncio.to_thread(
             self.artifacts.save_dir, path, kind=kind, labels=labels, metrics=metrics, name=name, pin=pin,
-            origin=self.context.origin,
+            origin=self._origin(inputs),
         )  # fmt: skip
         return self._done(art)
 
@@ -84,6 +119,7 @@ class Artifacts:
         metrics: Mapping[str, Any] | None = None,
         name: str | None = None,
         pin: bool = False,
+        inputs: Iterable[ArtifactRef] | None = None,
     ) -> AsyncIterator[ArtifactWriter]:
         """Stream bytes into a new artifact; committed on clean exit, nothing kept if the block raises.
 
@@ -93,7 +129,7 @@ class Artifacts:
         """
         w = self.artifacts.open_writer(
             kind=kind, planned_ext=planned_ext, labels=labels, metrics=metrics, name=name, pin=pin,
-            origin=self.context.origin,
+            origin=self._origin(inputs),
         )  # fmt: skip
         try:
             yield w
@@ -104,15 +140,18 @@ class Artifacts:
 
     async def save_bytes(self, data: bytes, *, kind: str = "bytes", name: str | None = None, **kw: Any) -> Artifact:
         """Store bytes from memory."""
-        return self._done(self.artifacts.save_bytes(data, kind=kind, name=name, origin=self.context.origin, **kw))
+        origin = self._origin(kw.pop("inputs", None))
+        return self._done(self.artifacts.save_bytes(data, kind=kind, name=name, origin=origin, **kw))
 
     async def save_json(self, obj: Any, *, kind: str = "json", **kw: Any) -> Artifact:
         """Store a JSON-encodable object. ``cfg_art = await arts.save_json({"lr": 1e-3})``"""
-        return self._done(self.artifacts.save_json(obj, kind=kind, origin=self.context.origin, **kw))
+        origin = self._origin(kw.pop("inputs", None))
+        return self._done(self.artifacts.save_json(obj, kind=kind, origin=origin, **kw))
 
     async def save_text(self, text: str, *, kind: str = "text", **kw: Any) -> Artifact:
         """Store a string. ``log_art = await arts.save_text("training finished ok")``"""
-        return self._done(self.artifacts.save_text(text, kind=kind, origin=self.context.origin, **kw))
+        origin = self._origin(kw.pop("inputs", None))
+        return self._done(self.artifacts.save_text(text, kind=kind, origin=origin, **kw))
 
     async def as_local_file(self, artifact: ArtifactRef, *, verify: bool = False) -> str:
         """A read-only local path with the original file name (no copy on a local store)."""

@@ -7,18 +7,26 @@ facades (:mod:`.artifacts`, :mod:`.memory`) are thin ``async`` wrappers over the
 
 from __future__ import annotations
 
+import functools
 import itertools
 import os
 import secrets
-from collections.abc import Mapping
+import sys
+from collections.abc import Callable, Mapping
+from dataclasses import replace
 from datetime import datetime
+from typing import Any
 
-from ..base.models import Provenance, Scope, ScopeFilter
+from ..base.errors import AegError
+from ..base.hashing import hash_bytes
+from ..base.models import Artifact, Provenance, Scope, ScopeFilter
+from ..core.environment import capture_environment
 from ..core.store import Durability, Store, open_store
 from .artifacts import Artifacts
 from .memory import Memory
 
 DEFAULT_ROOT = ".aeg"
+MAX_SCRIPT_BYTES = 16 << 20  # a script's hash covers its first 16 MiB
 
 
 def default_root() -> str:
@@ -80,14 +88,82 @@ class KernelContext:
         self._memory: Memory | None = None
         self._origin = Provenance(self.run_id, self.graph_id, self.node_id)
         self._closed = False
+        # lineage (docs/architecture.md, "Lineage"): the cell being run, what it read, what was kept
+        self._cell: tuple[str, str | None, int | None] | None = None  # (source, cell id, execution count)
+        self._cell_changed = True
+        self._reads: dict[str, None] = {}
+        self._kept_sources: set[tuple[str, str]] = set()  # (run id, source hash) kept as aeg.cell
+        self._env_runs: set[str] = set()
+        self.environment: Callable[[], dict[str, Any]] | None = None  # captures a run's environment
+        self.script: bool = True  # outside a kernel: the script's path and hash (the magics say False)
+        store.artifacts.read_listeners.append(self._note_read)
 
     @property
     def origin(self) -> Provenance:
-        """Run, graph and node ids stamped on what is written now."""
-        o = self._origin  # rebuilt only when an id changed: this runs on every `await mem.record`
-        if o.run_id is not self.run_id or o.graph_id is not self.graph_id or o.node_id is not self.node_id:
-            o = self._origin = Provenance(self.run_id, self.graph_id, self.node_id)
+        """Run, graph and node ids (and the cell's provenance) stamped on what is written now."""
+        o = self._origin  # rebuilt only when an id or the cell changed: this runs on every `await mem.record`
+        if (
+            o.run_id is not self.run_id or o.graph_id is not self.graph_id or o.node_id is not self.node_id
+            or self._cell_changed
+        ):  # fmt: skip
+            o = self._origin = self._new_origin()
         return o
+
+    def begin_cell(self, source: str, *, cell_id: str | None = None, execution_count: int | None = None) -> None:
+        """A new cell runs: its source and ids stamp the next writes; the artifacts read so far are forgotten.
+
+        Called by the magics before every cell (budget: a few microseconds; the hash is taken at
+        the cell's first write).
+        """
+        self._cell = (source, cell_id, execution_count)
+        self._cell_changed = True
+        if self._reads:
+            self._reads = {}
+
+    def _note_read(self, art: Artifact) -> None:
+        self._reads[art.artifact_id] = None
+
+    @property
+    def inputs_read(self) -> tuple[str, ...]:
+        """The stored artifacts read since the cell began (in a script: since the context opened)."""
+        return tuple(self._reads)
+
+    def write_origin(self, inputs: tuple[str, ...] = ()) -> Provenance:
+        """The origin of an artifact saved now: :attr:`origin` with the cell's reads and ``inputs`` as its inputs."""
+        o = self.origin
+        if not self._reads and not inputs:
+            return o
+        return replace(o, inputs=tuple(dict.fromkeys((*self._reads, *inputs))))
+
+    def _new_origin(self) -> Provenance:
+        self._cell_changed = False
+        source: str | None = None
+        cell_id = count = digest = path = None
+        if self._cell is not None:
+            source, cell_id, count = self._cell
+            digest = hash_bytes(source.encode("utf-8", "surrogatepass"))
+            path = self.graph_id if self.graph_id != "default" else None
+        elif self.script:
+            path, digest = _script()
+        o = Provenance(self.run_id, self.graph_id, self.node_id, path, cell_id, count, digest)
+        self._keep(o, source)
+        return o
+
+    def _keep(self, o: Provenance, source: str | None) -> None:
+        """Keep the run's environment (once per run) and the cell's source (once per run and text)."""
+        from ..core.lineage import save_cell_source, save_environment
+
+        arts = self.store.artifacts
+        try:
+            if self.environment is not None and o.run_id not in self._env_runs:
+                self._env_runs.add(o.run_id)  # type: ignore[arg-type]
+                env = self.environment()
+                save_environment(arts, env, replace(o, source_hash=None, cell_id=None, execution_count=None))
+            if source is not None and o.source_hash and (o.run_id, o.source_hash) not in self._kept_sources:
+                self._kept_sources.add((o.run_id, o.source_hash))  # type: ignore[arg-type]
+                save_cell_source(arts, source, o)
+        except (AegError, OSError):  # provenance never fails the write it comes with
+            pass
 
     def scope(self, scope: Scope | str) -> ScopeFilter:
         """The filter for a scope name, relative to this context."""
@@ -117,6 +193,8 @@ class KernelContext:
         """
         if not self._closed:
             self._closed = True
+            if self._note_read in self.store.artifacts.read_listeners:
+                self.store.artifacts.read_listeners.remove(self._note_read)
             self.store.release()
 
     def __repr__(self) -> str:
@@ -130,6 +208,7 @@ def connect(
     graph_id: str | None = None,
     hot_limit: int = 1000,
     durability: Durability = "flush",
+    environment: bool = False,
 ) -> KernelContext:
     """Open (or create) a store and return a context for a new run.
 
@@ -139,12 +218,36 @@ def connect(
         graph_id: the notebook or pipeline name (default: ``$AEG_GRAPH``, else "default").
         hot_limit: newest events kept in memory for fast recall.
         durability: ``"fsync"`` makes every returned write survive a power loss.
+        environment: keep each run's environment (Python, packages, git) at its first write, as
+            the kernel does (``aeg.env`` artifacts; costs ~0.1 s once per run).
 
     Example:
         >>> context = aeg_jupyter.connect("/tmp/store")         # doctest: +SKIP
     """
     store = open_store(root if root is not None else default_root(), hot_limit=hot_limit, durability=durability)
-    return KernelContext(store, run_id=run_id, graph_id=graph_id or os.environ.get("AEG_GRAPH") or None)
+    ctx = KernelContext(store, run_id=run_id, graph_id=graph_id or os.environ.get("AEG_GRAPH") or None)
+    if environment:
+        ctx.environment = lambda: capture_environment(git_dir=_script_dir())
+    return ctx
+
+
+@functools.cache
+def _script() -> tuple[str | None, str | None]:
+    """(path, blake3 of its bytes) of the script this process runs, or (None, None)."""
+    main = sys.modules.get("__main__")
+    path = getattr(main, "__file__", None) or (sys.argv[0] if sys.argv and sys.argv[0] else None)
+    if not path or not os.path.isfile(path):
+        return None, None
+    try:
+        with open(path, "rb") as f:
+            return os.path.abspath(path), hash_bytes(f.read(MAX_SCRIPT_BYTES))
+    except OSError:
+        return os.path.abspath(path), None
+
+
+def _script_dir() -> str:
+    path, _ = _script()
+    return os.path.dirname(path) if path else os.getcwd()
 
 
 __all__ = ["Artifacts", "KernelContext", "Memory", "connect", "default_root", "headless_notebook"]

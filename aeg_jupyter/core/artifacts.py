@@ -10,13 +10,13 @@ ops table, folded into the catalog.
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from datetime import timedelta
 from typing import Any, TypedDict, Unpack
 
 from ..base.errors import InvalidInputError
 from ..base.ids import new_ts_id
-from ..base.models import Artifact, Provenance, ScopeFilter
+from ..base.models import RESERVED_KIND_PREFIX, Artifact, Provenance, ScopeFilter
 from ..base.validate import Mode
 from ..storage.blobs import BlobStore
 from ..storage.root import StoreRoot
@@ -73,11 +73,14 @@ class ArtifactStore:
         self.catalog.catch_up()
 
     def __len__(self) -> int:
-        return len(self.catalog)
+        """Live artifacts, the store's own ``aeg.*`` ones (cell sources, environments) left out."""
+        n = len(self.catalog)
+        with self.catalog._lock:
+            return n - sum(len(lst) for k, lst in self.catalog.by_kind.items() if k.startswith(RESERVED_KIND_PREFIX))
 
     def kinds(self) -> list[str]:
-        """Kinds that have at least one live artifact."""
-        return self.catalog.kinds()
+        """Kinds that have at least one live artifact (the store's own ``aeg.*`` kinds left out)."""
+        return [k for k in self.catalog.kinds() if not k.startswith(RESERVED_KIND_PREFIX)]
 
     def metric_names(self, kind: str | None = None) -> list[str]:
         """Metric names used by live artifacts (of one kind, or of all)."""
@@ -116,6 +119,11 @@ class ArtifactStore:
         return self._ingest.open_writer(kind=kind, planned_ext=planned_ext, **kw)
 
     # -- looking up (see Lookup) -------------------------------------------------------------
+    @property
+    def read_listeners(self) -> list[Callable[[Artifact], None]]:
+        """Called with every artifact read (load, local file / dir): how a context learns a cell's inputs."""
+        return self._lookup.read_listeners
+
     def get(self, ref: ArtifactRef) -> Artifact:
         """The artifact for an id, a unique id prefix, a short id (last 8 characters), or a CAS URI."""
         return self._lookup.get(ref)

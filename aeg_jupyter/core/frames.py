@@ -343,3 +343,17 @@ def table_head(path: str, *, fmt: str, rows: int = 10, max_columns: int = 30) ->
         reader.close()
         return batch.select(list(range(min(len(names), max_columns)))).slice(0, rows).to_pandas(), None, len(names)
     raise ValueError(f"table_head reads 'parquet', 'csv' or 'tsv', not {fmt!r}")
+
+
+LINEAGE_COLUMNS = [
+    "depth", "artifact_id", "kind", "name", "run_id", "graph_id", "node_id", "source_path", "cell_id",
+    "execution_count", "source_hash", "inputs", "python", "git_commit", "source", "uri",
+]  # fmt: skip
+
+
+def lineage_frame(rows: Sequence[dict[str, Any]]) -> pd.DataFrame:
+    """A lineage as a table (``Lineage.df``): one row per artifact, the root at depth 0, inputs at
+    1, 2, ..., what was made from it at -1."""
+    import pandas as pd
+
+    return pd.DataFrame([{c: r.get(c) for c in LINEAGE_COLUMNS} for r in rows], columns=LINEAGE_COLUMNS)

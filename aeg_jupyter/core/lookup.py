@@ -8,12 +8,13 @@ from __future__ import annotations
 
 import json
 import mimetypes
+from collections.abc import Callable
 from typing import Any
 
 from ..base.errors import AmbiguousIdError, CorruptionError, InvalidInputError, NotFoundError
 from ..base.hashing import is_hex_digest
 from ..base.jsoncodec import JsonTooDeepError, loads_limited
-from ..base.models import URI_PREFIX, Artifact
+from ..base.models import RESERVED_KIND_PREFIX, URI_PREFIX, Artifact
 from ..base.validate import safe_file_name
 from ..storage.blobs import BlobStore
 from .catalog import Catalog, order_key
@@ -36,6 +37,13 @@ class Lookup:
         self._catalog = catalog
         self._blobs = blobs
         self._manifests: dict[str, list[dict[str, Any]]] = {}
+        # called with each artifact read (load, local file / dir): a context's inputs of the cell
+        self.read_listeners: list[Callable[[Artifact], None]] = []
+
+    def _read(self, art: Artifact | None) -> None:
+        if art is not None and self.read_listeners and not art.kind.startswith(RESERVED_KIND_PREFIX):
+            for listener in self.read_listeners:
+                listener(art)
 
     def get(self, ref: ArtifactRef) -> Artifact:
         """The artifact for an id, a unique id prefix, a short id (last 8 characters), or a CAS URI.
@@ -113,6 +121,7 @@ class Lookup:
             ) from None
         if art is not None and len(data) != art.size:
             raise CorruptionError(_short(art, digest, len(data)))
+        self._read(art)
         return data
 
     def load_text(self, ref: ArtifactRef, *, verify: bool = False) -> str:
@@ -147,7 +156,9 @@ class Lookup:
             who = f"artifact {art.artifact_id}" if art else f"content {digest}"
             raise CorruptionError(f"{who} is corrupt: its bytes no longer match {digest}; run verify(repair=True)")
         fname = (art and safe_file_name(art.name)) or digest[:16] + (_guess_ext(art.mime) if art else "")
-        return self._blobs.materialize_file(digest, fname, verify=verify)
+        path = self._blobs.materialize_file(digest, fname, verify=verify)
+        self._read(art)
+        return path
 
     def manifest(self, ref: ArtifactRef) -> list[dict[str, Any]]:
         """The entries of a directory artifact: ``[{"path", "blob", "size", "mode"}, ...]``."""
@@ -168,7 +179,9 @@ class Lookup:
         digest, art = self.resolve(ref)
         entries = self.manifest(ref)
         dname = (art and safe_file_name(art.name)) or digest[:16]
-        return self._blobs.materialize_dir(digest, dname, entries)
+        path = self._blobs.materialize_dir(digest, dname, entries)
+        self._read(art)
+        return path
 
 
 def _short(art: Artifact, digest: str, size: int) -> str:

@@ -29,7 +29,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 from ..base.errors import InvalidInputError
-from ..base.models import Artifact
+from ..base.models import RESERVED_KIND_PREFIX, Artifact
 from ..base.validate import Mode, check_kind, check_limit
 from .catalog import Catalog
 from .direction import collect_recorded, infer_direction
@@ -131,6 +131,8 @@ def select_for_deletion(catalog: Catalog, search: ArtifactSearch, rules: Retenti
         boards = _leaderboards(kind, lst, rules)
         if not (every_kind or kind in rules.named or (rules.keep_best and boards)):
             continue  # no rule given speaks of this kind
+        if kind.startswith(RESERVED_KIND_PREFIX) and kind not in rules.named:
+            continue  # cell sources and run environments: what lineage and diff read; small, deduplicated
         kept_by_rank: set[str] = set()
         for metric, mode in boards:
             for m in ("max", "min") if mode is None else (mode,):

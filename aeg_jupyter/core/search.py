@@ -14,7 +14,7 @@ from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import Any
 
 from ..base.errors import InvalidInputError
-from ..base.models import Artifact, ScopeFilter
+from ..base.models import RESERVED_KIND_PREFIX, Artifact, ScopeFilter
 from ..base.validate import Mode, check_kind, check_labels, check_limit, check_mode
 from . import ranking
 from .catalog import Catalog, label_keys, order_key
@@ -36,6 +36,14 @@ class ArtifactList(list[Artifact]):
         if not self:
             return "<p><i>no artifacts</i></p>"
         return self.df.to_html(max_rows=50, escape=True)
+
+
+def _not_reserved(a: Artifact) -> bool:
+    return not a.kind.startswith(RESERVED_KIND_PREFIX)
+
+
+def _both(f: Callable[[Artifact], bool], g: Callable[[Artifact], bool]) -> Callable[[Artifact], bool]:
+    return lambda a: f(a) and g(a)
 
 
 class ArtifactSearch:
@@ -94,6 +102,9 @@ class ArtifactSearch:
         items = list(want.items())
         pool = self._pool(kind, items, where)
         match = match_fn(where, items)
+        if kind is None and any(k.startswith(RESERVED_KIND_PREFIX) for k in self._catalog.by_kind):
+            # the store's own aeg.* kinds (cell sources, environments) are listed when asked for by name
+            match = _not_reserved if match is None else _both(match, _not_reserved)
         out = ArtifactList()
         if metric is None and kind is not None and len(items) == 1 and not where:
             keys = label_keys(kind, items)

@@ -41,6 +41,7 @@ from ..api.run_sync import run_sync
 from ..base.errors import AegError
 from ..base.models import SCOPES
 from ..core.artifacts import GcReport, VerifyReport
+from ..core.environment import BackgroundCapture
 from . import panel_command  # noqa: F401  (registers `%aeg panel`)
 from .commands import (
     ALIASES,
@@ -142,6 +143,7 @@ class AegMagics(Magics, Configurable):
         except AegError as exc:
             raise UsageError(f"%config AegMagics.store: {exc}") from None
         ctx.node_id = old.node_id
+        ctx.script, ctx.environment = old.script, old.environment
         _OURS.add(ctx)
         self.context = ctx
         ns = self.shell.user_ns
@@ -159,6 +161,8 @@ class AegMagics(Magics, Configurable):
         except AegError as exc:
             raise UsageError(f"aeg_jupyter: {exc}") from None
         ctx.node_id = self.node_id(None)
+        ctx.script = False
+        ctx.environment = BackgroundCapture(git_dir=os.getcwd()).result  # saved at each run's first write
         _OURS.add(ctx)
         self.context = ctx
         bound = self._bind(ctx)
@@ -244,9 +248,13 @@ class AegMagics(Magics, Configurable):
         ctx = self.context
         if ctx is None:
             return
-        ctx.node_id = self.node_id(info)
+        ctx.node_id = node = self.node_id(info)
         if ctx.graph_id == "default":
             ctx.graph_id = self.graph_id()
+        # lineage: the cell's source and ids stamp its writes, its reads start afresh
+        count = self.shell.execution_count + self._count_offset
+        cell_id = None if node.startswith("In[") else node
+        ctx.begin_cell(getattr(info, "raw_cell", None) or "", cell_id=cell_id, execution_count=count)
 
     # -- the magic ---------------------------------------------------------------------------
     def session(self, cell: str | None = None) -> Session:
