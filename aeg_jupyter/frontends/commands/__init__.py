@@ -3,7 +3,7 @@
 Each subcommand is a small function registered in :data:`COMMANDS` (``registry``), with its own
 argparse parser (so each has ``-h``), in one module per group: ``artifacts`` (save, load, path,
 show, best, search, list/ls, pin, unpin, leaderboard), ``memory`` (recent, log, track),
-``maintenance`` (gc, verify), ``runs`` (runs, run, status), ``charts`` (plot, compare) and ``help``. The magics register
+``maintenance`` (gc, verify), ``runs`` (runs, run, status), ``charts`` (plot, compare), ``lineage`` (lineage, diff) and ``help``. The magics register
 ``panel`` themselves: this package never imports the panel. Front ends differ only in how they
 report mistakes: the parser class's ``error()`` raises :class:`CommandError` here, ``UsageError``
 in the magics, and the CLI prints the message and exits with status 2. Functions return values
@@ -19,7 +19,7 @@ Example:
 
 from __future__ import annotations
 
-from . import artifacts, charts, help, maintenance, memory, runs  # noqa: F401  (each registers its subcommands)
+from . import artifacts, charts, help, lineage, maintenance, memory, runs  # noqa: F401  (each registers its subcommands)
 from .artifacts import describe_artifact
 from .expansion import expand_line
 from .parsing import (

@@ -51,7 +51,7 @@ class Command:
 # The order `help` lists the subcommands in (a name registered but not listed here comes last).
 ORDER: tuple[str, ...] = (
     "save", "load", "path", "show", "recent", "log", "best", "search", "list", "pin", "unpin", "gc", "verify",
-    "leaderboard", "panel", "plot", "compare", "runs", "run", "status", "help", "track",
+    "leaderboard", "panel", "plot", "compare", "lineage", "diff", "runs", "run", "status", "help", "track",
 )  # fmt: skip
 # Subcommands a kernel front end registers (the magics: `panel`); elsewhere they need a kernel.
 KERNEL_REGISTERED: tuple[str, ...] = ("panel",)
