@@ -10,6 +10,7 @@ import argparse
 import asyncio
 import math
 import random
+import shutil
 import tempfile
 
 from .api.context import KernelContext, connect
@@ -46,9 +47,22 @@ async def sweep(context: KernelContext, *, runs: int = 6, epochs: int = 5, seed:
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m aeg_jupyter.demo", description=__doc__)
-    parser.add_argument("--store", help="store directory (default: a new temporary directory)")
+    parser.add_argument("--store", help="store directory, kept (default: a temporary one, removed at the end)")
+    parser.add_argument("--keep", action="store_true", help="keep the temporary store and print how to remove it")
     args = parser.parse_args(argv)
     root = args.store or tempfile.mkdtemp(prefix="aeg-demo-")
+    try:
+        _run(root)
+    finally:
+        if args.store is None and not args.keep:
+            shutil.rmtree(root, ignore_errors=True)
+    if args.store is None and not args.keep:
+        print(f"\n(the demo's temporary store {root} is removed; `--keep` keeps it, `--store PATH` writes to PATH)")
+    elif args.store is None:
+        print(f"\nThe store is kept at {root}: `aeg --store {root} ls` lists it; remove it with `rm -rf {root}`")
+
+
+def _run(root: str) -> None:
     context = connect(root, graph_id="demo")
     asyncio.run(sweep(context))
     arts, log = context.store.artifacts, context.store.event_log

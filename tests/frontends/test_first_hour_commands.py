@@ -399,3 +399,45 @@ def test_config_graph_sets_the_graph_of_the_next_writes(ip: Any) -> None:
     cell(ip, "%config AegMagics.graph = 'experiments/sweep.ipynb'")
     assert ctx(ip).graph_id == "experiments/sweep.ipynb"
     assert aeg(ip, "log step nb=after").graph_id == "experiments/sweep.ipynb"
+
+
+# -- 11: set-up: the first command reaches the demo and a notebook; the demo cleans up ----------
+def _bash_blocks(text: str) -> list[str]:
+    import re
+
+    return [b.strip() for b in re.findall(r"```bash\n(.*?)```", text, flags=re.S)]
+
+
+def test_the_first_command_installs_a_notebook_and_the_test_command_stays_complete() -> None:
+    import tomllib
+
+    with open(os.path.join(REPO, "README.md"), encoding="utf-8") as f:
+        readme = f.read()
+    setup = readme[readme.index("## Set-up") :]
+    first, tests = _bash_blocks(setup)[:2]
+    assert first.startswith('pip install -e ".[jupyter]" && python -m aeg_jupyter.demo')
+    assert "jupyter lab notebooks/" in first
+    assert tests == 'pip install -e ".[test]" && python -m pytest'
+    with open(os.path.join(REPO, ".ci", "run"), encoding="utf-8") as f:
+        assert f.read().strip().splitlines()[-1] == tests  # CI runs exactly the README's test command
+    with open(os.path.join(REPO, "pyproject.toml"), "rb") as f:
+        extras = tomllib.load(f)["project"]["optional-dependencies"]
+    names = {k: {r.split(">")[0].split("=")[0].split("[")[0].strip() for r in v} for k, v in extras.items()}
+    assert {"jupyterlab", "ipykernel"} <= names["jupyter"]
+    assert names["jupyter"] <= names["test"]  # the test install can run every notebook too
+    assert "python -m ipykernel install --user --name aeg" in readme  # a JupyterLab installed elsewhere
+
+
+def test_the_demo_removes_its_temporary_store_unless_asked_to_keep_it(tmp_path: Any) -> None:
+    env = dict(os.environ, TMPDIR=str(tmp_path), PYTHONPATH=REPO + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    env.pop("AEG_STORE", None)
+    run = [sys.executable, "-m", "aeg_jupyter.demo"]
+    proc = subprocess.run(run, env=env, capture_output=True, text=True, timeout=300, cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert not list(tmp_path.glob("aeg-demo-*"))  # before: one directory left per run, unmentioned
+    assert proc.stdout.splitlines()[-1].endswith("is removed; `--keep` keeps it, `--store PATH` writes to PATH)")
+    kept = subprocess.run([*run, "--keep"], env=env, capture_output=True, text=True, timeout=300, cwd=tmp_path)
+    (store,) = tmp_path.glob("aeg-demo-*")
+    assert kept.stdout.splitlines()[-1] == (
+        f"The store is kept at {store}: `aeg --store {store} ls` lists it; remove it with `rm -rf {store}`"
+    )
