@@ -7,6 +7,8 @@ import os
 import threading
 import time
 
+from .times import CLOCK_OFFSET_US
+
 _CROCKFORD = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
 _PAIRS = [a + b for a in _CROCKFORD for b in _CROCKFORD]  # 10 bits -> 2 characters
 _lock = threading.Lock()
@@ -18,9 +20,36 @@ _rand_cache: tuple[int, str] = (-1, "")
 _RAND_MASK = (1 << 80) - 1
 
 
+MAX_AHEAD_US = 24 * 3600 * 1_000_000  # a time seen further ahead of our clock than this is not adopted
+
+
+def observe(ts_us: int) -> None:
+    """Note a time another writer stamped: this process's next timestamps come after it.
+
+    A hybrid logical clock: a timestamp is ``max(clock, newest time seen + 1 us)``, so a write is
+    never ordered before a write this process had already seen from another, whatever the two
+    clocks say. A time more than a day ahead of our clock (a broken or hostile stamp) is ignored,
+    so that one bad row cannot drag every later write into the future.
+
+    Example:
+        >>> seen = new_ts_id()[0] + 2_000  # another writer's stamp, 2 ms ahead of ours
+        >>> observe(seen); new_ts_id()[0] > seen
+        True
+    """
+    global _last_us
+    if ts_us <= _last_us:  # the usual case: nothing newer than what we stamped or saw
+        return
+    if ts_us > time.time_ns() // 1000 + CLOCK_OFFSET_US + MAX_AHEAD_US:
+        return
+    with _lock:
+        if ts_us > _last_us:
+            _last_us = ts_us
+
+
 def new_ts_id(ts_us: int | None = None) -> tuple[int, str]:
     """A timestamp in microseconds, strictly increasing within this process (so ``(ts, id)``
-    orders events exactly), and a new ULID of the same millisecond, monotonic within the process.
+    orders events exactly) and later than every time :func:`observe` was given, and a new ULID of
+    the same millisecond, monotonic within the process.
 
     With ``ts_us`` given, that time is used as it is (the ULID stays monotonic all the same).
 
@@ -31,7 +60,7 @@ def new_ts_id(ts_us: int | None = None) -> tuple[int, str]:
     global _last_us, _last_ms, _last_rand, _time_cache, _rand_cache
     with _lock:
         if ts_us is None:
-            t = time.time_ns() // 1000
+            t = time.time_ns() // 1000 + CLOCK_OFFSET_US  # = times.now_us(), inlined (the `record` budget)
             if t <= _last_us:
                 t = _last_us + 1
             _last_us = t

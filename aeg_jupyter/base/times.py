@@ -8,11 +8,21 @@ Example:
 
 from __future__ import annotations
 
+import os
+import time
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _US = timedelta(microseconds=1)
+# The store's clock is the wall clock plus this many microseconds: a seam to run a kernel whose
+# clock is off (tests start a second process with AEG_CLOCK_OFFSET_US=-3600000000). Read once.
+CLOCK_OFFSET_US = int(os.environ.get("AEG_CLOCK_OFFSET_US") or 0)
+
+
+def now_us() -> int:
+    """This process's clock: microseconds since the epoch (the wall clock, plus ``CLOCK_OFFSET_US``)."""
+    return time.time_ns() // 1000 + CLOCK_OFFSET_US
 
 
 def ts_to_datetime(ts_us: int) -> datetime:

@@ -18,7 +18,9 @@ from dataclasses import replace
 from datetime import datetime
 from typing import Any
 
+from ..base.ids import observe
 from ..base.models import Artifact
+from ..base.times import to_us
 from ..storage.layout import Part
 from ..storage.schemas import Row, artifacts_from_table, row_to_artifact
 from ..storage.tables import Table
@@ -84,6 +86,11 @@ class Catalog:
             if prev is None or key[:2] > prev[:2]:
                 self._op_state[op["artifact_id"]] = key
         arts.sort(key=order_key)
+        # what other writers stamped: this process's next stamps come after it (base/ids.observe)
+        if arts and arts[-1].created_at is not None:
+            observe(to_us(arts[-1].created_at))
+        if ops:
+            observe(max(to_us(op["ts"]) for op in ops))
         by_id, deleted = self.by_id, self.deleted
         if not by_id and not deleted and not self.rankings and self._id_index is None:
             self._fill(arts)  # the first load: every list is built in order by appending

@@ -14,7 +14,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
 from ..base.errors import InvalidInputError
-from ..base.ids import new_ts_id
+from ..base.ids import new_ts_id, observe
 from ..base.jsoncodec import json_encoder
 from ..base.models import Event, Provenance, ScopeFilter, Value
 from ..base.times import iso_to_us, ts_to_iso
@@ -78,6 +78,8 @@ class EventLog:
             push(batch)
         unique = {r["event_id"]: r for r in rows}
         ordered = sorted(unique.values(), key=lambda r: (r["ts"], r["event_id"]))
+        if ordered:  # what other writers stamped: our next stamps come after it (base/ids.observe)
+            observe(ordered[-1]["ts"])
         complete = not stopped and len(ordered) <= 2 * need
         for r in ordered if complete else ordered[-need:]:
             self.hot.add(r["ts"], row_to_event(r))
@@ -99,6 +101,7 @@ class EventLog:
                 rows.extend(table.read_part(part) or [])
         if rows:
             rows.sort(key=lambda r: (r["ts"], r["event_id"]))
+            observe(rows[-1]["ts"])  # our next stamps come after what we have now seen
             with self._guard.lock:
                 for r in rows:
                     self.hot.add(r["ts"], row_to_event(r))

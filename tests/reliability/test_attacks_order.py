@@ -3,6 +3,8 @@ behind (issue 13: 14, 18)."""
 
 from __future__ import annotations
 
+import os
+import subprocess
 import sys
 import threading
 import traceback
@@ -48,4 +50,35 @@ def test_verify_and_metric_names_while_other_threads_save(store_root):
     assert errors == [], "".join(traceback.format_exception(errors[0]))
     assert store.artifacts.verify().ok
     assert len(store.artifacts.metric_names()) == 1200
+    store.close()
+
+
+SLOW_KERNEL = """
+import sys
+import aeg_jupyter
+store = aeg_jupyter.Store(sys.argv[1])  # opening reads what the other kernel wrote: it has seen it
+store.event_log.record_tool_result("train.step", outputs=[{"name": "val_acc", "kind": "number", "value": 2.0}])
+store.artifacts.save_text("written after the first", kind="ckpt", name="second.txt")
+store.close()
+"""
+
+
+def test_a_slow_clock_never_orders_a_write_before_one_it_has_seen(store_root, tmp_path):
+    """Attack 18: a second kernel whose clock runs an hour behind writes after reading the first kernel's rows."""
+    from conftest import REPO
+
+    first = aeg_jupyter.Store(store_root)
+    first.event_log.record_tool_result("train.step", outputs=[{"name": "val_acc", "kind": "number", "value": 1.0}])
+    a1 = first.artifacts.save_text("the first", kind="ckpt", name="first.txt")
+    first.close()
+    env = dict(os.environ, AEG_CLOCK_OFFSET_US=str(-3600 * 1_000_000), PYTHONPATH=REPO)
+    subprocess.run([sys.executable, "-c", SLOW_KERNEL, store_root], env=env, check=True, timeout=120)
+    store = aeg_jupyter.Store(store_root)
+    assert store.event_log.last_by_name("val_acc") == 2.0  # the later write wins
+    assert [e.outputs[0].value for e in store.event_log.recent(kinds="tool_result")] == [1.0, 2.0]
+    newest = list(store.artifacts.list(kind="ckpt"))
+    assert [a.name for a in newest] == ["second.txt", "first.txt"]
+    gc = store.artifacts.gc(older_than="30m")  # nothing here is 30 minutes old
+    assert gc.artifacts == [], gc
+    assert a1.artifact_id < newest[0].artifact_id
     store.close()
