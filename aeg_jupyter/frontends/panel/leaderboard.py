@@ -229,11 +229,12 @@ class LeaderboardTab(PanelTab):
 
     def _show(self, rows: list[Artifact], label_cols: list[str], metric: str) -> None:
         others = sorted({m for a in rows for m in a.metrics if m != metric})[:3]
-        # Numbers and ids get fixed widths; names, labels and runs share the rest of the row, and a
-        # narrow column cuts its text with an ellipsis (the whole text is each cell's tooltip).
-        spec: list[tuple[str, int]] = [("#", 30), ("id", 92), ("name", 0), (metric, 72)]
-        spec += [(m, 64) for m in others] + [(k, 0) for k in label_cols] + [("age", 48), ("run", 0)]
-        width = sum(w or 48 for _, w in spec)  # each shared column at least 48 px
+        # Numbers and ids get fixed widths; the name, labels and run share the rest of the row (the
+        # name the most), and a narrow column cuts its text with an ellipsis (the whole text is each
+        # cell's tooltip).
+        spec: list[tuple[str, int | str]] = [("#", 30), ("id", 92), ("name", "40%"), (metric, 72)]
+        spec += [(m, 64) for m in others] + [(k, "12%") for k in label_cols] + [("age", 48), ("run", "22%")]
+        width = sum(w if isinstance(w, int) else 48 for _, w in spec)  # each shared column at least 48 px
         self.header.value = row_table(spec, [name for name, _ in spec], width, header=True)
         while len(self._pool) < len(rows):
             self._pool.append(LeaderRow(self._pin_row))

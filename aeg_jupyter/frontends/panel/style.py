@@ -60,21 +60,22 @@ def fmt_age(then: datetime | None, now: datetime | None = None) -> str:
 
 
 def row_table(
-    spec: Sequence[tuple[str, int]], cells: Sequence[str | tuple[str, str]], width: int, *, header: bool = False,
+    spec: Sequence[tuple[str, int | str]], cells: Sequence[str | tuple[str, str]], width: int, *, header: bool = False,
     best: bool = False, title: str = "",
 ) -> str:  # fmt: skip
     """One leaderboard row as a fixed-layout table, so the rows (separate widgets) line up as columns.
 
-    ``spec`` is ``(column, width in px)`` per column; a width of 0 makes a column share what is left
-    of the row (names, labels, runs), so the table fills its box and a narrow output area cuts long
-    cells with an ellipsis instead of pushing controls out of sight. ``width`` is the least width of
-    the table in px. A cell is its text (also its tooltip), or ``(text, tooltip)``; every cell is escaped.
+    ``spec`` is ``(column, width)`` per column: px (an int) for numbers and ids, or a share such as
+    ``"40%"`` for names, labels and runs: the browser splits what the fixed columns leave in those
+    proportions, so the table fills its box and a narrow output area cuts long cells with an
+    ellipsis instead of pushing controls out of sight. ``width`` is the least width of the table in
+    px. A cell is its text (also its tooltip), or ``(text, tooltip)``; every cell is escaped.
 
     Example:
-        >>> "&lt;b&gt;" in row_table([("name", 0)], ["<b>"], 80)
+        >>> "&lt;b&gt;" in row_table([("name", "100%")], ["<b>"], 80)
         True
     """
-    cols = "".join(f"<col style='width:{w}px'>" if w else "<col>" for _, w in spec)
+    cols = "".join(f"<col style='width:{w if isinstance(w, str) else f'{w}px'}'>" for _, w in spec)
     tag = "th" if header else "td"
     tds = "".join(
         f"<{tag} title='{esc(c[1] if isinstance(c, tuple) else c)}'>{esc(c[0] if isinstance(c, tuple) else c)}</{tag}>"
