@@ -22,6 +22,7 @@ from .base.errors import (
     InvalidInputError,
     NotFoundError,
     PickleNotAllowedError,
+    ScopeHint,
     StoreFormatError,
     StoreWriteError,
 )
@@ -68,6 +69,7 @@ __all__ = [
     "Memory",
     "NotFoundError",
     "PickleNotAllowedError",
+    "ScopeHint",
     "Store",
     "StoreFormatError",
     "StoreWriteError",

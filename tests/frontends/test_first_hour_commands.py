@@ -215,11 +215,15 @@ def test_a_filter_that_matches_nothing_returns_the_documented_columns(
     assert aeg(ip, "search checkpoint --label exp=Z").empty
     assert aeg(ip, "list nothing_here").empty
     assert aeg(ip, "best checkpoint --metric val_acc --max --label exp=Z") is None
+    board = aeg(ip, "leaderboard checkpoint --metric val_acc --max --label exp=Z")
+    assert board.empty and {"rank", "short_id", "metric.val_acc"} <= set(board.columns)
     assert capsys.readouterr().out.splitlines() == [
         "%aeg search: no artifacts of kind 'chekpoint'; did you mean 'checkpoint'? (kinds: checkpoint, config)",
         "%aeg search: no artifacts of kind 'checkpoint' with labels exp=Z in scope 'all'",
         "%aeg list: no artifacts of kind 'nothing_here'; (kinds: checkpoint, config)",
         "%aeg best: no artifacts of kind 'checkpoint' with the metric 'val_acc' and labels exp=Z in scope 'all'",
+        "%aeg leaderboard: no artifacts of kind 'checkpoint' with the metric 'val_acc' and labels exp=Z in scope "
+        "'all'",
     ]
 
 
@@ -441,3 +445,21 @@ def test_the_demo_removes_its_temporary_store_unless_asked_to_keep_it(tmp_path: 
     assert kept.stdout.splitlines()[-1] == (
         f"The store is kept at {store}: `aeg --store {store} ls` lists it; remove it with `rm -rf {store}`"
     )
+
+
+def test_the_readme_quotes_what_the_software_prints(ip: Any, saved: list[Artifact], capsys: Any) -> None:
+    from aeg_jupyter import ScopeHint
+
+    with open(os.path.join(REPO, "README.md"), encoding="utf-8") as f:
+        readme = " ".join(f.read().split())  # line breaks of the source are spaces
+    with pytest.raises(UsageError) as err:
+        aeg(ip, "best chekpoint --metric val_acc")
+    assert f"`{err.value}`" in readme
+    _restart(ip)
+    capsys.readouterr()
+    aeg(ip, "list --scope run")
+    assert f"``{capsys.readouterr().out.strip()} ``" in readme
+    with pytest.warns(ScopeHint) as hint:
+        cell(ip, "await context.artifacts().best(kind='checkpoint', metric='val_acc')")
+    assert f"`{hint[0].message}`" in readme
+    assert "`%aeg: cannot expand {lr} (NameError:" in readme

@@ -259,9 +259,15 @@ def run_leaderboard(s: Session, a: argparse.Namespace) -> Any:
         kind=a.kind, metric=a.metric, mode=_direction(s, a, "leaderboard"), where=s.where(a.scope),
         labels=dict(a.label) or None, group_by=a.by, limit=s.limit(a.limit),
     )  # fmt: skip
-    if _full(s, a):
-        return leaderboard(s.artifacts, **query)
-    return artifacts_view(ranked(s.artifacts, **query), metric=a.metric, group_by=a.by, ranked=True)
+    board = (
+        leaderboard(s.artifacts, **query)
+        if _full(s, a)
+        else artifacts_view(ranked(s.artifacts, **query), metric=a.metric, group_by=a.by, ranked=True)
+    )
+    if board.empty:
+        scope = a.scope or s.default_scope
+        s.note(nothing_found(s, "leaderboard", scope, kind=a.kind, metric=a.metric, labels=dict(a.label) or None))
+    return board
 
 
 def _all_columns(p: CommandParser) -> None:
