@@ -101,6 +101,8 @@ def git_state(directory: str, *, max_diff: int = MAX_DIFF_BYTES, timeout: float 
         >>> git_state("/")["repo"] is None or True
         True
     """
+    if not os.path.isdir(directory):
+        return {"repo": None, "note": f"{directory} is not a directory: no commit recorded"}
     try:
         top = _git(["rev-parse", "--show-toplevel"], directory, timeout)
     except FileNotFoundError:

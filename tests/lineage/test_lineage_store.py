@@ -1,0 +1,146 @@
+"""Lineage through the API and the magics on a real store: reads become inputs (and only in their
+cell), explicit inputs, the upstream graph with depth and missing inputs, escaped HTML, runs named
+five ways, the provenance columns on disk (DuckDB) and parts written before them."""
+
+from __future__ import annotations
+
+import glob
+import os
+from typing import Any
+
+import pyarrow as pa
+import pytest
+from conftest import run
+
+import aeg_jupyter
+from aeg_jupyter.base.errors import AmbiguousIdError, InvalidInputError, NotFoundError
+from aeg_jupyter.base.hashing import is_hex_digest
+from aeg_jupyter.core.rundiff import resolve_run
+from aeg_jupyter.storage.schemas import ARTIFACTS, artifacts_from_table, conform
+
+
+def cell(ip: Any, source: str) -> Any:
+    result = ip.run_cell(source, store_history=True)
+    if result.error_before_exec or result.error_in_exec:
+        raise result.error_before_exec or result.error_in_exec
+    return result.result
+
+
+@pytest.fixture
+def ip(ipython_shell: Any, tmp_path: Any, monkeypatch: pytest.MonkeyPatch) -> Any:
+    monkeypatch.setenv("AEG_STORE", str(tmp_path / "store"))
+    ipython_shell.run_line_magic("load_ext", "aeg_jupyter")
+    return ipython_shell
+
+
+def test_reads_of_aeg_load_and_path_are_the_inputs_of_a_save_in_the_same_cell_only(ip: Any) -> None:
+    cell(ip, "a = context.store.artifacts.save_json({'n': 1}, kind='dataset')")
+    cell(ip, "b = context.store.artifacts.save_text('vocab', kind='vocab')")
+    a, b = ip.user_ns["a"], ip.user_ns["b"]
+    made = cell(ip, f"x = %aeg load {a.short_id}\np = %aeg path {b.artifact_id}\nm = %aeg save x --kind model\nm")
+    assert made.inputs == (a.artifact_id, b.artifact_id)
+    assert made.source_hash and is_hex_digest(made.source_hash) and made.execution_count is not None
+    assert cell(ip, "%aeg save x --kind model").inputs == ()  # a new cell read nothing yet
+    lin = cell(ip, f"%aeg lineage {made.short_id}")
+    assert [n.artifact.artifact_id for n in lin.nodes] == [made.artifact_id, a.artifact_id, b.artifact_id]
+    assert lin.nodes[0].source.startswith("x = %aeg load")
+    env = lin.nodes[0].environment
+    assert env is not None and env["python"] and "packages" in env  # the run's environment, kept at its first write
+    assert "aeg.env" not in cell(ip, "%aeg list")["kind"].tolist()  # the store's own rows stay out of listings
+
+
+def test_explicit_inputs_depth_missing_inputs_and_downstream(store_root: str) -> None:
+    ctx = aeg_jupyter.connect(store_root)
+    arts = ctx.artifacts()
+    raw = run(arts.save_text("raw", kind="dataset"))
+    clean = run(arts.save_text("clean", kind="dataset", inputs=[raw]))
+    gone = run(arts.save_text("tmp", kind="scratch"))
+    model = run(arts.save_json({"w": 1}, kind="checkpoint", inputs=[clean.artifact_id, gone.short_id]))
+    run(arts.delete(gone))
+    assert model.inputs == (clean.artifact_id, gone.artifact_id)
+    full = run(arts.lineage(model))
+    assert [(n.artifact.artifact_id, n.depth) for n in full.nodes] == [
+        (model.artifact_id, 0), (clean.artifact_id, 1), (raw.artifact_id, 2)
+    ]  # fmt: skip
+    assert full.missing == [gone.artifact_id]
+    assert run(arts.lineage(model, depth=1)).inputs == [run(arts.get(clean.artifact_id))]
+    assert [a.artifact_id for a in run(arts.lineage(raw)).downstream] == [clean.artifact_id]
+    assert list(full.df["depth"]) == [0, 1, 2]
+    with pytest.raises(NotFoundError):
+        run(arts.save_text("x", inputs=["NOSUCHID00"]))
+    with pytest.raises(InvalidInputError, match="depth"):
+        run(arts.lineage(model, depth=-1))
+    # outside a kernel the script stands for the cell: its path and hash
+    assert model.source_path and os.path.isfile(model.source_path) and is_hex_digest(model.source_hash or "")
+    ctx.close()
+
+
+def test_lineage_html_escapes_what_users_stored(ip: Any) -> None:
+    cell(ip, "evil = context.store.artifacts.save_text('<b>', kind='<img src=x onerror=alert(1)>')")
+    src = "# <script>alert('cell')</script>\nx = %aeg load {evil.artifact_id}\nm = %aeg save x --kind model --name '<i>n</i>'"
+    cell(ip, src)
+    html = cell(ip, "%aeg lineage {m.artifact_id}")._repr_html_()
+    assert "<script>" not in html and "&lt;script&gt;alert(&#x27;cell&#x27;)&lt;/script&gt;" in html
+    assert "<img" not in html and "<i>n</i>" not in html
+
+
+def test_a_run_is_named_by_id_prefix_name_or_an_artifact_of_it(store_root: str) -> None:
+    ctx = aeg_jupyter.connect(store_root)
+    arts = ctx.artifacts()
+    first = ctx.run_id
+    art = run(arts.save_text("one"))
+    ctx.new_run("sweep-a")
+    run(arts.save_text("two"))
+    ctx.new_run("sweep-b")
+    run(ctx.memory().record(kind="log", data={"x": 1}))  # a run that only recorded events
+    store = ctx.store.artifacts
+    events = ctx.store.event_table
+    assert resolve_run(store, first, events) == first
+    assert resolve_run(store, first[:-3], events) == first
+    assert resolve_run(store, "sweep-a", events).startswith("sweep-a-")
+    assert resolve_run(store, art.short_id, events) == first
+    assert resolve_run(store, "sweep-b", events) == ctx.run_id
+    with pytest.raises(AmbiguousIdError, match="matches 2 runs"):
+        resolve_run(store, "sweep-", events)
+    with pytest.raises(NotFoundError, match="no run 'nope'"):
+        resolve_run(store, "nope", events)
+    ctx.close()
+
+
+def test_duckdb_finds_every_checkpoint_made_from_a_dataset(store_root: str) -> None:
+    duckdb = pytest.importorskip("duckdb")
+    ctx = aeg_jupyter.connect(store_root)
+    arts = ctx.artifacts()
+    data = run(arts.save_text("rows", kind="dataset"))
+    other = run(arts.save_text("other rows", kind="dataset"))
+    made = [run(arts.save_json({"epoch": i}, kind="checkpoint", inputs=[data])) for i in range(3)]
+    run(arts.save_json({"epoch": 9}, kind="checkpoint", inputs=[other]))
+    run(arts.save_text("report", kind="report", inputs=[data]))
+    ctx.close()  # rows go to Parquet
+    parts = os.path.join(store_root, "tables", "artifacts", "*", "*.parquet")
+    assert glob.glob(parts)
+    got = duckdb.sql(
+        f"""
+        SELECT artifact_id FROM read_parquet('{parts}', hive_partitioning = true, union_by_name = true)
+        WHERE kind = 'checkpoint' AND list_contains(CAST(inputs AS JSON)::VARCHAR[], '{data.artifact_id}')
+        ORDER BY artifact_id
+        """
+    ).fetchall()
+    assert [r[0] for r in got] == [a.artifact_id for a in made]
+
+
+def test_parts_written_before_the_lineage_columns_read_with_no_provenance() -> None:
+    old = pa.table(
+        {
+            "artifact_id": ["01J0000000000000000000000A"],
+            "created_at": pa.array([1_700_000_000_000_000], pa.timestamp("us", tz="UTC")),
+            "uri": ["cas://blake3/" + "0" * 64],
+            "size": [3],
+            "labels": ["{}"],
+            "metrics": ["{}"],
+        }
+    )
+    (art,) = artifacts_from_table(conform(old, ARTIFACTS), "model", "an old part")
+    assert (art.source_path, art.cell_id, art.execution_count, art.source_hash, art.inputs) == (
+        None, None, None, None, ()
+    )  # fmt: skip
