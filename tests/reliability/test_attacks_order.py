@@ -80,5 +80,5 @@ def test_a_slow_clock_never_orders_a_write_before_one_it_has_seen(store_root, tm
     assert [a.name for a in newest] == ["second.txt", "first.txt"]
     gc = store.artifacts.gc(older_than="30m")  # nothing here is 30 minutes old
     assert gc.artifacts == [], gc
-    assert a1.artifact_id < newest[0].artifact_id
+    assert a1.created_at < newest[0].created_at
     store.close()
