@@ -140,10 +140,10 @@ def run_best(s: Session, a: argparse.Namespace) -> Artifact | None:
     Example: ``%aeg best checkpoint --metric val_acc --max``
     """
     scope = a.scope or s.default_scope
-    check_ranked(s, a.kind, a.metric)  # a kind or metric no artifact has: say which exist
     mode = _direction(s, a, "best")
     art = s.artifacts.best(kind=a.kind, metric=a.metric, mode=mode, where=s.where(scope), filters=dict(a.label) or None)
     if art is None:
+        check_ranked(s, a.kind, a.metric)  # a kind or metric no artifact has: say which exist
         s.note(nothing_found(s, "best", scope, kind=a.kind, metric=a.metric, labels=dict(a.label) or None))
     return art
 
@@ -252,9 +252,6 @@ def run_leaderboard(s: Session, a: argparse.Namespace) -> Any:
     from ...core.frames import artifacts_view
     from ...core.leaderboard import leaderboard, ranked
 
-    check_ranked(s, a.kind, a.metric)
-    if a.by is not None:
-        check_label(s, a.kind, a.by, "to group by (--by)")
     query: dict[str, Any] = dict(
         kind=a.kind, metric=a.metric, mode=_direction(s, a, "leaderboard"), where=s.where(a.scope),
         labels=dict(a.label) or None, group_by=a.by, limit=s.limit(a.limit),
@@ -264,7 +261,10 @@ def run_leaderboard(s: Session, a: argparse.Namespace) -> Any:
         if _full(s, a)
         else artifacts_view(ranked(s.artifacts, **query), metric=a.metric, group_by=a.by, ranked=True)
     )
-    if board.empty:
+    if board.empty:  # only then: the checks walk the kind's artifacts
+        check_ranked(s, a.kind, a.metric)
+        if a.by is not None:
+            check_label(s, a.kind, a.by, "to group by (--by)")
         scope = a.scope or s.default_scope
         s.note(nothing_found(s, "leaderboard", scope, kind=a.kind, metric=a.metric, labels=dict(a.label) or None))
     return board

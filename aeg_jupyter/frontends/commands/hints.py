@@ -6,8 +6,8 @@ A KIND, METRIC or ``--by`` LABEL that no artifact has is a mistake: :func:`check
 in the magics, exit status 1 in the CLI) naming what exists. An empty answer to a good question is
 not a mistake: the subcommand returns its usual value (``None``, or a DataFrame with its documented
 columns and no rows) and :func:`nothing_found` is the one-line note it prints, naming the matches in
-``--scope all``. Every check here runs only on the way to (or after) an answer, and the scope count
-only when the answer was empty.
+``--scope all``. Everything here runs only once an answer came back empty: the checks walk a kind's
+artifacts, which an answer that found something never pays for.
 
 Example:
     >>> nothing_found(session, "search", "run", kind="config")                # doctest: +SKIP
