@@ -436,10 +436,11 @@ def event_row(
     key as null), the id is a ULID and ts/severity are ints, so one f-string and an escape per
     string is the whole encoder (``record``'s budget: docs/architecture.md, "Hot paths").
     """
-    row: Row = {"event_id": event_id, "ts": ts, "kind": kind, "severity": severity, "version": 1}
+    # NOTE: a copy of the cached origin dict, then the keys: no resize of a growing dict (~0.4 us)
+    row: Row = origin[0].copy()
+    row["event_id"], row["ts"], row["kind"], row["severity"], row["version"] = event_id, ts, kind, severity, 1
     line = f'{{"event_id":"{event_id}","ts":{ts},"kind":{json_str(kind)},"severity":{severity},"version":1'
     if origin[0]:
-        row.update(origin[0])
         line += origin[1]
     if text is not None:
         row["text"] = text
