@@ -59,7 +59,7 @@ class ArtifactStore:
         self._ops = ops
         self._guard = guard
         self.catalog = Catalog(table, ops, guard.lock)
-        self._ingest = Ingest(blobs, table, self.catalog, guard)
+        self._ingest = Ingest(blobs, table, self.catalog, guard, root.save_gate)
         self._lookup = Lookup(self.catalog, blobs)
         self._search = ArtifactSearch(self.catalog)
         self._maintenance = Maintenance(

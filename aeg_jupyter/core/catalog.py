@@ -13,7 +13,7 @@ from __future__ import annotations
 import bisect
 import gc
 import threading
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import replace
 from datetime import datetime
 from typing import Any
@@ -63,21 +63,40 @@ class Catalog:
             rows, _ = self.table.tail_others()
             ops, _ = self.ops.tail_others()
             arts = [row_to_artifact(r) for r in rows]
-            for part in self.table.list_parts():
-                self._seen_parts.add(part.path)
-                arts.extend(self._read_artifacts(part))
-            for part in self.ops.list_parts():
-                self._seen_parts.add(part.path)
-                ops.extend(self.ops.read_part(part) or [])
+            arts.extend(self._new_parts(self.table, self._read_artifacts))
+            ops.extend(self._new_parts(self.ops, self.ops.read_part))
             self.apply(arts, ops)
         finally:
             if gc_was_on:
                 gc.enable()
 
-    def _read_artifacts(self, part: Part) -> list[Artifact]:
-        """The artifacts of one Parquet part (none if it vanished or is unreadable)."""
+    def _read_artifacts(self, part: Part) -> list[Artifact] | None:
+        """The artifacts of one Parquet part (``None`` if it vanished, none if it is unreadable)."""
         table = self.table.read_part_table(part)
-        return [] if table is None else artifacts_from_table(table, part.kind, part.path)
+        return None if table is None else artifacts_from_table(table, part.kind, part.path)
+
+    def _new_parts(self, table: Table, read: Callable[[Part], list[Any] | None]) -> list[Any]:
+        """What the parts of ``table`` not read yet hold.
+
+        A part that vanishes between the listing and the read was merged by a compaction: the
+        listing is taken again (the merged part is then new to us), so no row is missed (``gc``
+        trusts this view: a missed row would free a live artifact's blob).
+        """
+        out: list[Any] = []
+        for _attempt in range(10):
+            vanished = False
+            for part in table.list_parts():
+                if part.path in self._seen_parts:
+                    continue
+                got = read(part)
+                if got is None:
+                    vanished = True
+                    continue
+                self._seen_parts.add(part.path)
+                out.extend(got)
+            if not vanished:
+                break
+        return out
 
     def apply(self, arts: list[Artifact], ops: list[Row]) -> None:
         for op in ops:
@@ -187,14 +206,8 @@ class Catalog:
             ops, rotated_o = self.ops.tail_others()
             arts = [row_to_artifact(r) for r in rows]
             if rotated_a or rotated_o:
-                for part in self.table.list_parts():
-                    if part.path not in self._seen_parts:
-                        self._seen_parts.add(part.path)
-                        arts.extend(self._read_artifacts(part))
-                for part in self.ops.list_parts():
-                    if part.path not in self._seen_parts:
-                        self._seen_parts.add(part.path)
-                        ops.extend(self.ops.read_part(part) or [])
+                arts.extend(self._new_parts(self.table, self._read_artifacts))
+                ops.extend(self._new_parts(self.ops, self.ops.read_part))
             if arts or ops:
                 self.apply(arts, ops)
 

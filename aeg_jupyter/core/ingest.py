@@ -6,6 +6,7 @@ only once its blob is whole, then the catalog takes it in and listeners are told
 
 from __future__ import annotations
 
+import contextlib
 import json
 import mimetypes
 import os
@@ -19,6 +20,7 @@ from ..base.models import DIR_MIME, URI_PREFIX, Artifact, Provenance
 from ..base.times import ts_to_datetime
 from ..base.validate import check_kind, check_labels, check_metrics, safe_file_name
 from ..storage.blobs import BlobStore, BlobWriter, PutResult
+from ..storage.root import SaveGate
 from ..storage.schemas import artifact_row
 from ..storage.tables import Table
 from .catalog import Catalog
@@ -36,11 +38,15 @@ class Ingest:
         'note'
     """
 
-    def __init__(self, blobs: BlobStore, table: Table, catalog: Catalog, guard: WriteGuard) -> None:
+    def __init__(
+        self, blobs: BlobStore, table: Table, catalog: Catalog, guard: WriteGuard, gate: SaveGate | None = None
+    ) -> None:
         self._blobs = blobs
         self._table = table
         self._catalog = catalog
         self._guard = guard
+        # held from a save's blob to its row, so that gc cannot free the blob in between
+        self.gate: SaveGate | _NoGate = gate if gate is not None else _NoGate()
 
     def commit(
         self,
@@ -106,18 +112,19 @@ class Ingest:
         """
         kind, labels_, metrics_ = check_kind(kind), check_labels(labels), check_metrics(metrics)
         src = os.fspath(path)
-        put = self._blobs.put_file(src)
         fname = safe_file_name(name) if name else safe_file_name(os.path.basename(os.path.abspath(src)))
-        return self.commit(
-            put,
-            kind=kind,
-            labels=labels_,
-            metrics=metrics_,
-            name=fname,
-            mime=guess_mime(fname),
-            pin=pin,
-            origin=origin,
-        )
+        with self.gate.shared():
+            put = self._blobs.put_file(src)
+            return self.commit(
+                put,
+                kind=kind,
+                labels=labels_,
+                metrics=metrics_,
+                name=fname,
+                mime=guess_mime(fname),
+                pin=pin,
+                origin=origin,
+            )
 
     def save_dir(
         self,
@@ -137,21 +144,22 @@ class Ingest:
         """
         kind, labels_, metrics_ = check_kind(kind), check_labels(labels), check_metrics(metrics)
         top = os.path.abspath(os.fspath(path))
-        entries, skipped, total = self._blobs.put_tree(os.fspath(path))
-        manifest = {"format": MANIFEST_FORMAT, "type": "dir", "entries": entries, "skipped": sorted(skipped)}
-        put = self._blobs.put_bytes(json.dumps(manifest, sort_keys=True).encode())
         dname = safe_file_name(name) if name else safe_file_name(os.path.basename(top))
-        return self.commit(
-            put,
-            kind=kind,
-            labels=labels_,
-            metrics=metrics_,
-            name=dname,
-            mime=DIR_MIME,
-            pin=pin,
-            origin=origin,
-            size=total,
-        )
+        with self.gate.shared():
+            entries, skipped, total = self._blobs.put_tree(os.fspath(path))
+            manifest = {"format": MANIFEST_FORMAT, "type": "dir", "entries": entries, "skipped": sorted(skipped)}
+            put = self._blobs.put_bytes(json.dumps(manifest, sort_keys=True).encode())
+            return self.commit(
+                put,
+                kind=kind,
+                labels=labels_,
+                metrics=metrics_,
+                name=dname,
+                mime=DIR_MIME,
+                pin=pin,
+                origin=origin,
+                size=total,
+            )
 
     def save_bytes(
         self,
@@ -170,17 +178,18 @@ class Ingest:
             raise InvalidInputError(f"save_bytes takes bytes, got {type(data).__name__}; use save_text or save_json")
         kind, labels_, metrics_ = check_kind(kind), check_labels(labels), check_metrics(metrics)
         fname = safe_file_name(name)
-        put = self._blobs.put_bytes(data)
-        return self.commit(
-            put,
-            kind=kind,
-            labels=labels_,
-            metrics=metrics_,
-            name=fname,
-            mime=mime or guess_mime(fname) or "application/octet-stream",
-            pin=pin,
-            origin=origin,
-        )
+        with self.gate.shared():
+            put = self._blobs.put_bytes(data)
+            return self.commit(
+                put,
+                kind=kind,
+                labels=labels_,
+                metrics=metrics_,
+                name=fname,
+                mime=mime or guess_mime(fname) or "application/octet-stream",
+                pin=pin,
+                origin=origin,
+            )
 
     def save_json(self, obj: Any, *, kind: str = "json", name: str | None = None, **kw: Any) -> Artifact:
         """Store a JSON-encodable object (as UTF-8 JSON text)."""
@@ -235,6 +244,13 @@ class Ingest:
         )
 
 
+class _NoGate:
+    """The gate of an Ingest built without a store root (nothing else can collect its blobs)."""
+
+    def shared(self) -> contextlib.nullcontext[None]:
+        return contextlib.nullcontext()
+
+
 class ArtifactWriter:
     """File-like writer for a new artifact; ``commit()`` makes it visible, ``abort()`` drops it."""
 
@@ -260,10 +276,13 @@ class ArtifactWriter:
 
     def commit(self) -> Artifact:
         """Store the bytes written and index the artifact."""
-        put = self._blob.commit()
         meta = dict(self._meta)
         name = meta.pop("name")
-        self.artifact = self._ingest.commit(put, name=name, mime=guess_mime(name) or "application/octet-stream", **meta)
+        with self._ingest.gate.shared():
+            put = self._blob.commit()
+            self.artifact = self._ingest.commit(
+                put, name=name, mime=guess_mime(name) or "application/octet-stream", **meta
+            )
         return self.artifact
 
     def abort(self) -> None:

@@ -180,9 +180,11 @@ class Maintenance:
             refs = referenced(live, self._lookup.manifest)
             last_use = last_used(list(doomed) + list(catalog.deleted.values()), self._lookup.manifest)
             report = GcReport(dry_run=dry_run, artifacts=sorted(doomed_ids), doomed=plan)
+            sizes: dict[str, int] = {}
             for digest, size, mtime in self._blobs.iter_blobs():
                 if digest in refs:
                     continue
+                sizes[digest] = size
                 # NOTE: every save refreshes its blob's mtime just before its row is appended. A
                 # blob not touched since the newest (deleted) artifact using it was created has
                 # no save in flight and goes now; any other unreferenced blob (an interrupted
@@ -195,8 +197,12 @@ class Maintenance:
                 return report
             for a in doomed:
                 self._delete(a.artifact_id)
-            self.sweep(report.blobs)
-            return report
+        # outside the store's lock: the sweep takes the save gate first, as every save does
+        kept = set(self.sweep(report.blobs))
+        if kept:  # saved again by another kernel meanwhile
+            report.blobs = [d for d in report.blobs if d not in kept]
+            report.bytes_freed -= sum(sizes[d] for d in kept)
+        return report
 
     def refuse_if_damaged(self, what: str) -> None:
         """Raise while a part or spool that may hold pins or artifact rows cannot be read.
@@ -218,11 +224,27 @@ class Maintenance:
                 f"aside, then {what} again"
             )
 
-    def sweep(self, digests: Iterable[str]) -> None:
-        """Delete these blobs and the local paths handed out for them (no questions asked)."""
-        for digest in digests:
-            self._blobs.delete(digest)
-            self._blobs.forget_materialized(digest)
+    def sweep(self, digests: Iterable[str]) -> list[str]:
+        """Delete these blobs and the local paths handed out for them, unless a save took one
+        up again since they were chosen; returns the digests kept for that reason.
+
+        NOTE: the protocol that makes this safe against every concurrent save, in any process
+        (:class:`~..storage.root.SaveGate`): saves hold the gate shared from their blob to their
+        row; here it is held exclusively while every writer's new rows are read and each blob is
+        checked once more against the live artifacts, so a save that found a blob before this
+        point has its row seen now, and one after finds the blob gone and stores it again.
+        """
+        digests = list(digests)
+        if not digests:
+            return []
+        with self._root.save_gate.exclusive(), self._guard.lock:
+            self._catalog.catch_up()
+            refs = referenced(self._catalog.live(), self._lookup.manifest)
+            for digest in digests:
+                if digest not in refs:
+                    self._blobs.delete(digest)
+                    self._blobs.forget_materialized(digest)
+        return [d for d in digests if d in refs]
 
     def verify(self, *, repair: bool = False) -> VerifyReport:
         """Re-hash every blob and open every Parquet part; report what is corrupt or missing.

@@ -8,13 +8,16 @@ removes the writer's temp files (:meth:`StoreRoot.recover`).
 
 from __future__ import annotations
 
+import contextlib
 import errno
+import fcntl
 import json
 import os
 import secrets
+import threading
 import time
 import warnings
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 
 from ..base.errors import InvalidInputError, StoreFormatError, StoreWarning
 from .fsops import (
@@ -53,6 +56,7 @@ class StoreRoot:
         self._init_root()
         self.writer = f"p{os.getpid()}x{secrets.token_hex(4)}"
         self._lock_fd: int | None = self._claim_writer_dir()
+        self.save_gate = SaveGate(os.path.join(self.path, SAVE_GATE))
 
     # -- opening -----------------------------------------------------------------------------
     def _init_root(self) -> None:
@@ -196,6 +200,70 @@ class StoreRoot:
 # a flush that fails with these is deferred (the spool stays for a later open); any other failure
 # sets the spool aside in quarantine/, so that no spool can make every later open fail
 _NO_SPACE = (errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EROFS, errno.EACCES, errno.EPERM)
+
+
+SAVE_GATE = ".save-gate.lock"  # shared by every save from its blob to its row; exclusive for gc's sweep
+
+
+class SaveGate:
+    """The lock that makes ``gc`` safe against every concurrent save, in any process.
+
+    The protocol, in two sentences: every save holds ``<root>/.save-gate.lock`` shared from the
+    moment it looks for (or writes) its blob until its row is in the spool; ``gc`` decides what to
+    free without it, then takes it exclusively, catches up with every writer's rows and deletes
+    only the blobs that are still unreferenced. So a save that found its blob has its row seen by
+    that re-check, and a save that comes after finds the blob gone and stores it again.
+
+    One ``flock`` per process: threads of one process share the shared hold (counted), and the
+    exclusive hold uses its own file descriptor, so it waits for this process's saves too.
+
+    Example:
+        >>> gate = SaveGate("/tmp/store/.save-gate.lock")      # doctest: +SKIP
+        >>> with gate.shared():                                 # doctest: +SKIP
+        ...     put = blobs.put_bytes(data); table.append(row)
+    """
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+        self._mutex = threading.Lock()
+        self._fd: int | None = None
+        self._holders = 0
+
+    def _open(self) -> int | None:
+        try:
+            return os.open(self.path, os.O_RDONLY | os.O_CREAT, 0o644)
+        except OSError:  # a read-only root: no save can write a blob either, nor gc delete one
+            return None
+
+    @contextlib.contextmanager
+    def shared(self) -> Iterator[None]:
+        """Hold the gate for one save (cheap: two ``flock`` calls when no other thread holds it)."""
+        with self._mutex:
+            if self._holders == 0:
+                if self._fd is None:
+                    self._fd = self._open()
+                if self._fd is not None:
+                    fcntl.flock(self._fd, fcntl.LOCK_SH)  # waits while a gc sweeps
+            self._holders += 1
+        try:
+            yield
+        finally:
+            with self._mutex:
+                self._holders -= 1
+                if self._holders == 0 and self._fd is not None:
+                    fcntl.flock(self._fd, fcntl.LOCK_UN)
+
+    @contextlib.contextmanager
+    def exclusive(self) -> Iterator[None]:
+        """Hold the gate against every save of every process (gc's sweep)."""
+        fd = self._open()
+        try:
+            if fd is not None:
+                fcntl.flock(fd, fcntl.LOCK_EX)
+            yield
+        finally:
+            if fd is not None:
+                os.close(fd)
 
 
 def _flush_dead_spools(tables: Mapping[str, Table], writer: str, wdir: str, root: str) -> bool:

@@ -244,3 +244,67 @@ def test_gc_refuses_while_a_part_that_may_hold_pins_is_unreadable(store_root, wh
     assert report.moved_aside
     store.artifacts.gc(dry_run=False, keep_last=1)  # runs once the damage is set aside
     store.close()
+
+
+RESAVER = """
+import json, os, random, sys, time, aeg_jupyter
+store = aeg_jupyter.Store(sys.argv[1])
+rounds = int(sys.argv[2])
+stop, go = sys.argv[3], sys.argv[4]
+acked = []
+while not os.path.exists(go):
+    time.sleep(0.01)
+for r in range(rounds):
+    data = b"race %d" % r
+    first = store.artifacts.save_bytes(data, kind="race")
+    store.artifacts.delete(first)  # its only artifact is gone: its blob is garbage now ...
+    time.sleep(random.uniform(0, 0.02))  # (a gc may decide to free it meanwhile)
+    acked.append(store.artifacts.save_bytes(data, kind="race").artifact_id)  # ... and saved again
+open(stop, "w").close()
+store.close()
+print(json.dumps(acked))
+"""
+
+COLLECTOR = """
+import os, sys, aeg_jupyter
+store = aeg_jupyter.Store(sys.argv[1])
+stop = sys.argv[2]
+n = 0
+print("R", flush=True)
+while not os.path.exists(stop):
+    store.artifacts.gc(dry_run=False)
+    n += 1
+store.close()
+print(n)
+"""
+
+
+def test_gc_never_frees_the_blob_of_a_save_another_process_just_acknowledged(store_root, tmp_path):
+    """Item 2: process A re-saves bytes whose only artifact it just deleted while processes B and C
+    run gc(dry_run=False) in a loop; every acknowledged save must keep its blob."""
+    import json
+
+    from conftest import spawn_child
+
+    aeg_jupyter.Store(store_root).close()
+    stop, go = str(tmp_path / "stop"), tmp_path / "go"
+    saver = spawn_child(RESAVER, store_root, "400", stop, str(go))
+    collectors = [spawn_child(COLLECTOR, store_root, stop) for _ in range(2)]
+    for c in collectors:
+        assert c.stdout is not None and c.stdout.readline().strip() == "R"
+    go.write_text("")
+    out, err = saver.communicate(timeout=600)
+    assert saver.returncode == 0, err
+    acked = json.loads(out.splitlines()[-1])
+    for c in collectors:
+        cout, cerr = c.communicate(timeout=300)
+        assert c.returncode == 0, cerr
+        assert int(cout) > 5, cout  # gc really ran, many times, during the saves
+    store = aeg_jupyter.Store(store_root)
+    lost = []
+    for aid in acked:
+        art = store.artifacts.get(aid)
+        if not store.blobs.exists(art.blob_id):
+            lost.append(aid)
+    assert lost == [], f"{len(lost)} of {len(acked)} acknowledged saves lost their blob"
+    store.close()
