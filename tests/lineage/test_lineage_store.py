@@ -144,3 +144,59 @@ def test_parts_written_before_the_lineage_columns_read_with_no_provenance() -> N
     assert (art.source_path, art.cell_id, art.execution_count, art.source_hash, art.inputs) == (
         None, None, None, None, ()
     )  # fmt: skip
+
+
+def test_the_panel_shows_inputs_that_select_them_and_the_producing_cell(ip: Any) -> None:
+    from aeg_jupyter.frontends.panel.panel import Panel
+
+    cell(ip, "rows = 'rows'\nds = %aeg save rows --kind dataset")
+    cell(ip, "# train <b>here</b>\nx = %aeg load {ds.artifact_id}\nm = %aeg save x --kind model")
+    ds, m = ip.user_ns["ds"], ip.user_ns["m"]
+    p = Panel(ip.user_ns["context"])
+    try:
+        tab = p.artifacts_tab
+        tab.refresh()
+        tab.listing.value = m.artifact_id
+        heading, row, source = tab.lineage.children
+        (button,) = row.children
+        assert button.description == f"dataset {ds.short_id}" and button.tooltip == ds.artifact_id
+        assert "# train &lt;b&gt;here&lt;/b&gt;" in source.value and "<b>here</b>" not in source.value
+        button.click()
+        assert tab.selected is not None and tab.selected.artifact_id == ds.artifact_id
+        (own,) = tab.lineage.children  # the dataset read nothing: only its own cell
+        assert "rows = &#x27;rows&#x27;" in own.value
+    finally:
+        p.close()
+
+
+def test_the_cli_answers_lineage_and_diff(store_root: str) -> None:
+    import json
+    import subprocess
+    import sys
+
+    from conftest import REPO
+
+    ctx = aeg_jupyter.connect(store_root)
+    arts = ctx.artifacts()
+    cfg = run(arts.save_json({"lr": 0.1}, kind="config"))
+    ckpt = run(arts.save_text("w", kind="checkpoint", inputs=[cfg]))
+    first = ctx.run_id
+    ctx.new_run("second")
+    run(arts.save_json({"lr": 0.3}, kind="config"))
+    second = ctx.run_id
+    ctx.close()
+    env = dict(os.environ, PYTHONPATH=REPO + os.pathsep + os.environ.get("PYTHONPATH", ""))
+
+    def aeg(*argv: str) -> subprocess.CompletedProcess[str]:
+        cmd = [sys.executable, "-m", "aeg_jupyter.frontends.cli", "--store", store_root, *argv]
+        return subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=120)
+
+    lin = aeg("lineage", ckpt.short_id, "--json")
+    assert lin.returncode == 0, lin.stderr
+    graph = json.loads(lin.stdout)
+    assert [n["artifact_id"] for n in graph["nodes"]] == [ckpt.artifact_id, cfg.artifact_id]
+    diff = aeg("diff", first, "second")
+    assert diff.returncode == 0, diff.stderr
+    assert f"A = {first}\nB = {second}\nconfig:\n  config.json: lr: 0.1 -> 0.3" in diff.stdout
+    missing = aeg("diff", first, "no-such-run")
+    assert missing.returncode == 1 and "no run 'no-such-run'" in missing.stderr

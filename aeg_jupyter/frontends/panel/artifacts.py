@@ -62,6 +62,8 @@ class ArtifactsTab(PanelTab):
         self.listing.add_class("aeg-ar-list")
         self.list_header = widgets.HTML(f"<div class='aeg-ar-head'>{esc(LIST_HEADER)}</div>")
         self.details = widgets.HTML()
+        self.lineage = widgets.VBox()  # the selected artifact's inputs (buttons that select them), its cell's source
+        self.lineage.add_class("aeg-ar-lineage")
         self.image = widgets.Image(
             layout=widgets.Layout(max_width="480px", max_height="360px", display="none", align_self="flex-start")
         )
@@ -80,7 +82,9 @@ class ArtifactsTab(PanelTab):
             widgets.HBox([self.pin, self.copy, self.path, self.clip], layout=widgets.Layout(flex_flow="row wrap")),
             widgets.HBox(
                 [
-                    widgets.Box([self.details], layout=widgets.Layout(flex="1 1 340px", min_width="300px")),
+                    widgets.VBox(
+                        [self.details, self.lineage], layout=widgets.Layout(flex="1 1 340px", min_width="300px")
+                    ),
                     widgets.VBox([self.image, self.preview], layout=widgets.Layout(flex="1 1 420px")),
                 ],
                 layout=widgets.Layout(flex_flow="row wrap", align_items="flex-start"),
@@ -173,6 +177,7 @@ class ArtifactsTab(PanelTab):
             self.details.value = ""
             self.preview.value = ""
             self.pin.disabled = self.copy.disabled = True
+            self.lineage.children = ()
             return
         art = self.artifacts.get(artifact_id)
         self.selected = art
@@ -181,7 +186,41 @@ class ArtifactsTab(PanelTab):
         self._show_pin(art.pinned)
         self.pin.disabled = self.copy.disabled = False
         self.details.value = details_html(art)
+        self._show_lineage(art)
         self._show_preview(preview_of(self.artifacts, art))
+
+    def _show_lineage(self, art: Artifact) -> None:
+        """The artifacts ``art`` was made from, as buttons that select them, and its producing cell's source."""
+        from ...core.lineage import cell_source
+
+        parts: list[widgets.Widget] = []
+        if art.inputs:
+            buttons = []
+            for input_id in art.inputs:
+                found = self.artifacts.catalog.by_id.get(input_id)
+                label = f"{found.kind} {found.short_id}" if found is not None else f"{input_id[-8:]} (gone)"
+                button = widgets.Button(description=label, tooltip=input_id, disabled=found is None)
+                button.add_class("aeg-ar-input")
+                button.on_click(lambda _b, i=input_id: self._select_input(i))
+                buttons.append(button)
+            parts += [
+                widgets.HTML("<b>made from</b>"),
+                widgets.HBox(buttons, layout=widgets.Layout(flex_flow="row wrap")),
+            ]
+        source = cell_source(self.artifacts, art.source_hash)
+        if source is not None:
+            where = f"In[{art.execution_count}]" if art.execution_count is not None else (art.cell_id or "the script")
+            parts.append(
+                widgets.HTML(
+                    f"<details open><summary>made by {esc(where)}</summary>"
+                    f"<pre class='aeg-pre aeg-ar-source'>{esc(source)}</pre></details>"
+                )
+            )
+        self.lineage.children = parts
+
+    def _select_input(self, artifact_id: str) -> None:
+        with self._reporting():
+            self.select(self.artifacts.get(artifact_id))
 
     def _show_preview(self, p: Preview) -> None:
         note = f"<div class='aeg-note'>{esc(p.note)}</div>" if p.note else ""
