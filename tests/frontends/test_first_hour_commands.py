@@ -222,8 +222,7 @@ def test_a_filter_that_matches_nothing_returns_the_documented_columns(
         "%aeg search: no artifacts of kind 'checkpoint' with labels exp=Z in scope 'all'",
         "%aeg list: no artifacts of kind 'nothing_here'; (kinds: checkpoint, config)",
         "%aeg best: no artifacts of kind 'checkpoint' with the metric 'val_acc' and labels exp=Z in scope 'all'",
-        "%aeg leaderboard: no artifacts of kind 'checkpoint' with the metric 'val_acc' and labels exp=Z in scope "
-        "'all'",
+        "%aeg leaderboard: no artifacts of kind 'checkpoint' with the metric 'val_acc' and labels exp=Z in scope 'all'",
     ]
 
 
