@@ -62,7 +62,8 @@ def _global_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog=PREFIX,
         usage=f"{PREFIX} [--store PATH] [--run RUN_ID] [--graph GRAPH_ID] SUBCOMMAND [options]",
-        description="Durable artifacts and event memory of aeg_jupyter stores, from a shell.",
+        description="Durable artifacts and event memory of aeg_jupyter stores, from a shell. "
+        "--store, --run and --graph may also follow the subcommand.",
         epilog=overview(PREFIX, in_kernel=False),
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
