@@ -55,10 +55,14 @@ class AegArtifactIndex:
         return ag
 
     def _ours(self, artifact_id: str) -> AegArtifact | None:
-        try:
-            return self._arts.get(artifact_id) if artifact_id else None
-        except (NotFoundError, AegError):
+        """Our artifact with exactly this id (not a prefix or short id, as ``get`` also takes), or None."""
+        if not isinstance(artifact_id, str) or not artifact_id:
             return None
+        try:
+            art = self._arts.get(artifact_id)
+        except AegError:  # not found, ambiguous, not an id at all
+            return None
+        return art if art.artifact_id == artifact_id else None
 
     async def upsert(self, a: Any) -> None:
         """Take in an artifact: one this backend's store saved is already a row (a changed pin is a pin,
@@ -115,7 +119,7 @@ class AegArtifactIndex:
 
     async def get(self, artifact_id: str) -> Any:
         ours = self._ours(artifact_id)
-        return None if ours is None or ours.artifact_id != artifact_id else self._ag(ours)
+        return None if ours is None else self._ag(ours)
 
     async def list_for_run(self, run_id: str) -> list[Any]:
         return [self._ag(a) for a in reversed(self._arts.list(where=ScopeFilter(run_id=run_id)))]
@@ -292,7 +296,7 @@ class AegArtifactIndex:
 
     def _occurrence_artifact(self, o: dict[str, Any]) -> Any:
         cur = self._ours(o["artifact_id"])
-        cur_ag = self._ag(cur) if cur is not None and cur.artifact_id == o["artifact_id"] else None
+        cur_ag = self._ag(cur) if cur is not None else None
         labels = dict(o.get("labels") or {})
         return self._cls(
             artifact_id=o["artifact_id"],

@@ -321,7 +321,7 @@ class AegPersistence:
         if not event_ids:
             return []
         by_id: dict[str, Any] = {}
-        for e in reversed(self._log.timeline(timeline_id, window=None)):  # oldest first: the newest wins
+        for e in self._log.timeline(timeline_id, window=None):  # newest first: as its default, the oldest wins
             by_id[e.event_id] = e
         found = [by_id[i] for i in event_ids if i in by_id]
         if tenant:
