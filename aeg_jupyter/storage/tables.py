@@ -26,8 +26,8 @@ import pyarrow.parquet as pq
 
 from ..base.errors import InvalidInputError, StoreWarning, StoreWriteError
 from ..base.times import to_us
-from .compaction import compact_partition
-from .fsops import atomic, fsync_path, unlink_quietly
+from .compaction import SWAP_LOCK, compact_partition
+from .fsops import atomic, file_lock, fsync_path, unlink_quietly
 from .layout import (
     KIND_FILE,
     PART_SUFFIX,
@@ -194,8 +194,11 @@ class Table:
         for r in rows:
             by_kind.setdefault(r["kind"], []).append(r)
         written: list[str] = []
+        os.makedirs(self.dir, exist_ok=True)
         try:
-            self._write_groups(by_kind, writer, seq, written)
+            # shared: a compaction swapping a partition directory waits until these parts are in
+            with file_lock(os.path.join(self.dir, SWAP_LOCK), shared=True):
+                self._write_groups(by_kind, writer, seq, written)
         except BaseException:
             # a part of an earlier group would differ from the next try's (more rows, another
             # max_ts): remove it, the spool still holds its rows

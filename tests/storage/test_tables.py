@@ -85,7 +85,7 @@ def test_flush_writes_named_partitioned_parts_and_removes_spool(table, layout):
     assert table.flush() == 4
     spool = layout.spool_file("w1", "events", 0)
     assert not os.path.exists(spool)
-    assert sorted(os.listdir(layout.table_dir("events"))) == sorted(
+    assert sorted(n for n in os.listdir(layout.table_dir("events")) if not n.startswith(".")) == sorted(
         ["kind=log", "kind=a%2Fb", "kind=%E6%A8%A1%E5%9E%8B"]
     )
     assert _part_files(layout, "log") == [str(PartName(T0 + 2, "w1", 0))]
