@@ -269,6 +269,7 @@ def _write_events_part(context: KernelContext, n: int, run_id: str) -> None:
         "stage": pa.nulls(n, pa.string()),
         "version": pa.array(np.ones(n, np.int32)),
     }
+    cols = {f.name: cols.get(f.name, pa.nulls(n, f.type)) for f in EVENTS_SCHEMA}  # columns not set here: nulls
     part = pa.table(cols, schema=EVENTS_SCHEMA)
     pdir = table.layout.partition_dir("events", "train_log")
     os.makedirs(pdir, exist_ok=True)
