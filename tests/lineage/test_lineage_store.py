@@ -200,3 +200,14 @@ def test_the_cli_answers_lineage_and_diff(store_root: str) -> None:
     assert f"A = {first}\nB = {second}\nconfig:\n  config.json: lr: 0.1 -> 0.3" in diff.stdout
     missing = aeg("diff", first, "no-such-run")
     assert missing.returncode == 1 and "no run 'no-such-run'" in missing.stderr
+
+
+def test_events_carry_the_cell_that_recorded_them(ip: Any) -> None:
+    from aeg_jupyter.base.hashing import hash_bytes
+
+    source = "%aeg log train_log step=1 loss=0.5"
+    cell(ip, source)
+    table = ip.user_ns["context"].store.event_table
+    rows = [r for path in table.spool_paths(include_own=True) for r in table.read_spool(path)[0]]
+    (row,) = [r for r in rows if r["kind"] == "train_log"]
+    assert row["source_hash"] == hash_bytes(source.encode()) and isinstance(row["execution_count"], int)
