@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
 
-from ..base.errors import CorruptionError, NotFoundError
+from ..base.errors import CorruptionError, NotFoundError, StoreWriteError
 from ..base.models import Artifact
 from ..base.models import _human_size as human_size
 from ..base.validate import check_limit, parse_duration
@@ -167,6 +167,8 @@ class Maintenance:
             keep_best=keep_best,
         )  # fmt: skip
         catalog = self._catalog
+        if not dry_run:
+            self._refuse_if_read_only("gc(dry_run=False)")
         with self._guard.lock:
             if not dry_run:
                 self._root.recover(self._tables)  # temp files of dead writers
@@ -203,6 +205,13 @@ class Maintenance:
             report.blobs = [d for d in report.blobs if d not in kept]
             report.bytes_freed -= sum(sizes[d] for d in kept)
         return report
+
+    def _refuse_if_read_only(self, what: str) -> None:
+        if self._root.read_only == "read-only":
+            raise StoreWriteError(
+                f"{what} cannot run: the store at {self._root.path!r} is read-only; it can only report "
+                "(gc(dry_run=True), verify()): open it where you can write to change it"
+            )
 
     def refuse_if_damaged(self, what: str) -> None:
         """Raise while a part or spool that may hold pins or artifact rows cannot be read.
@@ -253,6 +262,8 @@ class Maintenance:
         ``<root>/corrupt/`` (never deleted): readers stop tripping over them, and saving the
         same bytes again stores them afresh.
         """
+        if repair:
+            self._refuse_if_read_only("verify(repair=True)")
         self._catalog.catch_up()
         report = VerifyReport()
         present = set()

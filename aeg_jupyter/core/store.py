@@ -15,11 +15,12 @@ import atexit
 import os
 import sys
 import threading
+import warnings
 import weakref
 from collections.abc import Callable
 from typing import Literal
 
-from ..base.errors import InvalidInputError
+from ..base.errors import InvalidInputError, StoreWarning, StoreWriteError
 from ..storage.blobs import BlobStore
 from ..storage.root import StoreRoot
 from ..storage.schemas import ARTIFACTS, EVENTS, OPS
@@ -122,7 +123,10 @@ class Store:
         with _OPEN_LOCK:
             if _OPEN.get(self.root) is self:
                 _OPEN.pop(self.root, None)
-        if errors:
+        if errors and all(isinstance(e, StoreWriteError) for e in errors):
+            # a full (or read-only) disk: every row is safe in the spool, which stays for the next open
+            warnings.warn(f"{errors[0]}; the rows stay in the spool and the next open flushes them", StoreWarning, 2)
+        elif errors:
             raise errors[0]
 
     def subscribe(self, callback: Callable[[str], None]) -> Callable[[], None]:

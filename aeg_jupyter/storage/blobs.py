@@ -94,7 +94,10 @@ class BlobStore:
         self.layout = layout
         self.tmp_dir = layout.writer_tmp_dir(writer)
         self.fsync = fsync
-        make_dirs(self.tmp_dir)
+        try:
+            make_dirs(self.tmp_dir)
+        except OSError:  # a read-only (or full) root opens for reading; writes say why when they fail
+            pass
         # temp names: unique within this writer's own tmp dir (no uuid4 per save: hot path)
         self._tmp_token = uuid.uuid4().hex[:12]
         self._tmp_seq = itertools.count()

@@ -19,7 +19,7 @@ import time
 import warnings
 from collections.abc import Iterator, Mapping
 
-from ..base.errors import InvalidInputError, StoreFormatError, StoreWarning
+from ..base.errors import InvalidInputError, StoreFormatError, StoreWarning, StoreWriteError
 from .fsops import (
     DIR_MODE,
     FILE_MODE,
@@ -55,7 +55,23 @@ class StoreRoot:
         self.layout = Layout(self.path)
         self._init_root()
         self.writer = f"p{os.getpid()}x{secrets.token_hex(4)}"
-        self._lock_fd: int | None = self._claim_writer_dir()
+        # why this process cannot write ("read-only", "full"), or None: a store whose root cannot
+        # take a writer directory still opens, for reading (listing, recall, gc's report, verify)
+        self.read_only: str | None = None
+        try:
+            self._lock_fd: int | None = self._claim_writer_dir()
+        except OSError as exc:
+            if exc.errno not in _NO_SPACE:
+                raise
+            self._lock_fd = None
+            self.read_only = "full" if exc.errno in (errno.ENOSPC, errno.EDQUOT) else "read-only"
+            warnings.warn(
+                f"the store at {self.path!r} is {self.read_only} ({exc.strerror}): it is open for reading only; "
+                "saving and recording raise StoreWriteError, and the spools of closed sessions are flushed by a "
+                "later open that can write",
+                StoreWarning,
+                stacklevel=3,
+            )
         self.save_gate = SaveGate(os.path.join(self.path, SAVE_GATE))
 
     # -- opening -----------------------------------------------------------------------------
@@ -87,7 +103,12 @@ class StoreRoot:
                     f"{root!r} is not an aeg store (no {META_NAME}) and is not empty; "
                     "pick a new or empty directory for the store"
                 )
-        make_dirs(root)
+        try:
+            make_dirs(root)
+        except OSError as exc:
+            raise StoreWriteError(
+                f"cannot create a store at {root!r}: {exc.strerror}; point the store at a directory you can write"
+            ) from None
         tmp = os.path.join(root, f".{META_NAME}.{secrets.token_hex(4)}")
         with open(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, FILE_MODE), "w", encoding="utf-8") as f:
             json.dump({"format": STORE_FORMAT, "hash": "blake3", "created_by": "aeg_jupyter"}, f)
@@ -137,10 +158,14 @@ class StoreRoot:
     def recover(self, tables: Mapping[str, Table]) -> list[str]:
         """Flush the spools of dead writers into ``tables`` and remove their temp files.
 
-        Returns the writers recovered. Safe to run from several processes at once.
+        Returns the writers recovered. Safe to run from several processes at once. A store
+        opened for reading only (:attr:`read_only`) defers this: other writers' spools are read
+        where they are.
         """
-        recovered = []
+        recovered: list[str] = []
         spool_root = self.layout.spool
+        if self.read_only is not None:
+            return recovered
         # tmp/ is listed before spool/: a writer creates its spool directory before its temp
         # directory, so a temp directory whose writer is missing from the later listing is dead.
         tmp_names = os.listdir(self.layout.tmp)

@@ -115,7 +115,10 @@ class Table:
                 "clean it first, e.g. s.encode('utf-8', 'replace').decode()"
             ) from None
         if self._fd is None:
-            self._open_spool()
+            try:
+                self._open_spool()
+            except OSError as exc:
+                raise StoreWriteError(_cannot_write(self.spec.name, self.layout.root, exc)) from exc
         fd = self._fd
         assert fd is not None
         try:
@@ -130,9 +133,7 @@ class Table:
                 os.ftruncate(fd, self._spool_size)
             except OSError:
                 pass
-            raise StoreWriteError(
-                f"could not record to {self.spec.name}: {exc.strerror or exc}; free some disk space and retry"
-            ) from exc
+            raise StoreWriteError(_cannot_write(self.spec.name, self.layout.root, exc)) from exc
         self._spool_size += n
         self._pending.append(row)
         if len(self._pending) >= self._flush_at:
@@ -586,6 +587,15 @@ class Table:
         except FileNotFoundError:
             return []
         return sorted(k for k in (self._kind_of(os.path.join(self.dir, n)) for n in names) if k is not None)
+
+
+def _cannot_write(table: str, root: str, exc: OSError) -> str:
+    if exc.errno in (errno.EROFS, errno.EACCES, errno.EPERM):
+        return (
+            f"could not record to {table}: the store at {root!r} is read-only ({exc.strerror}); "
+            "open a store you can write (connect(root=...))"
+        )
+    return f"could not record to {table}: {exc.strerror or exc}; free some disk space and retry"
 
 
 __all__ = [
