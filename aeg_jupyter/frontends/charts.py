@@ -1,8 +1,8 @@
 """Plotly figures from :mod:`aeg_jupyter.core.series`: curves, artifact scatters, run comparisons, parallel coordinates.
 
 Plotly draws in JupyterLab, Notebook 7 (its renderer extension ships in the wheel), VS Code and Binder
-without a server, and ``FigureWidget`` (anywidget) takes live updates from the kernel; see the README's
-design notes. Every user string in a figure (run ids, label values, keys, kinds) is escaped with
+without a server or a network; the panel's live charts send these figures again at each coalesced
+redraw (frontends/panel/charts.py). See the README's design notes. Every user string in a figure (run ids, label values, keys, kinds) is escaped with
 :func:`~aeg_jupyter.base.html.esc`, because plotly renders a subset of HTML in legends, titles, tick
 labels, table cells and hover text; user strings reach hover templates only through ``meta`` /
 ``text`` (data), never inside the template, so a ``%{...}`` in a name stays text.
@@ -57,6 +57,27 @@ def trace_keys(ss: SeriesSet, *, raw: SeriesSet | None = None) -> list[tuple[str
     return out
 
 
+def line_dicts(ss: SeriesSet, *, raw: SeriesSet | None = None) -> list[dict[str, Any]]:
+    """The lines of an events :class:`SeriesSet` as plain plotly trace dicts (arrays stay numpy).
+
+    ``raw``: the unsmoothed lines, drawn faint behind, without a legend entry of their own.
+    """
+    traces: list[dict[str, Any]] = []
+    meta_axes = [_axis_title(ss.x_key, ss), esc(ss.y_key)]
+    colors: dict[str, str] = {}
+    for uid, name, x, y in trace_keys(ss, raw=raw):
+        color = colors.setdefault(name, _color(len(colors)))
+        trace = {
+            "type": "scatter", "x": x, "y": y, "mode": "lines", "name": name, "legendgroup": name,
+            "meta": [name, *meta_axes], "hovertemplate": LINE_HOVER, "uid": uid,
+            "line": {"width": 2, "color": color},
+        }  # fmt: skip
+        if uid.startswith("raw-"):
+            trace.update(showlegend=False, opacity=0.25, line={"width": 1, "color": color})
+        traces.append(trace)
+    return traces
+
+
 def series_traces(ss: SeriesSet, *, raw: SeriesSet | None = None) -> list[go.Scatter]:
     """One line per series of an events :class:`SeriesSet` (``raw``: the unsmoothed lines, drawn faint).
 
@@ -64,27 +85,49 @@ def series_traces(ss: SeriesSet, *, raw: SeriesSet | None = None) -> list[go.Sca
         >>> [t.name for t in series_traces(event_series(log, "train_log", y="loss"))]   # doctest: +SKIP
         ['run-20260102-030405-a1b2']
     """
-    traces: list[go.Scatter] = []
-    meta_axes = [_axis_title(ss.x_key, ss), esc(ss.y_key)]
-    colors: dict[str, str] = {}
-    for uid, name, x, y in trace_keys(ss, raw=raw):
-        color = colors.setdefault(name, _color(len(colors)))
-        meta = [name, *meta_axes]
-        if uid.startswith("raw-"):
-            traces.append(
-                go.Scatter(
-                    x=x, y=y, mode="lines", name=name, legendgroup=name, showlegend=False, opacity=0.25,
-                    line={"width": 1, "color": color}, meta=meta, hovertemplate=LINE_HOVER, uid=uid,
-                )
-            )  # fmt: skip
-        else:
-            traces.append(
-                go.Scatter(
-                    x=x, y=y, mode="lines", name=name, legendgroup=name, line={"width": 2, "color": color},
-                    meta=meta, hovertemplate=LINE_HOVER, uid=uid,
-                )
-            )  # fmt: skip
-    return traces
+    return [go.Scatter(t) for t in line_dicts(ss, raw=raw)]
+
+
+_TEMPLATES: dict[str, Any] = {}
+
+
+def mime_bundle(data: list[dict[str, Any]], layout_: dict[str, Any]) -> dict[str, Any]:
+    """Plotly's mime bundle (``application/vnd.plotly.v1+json``) for traces and a layout, built directly.
+
+    The same JSON ``plotly.io`` sends, without validating the figure again (a live redraw builds
+    one every quarter second): float arrays go as base64 typed arrays, times as ISO text.
+
+    Example:
+        >>> b = mime_bundle([{"type": "scatter", "y": np.array([1.0, 2.0])}], {})
+        >>> b["application/vnd.plotly.v1+json"]["data"][0]["y"]
+        {'dtype': 'f8', 'bdata': 'AAAAAAAA8D8AAAAAAAAAQA=='}
+    """
+    import base64
+
+    def encode(v: Any) -> Any:
+        if isinstance(v, np.ndarray):
+            if v.dtype.kind == "M":
+                return np.datetime_as_string(v, unit="ms").tolist()
+            if v.dtype.kind in "fiu":
+                a = np.ascontiguousarray(v, dtype=np.float64)
+                return {"dtype": "f8", "bdata": base64.b64encode(a.tobytes()).decode("ascii")}
+            return v.tolist()
+        if isinstance(v, dict):
+            return {k: encode(x) for k, x in v.items()}
+        if isinstance(v, list | tuple):
+            return [encode(x) for x in v]
+        return v
+
+    lay = dict(layout_)
+    name = lay.get("template")
+    if isinstance(name, str):
+        if name not in _TEMPLATES:
+            import plotly.io as pio
+
+            _TEMPLATES[name] = pio.templates[name].to_plotly_json()
+        lay["template"] = _TEMPLATES[name]
+    figure = {"data": [encode(t) for t in data], "layout": encode(lay), "config": {"plotlyServerURL": ""}}
+    return {"application/vnd.plotly.v1+json": figure, "text/plain": f"<plotly figure: {len(data)} traces>"}
 
 
 def _color(i: int) -> str:
@@ -116,11 +159,8 @@ def series_figure(
     raw: SeriesSet | None = None,
     log: bool = False,
     title: str | None = None,
-    widget: bool = False,
 ) -> go.Figure:
     """A figure of an events series set (lines) or an artifacts one (points, with their ids).
-
-    ``widget=True`` gives a ``FigureWidget`` (live updates from the kernel), else a ``Figure``.
 
     Example:
         >>> fig = series_figure(event_series(log, "train_log", y="loss"), log=True)   # doctest: +SKIP
@@ -128,8 +168,7 @@ def series_figure(
         'log'
     """
     traces = series_traces(ss, raw=raw) if ss.source == "events" else point_traces(ss)
-    cls = go.FigureWidget if widget else go.Figure
-    return cls(data=traces, layout=layout(ss, log=log, title=title))
+    return go.Figure(data=traces, layout=layout(ss, log=log, title=title))
 
 
 def point_traces(ss: SeriesSet) -> list[go.Scatter]:
@@ -201,7 +240,6 @@ def parallel_figure(
     metric: str,
     labels: Sequence[str],
     selected: Sequence[str] = (),
-    widget: bool = False,
     title: str | None = None,
 ) -> go.Figure:
     """Parallel coordinates of artifacts: one axis per label (hyperparameter), the metric last.
@@ -234,18 +272,16 @@ def parallel_figure(
         }  # fmt: skip
     else:
         line = {"color": [a.metrics[metric] for a in rows], "colorscale": "Viridis", "showscale": True}
-    cls = go.FigureWidget if widget else go.Figure
     text = title if title is not None else f"{metric} against labels ({len(rows)} artifacts)"
-    return cls(
+    return go.Figure(
         data=[go.Parcoords(dimensions=dims, line=line, uid="parallel")],
         layout={"title": {"text": esc(text)}, "height": 360, "margin": {"l": 60, "r": 60, "t": 70, "b": 30}},
     )
 
 
-def empty_figure(message: str, *, widget: bool = False) -> go.Figure:
+def empty_figure(message: str) -> go.Figure:
     """A figure with no data and a message in the middle (escaped)."""
-    cls = go.FigureWidget if widget else go.Figure
-    return cls(
+    return go.Figure(
         layout={
             "height": 200, "template": "plotly_white", "xaxis": {"visible": False}, "yaxis": {"visible": False},
             "annotations": [{"text": esc(message), "showarrow": False, "font": {"size": 14, "color": "#666"}}],
@@ -258,6 +294,8 @@ __all__ = [
     "compare_figure",
     "empty_figure",
     "layout",
+    "line_dicts",
+    "mime_bundle",
     "parallel_figure",
     "point_traces",
     "series_figure",

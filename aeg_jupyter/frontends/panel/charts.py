@@ -1,10 +1,11 @@
 """The Charts tab: curves of the chosen runs over steps, live while a loop records, and a comparison
 view of the leaderboard (parallel coordinates of labels against the metric, selected rows highlighted).
 
-The curves are a plotly ``FigureWidget`` fed by :class:`~aeg_jupyter.core.series.LiveSeries`: one
-full read when the kind or metric changes, then only the hot window's new events at each redraw (the
-panel coalesces redraws, :mod:`.live`); ``record`` itself does nothing for the chart. Each redraw
-sends at most :data:`~aeg_jupyter.core.series.MAX_POINTS` points per run to the browser.
+The curves are a plotly figure fed by :class:`~aeg_jupyter.core.series.LiveSeries`: one full read
+when the kind or metric changes, then only the hot window's new events at each redraw (the panel
+coalesces redraws, :mod:`.live`); ``record`` itself does nothing for the chart. Each redraw sends the
+figure as plotly's mime bundle into an ``Output`` widget (:func:`show`), at most
+:data:`~aeg_jupyter.core.series.MAX_POINTS` points per run.
 Selecting leaderboard rows (:meth:`ChartsTab.select_artifacts`) selects their runs here.
 
 Example:
@@ -52,8 +53,8 @@ class ChartsTab(PanelTab):
         board: the leaderboard tab; the comparison view shows its kind and metric (and follows them).
 
     Attributes:
-        figure: the curves (a plotly ``FigureWidget``; ``None`` until the tab is first drawn).
-        parallel: the comparison view (a ``FigureWidget``, or ``None`` when there is nothing to compare).
+        figure: the curves as last drawn (a plotly ``Figure``; ``None`` until the tab is first drawn).
+        parallel: the comparison view as last drawn (a ``Figure``, or ``None`` when there is nothing to compare).
 
     Example:
         >>> tab = panel.charts_tab                    # doctest: +SKIP
@@ -76,13 +77,12 @@ class ChartsTab(PanelTab):
         self.artifacts = context.store.artifacts
         self._board = board
         self.live: LiveSeries | None = None
-        self.figure: Any = None  # plotly is imported when the tab is first drawn
+        self._figure: Any = None  # built from _figure_parts when asked for
+        self._figure_parts: tuple[list[dict[str, Any]], dict[str, Any]] | None = None
         self.parallel: Any = None
         self.selected_artifacts: list[str] = []
         self._parallel_key: tuple[Any, ...] | None = None
         self._chosen_by_user = False
-        self._look: dict[str, Any] | None = None  # the curves' layout as last sent
-        self._drawn: list[tuple[str, str]] = []  # the curves' lines as last sent
 
         self.kind = widgets.Dropdown(description="kind", options=[], style=WIDE)
         self.metric = widgets.Dropdown(description="metric", options=[], style=WIDE)
@@ -100,9 +100,9 @@ class ChartsTab(PanelTab):
         ):  # fmt: skip
             w.add_class(cls)
         self.note = widgets.HTML()
-        self.curves = widgets.Box(layout=widgets.Layout(width="100%"))
+        self.curves = widgets.Output(layout=widgets.Layout(width="100%"))
         self.compare_note = widgets.HTML()
-        self.compare = widgets.Box(layout=widgets.Layout(width="100%"))
+        self.compare = widgets.Output(layout=widgets.Layout(width="100%"))
         self.children = [
             widgets.HBox([self.kind, self.metric, self.scope], layout=widgets.Layout(flex_flow="row wrap")),
             widgets.HBox([self.runs, widgets.VBox([self.smooth, self.log_y])]),
@@ -119,6 +119,20 @@ class ChartsTab(PanelTab):
             self._redraw_on_change(board.kind, board.metric)
 
     # -- public ------------------------------------------------------------------------------------
+    @property
+    def figure(self) -> Any:
+        """The curves as last drawn, as a plotly ``Figure`` (``None`` before the first draw).
+
+        Example:
+            >>> [t.name for t in panel.charts_tab.figure.data]   # doctest: +SKIP
+        """
+        if self._figure is None and self._figure_parts is not None:
+            import plotly.graph_objects as go
+
+            data, look = self._figure_parts
+            self._figure = go.Figure(data=[go.Scatter(t) for t in data], layout=look)
+        return self._figure
+
     def select_artifacts(self, artifact_ids: Sequence[str]) -> None:
         """Highlight these artifacts in the comparison view and select their runs in the curves.
 
@@ -142,9 +156,6 @@ class ChartsTab(PanelTab):
                 self.runs.value = tuple(runs)
         self._redraw()
 
-    def detached(self) -> list[widgets.Widget]:
-        return [w for w in (self.figure, self.parallel) if w is not None]
-
     # -- drawing -----------------------------------------------------------------------------------
     def refresh(self) -> None:
         """Pick kind and metric, take in new events, redraw the curves and (if it changed) the comparison."""
@@ -157,7 +168,7 @@ class ChartsTab(PanelTab):
         live = self.live
         if kind is None:
             self.note.value = EMPTY_NOTE
-            self.curves.children = []
+            self.curves.outputs = ()
         elif (
             live is None
             or live.kind != kind
@@ -181,7 +192,7 @@ class ChartsTab(PanelTab):
             set_options(self.metric, options, metric)
         if metric is None or len(cols) == 0:
             self.live = None
-            self.curves.children = []
+            self.curves.outputs = ()
             self.note.value = f"<i>No {esc(kind)} events with numbers in this scope.</i>"
             return
         self.live = LiveSeries(self.event_log, kind, y=metric, where=scope)
@@ -201,7 +212,7 @@ class ChartsTab(PanelTab):
         return chosen
 
     def _draw_curves(self) -> None:
-        from ..charts import layout, series_traces, trace_keys
+        from ..charts import layout, line_dicts, mime_bundle
 
         live = self.live
         assert live is not None
@@ -209,31 +220,12 @@ class ChartsTab(PanelTab):
         n = self.smooth.value
         ss = live.series_set(names=chosen, smooth_points=n)
         raw = live.series_set(names=chosen) if n > 1 else None
-        look = layout(ss, log=self.log_y.value, title=f"{live.kind}: {live.y} over {ss.x_key}")
-        keys = trace_keys(ss, raw=raw)
-        fig = self.figure
-        if fig is None:
-            import plotly.graph_objects as go
-
-            fig = self.figure = go.FigureWidget(data=series_traces(ss, raw=raw), layout=look)
-            fig.layout.uirevision = "aeg"  # zoom and hidden lines survive redraws
-        elif self._drawn == [(k[0], k[1]) for k in keys] and len(fig.data) == len(keys):
-            # the same lines: send only their new points (a live redraw)
-            with fig.batch_update():
-                for trace, (_uid, _name, x, y) in zip(fig.data, keys, strict=True):
-                    trace.x, trace.y = x, y
-                if look != self._look:
-                    fig.layout.update(look)
-        else:
-            with fig.batch_update():
-                fig.data = []
-                fig.add_traces(series_traces(ss, raw=raw))
-                if look != self._look:
-                    fig.layout.update(look)
-        self._look = look
-        self._drawn = [(k[0], k[1]) for k in keys]  # (FigureWidget gives its traces uids of its own)
-        if tuple(self.curves.children) != (fig,):
-            self.curves.children = [fig]
+        title = f"{live.kind}: {live.y} over {ss.x_key}" + (f" (mean of {n})" if n > 1 else "")
+        data, look = line_dicts(ss, raw=raw), layout(ss, log=self.log_y.value, title=title)
+        self._figure = None
+        self._figure_parts = (data, look)
+        # hot path of a live redraw: plain dicts to JSON, no figure validation (see mime_bundle)
+        self.curves.outputs = ({"output_type": "display_data", "data": mime_bundle(data, look), "metadata": {}},)
         points = ss.points
         self.note.value = (
             f"<span style='color:#555'>{len(ss.series)} of {len(live.names)} runs, {points:,} points"
@@ -247,7 +239,7 @@ class ChartsTab(PanelTab):
         kind, metric = (board.kind.value, board.metric.value) if board is not None else (None, None)
         if not kind or not metric:
             self.compare_note.value = ""
-            self.compare.children = []
+            self.compare.outputs = ()
             return
         scope = self.context.scope(self.scope.value)
         arts = [a for a in self.artifacts.list(kind=kind, where=scope) if metric in a.metrics]
@@ -260,28 +252,18 @@ class ChartsTab(PanelTab):
             self.compare_note.value = (
                 f"<i>The comparison view needs {esc(kind)} artifacts with labels and metric {esc(metric)}.</i>"
             )
-            self.compare.children = []
+            self.compare.outputs = ()
             return
         from ..charts import parallel_figure
 
-        fig = parallel_figure(arts, metric=metric, labels=labels, selected=self.selected_artifacts)
-        if self.parallel is None:
-            import plotly.graph_objects as go
-
-            self.parallel = go.FigureWidget(fig)
-        else:
-            with self.parallel.batch_update():
-                self.parallel.data = []
-                self.parallel.add_traces(list(fig.data))
-                self.parallel.layout.update(fig.layout)
+        self.parallel = parallel_figure(arts, metric=metric, labels=labels, selected=self.selected_artifacts)
+        show(self.compare, self.parallel)
         chosen = len(set(self.selected_artifacts) & {a.artifact_id for a in arts})
         self.compare_note.value = (
             f"<span style='color:#555'>{len(arts)} {esc(kind)} by labels against <b>{esc(metric)}</b>"
             + (f"; {chosen} selected on the leaderboard, in red" if chosen else "")
             + "</span>"
         )
-        if tuple(self.compare.children) != (self.parallel,):
-            self.compare.children = [self.parallel]
 
     # -- events ------------------------------------------------------------------------------------
     def _on_kind(self, _change: dict[str, Any]) -> None:
@@ -295,4 +277,18 @@ class ChartsTab(PanelTab):
         self._redraw()
 
 
-__all__ = ["ChartsTab"]
+def show(out: widgets.Output, fig: Any) -> None:
+    """Show a plotly figure in an Output widget as plotly's own mime bundle (one message, no comm per figure).
+
+    JupyterLab and Notebook 7 draw it with the renderer extension in the plotly wheel, VS Code
+    natively. (``FigureWidget`` would take diffs instead, but drew empty plots in JupyterLab 4.6 with
+    plotly 6.9 / 7.1 and anywidget 0.11 in our browser test; see the README's design notes.)
+    """
+    import plotly.io as pio
+
+    bundle = pio.renderers["plotly_mimetype"].to_mimebundle(fig.to_dict())
+    bundle["text/plain"] = f"<{type(fig).__name__} with {len(fig.data)} traces>"
+    out.outputs = ({"output_type": "display_data", "data": bundle, "metadata": {}},)
+
+
+__all__ = ["ChartsTab", "show"]
