@@ -131,4 +131,3 @@ def test_a_read_only_root_for_a_user_without_write_access(store_root):
     assert out["list"] == ["note"] and out["recent"] == 50 and out["verify"], out
     assert "read-only" in out["gc"] and "read-only" in out["record"], out
     _check_after(store_root, recorded=False)
-
