@@ -170,8 +170,12 @@ def numbers(text: pa.Array | pa.ChunkedArray, key: str) -> np.ndarray:
         >>> numbers(pa.array(['{"step": 1, "loss": 0.5}', '{"step": 2}', None]), "loss")
         array([0.5, nan, nan])
     """
-    if isinstance(text, pa.ChunkedArray):
-        text = text.combine_chunks() if text.num_chunks else pa.array([], pa.string())
+    if isinstance(text, pa.ChunkedArray):  # one part at a time: no copy of the whole column
+        if text.num_chunks == 1:
+            text = text.chunk(0)
+        else:
+            parts = [numbers(c, key) for c in text.chunks]
+            return np.concatenate(parts) if parts else np.full(0, np.nan)
     if text.type == pa.large_string():
         text = text.cast(pa.string()) if len(text) < 2**20 else text
     n = len(text)
@@ -322,10 +326,10 @@ def values_of(cols: EventColumns, key: str, keys: KindKeys | None = None) -> np.
     """``key`` of each event: from ``data``, else from the metrics (NaN where neither has it)."""
     keys = keys or kind_keys(cols)
     if key in keys.data or key not in keys.metrics:
-        y = numbers(cols.column("text"), key)
+        y = numbers(cols.table.column("text"), key)
         if key in keys.data or not np.isnan(y).all():
             return y
-    return numbers(cols.column("metrics"), key)
+    return numbers(cols.table.column("metrics"), key)
 
 
 def _groups(cols: EventColumns, by: str) -> tuple[np.ndarray, list[str]]:
