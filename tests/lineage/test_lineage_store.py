@@ -158,6 +158,7 @@ def test_the_panel_shows_inputs_that_select_them_and_the_producing_cell(ip: Any)
         tab.refresh()
         tab.listing.value = m.artifact_id
         heading, row, source = tab.lineage.children
+        assert heading.value == "<b>made from</b>"
         (button,) = row.children
         assert button.description == f"dataset {ds.short_id}" and button.tooltip == ds.artifact_id
         assert "# train &lt;b&gt;here&lt;/b&gt;" in source.value and "<b>here</b>" not in source.value
