@@ -22,7 +22,7 @@ import pyarrow as pa
 import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
-from .fsops import exchange_dirs, file_lock, fsync_path, remove_tree, try_lock
+from .fsops import exchange_dirs, file_lock, fsync_path, make_dirs, remove_tree, try_lock
 from .layout import Layout, Part, PartName
 from .schemas import conform, schema_problem
 
@@ -55,7 +55,7 @@ def compact_partition(table: PartTable, kind: str, *, min_parts: int = 16, max_r
 
     Runs under a lock file so two processes never compact the same table at once.
     """
-    os.makedirs(table.dir, exist_ok=True)
+    make_dirs(table.dir)
     fd = try_lock(os.path.join(table.dir, ".compact.lock"))
     if fd is None:
         return 0  # another process is compacting this table
@@ -78,7 +78,7 @@ def compact_partition(table: PartTable, kind: str, *, min_parts: int = 16, max_r
         pdir = table.layout.partition_dir(table.spec.name, kind)
         name = str(PartName(max_ts, "compact" + table.writer, seq))
         staging = os.path.join(table.layout.writer_tmp_dir(table.writer), f"swap-{os.urandom(6).hex()}")
-        os.makedirs(staging)
+        make_dirs(staging)  # 0755 whatever the umask: it becomes the partition folder
         try:
             _merge(table, small, os.path.join(staging, name))
             with file_lock(os.path.join(table.dir, SWAP_LOCK), shared=False):

@@ -349,7 +349,7 @@ def _flush_dead_spools(tables: Mapping[str, Table], writer: str, wdir: str, root
 
 def _quarantine_file(root: str, writer: str, path: str) -> str:
     dest_dir = os.path.join(root, QUARANTINE, writer)
-    os.makedirs(dest_dir, exist_ok=True)
+    make_dirs(dest_dir)
     dest = os.path.join(dest_dir, os.path.basename(path))
     os.replace(path, dest)
     return dest
@@ -357,9 +357,9 @@ def _quarantine_file(root: str, writer: str, path: str) -> str:
 
 def _quarantine_lines(root: str, writer: str, fname: str, lines: list[bytes]) -> None:
     dest_dir = os.path.join(root, QUARANTINE, writer)
-    os.makedirs(dest_dir, exist_ok=True)
+    make_dirs(dest_dir)
     dest = os.path.join(dest_dir, fname + ".bad")
-    with open(dest, "ab") as f:
+    with open(os.open(dest, os.O_WRONLY | os.O_CREAT | os.O_APPEND, FILE_MODE), "ab") as f:
         f.write(b"".join(line.rstrip(b"\n") + b"\n" for line in lines))
     warnings.warn(
         f"{len(lines)} damaged line(s) of the spool {fname} were set aside in {dest} (quarantine)",

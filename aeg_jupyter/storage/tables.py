@@ -27,7 +27,7 @@ import pyarrow.parquet as pq
 from ..base.errors import InvalidInputError, StoreWarning, StoreWriteError
 from ..base.times import to_us
 from .compaction import SWAP_LOCK, compact_partition
-from .fsops import atomic, file_lock, fsync_path, unlink_quietly
+from .fsops import atomic, file_lock, fsync_path, make_dirs, unlink_quietly
 from .layout import (
     KIND_FILE,
     PART_SUFFIX,
@@ -151,7 +151,7 @@ class Table:
 
     def _open_spool(self) -> None:
         path = self.layout.spool_file(self.writer, self.spec.name, self._seq)
-        os.makedirs(os.path.dirname(path), exist_ok=True)
+        make_dirs(os.path.dirname(path))
         self._fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
         self._spool_size = os.fstat(self._fd).st_size
         if self.fsync:  # the new file's directory entry must survive a power loss too
@@ -195,7 +195,7 @@ class Table:
         for r in rows:
             by_kind.setdefault(r["kind"], []).append(r)
         written: list[str] = []
-        os.makedirs(self.dir, exist_ok=True)
+        make_dirs(self.dir)
         try:
             # shared: a compaction swapping a partition directory waits until these parts are in
             with file_lock(os.path.join(self.dir, SWAP_LOCK), shared=True):
