@@ -219,6 +219,7 @@ class ArtifactStore:
         art = self.get(ref)
         if art.pinned:
             raise InvalidInputError(f"artifact {art.artifact_id} is pinned; unpin it first if you really want it gone")
+        self._maintenance.refuse_if_damaged("delete", thorough=False)  # an unreadable part may pin it
         self._append_op(art.artifact_id, "delete")
         return art
 

@@ -213,17 +213,22 @@ class Maintenance:
                 "(gc(dry_run=True), verify()): open it where you can write to change it"
             )
 
-    def refuse_if_damaged(self, what: str) -> None:
+    def refuse_if_damaged(self, what: str, *, thorough: bool = True) -> None:
         """Raise while a part or spool that may hold pins or artifact rows cannot be read.
 
         Such a file may pin an artifact or reference a blob: deleting by what the readable rest
         says could free data it protects. ``verify(repair=True)`` moves the damage aside first.
+        ``thorough`` reads every part again (gc); without it, the damage this process's reads
+        met is enough (a ``delete``: the catalog read every part when it loaded).
 
         Raises:
             CorruptionError: naming the files and ``verify --repair``.
         """
         damaged = [
-            p for name in ("artifacts", "ops") if name in self._tables for p in self._tables[name].damaged_files()
+            p
+            for name in ("artifacts", "ops")
+            if name in self._tables
+            for p in self._tables[name].damaged_files(thorough=thorough)
         ]
         if damaged:
             shown = ", ".join(damaged[:3]) + (" ..." if len(damaged) > 3 else "")

@@ -326,13 +326,13 @@ class Table:
         self._damaged.add(path)
         warnings.warn(message, StoreWarning, stacklevel=4)
 
-    def damaged_files(self) -> list[str]:
+    def damaged_files(self, *, thorough: bool = True) -> list[str]:
         """Parts and spools of this table that cannot be read, wholly or in part, and are still there.
 
         The parts whose footer or schema is bad (:meth:`unreadable_parts`, checked now) and every
         file a read of this process had to skip something of.
         """
-        found = set(self.unreadable_parts(full=True))
+        found = set(self.unreadable_parts(full=True)) if thorough else set()
         found.update(p for p in self._damaged if os.path.exists(p))
         return sorted(found)
 
