@@ -32,7 +32,11 @@ class Origin(Protocol):
 
 
 class Artifacts:
-    """Durable, content-addressed files, directories, JSON and text (the tutorial's ``arts``)."""
+    """Durable, content-addressed files, directories, JSON and text (the tutorial's ``arts``).
+
+    Every save also takes ``inputs=[...]`` (artifacts or ids): they join the artifacts this cell
+    read before the save as the new artifact's ``inputs`` (see :meth:`lineage`).
+    """
 
     def __init__(self, context: Origin, artifacts: ArtifactStore) -> None:
         self.context = context
