@@ -262,7 +262,8 @@ def test_delete_and_gc_free_exactly_what_dry_run_reported(context, monkeypatch):
     assert run(arts.load_text(shared)) == "old 0" and run(arts.load_text(keep)) == "pinned"
     with pytest.raises(NotFoundError, match="was deleted"):
         run(arts.get(old[1].artifact_id))
-    assert str(real) == "gc freed 2 artifacts, 1 blobs, 5 bytes"
+    assert real.summary() == "gc freed 2 artifacts, 1 blobs, 5 B (5 bytes)"
+    assert str(real).startswith(real.summary() + ":\n") and old[1].short_id in str(real)  # and the table
 
 
 def test_gc_older_than_keeps_recent_and_grace_protects_new_blobs(context):
