@@ -63,6 +63,8 @@ FULL = {
     "big_file_trials": 5,
     "cold_repeats": 3,
     "query_n": 50,
+    "chart_events": [100_000, 1_000_000],
+    "chart_record_n": 100_000,
 }
 QUICK = {
     "latency_n": 1000,
@@ -81,6 +83,8 @@ QUICK = {
     "big_file_trials": 1,
     "cold_repeats": 1,
     "query_n": 10,
+    "chart_events": [100_000],
+    "chart_record_n": 20_000,
 }
 
 EVENT = {"epoch": 1, "loss": 0.25, "acc": 0.91}
@@ -518,6 +522,75 @@ def bench_save_file(cfg: dict[str, Any], tmp: str, peers: dict[str, Any]) -> dic
 # ============================================================================================
 # report
 # ============================================================================================
+# ============================================================================================
+# 6. charts: %aeg plot over N events; what a live Charts tab adds to `record`
+# ============================================================================================
+def bench_charts(cfg: dict[str, Any], tmp: str) -> dict[str, Any]:
+    """``%aeg plot KIND --y loss`` over a store of N events (warm: plotly imported), and ``record``
+    into a store with a panel showing its Charts tab against ``record`` into a store without one
+    (alternating calls: same machine; the mean holds the coalesced redraws)."""
+    from aeg_jupyter.frontends.commands import Session, run_command
+    from aeg_jupyter.frontends.panel import Panel
+
+    out: dict[str, Any] = {"plot": []}
+    root = os.path.join(tmp, "charts-store")
+    ctx = aeg_jupyter.connect(root)
+    events = ctx.store.event_log
+    session = Session(ctx, prefix="%aeg", user_ns={})
+    have = 0
+    t_first = None
+    for n in cfg["chart_events"]:
+        t = time.perf_counter()
+        while have < n:
+            events.record("train_log", {"step": have, "loss": 1.0 / (1 + have), "lr": 1e-3}, origin=ctx.origin)
+            have += 1
+        ctx.store.event_table.flush()
+        record_s = time.perf_counter() - t
+        argv = ["plot", "train_log", "--y", "loss"]
+        if t_first is None:
+            t_first, fig = time_once(lambda argv=argv: run_command(session, argv))
+        collect()
+        warm = median_of(lambda argv=argv: run_command(session, argv), 3 if n >= 1_000_000 else 5)
+        fig = run_command(session, argv)
+        points = max(len(tr.y) for tr in fig.data)
+        out["plot"].append({"events": n, "seconds": warm, "max_points_per_line": points, "filled_s": record_s})
+        log(f"  plot over {n:,} events: {warm * 1000:.0f} ms (<= {points} points per line)")
+    out["first_plot_s"] = t_first
+    ctx.close()
+    shutil.rmtree(root, ignore_errors=True)
+
+    bare = aeg_jupyter.connect(os.path.join(tmp, "charts-bare"))
+    watched = aeg_jupyter.connect(os.path.join(tmp, "charts-watched"))
+    for c in (bare, watched):
+        for i in range(200):
+            c.store.event_log.record("train_log", {"step": i, "loss": 1.0 / (1 + i)}, origin=c.origin)
+    panel = Panel(watched, tab="charts")
+    redraws = panel.renders
+    start = 200
+    ev_bare, ev_watched = bare.store.event_log, watched.store.event_log
+    o_bare, o_watched = bare.origin, watched.origin
+    collect()
+    a, b = time_pair(
+        lambda i: ev_bare.record("train_log", {"step": start + i, "loss": 1.0 / (start + i)}, origin=o_bare),
+        lambda i: ev_watched.record("train_log", {"step": start + i, "loss": 1.0 / (start + i)}, origin=o_watched),
+        cfg["chart_record_n"],
+        warmup=50,
+    )
+    out["record_bare"], out["record_live_chart"] = a, b
+    out["live_redraws"] = panel.renders - redraws
+    out["live_points_shown"] = max(len(t.y) for t in panel.charts_tab.figure.data)
+    out["added_mean_us"] = b["mean_us"] - a["mean_us"]
+    out["added_median_us"] = b["median_us"] - a["median_us"]
+    log(
+        f"  record: {a['mean_us']:.1f} us mean without a chart, {b['mean_us']:.1f} us with a live Charts tab "
+        f"({out['live_redraws']} redraws)"
+    )
+    panel.close()
+    bare.close()
+    watched.close()
+    return out
+
+
 def budgets(res: dict[str, Any]) -> list[dict[str, Any]]:
     """The design budgets (README, "Benchmarks"), row by row: measured value, peer figure, ratio, met or not."""
     rows: list[dict[str, Any]] = []
@@ -604,6 +677,17 @@ def budgets(res: dict[str, Any]) -> list[dict[str, Any]]:
             )
             add(name, "median <= 150 µs", f"median {fmt_us(st['median_us'])}, p99 {fmt_us(st['p99_us'])}",
                 st["median_us"] <= 150, floor)  # fmt: skip
+    ch = res.get("charts")
+    if ch:
+        for p in ch["plot"]:
+            limit = 0.300 if p["events"] <= 100_000 else 1.0
+            add(f"`%aeg plot` over {p['events']:,} events of one kind (warm)", f"<= {limit * 1000:.0f} ms to a figure",
+                f"{p['seconds'] * 1000:.0f} ms, <= {p['max_points_per_line']:,} points per line",
+                p["seconds"] <= limit)  # fmt: skip
+        add("`record` with a live Charts tab (mean, redraws included)", "adds <= 5 µs",
+            f"+{ch['added_mean_us']:.1f} µs ({fmt_us(ch['record_bare']['mean_us'])} -> "
+            f"{fmt_us(ch['record_live_chart']['mean_us'])}, {ch['live_redraws']} redraws)",
+            ch["added_mean_us"] <= 5)  # fmt: skip
     return rows
 
 
@@ -829,7 +913,7 @@ def plot(res: dict[str, Any], path: str) -> bool:
     return True
 
 
-SECTIONS = ("write_latency", "small_saves", "events", "artifacts", "save_file")
+SECTIONS = ("write_latency", "small_saves", "events", "artifacts", "save_file", "charts")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -875,6 +959,7 @@ def main(argv: list[str] | None = None) -> int:
             ("events", lambda: bench_events(cfg, tmp)),
             ("artifacts", lambda: bench_artifacts(cfg, tmp, peers)),
             ("save_file", lambda: bench_save_file(cfg, tmp, peers)),
+            ("charts", lambda: bench_charts(cfg, tmp)),
         ):
             if name not in only:
                 continue

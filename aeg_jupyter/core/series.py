@@ -617,55 +617,100 @@ class LiveSeries:
         return self._x_key
 
     def update(self) -> int:
-        """Take in events recorded since the last call; returns how many points were added."""
+        """Take in events recorded since the last call; returns how many points were added.
+
+        From the hot window when it still holds everything since the last call; else (a fast loop
+        recorded more than the window holds) from this writer's unflushed rows and the Parquet
+        parts flushed since: only new rows are read either way.
+        """
         hot = self.log.hot
         items = hot.items
-        if not items or (items[-1][0], items[-1][1]) <= self._cursor:
-            return 0
-        if not hot.complete and (items[0][0], items[0][1]) > self._cursor:
-            before = self.count
-            self._reload()
-            return self.count - before
-        lo, hi = 0, len(items)
         cursor = self._cursor
+        if not items or (items[-1][0], items[-1][1]) <= cursor:
+            return 0
+        if not hot.complete and (items[0][0], items[0][1]) > cursor:
+            rows = self._rows_since(cursor)
+            newest = max(cursor, (items[-1][0], items[-1][1]))
+            if rows:
+                newest = max(newest, max((r["ts"], r["event_id"]) for r in rows))
+            self._cursor = newest
+            metrics = [r.get("metrics") for r in rows]
+            return self._take(
+                [r["ts"] for r in rows], [r.get("run_id") for r in rows], [r.get("text") for r in rows],
+                lambda i: _loads(metrics[i]),
+            )  # fmt: skip
+        lo, hi = 0, len(items)
         while lo < hi:  # first item newer than the cursor
             mid = (lo + hi) // 2
             if (items[mid][0], items[mid][1]) <= cursor:
                 lo = mid + 1
             else:
                 hi = mid
-        added: dict[str, tuple[list[float], list[float]]] = {}
-        for ts, _eid, ev in items[lo:]:
-            if ev.kind != self.kind or (self.where and not self.where.matches(ev)):
-                continue
-            point = self._point(ts, ev)
-            if point is not None:
-                xs, ys = added.setdefault(ev.run_id or NO_VALUE, ([], []))
-                xs.append(point[0])
-                ys.append(point[1])
+        new = [
+            ev for _ts, _eid, ev in items[lo:] if ev.kind == self.kind and (not self.where or self.where.matches(ev))
+        ]
+        ts = [t for t, _eid, ev in items[lo:] if ev.kind == self.kind and (not self.where or self.where.matches(ev))]
         self._cursor = (items[-1][0], items[-1][1])
+        return self._take(ts, [ev.run_id for ev in new], [ev.text for ev in new], lambda i: new[i].metrics)
+
+    def _rows_since(self, cursor: tuple[int, str]) -> list[dict[str, Any]]:
+        """Rows of this kind newer than ``cursor``: parts flushed since, then this writer's spool."""
+        table = self.log.table
+        where = self.where
+        out: dict[str, dict[str, Any]] = {}
+
+        def keep(r: dict[str, Any]) -> bool:
+            return (
+                (r["ts"], r["event_id"]) > cursor
+                and (where.run_id is None or r.get("run_id") == where.run_id)
+                and (where.graph_id is None or r.get("graph_id") == where.graph_id)
+                and (where.node_id is None or r.get("node_id") == where.node_id)
+            )
+
+        for part in table.list_parts([self.kind]):
+            if part.name.max_ts < cursor[0]:
+                continue
+            t = table.read_part_table(part)
+            if t is None or t.num_rows == 0:
+                continue
+            ts = as_micros(t.column("ts"))
+            t = t.filter(pc.greater_equal(ts, cursor[0])).select([c for c in _COLUMNS if c != "ts"])
+            newer = pc.filter(ts, pc.greater_equal(ts, cursor[0])).to_pylist()
+            for r, when in zip(t.to_pylist(), newer, strict=True):
+                r["ts"] = when
+                if keep(r):
+                    out[r["event_id"]] = r
+        for r in table.pending_rows:
+            if r.get("kind") == self.kind and keep(r):
+                out[r["event_id"]] = r
+        return sorted(out.values(), key=lambda r: (r["ts"], r["event_id"]))
+
+    def _take(self, ts: list[int], runs: list[str | None], texts: list[str | None], metrics_of: Any) -> int:
+        if not ts:
+            return 0
+        # the numbers of all new events at once (Arrow string kernels), not json.loads per event
+        arr = pa.array(texts, pa.string())
+        yv = self._values(arr, metrics_of, self.y)
+        xv = np.array(ts, dtype=np.float64) if self._x_key == TIME else self._values(arr, metrics_of, self._x_key)
+        ok = ~np.isnan(yv) & ~np.isnan(xv)
+        names = np.array([r or NO_VALUE for r in runs], dtype=object)
         n = 0
-        for name, (xs, ys) in added.items():
+        for name in dict.fromkeys(names[ok].tolist()):
+            sel = ok & (names == name)
             bx, by_ = self._data.setdefault(name, ([], []))
-            bx.append(np.array(xs))
-            by_.append(np.array(ys))
-            n += len(xs)
+            bx.append(xv[sel])
+            by_.append(yv[sel])
+            n += int(sel.sum())
         return n
 
-    def _point(self, ts: int, ev: Event) -> tuple[float, float] | None:
-        data = ev.data
-        yv = _number_of(data, self.y)
-        if math.isnan(yv) and ev.metrics:
-            m = ev.metrics.get(self.y)
-            yv = float(m) if m is not None else math.nan
-        if math.isnan(yv):
-            return None
-        if self._x_key == TIME:
-            return float(ts), yv
-        xv = _number_of(data, self._x_key)
-        if math.isnan(xv) and ev.metrics and self._x_key in ev.metrics:
-            xv = float(ev.metrics[self._x_key])
-        return None if math.isnan(xv) else (xv, yv)
+    @staticmethod
+    def _values(texts: pa.Array, metrics_of: Any, key: str) -> np.ndarray:
+        values = numbers(texts, key)
+        for i in np.flatnonzero(np.isnan(values)):  # not in data: a metric of that name, if any
+            metrics = metrics_of(int(i))
+            if isinstance(metrics, dict) and isinstance(metrics.get(key), int | float):
+                values[i] = float(metrics[key])
+        return values
 
     @property
     def count(self) -> int:

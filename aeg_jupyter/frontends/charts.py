@@ -31,6 +31,8 @@ HEIGHT = 420
 LINE_HOVER = "%{meta[0]}<br>%{meta[1]}=%{x}<br>%{meta[2]}=%{y:.6g}<extra></extra>"
 POINT_HOVER = "%{text}<br>%{meta[1]}=%{x}<br>%{meta[2]}=%{y:.6g}<extra></extra>"
 SELECTED_COLOR = "#d62728"
+# plotly_white's look, spelled out: a named template is copied and validated on every figure (0.2 s)
+AXIS = {"gridcolor": "#ebebeb", "zerolinecolor": "#ebebeb", "linecolor": "#c8c8c8", "showline": True}
 
 
 def _x_values(s: Series, ss: SeriesSet) -> Any:
@@ -143,12 +145,12 @@ def layout(ss: SeriesSet, *, log: bool = False, title: str | None = None) -> dic
     text = title if title is not None else f"{ss.kind}: {what}"
     return {
         "title": {"text": esc(text)},
-        "xaxis": {"title": {"text": _axis_title(ss.x_key, ss)}},
-        "yaxis": {"title": {"text": esc(ss.y_key)}, "type": "log" if log else "linear"},
+        "xaxis": {"title": {"text": _axis_title(ss.x_key, ss)}, **AXIS},
+        "yaxis": {"title": {"text": esc(ss.y_key)}, "type": "log" if log else "linear", **AXIS},
         "legend": {"title": {"text": esc(ss.by)}} if ss.by else {},
         "height": HEIGHT,
         "margin": {"l": 60, "r": 20, "t": 50, "b": 50},
-        "template": "plotly_white",
+        "plot_bgcolor": "white",
         "hovermode": "closest",
     }
 
@@ -219,7 +221,7 @@ def compare_figure(ss: SeriesSet, table: Mapping[str, Mapping[str, Any]], *, log
     )  # fmt: skip
     base = layout(ss, log=log, title=f"{ss.kind}: {ss.y_key}, {len(runs)} runs")
     fig.update_layout(
-        title=base["title"], legend=base["legend"], height=HEIGHT, margin=base["margin"], template="plotly_white"
+        title=base["title"], legend=base["legend"], height=HEIGHT, margin=base["margin"], plot_bgcolor="white"
     )
     fig.update_xaxes(title_text=base["xaxis"]["title"]["text"], row=1, col=1)
     fig.update_yaxes(title_text=base["yaxis"]["title"]["text"], type=base["yaxis"]["type"], row=1, col=1)
@@ -283,7 +285,7 @@ def empty_figure(message: str) -> go.Figure:
     """A figure with no data and a message in the middle (escaped)."""
     return go.Figure(
         layout={
-            "height": 200, "template": "plotly_white", "xaxis": {"visible": False}, "yaxis": {"visible": False},
+            "height": 200, "plot_bgcolor": "white", "xaxis": {"visible": False}, "yaxis": {"visible": False},
             "annotations": [{"text": esc(message), "showarrow": False, "font": {"size": 14, "color": "#666"}}],
         }
     )  # fmt: skip
