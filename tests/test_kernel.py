@@ -142,7 +142,7 @@ def test_notebook_of_aeg_cells_and_tutorial_awaits(tmp_path: Any, store: str) ->
             assert b.artifact_id == art.artifact_id
             kind = "checkpoint"
             hits = %aeg search $kind --label exp=A
-            assert list(hits["artifact_id"]) == [art.artifact_id]
+            assert list(hits["short_id"]) == [art.short_id]
             """
         )
         shown = k.run("%aeg show {art.short_id}")
