@@ -19,6 +19,7 @@ import json
 import os
 import time
 import warnings
+from bisect import bisect_right
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -41,7 +42,8 @@ CONFIGURATION = {
     "delta.deletedFileRetentionDuration": "interval 1 days",
 }
 VACUUM_HOURS = 24
-_WRITER_PROPERTIES = WriterProperties(compression="ZSTD")
+ROW_GROUP = 65_536  # rows per row group: reading one row reads its group (as format 1's parts)
+_WRITER_PROPERTIES = WriterProperties(compression="ZSTD", max_row_group_size=ROW_GROUP)
 _COMMIT_ATTEMPTS = 8
 
 
@@ -190,9 +192,37 @@ class DeltaLakeTable:
         return proto.min_reader_version <= 1 and not proto.reader_features
 
     def read_file(self, f: DataFile, columns: Sequence[str] | None = None) -> pa.Table:
-        """One data file's ``columns`` (all, if None), the partition column added when asked for."""
+        """One data file's ``columns`` (all, if None), the partition column added when asked for.
+
+        NOTE: ``ParquetFile``, not ``pq.read_table``: the latter goes through ``pyarrow.dataset``,
+        which imports pandas (a cold open's budget, docs/format2.md).
+        """
         cols = None if columns is None else [c for c in columns if c != PARTITION]
-        table = pq.read_table(f.path, columns=cols)
+        with pq.ParquetFile(f.path) as pf:
+            table = pf.read(columns=cols)
+        return self._with_partition(table, f, columns)
+
+    def read_rows(self, f: DataFile, rows: Sequence[int], columns: Sequence[str] | None = None) -> pa.Table:
+        """Rows ``rows`` (indices within the file, in that order) of one data file: only the row
+        groups holding them are read."""
+        cols = None if columns is None else [c for c in columns if c != PARTITION]
+        with pq.ParquetFile(f.path) as pf:
+            meta = pf.metadata
+            starts = [0]
+            for g in range(meta.num_row_groups):
+                starts.append(starts[-1] + meta.row_group(g).num_rows)
+            groups = sorted({bisect_right(starts, r) - 1 for r in rows})
+            table = pf.read_row_groups(groups, columns=cols)
+        # offsets of the wanted rows inside the concatenation of the groups read
+        base, offset = {}, 0
+        for g in groups:
+            base[g] = offset
+            offset += starts[g + 1] - starts[g]
+        take = [base[bisect_right(starts, r) - 1] + r - starts[bisect_right(starts, r) - 1] for r in rows]
+        return self._with_partition(table.take(take), f, columns)
+
+    @staticmethod
+    def _with_partition(table: pa.Table, f: DataFile, columns: Sequence[str] | None) -> pa.Table:
         if columns is None or PARTITION in columns:
             table = table.append_column(PARTITION, pa.array([f.kind] * table.num_rows, pa.string()))
         if columns is not None:

@@ -1,0 +1,429 @@
+"""The columnar catalog of a format-2 store: queries answered from Arrow columns and numpy arrays.
+
+Opening reads the artifacts table's snapshot (its log and the list of its files) and folds the ops
+table (pin / unpin / delete); no artifact column is read until a query needs it, and then only that
+column, only for the kinds asked about, once (later queries reuse it). ``best`` is an argmax over a
+metric's values, ``search`` a boolean mask over labels and scope columns; an ``Artifact`` is built
+only for the rows a call returns, from the row groups that hold them. Rows not yet committed (spools)
+are few and kept as ``Artifact`` objects beside the columns. See ``docs/format2.md``.
+
+Same answers as format 1's :class:`~.search.ArtifactSearch`: deleted artifacts never answer, a
+missing or NaN metric never wins, ties go to the newest, labels match by value and type (``True``
+is not ``1``; ``1`` matches ``1.0``).
+"""
+
+from __future__ import annotations
+
+import math
+import threading
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from ..base.errors import InvalidInputError
+from ..base.models import Artifact, ScopeFilter
+from ..base.times import datetime_to_us
+from ..base.validate import Mode, check_kind, check_labels, check_limit, check_mode
+from ..storage.delta import DataFile, DeltaLakeTable
+from ..storage.schemas import Row
+from ..storage.schemas2 import ARTIFACT_COLUMNS, artifact_rows_to_arrow, artifacts_from_arrow
+
+_MISSING = object()
+
+
+@dataclass
+class _Segment:
+    """The committed rows of one kind: its files, their row offsets, and the columns read so far."""
+
+    files: list[DataFile]
+    starts: np.ndarray  # starts[i]: the first row of files[i]; starts[-1]: the row count
+    columns: dict[str, pa.ChunkedArray] = field(default_factory=dict)
+    arrays: dict[Any, np.ndarray] = field(default_factory=dict)  # derived numpy arrays, by key
+
+    @property
+    def rows(self) -> int:
+        return int(self.starts[-1])
+
+
+class ColumnarCatalog:
+    """The live artifacts of a format-2 store as columns.
+
+    Args:
+        artifacts: the artifacts table.
+        ops: the ops table (pin / unpin / delete), or None for a store without one yet.
+
+    Example:
+        >>> cat = ColumnarCatalog(artifacts_table, ops_table)                      # doctest: +SKIP
+        >>> cat.best(kind="checkpoint", metric="val_acc", filters={"exp": "A"})    # doctest: +SKIP
+        Artifact(artifact_id='01J...', ...)
+    """
+
+    def __init__(self, artifacts: DeltaLakeTable, ops: DeltaLakeTable | None = None) -> None:
+        self.table = artifacts
+        self.ops = ops
+        self._lock = threading.RLock()
+        self._segments: dict[str, _Segment] = {}
+        self._pending: dict[str, Artifact] = {}  # uncommitted rows (spools), by id
+        self._state: dict[str, tuple[int, str, str]] = {}  # artifact id -> (ts, op_id, op) of its last op
+        self._deleted: set[str] = set()
+        self._version = -1
+        self._ops_version = -1
+        self.refresh()
+
+    # -- following the tables ----------------------------------------------------------------
+    def refresh(self) -> bool:
+        """Take the newest snapshot of both tables; returns True if anything changed.
+
+        Columns already read are dropped for the kinds whose files changed (they are read again by
+        the next query that needs them).
+        """
+        with self._lock:
+            changed = self._refresh_ops()
+            if not self.table.exists():
+                return changed
+            version = self.table.version()
+            if version == self._version:
+                return changed
+            self._version = version
+            by_kind: dict[str, list[DataFile]] = {}
+            for f in self.table.files(refresh=False):
+                by_kind.setdefault(f.kind, []).append(f)
+            segments = {}
+            for kind, files in by_kind.items():
+                segments[kind] = self._segment(self._segments.get(kind), files)
+            self._segments = segments
+            for aid in [a for a in self._pending if self._committed(self._pending[a])]:
+                del self._pending[aid]
+            return True
+
+    def _segment(self, old: _Segment | None, files: list[DataFile]) -> _Segment:
+        """The segment of ``files``; when they are ``old``'s files and new ones (appends), the columns
+        read so far are kept and only the new files are read for them."""
+        paths = {f.path for f in files}
+        if old is not None and all(f.path in paths for f in old.files):
+            known = {f.path for f in old.files}
+            added = [f for f in files if f.path not in known]
+            if not added:
+                return old
+            files = old.files + added
+        else:
+            old, added = None, files
+        counts = np.fromiter((f.rows for f in files), dtype=np.int64, count=len(files))
+        seg = _Segment(files, np.concatenate(([0], np.cumsum(counts))))
+        if old is not None:
+            for name, col in old.columns.items():
+                new = [c for f in added for c in self.table.read_file(f, [name]).column(0).chunks]
+                seg.columns[name] = pa.chunked_array(list(col.chunks) + new, type=col.type)
+        return seg
+
+    def _committed(self, art: Artifact) -> bool:
+        seg = self._segments.get(art.kind)
+        if seg is None or seg.rows == 0:
+            return False
+        ids = self._column(art.kind, "artifact_id")
+        return bool(pc.any(pc.equal(ids, art.artifact_id)).as_py())
+
+    def _refresh_ops(self) -> bool:
+        if self.ops is None or not self.ops.exists():
+            return False
+        version = self.ops.version()
+        if version == self._ops_version:
+            return False
+        self._ops_version = version
+        ops = self.ops.read(["op_id", "ts", "kind", "artifact_id"])
+        ts = ops.column("ts").cast(pa.int64()).to_pylist()
+        state: dict[str, tuple[int, str, str]] = {}
+        for t, oid, op, aid in zip(
+            ts, *(ops.column(c).to_pylist() for c in ("op_id", "kind", "artifact_id")), strict=True
+        ):
+            prev = state.get(aid)
+            if prev is None or (t, oid) > prev[:2]:
+                state[aid] = (t, oid, op)
+        self._state = state
+        self._deleted = {aid for aid, s in state.items() if s[2] == "delete"}
+        for seg in self._segments.values():
+            seg.arrays.pop("live", None)
+        return True
+
+    def add_rows(self, rows: list[Row]) -> None:
+        """Rows of the artifacts table not committed yet (this writer's and other writers' spools)."""
+        if not rows:
+            return
+        with self._lock:
+            for art in artifacts_from_arrow(artifact_rows_to_arrow(rows)):
+                self._pending[art.artifact_id] = art
+
+    # -- columns -----------------------------------------------------------------------------
+    def _column(self, kind: str, name: str) -> pa.ChunkedArray:
+        seg = self._segments[kind]
+        col = seg.columns.get(name)
+        if col is None:
+            field_type = self.table.schema.field(name).type
+            chunks = [self.table.read_file(f, [name]).column(0) for f in seg.files]
+            col = pa.chunked_array([c for ch in chunks for c in ch.chunks], type=field_type)
+            seg.columns[name] = col
+        return col
+
+    def _micros(self, kind: str) -> np.ndarray:
+        seg = self._segments[kind]
+        arr = seg.arrays.get("created_at")
+        if arr is None:
+            col = self._column(kind, "created_at")
+            arr = (
+                np.concatenate([c.view(pa.int64()).to_numpy() for c in col.chunks])
+                if col.num_chunks
+                else np.empty(0, np.int64)
+            )
+            seg.arrays["created_at"] = arr
+        return arr
+
+    def _metric(self, kind: str, metric: str) -> np.ndarray:
+        """``metric`` of every row of ``kind`` as float64 (NaN where missing)."""
+        seg = self._segments[kind]
+        key = ("metric", metric)
+        arr = seg.arrays.get(key)
+        if arr is None:
+            col = self._column(kind, "metrics")
+            parts = [pc.map_lookup(c, pa.scalar(metric), "first").to_numpy(zero_copy_only=False) for c in col.chunks]
+            arr = np.concatenate(parts).astype(np.float64, copy=False) if parts else np.empty(0)
+            seg.arrays[key] = arr
+        return arr
+
+    def _label_mask(self, kind: str, key: str, want: Any) -> np.ndarray:
+        """Rows of ``kind`` whose label ``key`` equals ``want`` (type-exact as format 1's catalog)."""
+        seg = self._segments[kind]
+        cache_key = ("label", key, type(want) is bool, want)
+        arr = seg.arrays.get(cache_key)
+        if arr is None:
+            col = self._column(kind, "labels")
+            parts = []
+            for chunk in col.chunks:
+                value = pc.map_lookup(chunk, pa.scalar(key), "first")
+                if isinstance(want, bool):
+                    hit = pc.equal(pc.struct_field(value, "b"), want)
+                elif isinstance(want, str):
+                    hit = pc.equal(pc.struct_field(value, "s"), want)
+                else:  # a number: 1 matches 1.0, as in format 1
+                    hit = pc.or_kleene(
+                        pc.equal(pc.struct_field(value, "i").cast(pa.float64()), float(want)),
+                        pc.equal(pc.struct_field(value, "f"), float(want)),
+                    )
+                parts.append(pc.fill_null(hit, False).to_numpy(zero_copy_only=False))
+            arr = np.concatenate(parts) if parts else np.zeros(0, bool)
+            seg.arrays[cache_key] = arr
+        return arr
+
+    def _equal_mask(self, kind: str, name: str, want: str) -> np.ndarray:
+        seg = self._segments[kind]
+        key = ("eq", name, want)
+        arr = seg.arrays.get(key)
+        if arr is None:
+            col = self._column(kind, name)
+            arr = pc.fill_null(pc.equal(col, want), False).to_numpy(zero_copy_only=False)
+            seg.arrays[key] = arr
+        return arr
+
+    def _live(self, kind: str) -> np.ndarray | None:
+        """Rows of ``kind`` not deleted (None: every row is live, no column was read)."""
+        if not self._deleted:
+            return None
+        seg = self._segments[kind]
+        arr = seg.arrays.get("live")
+        if arr is None:
+            ids = self._column(kind, "artifact_id")
+            arr = ~pc.fill_null(pc.is_in(ids, pa.array(sorted(self._deleted), pa.string())), False).to_numpy(
+                zero_copy_only=False
+            )
+            seg.arrays["live"] = arr
+        return arr
+
+    def _mask(self, kind: str, items: list[tuple[str, Any]], where: ScopeFilter) -> np.ndarray | None:
+        mask: np.ndarray | None = self._live(kind)
+        for key, want in items:
+            m = self._label_mask(kind, key, want)
+            mask = m if mask is None else mask & m
+        for name in ("run_id", "graph_id", "node_id"):
+            want = getattr(where, name)
+            if want is not None:
+                m = self._equal_mask(kind, name, want)
+                mask = m if mask is None else mask & m
+        return mask
+
+    # -- building the answers ----------------------------------------------------------------
+    def _artifacts(self, kind: str, rows: list[int]) -> list[Artifact]:
+        """``Artifact`` objects for rows of one kind's segment, in the order given."""
+        seg = self._segments[kind]
+        files = np.searchsorted(seg.starts, np.asarray(rows, dtype=np.int64), side="right") - 1
+        by_file: dict[int, list[int]] = {}
+        for r, fi in zip(rows, files.tolist(), strict=True):
+            by_file.setdefault(fi, []).append(r)
+        found: dict[int, Artifact] = {}
+        for fi, rs in by_file.items():
+            f = seg.files[fi]
+            local = [r - int(seg.starts[fi]) for r in rs]
+            table = self.table.read_rows(f, local, ARTIFACT_COLUMNS)
+            for r, art in zip(rs, artifacts_from_arrow(table, kind), strict=True):
+                found[r] = self._with_ops(art)
+        return [found[r] for r in rows]
+
+    def _with_ops(self, art: Artifact) -> Artifact:
+        state = self._state.get(art.artifact_id)
+        if state is not None and state[2] != "delete" and art.pinned != (state[2] == "pin"):
+            return replace(art, pinned=state[2] == "pin")
+        return art
+
+    def _pending_matches(self, kind: str | None, items: list[tuple[str, Any]], where: ScopeFilter) -> list[Artifact]:
+        out = []
+        for a in self._pending.values():
+            if (
+                (kind is None or a.kind == kind)
+                and a.artifact_id not in self._deleted
+                and where.matches(a)
+                and all(_label_equal(a.labels.get(k, _MISSING), v) for k, v in items)
+            ):
+                out.append(self._with_ops(a))
+        return out
+
+    # -- queries -----------------------------------------------------------------------------
+    def kinds(self) -> list[str]:
+        """Kinds with at least one committed or pending row."""
+        with self._lock:
+            return sorted(set(self._segments) | {a.kind for a in self._pending.values()})
+
+    def best(
+        self,
+        *,
+        kind: str,
+        metric: str,
+        mode: Mode = "max",
+        where: ScopeFilter = ScopeFilter(),
+        filters: Mapping[str, Any] | None = None,
+    ) -> Artifact | None:
+        """The artifact of ``kind`` with the best ``metric``; NaN never wins, ties go to the newest."""
+        check_kind(kind)
+        if not isinstance(metric, str) or not metric:
+            raise InvalidInputError(f"metric must be a metric name such as 'val_acc', got {metric!r}")
+        check_mode(mode)
+        items = list(check_labels(filters).items()) if filters else []
+        sign = 1.0 if mode == "max" else -1.0
+        with self._lock:
+            found: tuple[float, int, int] | None = None  # (value, created_at, row) of the best committed row
+            if kind in self._segments:
+                vals = self._metric(kind, metric) * sign
+                mask = self._mask(kind, items, where)
+                ok = ~np.isnan(vals) if mask is None else mask & ~np.isnan(vals)
+                if ok.any():
+                    top = np.max(vals[ok])
+                    tied = np.flatnonzero(ok & (vals == top))
+                    created = self._micros(kind)[tied]
+                    tied = tied[created == created.max()]
+                    row = int(tied[0])
+                    if len(tied) > 1:  # the same microsecond: the greater id is the newer
+                        ids = self._ids(kind, tied.tolist())
+                        row = int(tied[max(range(len(ids)), key=ids.__getitem__)])
+                    found = (float(top), int(self._micros(kind)[row]), row)
+            winner: Artifact | None = None
+            winner_key: tuple[float, int, str] | None = None
+            for a in self._pending_matches(kind, items, where):
+                v = a.metrics.get(metric)
+                if v is not None and not math.isnan(v):
+                    key = (v * sign, _micros_of(a), a.artifact_id)
+                    if winner_key is None or key > winner_key:
+                        winner, winner_key = a, key
+            if winner is not None and (found is None or self._beats(winner, metric, sign, kind, found)):
+                return winner
+            if found is None:
+                return None
+            return self._artifacts(kind, [found[2]])[0]
+
+    def _beats(self, a: Artifact, metric: str, sign: float, kind: str, found: tuple[float, int, int]) -> bool:
+        key = (a.metrics[metric] * sign, _micros_of(a))
+        if key != found[:2]:
+            return key > found[:2]
+        return a.artifact_id > self._ids(kind, [found[2]])[0]
+
+    def _ids(self, kind: str, rows: list[int]) -> list[str]:
+        """The ids of a few rows of one kind (the id column is read only if already loaded or needed)."""
+        return pc.take(self._column(kind, "artifact_id"), pa.array(rows, pa.int64())).to_pylist()  # type: ignore[no-any-return]
+
+    def search(
+        self,
+        *,
+        kind: str | None = None,
+        labels: Mapping[str, Any] | None = None,
+        metric: str | None = None,
+        mode: Mode | None = None,
+        where: ScopeFilter = ScopeFilter(),
+        limit: int | None = None,
+    ) -> list[Artifact]:
+        """Artifacts matching ``kind``, every label in ``labels`` (exact) and the scope.
+
+        Without ``metric``: newest first. With ``metric``: ranked by it (``mode`` "max" by default),
+        artifacts lacking the metric left out, ties broken by the newest.
+        """
+        if kind is not None:
+            check_kind(kind)
+        items = list(check_labels(labels).items()) if labels else []
+        limit = check_limit(limit, allow_none=True)
+        if mode is not None:
+            check_mode(mode)
+        sign = 1.0 if (mode or "max") == "max" else -1.0
+        with self._lock:
+            # candidates: (sort key, kind, row) for committed rows, (sort key, art) for pending ones
+            keyed: list[tuple[tuple[float, int], str | None, int, Artifact | None]] = []
+            for k in [kind] if kind is not None else sorted(self._segments):
+                if k not in self._segments:
+                    continue
+                mask = self._mask(k, items, where)
+                created = self._micros(k)
+                if metric is None:
+                    rows = np.flatnonzero(mask) if mask is not None else np.arange(len(created))
+                    order = rows[np.argsort(-created[rows], kind="stable")]
+                    score = np.zeros(len(order))
+                else:
+                    vals = self._metric(k, metric) * sign
+                    ok = ~np.isnan(vals) if mask is None else mask & ~np.isnan(vals)
+                    rows = np.flatnonzero(ok)
+                    order = rows[np.lexsort((-created[rows], -vals[rows]))]
+                    score = vals[order]
+                if limit is not None:
+                    order, score = order[:limit], score[:limit]
+                keyed.extend(((float(s), int(created[r])), k, int(r), None) for s, r in zip(score, order, strict=True))
+            for a in self._pending_matches(kind, items, where):
+                if metric is None:
+                    keyed.append(((0.0, _micros_of(a)), None, -1, a))
+                else:
+                    v = a.metrics.get(metric)
+                    if v is not None and not math.isnan(v):
+                        keyed.append(((v * sign, _micros_of(a)), None, -1, a))
+            keyed.sort(key=lambda t: t[0], reverse=True)
+            if limit is not None:
+                keyed = keyed[:limit]
+            wanted: dict[str, list[int]] = {}
+            for _, k, r, a in keyed:
+                if a is None and k is not None:
+                    wanted.setdefault(k, []).append(r)
+            built = {(k, r): art for k, rs in wanted.items() for r, art in zip(rs, self._artifacts(k, rs), strict=True)}
+            return [a if a is not None else built[(k, r)] for _, k, r, a in keyed]  # type: ignore[index]
+
+    def __len__(self) -> int:
+        with self._lock:
+            committed = sum(seg.rows for seg in self._segments.values())
+            if self._deleted:
+                committed -= sum(int((~live).sum()) for k in self._segments if (live := self._live(k)) is not None)
+            return committed + sum(1 for a in self._pending.values() if a.artifact_id not in self._deleted)
+
+
+def _micros_of(a: Artifact) -> int:
+    return datetime_to_us(a.created_at) if a.created_at is not None else 0
+
+
+def _label_equal(got: Any, want: Any) -> bool:
+    return got is not _MISSING and got == want and isinstance(got, bool) == isinstance(want, bool)
+
+
+__all__ = ["ColumnarCatalog"]
