@@ -31,6 +31,7 @@ from deltalake import CommitProperties, DeltaTable, Transaction, WriterPropertie
 from deltalake.exceptions import CommitFailedError, DeltaError, TableNotFoundError
 
 from ..base.errors import StoreWarning, StoreWriteError
+from .arrays import int64_array, repeated_string
 from .fsops import unlink_quietly
 from .schemas import Row
 from .schemas2 import PARTITION
@@ -42,7 +43,7 @@ CONFIGURATION = {
     "delta.deletedFileRetentionDuration": "interval 1 days",
 }
 VACUUM_HOURS = 24
-ROW_GROUP = 65_536  # rows per row group: reading one row reads its group (as format 1's parts)
+ROW_GROUP = 8_192  # rows per row group: building one returned Artifact reads its row group
 _WRITER_PROPERTIES = WriterProperties(compression="ZSTD", max_row_group_size=ROW_GROUP)
 _COMMIT_ATTEMPTS = 8
 
@@ -160,7 +161,8 @@ class DeltaLakeTable:
     def files(self, kinds: Iterable[str] | None = None, *, refresh: bool = True) -> list[DataFile]:
         """The data files of the snapshot (of ``kinds`` only, if given), with their statistics."""
         dt = self.snapshot(refresh=refresh)
-        actions = pa.table(dt.get_add_actions(flatten=True))
+        # NOTE: not pa.table(...): it asks whether its argument is a DataFrame, importing pandas
+        actions = pa.RecordBatchReader.from_stream(dt.get_add_actions(flatten=True)).read_all()
         if actions.num_rows == 0:
             return []
         want = set(kinds) if kinds is not None else None
@@ -219,12 +221,12 @@ class DeltaLakeTable:
             base[g] = offset
             offset += starts[g + 1] - starts[g]
         take = [base[bisect_right(starts, r) - 1] + r - starts[bisect_right(starts, r) - 1] for r in rows]
-        return self._with_partition(table.take(take), f, columns)
+        return self._with_partition(table.take(int64_array(take)), f, columns)
 
     @staticmethod
     def _with_partition(table: pa.Table, f: DataFile, columns: Sequence[str] | None) -> pa.Table:
         if columns is None or PARTITION in columns:
-            table = table.append_column(PARTITION, pa.array([f.kind] * table.num_rows, pa.string()))
+            table = table.append_column(PARTITION, repeated_string(f.kind, table.num_rows))
         if columns is not None:
             table = table.select(list(columns))
         return table
@@ -243,7 +245,7 @@ class DeltaLakeTable:
                     return self._read_dataset(names, kinds)
                 parts = [self.read_file(f, names) for f in self.files(kinds)]
                 if not parts:
-                    return schema.empty_table()
+                    return pa.Table.from_batches([], schema=schema)  # NOTE: empty_table() imports pandas
                 return pa.concat_tables([p.cast(schema) if not p.schema.equals(schema) else p for p in parts])
             except FileNotFoundError:
                 if attempt:

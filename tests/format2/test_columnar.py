@@ -9,6 +9,7 @@ import random
 from typing import Any
 
 import pytest
+from conftest import run_child
 
 from aeg_jupyter.base.models import Provenance, ScopeFilter
 from aeg_jupyter.core.columnar import ColumnarCatalog
@@ -180,3 +181,36 @@ def test_pending_rows_then_their_commit_and_later_appends(tmp_path: Any) -> None
     cat.refresh()
     assert cat.best(kind="ckpt", metric="acc").artifact_id == "01B00003"
     assert len(cat) == 4
+
+
+def test_a_cold_open_and_queries_do_not_import_pandas(tmp_path: Any) -> None:
+    # pyarrow imports pandas on its first conversion of a Python value: 0.5-2 s, more than the cold-open
+    # budget (storage/arrays.py); the open, best and search paths must never make one
+    arts, ops = _tables(tmp_path)
+    rows = [
+        {"artifact_id": f"01C{i:05d}", "kind": "ckpt", "created_at": 1_000 + i, "uri": f"cas://blake3/{i:064x}",
+         "labels": {"exp": "AB"[i % 2], "on": i % 3 == 0, "seed": i % 4}, "metrics": {"acc": i / 10}}
+        for i in range(30)
+    ]  # fmt: skip
+    arts.commit(artifact_rows_to_arrow(rows), app_id="w", seq=0)
+    ops.commit(
+        op_rows_to_arrow([{"op_id": "01OP", "ts": 9, "kind": "delete", "artifact_id": "01C00029"}]), app_id="w", seq=0
+    )
+    proc = run_child(
+        """
+        import sys
+        from aeg_jupyter.core.columnar import ColumnarCatalog
+        from aeg_jupyter.storage.delta import DeltaLakeTable
+        from aeg_jupyter.storage.schemas2 import ARTIFACTS2_SCHEMA, OPS2_SCHEMA
+        from aeg_jupyter.base.models import ScopeFilter
+        cat = ColumnarCatalog(DeltaLakeTable(sys.argv[1], ARTIFACTS2_SCHEMA, ts_field="created_at"),
+                              DeltaLakeTable(sys.argv[2], OPS2_SCHEMA, ts_field="ts"))
+        best = cat.best(kind="ckpt", metric="acc", filters={"exp": "B", "on": True, "seed": 3.0})
+        hits = cat.search(kind="ckpt", labels={"exp": "A"}, metric="acc", limit=3, where=ScopeFilter(run_id="r"))
+        print(best.artifact_id, len(hits), len(cat), "pandas" in sys.modules)
+        """,
+        arts.path,
+        ops.path,
+    )
+    # 27 is the best "B" with on and seed 3 (29 is deleted); no row has run_id "r"
+    assert proc.stdout.split() == ["01C00027", "0", "29", "False"]
