@@ -148,8 +148,9 @@ class ColumnarCatalog:
                 state[aid] = (t, oid, op)
         self._state = state
         self._deleted = {aid for aid, s in state.items() if s[2] == "delete"}
-        for seg in self._segments.values():
-            seg.arrays.pop("live", None)
+        for seg in self._segments.values():  # what depends on deletes
+            for key in [k for k in seg.arrays if k == "live" or (isinstance(k, tuple) and k[0] == "best")]:
+                del seg.arrays[key]
         return True
 
     def add_rows(self, rows: list[Row]) -> None:
@@ -267,6 +268,26 @@ class ColumnarCatalog:
                 mask = m if mask is None else mask & m
         return mask
 
+    def _order(self, kind: str, metric: str | None, sign: float) -> np.ndarray:
+        """Rows of ``kind`` best first by ``metric`` (rows lacking it left out), or newest first
+        (``metric=None``); ties go to the newest. Kept for warm calls."""
+        seg = self._segments[kind]
+        key = ("order", metric, sign)
+        order = seg.arrays.get(key)
+        if order is None:
+            created = self._micros(kind)
+            if metric is None:
+                if len(created) < 2 or bool(np.all(created[1:] >= created[:-1])):  # the usual case: rows in time order
+                    order = np.arange(len(created) - 1, -1, -1, dtype=np.int64)
+                else:
+                    order = np.argsort(-created, kind="stable")
+            else:
+                vals = self._metric(kind, metric) * sign
+                rows = np.flatnonzero(~np.isnan(vals))
+                order = rows[np.lexsort((-created[rows], -vals[rows]))]
+            seg.arrays[key] = order
+        return order
+
     # -- building the answers ----------------------------------------------------------------
     def _artifacts(self, kind: str, rows: list[int]) -> list[Artifact]:
         """``Artifact`` objects for rows of one kind's segment, in the order given (pins applied)."""
@@ -327,7 +348,10 @@ class ColumnarCatalog:
         sign = 1.0 if mode == "max" else -1.0
         with self._lock:
             found: tuple[float, int, int] | None = None  # (value, created_at, row) of the best committed row
-            if kind in self._segments:
+            memo = ("best", metric, sign, tuple((k, type(v) is bool, v) for k, v in items), where)
+            if kind in self._segments and memo in self._segments[kind].arrays:
+                found = self._segments[kind].arrays[memo]  # type: ignore[assignment]
+            elif kind in self._segments:
                 vals = self._metric(kind, metric) * sign
                 mask = self._mask(kind, items, where)
                 ok = ~np.isnan(vals) if mask is None else mask & ~np.isnan(vals)
@@ -341,6 +365,7 @@ class ColumnarCatalog:
                         ids = self._ids(kind, tied.tolist())
                         row = int(tied[max(range(len(ids)), key=ids.__getitem__)])
                     found = (float(top), int(self._micros(kind)[row]), row)
+                self._segments[kind].arrays[memo] = found  # type: ignore[assignment]
             winner: Artifact | None = None
             winner_key: tuple[float, int, str] | None = None
             for a in self._pending_matches(kind, items, where):
@@ -395,18 +420,8 @@ class ColumnarCatalog:
                     continue
                 mask = self._mask(k, items, where)
                 created = self._micros(k)
-                if metric is None:
-                    rows = np.flatnonzero(mask) if mask is not None else np.arange(len(created))
-                    order = rows[np.argsort(-created[rows], kind="stable")]
-                    score = np.zeros(len(order))
-                else:
-                    vals = self._metric(k, metric) * sign
-                    ok = ~np.isnan(vals) if mask is None else mask & ~np.isnan(vals)
-                    rows = np.flatnonzero(ok)
-                    order = rows[np.lexsort((-created[rows], -vals[rows]))]
-                    score = vals[order]
-                if limit is not None:
-                    order, score = order[:limit], score[:limit]
+                order = _first(self._order(k, metric, sign), mask, limit)
+                score = np.zeros(len(order)) if metric is None else self._metric(k, metric)[order] * sign
                 keyed.extend(((float(s), int(created[r])), k, int(r), None) for s, r in zip(score, order, strict=True))
             for a in self._pending_matches(kind, items, where):
                 if metric is None:
@@ -431,6 +446,25 @@ class ColumnarCatalog:
             if self._deleted:
                 committed -= sum(int((~live).sum()) for k in self._segments if (live := self._live(k)) is not None)
             return committed + sum(1 for a in self._pending.values() if a.artifact_id not in self._deleted)
+
+
+def _first(order: np.ndarray, mask: np.ndarray | None, limit: int | None) -> np.ndarray:
+    """The first ``limit`` rows of ``order`` that ``mask`` keeps, looking at growing slices of
+    ``order`` only (a warm ranked query with a filter costs what its answer needs, not the kind's size)."""
+    if mask is None:
+        return order if limit is None else order[:limit]
+    if limit is None:
+        return order[mask[order]]
+    out: list[np.ndarray] = []
+    found, start, step = 0, 0, max(1024, 16 * limit)
+    while found < limit and start < len(order):
+        part = order[start : start + step]
+        hit = part[mask[part]]
+        out.append(hit)
+        found += len(hit)
+        start += step
+        step *= 4
+    return np.concatenate(out)[:limit] if out else order[:0]
 
 
 def _floats(arr: pa.Array) -> np.ndarray:

@@ -19,6 +19,7 @@ from .fsops import hold_lock, lock_is_free, remove_tree, try_lock, unlink_quietl
 from .layout import META_NAME, STORE_FORMAT, Layout, parse_spool_name
 from .tables import Table
 
+FORMATS = (STORE_FORMAT, 2)  # 2: Delta Lake tables, behind a flag (docs/format2.md)
 STALE_SECONDS = 60.0  # a half-created writer directory older than this belonged to a dead process
 KNOWN_DIRS = ("blobs", "tables", "spool", "tmp", "files")
 
@@ -33,15 +34,20 @@ class StoreRoot:
         >>> root.release()                            # doctest: +SKIP
     """
 
-    def __init__(self, root: str | os.PathLike[str]) -> None:
+    def __init__(self, root: str | os.PathLike[str], *, format: int | None = None) -> None:
+        if format not in (None, *FORMATS):
+            raise InvalidInputError(f"format must be one of {', '.join(map(str, FORMATS))}, not {format!r}")
         self.path = os.path.abspath(os.path.expanduser(os.fspath(root)))
         self.layout = Layout(self.path)
-        self._init_root()
+        # `format` picks a new store's format (1 by default); an existing store must be opened with its
+        # own, and format 2 only when asked for (it is not complete yet: docs/format2.md)
+        self.format: int = format or STORE_FORMAT
+        self._init_root(format)
         self.writer = f"p{os.getpid()}x{secrets.token_hex(4)}"
         self._lock_fd: int | None = self._claim_writer_dir()
 
     # -- opening -----------------------------------------------------------------------------
-    def _init_root(self) -> None:
+    def _init_root(self, wanted: int | None) -> None:
         root = self.path
         if os.path.exists(root) and not os.path.isdir(root):
             raise InvalidInputError(
@@ -55,11 +61,23 @@ class StoreRoot:
                 fmt = info.get("format")
             except (OSError, ValueError, AttributeError) as exc:
                 raise StoreFormatError(f"{meta} is unreadable ({exc}); restore it or open another store") from None
-            if fmt != STORE_FORMAT:
+            if fmt not in FORMATS:
                 raise StoreFormatError(
                     f"store {root!r} has format {fmt!r}, this aeg_jupyter reads format {STORE_FORMAT}; "
                     "upgrade with `pip install -U aeg-jupyter` or open another store"
                 )
+            if fmt == 2 and wanted is None:
+                raise StoreFormatError(
+                    f"store {root!r} has format 2, which this aeg_jupyter opens only when asked "
+                    "(Store(root, format=2): format 2 is not complete yet); "
+                    "upgrade with `pip install -U aeg-jupyter` or open another store"
+                )
+            if wanted is not None and fmt != wanted:
+                raise StoreFormatError(
+                    f"store {root!r} has format {fmt}, not {wanted}; open it without format={wanted} "
+                    "(converting a store between formats is not available yet) or pick a new directory"
+                )
+            self.format = fmt
             return
         if os.path.isdir(root):
             strangers = [n for n in os.listdir(root) if n not in KNOWN_DIRS and not n.startswith(".")]
@@ -71,11 +89,11 @@ class StoreRoot:
         os.makedirs(root, exist_ok=True)
         tmp = os.path.join(root, f".{META_NAME}.{secrets.token_hex(4)}")
         with open(tmp, "w", encoding="utf-8") as f:
-            json.dump({"format": STORE_FORMAT, "hash": "blake3", "created_by": "aeg_jupyter"}, f)
+            json.dump({"format": self.format, "hash": "blake3", "created_by": "aeg_jupyter"}, f)
         try:
             os.link(tmp, meta)  # never overwrite a marker another process wrote meanwhile
         except FileExistsError:
-            pass
+            self._init_root(wanted)  # that marker decides (and is checked against `wanted`)
         finally:
             os.unlink(tmp)
         for d in KNOWN_DIRS:
