@@ -118,9 +118,10 @@ class ColumnarCatalog:
         counts = np.fromiter((f.rows for f in files), dtype=np.int64, count=len(files))
         seg = _Segment(files, np.concatenate(([0], np.cumsum(counts))))
         if old is not None:
-            for name, col in old.columns.items():
-                new = [c for f in added for c in self.table.read_file(f, [name]).column(0).chunks]
-                seg.columns[name] = pa.chunked_array(list(col.chunks) + new, type=col.type)
+            for key, col in old.columns.items():
+                name, _, leaves = key.partition(":")
+                new = [c for f in added for c in self._read(f, name, tuple(leaves.split(",")) if leaves else ()).chunks]
+                seg.columns[key] = pa.chunked_array(list(col.chunks) + new, type=col.type)
         return seg
 
     def _committed(self, art: Artifact) -> bool:
@@ -162,15 +163,22 @@ class ColumnarCatalog:
                 self._pending[art.artifact_id] = art
 
     # -- columns -----------------------------------------------------------------------------
-    def _column(self, kind: str, name: str) -> pa.ChunkedArray:
+    def _column(self, kind: str, name: str, leaves: tuple[str, ...] = ()) -> pa.ChunkedArray:
+        """Column ``name`` of ``kind`` (only its nested ``leaves``, if given), read on first use."""
         seg = self._segments[kind]
-        col = seg.columns.get(name)
+        key = name if not leaves else f"{name}:{','.join(leaves)}"
+        col = seg.columns.get(key)
         if col is None:
-            field_type = self.table.schema.field(name).type
-            chunks = [self.table.read_file(f, [name]).column(0) for f in seg.files]
+            chunks = [self._read(f, name, leaves) for f in seg.files]
+            field_type = chunks[0].type if chunks else self.table.schema.field(name).type
             col = pa.chunked_array([c for ch in chunks for c in ch.chunks], type=field_type)
-            seg.columns[name] = col
+            seg.columns[key] = col
         return col
+
+    def _read(self, f: DataFile, name: str, leaves: tuple[str, ...]) -> pa.ChunkedArray:
+        if leaves:
+            return self.table.read_leaves(f, name, leaves)
+        return self.table.read_file(f, [name]).column(0)
 
     def _micros(self, kind: str) -> np.ndarray:
         seg = self._segments[kind]
@@ -181,22 +189,22 @@ class ColumnarCatalog:
             seg.arrays["created_at"] = arr
         return arr
 
-    def _entries(self, kind: str, name: str) -> tuple[np.ndarray, pa.Array, pa.Array]:
+    def _entries(self, kind: str, name: str, leaves: tuple[str, ...] = ()) -> tuple[np.ndarray, pa.Array, pa.Array]:
         """A map column of ``kind`` flattened: (row of each entry, keys, items).
 
         NOTE: ``pyarrow.compute.map_lookup`` costs ~2.5 us a row here (0.25 s for 100k rows);
         comparing the flat keys at once and scattering by row is ~50x faster.
         """
         seg = self._segments[kind]
-        cached = seg.arrays.get(("entries", name))
+        cached = seg.arrays.get(("entries", name, leaves))
         if cached is None:
-            col = self._column(kind, name)
+            col = self._column(kind, name, leaves)
             m = pa.concat_arrays(col.chunks) if col.num_chunks != 1 else col.chunk(0)
             offsets = numpy_view(m.offsets)
             lo, hi = int(offsets[0]), int(offsets[-1])
             keys, items = m.keys.slice(lo, hi - lo), m.items.slice(lo, hi - lo)
             rows = np.repeat(np.arange(len(m), dtype=np.int64), np.diff(offsets))
-            cached = seg.arrays[("entries", name)] = (rows, keys, items)  # type: ignore[assignment]
+            cached = seg.arrays[("entries", name, leaves)] = (rows, keys, items)  # type: ignore[assignment]
         return cached  # type: ignore[return-value]
 
     def _metric(self, kind: str, metric: str) -> np.ndarray:
@@ -218,7 +226,11 @@ class ColumnarCatalog:
         cache_key = ("label", key, type(want) is bool, want)
         arr = seg.arrays.get(cache_key)
         if arr is None:
-            rows, keys, items = self._entries(kind, "labels")
+            # only the value field(s) of the label's type are read (a label query reads 2 of 6 leaves)
+            fields = ("b",) if isinstance(want, bool) else ("s",) if isinstance(want, str) else ("i", "f")
+            rows, keys, items = self._entries(
+                kind, "labels", ("key_value.key", *(f"key_value.value.{f}" for f in fields))
+            )
             if isinstance(want, bool):
                 hit = pc.equal(pc.struct_field(items, "b"), bool_scalar(want))
             elif isinstance(want, str):

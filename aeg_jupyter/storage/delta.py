@@ -204,6 +204,12 @@ class DeltaLakeTable:
             table = pf.read(columns=cols)
         return self._with_partition(table, f, columns)
 
+    def read_leaves(self, f: DataFile, column: str, leaves: Sequence[str]) -> pa.ChunkedArray:
+        """Some leaves of one nested column of a data file, e.g. ``("key_value.key", "key_value.value.s")``
+        of ``labels``: the column with only those fields (a label query reads one of five value fields)."""
+        with pq.ParquetFile(f.path) as pf:
+            return pf.read(columns=[f"{column}.{leaf}" for leaf in leaves]).column(column)
+
     def read_rows(self, f: DataFile, rows: Sequence[int], columns: Sequence[str] | None = None) -> pa.Table:
         """Rows ``rows`` (indices within the file, in that order) of one data file: only the row
         groups holding them are read."""

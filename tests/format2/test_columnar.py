@@ -141,7 +141,8 @@ def test_open_reads_no_column_and_a_query_only_its_own(tmp_path: Any) -> None:
     assert set(cat._segments["ckpt"].columns) == {"metrics", "created_at"}  # not ids, labels, the rest
     assert not cat._segments["cfg"].columns  # nor the other kind
     assert [a.artifact_id for a in cat.search(kind="cfg", labels={"exp": "A"}, limit=2)] == ["01A00008", "01A00006"]
-    assert set(cat._segments["cfg"].columns) == {"labels", "created_at"}
+    # of labels, only the keys and the string values: a str label is asked for
+    assert set(cat._segments["cfg"].columns) == {"labels:key_value.key,key_value.value.s", "created_at"}
 
 
 def test_pending_rows_then_their_commit_and_later_appends(tmp_path: Any) -> None:
