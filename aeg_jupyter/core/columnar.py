@@ -81,8 +81,8 @@ class ColumnarCatalog:
     def refresh(self) -> bool:
         """Take the newest snapshot of both tables; returns True if anything changed.
 
-        Columns already read are dropped for the kinds whose files changed (they are read again by
-        the next query that needs them).
+        After appends, the columns read so far are extended with the new files only; a kind whose files
+        were rewritten (a compaction, a fold) drops them (read again by the next query that needs them).
         """
         with self._lock:
             changed = self._refresh_ops()
@@ -99,7 +99,7 @@ class ColumnarCatalog:
             for kind, files in by_kind.items():
                 segments[kind] = self._segment(self._segments.get(kind), files)
             self._segments = segments
-            for aid in [a for a in self._pending if self._committed(self._pending[a])]:
+            for aid in self._committed_pending():
                 del self._pending[aid]
             return True
 
@@ -124,12 +124,18 @@ class ColumnarCatalog:
                 seg.columns[key] = pa.chunked_array(list(col.chunks) + new, type=col.type)
         return seg
 
-    def _committed(self, art: Artifact) -> bool:
-        seg = self._segments.get(art.kind)
-        if seg is None or seg.rows == 0:
-            return False
-        ids = self._column(art.kind, "artifact_id")
-        return bool(pc.any(pc.equal(ids, string_scalar(art.artifact_id))).as_py())
+    def _committed_pending(self) -> list[str]:
+        """Ids of pending rows that the snapshot now holds (one ``is_in`` per kind)."""
+        by_kind: dict[str, list[str]] = {}
+        for aid, art in self._pending.items():
+            if art.kind in self._segments:
+                by_kind.setdefault(art.kind, []).append(aid)
+        done: list[str] = []
+        for kind, ids in by_kind.items():
+            want = string_array(ids)
+            found = pc.is_in(want, value_set=pa.concat_arrays(self._column(kind, "artifact_id").chunks))
+            done.extend(i for i, hit in zip(ids, _bools(found).tolist(), strict=True) if hit)
+        return done
 
     def _refresh_ops(self) -> bool:
         if self.ops is None or not self.ops.exists():
