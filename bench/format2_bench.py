@@ -10,8 +10,8 @@ maintenance leaves it, and the same rows are written to one Parquet file. Then, 
 
 - format 2: open the tables (``ColumnarCatalog``: Delta log + checkpoint, file list, ops) +
   ``best(kind, metric, filters)`` + ``search(kind, labels, limit=10)``, and the process's peak RSS;
-- the floor: ``pyarrow.parquet`` reads the same columns (and label leaves) of the one file, the same
-  filter + argmax, and the newest 10 of the label filter, computed the same way (flattened maps).
+- the floor: ``pyarrow.parquet`` reads the same columns (the flat ``metric.val_acc``, the label leaves)
+  of the one file, the same filter + argmax, and the newest 10 of the label filter, computed the same way.
 
 Then warm ``best`` / ``search`` in the format-2 process (median of 200 calls each). Writes
 ``bench/results/format2_bench.json`` and ``.md`` (``--out DIR`` to put them elsewhere).
@@ -89,7 +89,13 @@ def generate(n: int, start: int = 0) -> pa.Table:
         "preview_uri": pa.nulls(n, pa.string()),
         "content": pa.array(contents, pa.binary()),
     }
-    return pa.table(cols, schema=ARTIFACTS2_SCHEMA)
+    # the flat metric columns a format-2 writer adds beside the map (schemas2.with_metric_columns)
+    both = met_vals.to_numpy().reshape(n, 2)
+    schema = ARTIFACTS2_SCHEMA.append(pa.field("metric.val_acc", pa.float64())).append(
+        pa.field("metric.loss", pa.float64())
+    )
+    cols["metric.val_acc"], cols["metric.loss"] = pa.array(both[:, 0]), pa.array(both[:, 1])
+    return pa.table(cols, schema=schema)
 
 
 def build(root: str, n: int) -> dict[str, Any]:
@@ -170,7 +176,7 @@ def status(key):  # VmHWM / VmRSS in MB (ru_maxrss would count the parent's RSS 
 rss0 = status("VmRSS")
 t0 = time.perf_counter()
 with pq.ParquetFile(path) as pf:  # the columns (and label leaves) the query needs, as format 2 reads them
-    t = pf.read(columns=["artifact_id", "kind", "created_at", "labels.key_value.key", "labels.key_value.value.s", "metrics"])
+    t = pf.read(columns=["artifact_id", "kind", "created_at", "labels.key_value.key", "labels.key_value.value.s", "metric.val_acc"])
 n = t.num_rows
 def entries(col):  # a map column flattened: row of each entry, keys, items (map_lookup is ~50x slower)
     m = pa.concat_arrays(t.column(col).chunks)
@@ -181,10 +187,7 @@ hit = pc.and_(pc.equal(lkeys, "exp"), pc.fill_null(pc.equal(pc.struct_field(lite
 mask = np.zeros(n, bool)
 mask[lrows[hit.to_numpy(zero_copy_only=False)]] = True
 mask &= pc.equal(t.column("kind"), "checkpoint").to_numpy(zero_copy_only=False)
-mrows, mkeys, mitems = entries("metrics")
-sel = pc.equal(mkeys, "val_acc").to_numpy(zero_copy_only=False)
-acc = np.full(n, np.nan)
-acc[mrows[sel]] = mitems.to_numpy(zero_copy_only=False)[sel]
+acc = t.column("metric.val_acc").to_numpy()
 rows = np.flatnonzero(mask)
 best = t.column("artifact_id")[int(rows[np.argmax(acc[rows])])].as_py()
 created = pc.cast(t.column("created_at"), pa.int64()).to_numpy()

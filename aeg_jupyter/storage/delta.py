@@ -86,6 +86,7 @@ class DeltaLakeTable:
         self.schema = schema
         self.ts_field = ts_field
         self._dt: DeltaTable | None = None
+        self._file_columns: dict[str, frozenset[str]] = {}
 
     # -- the snapshot ------------------------------------------------------------------------
     def exists(self) -> bool:
@@ -140,12 +141,13 @@ class DeltaLakeTable:
             try:
                 write_deltalake(
                     dt, data, mode="append", partition_by=[PARTITION], writer_properties=_WRITER_PROPERTIES,
+                    schema_mode="merge",  # a new flat column (a metric name seen for the first time)
                     commit_properties=CommitProperties(app_transactions=[Transaction(app_id, seq)]),
                 )  # fmt: skip
                 return True
             except CommitFailedError:
-                # another commit won the race (the same spool committed by another process, or
-                # a conflicting maintenance commit): look again
+                # another commit won the race (the same spool committed by another process, a
+                # concurrent schema change, a conflicting maintenance commit): look again
                 time.sleep(0.01 * (attempt + 1))
             except (DeltaError, OSError) as exc:
                 raise StoreWriteError(
@@ -203,6 +205,15 @@ class DeltaLakeTable:
         with pq.ParquetFile(f.path) as pf:
             table = pf.read(columns=cols)
         return self._with_partition(table, f, columns)
+
+    def file_columns(self, f: DataFile) -> frozenset[str]:
+        """The top-level columns a data file holds (files written before a flat column was added lack it)."""
+        names = self._file_columns.get(f.path)
+        if names is None:
+            with pq.ParquetFile(f.path) as pf:
+                names = frozenset(pf.schema_arrow.names)
+            self._file_columns[f.path] = names
+        return names
 
     def read_leaves(self, f: DataFile, column: str, leaves: Sequence[str]) -> pa.ChunkedArray:
         """Some leaves of one nested column of a data file, e.g. ``("key_value.key", "key_value.value.s")``

@@ -138,7 +138,8 @@ def test_open_reads_no_column_and_a_query_only_its_own(tmp_path: Any) -> None:
     cat = ColumnarCatalog(arts, ops)
     assert all(not seg.columns for seg in cat._segments.values())  # opening read no artifact column
     assert cat.best(kind="ckpt", metric="acc").artifact_id == "01A00009"
-    assert set(cat._segments["ckpt"].columns) == {"metrics", "created_at"}  # not ids, labels, the rest
+    # the flat metric column, not the map, ids, labels or the rest
+    assert set(cat._segments["ckpt"].columns) == {"metric.acc", "created_at"}
     assert not cat._segments["cfg"].columns  # nor the other kind
     assert [a.artifact_id for a in cat.search(kind="cfg", labels={"exp": "A"}, limit=2)] == ["01A00008", "01A00006"]
     # of labels, only the keys and the string values: a str label is asked for
@@ -215,3 +216,25 @@ def test_a_cold_open_and_queries_do_not_import_pandas(tmp_path: Any) -> None:
     )
     # 27 is the best "B" with on and seed 3 (29 is deleted); no row has run_id "r"
     assert proc.stdout.split() == ["01C00027", "0", "29", "False"]
+
+
+def test_metrics_read_from_flat_columns_and_from_the_map_of_older_files(tmp_path: Any) -> None:
+    arts, ops = _tables(tmp_path)
+
+    def row(i: int, metrics: dict[str, float]) -> dict[str, Any]:
+        return {"artifact_id": f"01D{i:05d}", "kind": "ckpt", "created_at": 1_000 + i, "uri": f"cas://blake3/{i:064x}",
+                "metrics": metrics}  # fmt: skip
+
+    old = artifact_rows_to_arrow([row(1, {"acc": 0.9, "odd name": 5.0}), row(2, {"acc": 0.1})])
+    old = old.drop_columns([n for n in old.column_names if n.startswith("metric.")])  # written before flat columns
+    arts.commit(old, app_id="w", seq=0)
+    new = artifact_rows_to_arrow([row(3, {"acc": 0.5, "f1": 0.7}), row(4, {"odd name": 9.0})])
+    assert [n for n in new.column_names if n.startswith("metric.")] == ["metric.acc", "metric.f1"]
+    arts.commit(new, app_id="w", seq=1)  # adds the flat columns to the table's schema
+    assert {"metric.acc", "metric.f1"} <= set(arts.dataset().schema.names)
+    cat = ColumnarCatalog(arts, ops)
+    assert cat.best(kind="ckpt", metric="acc").artifact_id == "01D00001"  # from the old file's map
+    assert cat.best(kind="ckpt", metric="acc", mode="min").artifact_id == "01D00002"
+    assert cat.best(kind="ckpt", metric="f1").artifact_id == "01D00003"  # only the new file has it
+    assert cat.best(kind="ckpt", metric="odd name").artifact_id == "01D00004"  # no flat column: the map
+    assert [a.artifact_id for a in cat.search(kind="ckpt", metric="acc")] == ["01D00001", "01D00003", "01D00002"]
