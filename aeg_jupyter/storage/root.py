@@ -35,6 +35,7 @@ from .fsops import (
 from .layout import META_NAME, STORE_FORMAT, Layout, parse_spool_name
 from .tables import Table
 
+FORMATS = (STORE_FORMAT, 2)  # 2: Delta Lake tables, behind a flag (docs/format2.md)
 STALE_SECONDS = 60.0  # a half-created writer directory older than this belonged to a dead process
 KNOWN_DIRS = ("blobs", "tables", "spool", "tmp", "files")
 QUARANTINE = "quarantine"  # spools (or lines of them) recovery could not flush: kept, never retried
@@ -50,10 +51,15 @@ class StoreRoot:
         >>> root.release()                            # doctest: +SKIP
     """
 
-    def __init__(self, root: str | os.PathLike[str]) -> None:
+    def __init__(self, root: str | os.PathLike[str], *, format: int | None = None) -> None:
+        if format not in (None, *FORMATS):
+            raise InvalidInputError(f"format must be one of {', '.join(map(str, FORMATS))}, not {format!r}")
         self.path = os.path.abspath(os.path.expanduser(os.fspath(root)))
         self.layout = Layout(self.path)
-        self._init_root()
+        # `format` picks a new store's format (1 by default); an existing store must be opened with its
+        # own, and format 2 only when asked for (it is not complete yet: docs/format2.md)
+        self.format: int = format or STORE_FORMAT
+        self._init_root(format)
         self.writer = f"p{os.getpid()}x{secrets.token_hex(4)}"
         # why this process cannot write ("read-only", "full"), or None: a store whose root cannot
         # take a writer directory still opens, for reading (listing, recall, gc's report, verify)
@@ -75,7 +81,7 @@ class StoreRoot:
         self.save_gate = SaveGate(os.path.join(self.path, SAVE_GATE))
 
     # -- opening -----------------------------------------------------------------------------
-    def _init_root(self) -> None:
+    def _init_root(self, wanted: int | None) -> None:
         root = self.path
         if os.path.exists(root) and not os.path.isdir(root):
             raise InvalidInputError(
@@ -89,11 +95,23 @@ class StoreRoot:
                 fmt = info.get("format")
             except (OSError, ValueError, AttributeError) as exc:
                 raise StoreFormatError(f"{meta} is unreadable ({exc}); restore it or open another store") from None
-            if fmt != STORE_FORMAT:
+            if fmt not in FORMATS:
                 raise StoreFormatError(
                     f"store {root!r} has format {fmt!r}, this aeg_jupyter reads format {STORE_FORMAT}; "
                     "upgrade with `pip install -U aeg-jupyter` or open another store"
                 )
+            if fmt == 2 and wanted is None:
+                raise StoreFormatError(
+                    f"store {root!r} has format 2, which this aeg_jupyter opens only when asked "
+                    "(Store(root, format=2): format 2 is not complete yet); "
+                    "upgrade with `pip install -U aeg-jupyter` or open another store"
+                )
+            if wanted is not None and fmt != wanted:
+                raise StoreFormatError(
+                    f"store {root!r} has format {fmt}, not {wanted}; open it without format={wanted} "
+                    "(converting a store between formats is not available yet) or pick a new directory"
+                )
+            self.format = fmt
             self._check_known_dirs()
             return
         if os.path.isdir(root):
@@ -111,11 +129,11 @@ class StoreRoot:
             ) from None
         tmp = os.path.join(root, f".{META_NAME}.{secrets.token_hex(4)}")
         with open(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, FILE_MODE), "w", encoding="utf-8") as f:
-            json.dump({"format": STORE_FORMAT, "hash": "blake3", "created_by": "aeg_jupyter"}, f)
+            json.dump({"format": self.format, "hash": "blake3", "created_by": "aeg_jupyter"}, f)
         try:
             os.link(tmp, meta)  # never overwrite a marker another process wrote meanwhile
         except FileExistsError:
-            pass
+            self._init_root(wanted)  # that marker decides (and is checked against `wanted`)
         finally:
             os.unlink(tmp)
         self._check_known_dirs()

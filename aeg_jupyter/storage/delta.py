@@ -1,0 +1,367 @@
+"""One Delta Lake table of a format-2 store (delta-rs): idempotent commits of spooled rows, Arrow reads,
+maintenance.
+
+A spool ``(writer, table, seq)`` is committed with the application transaction ``(app_id=writer,
+version=seq)`` in the same commit as its rows, so a writer that dies after its commit and before
+removing its spool is not appended twice when the spool is committed again: the commit is skipped when
+``transaction_version(writer) >= seq``. The check and the commit use one snapshot, so two processes
+committing the same spool at once cannot both win: delta-rs refuses the second commit (a concurrent
+``txn`` with the same app id) and the loser finds the spool committed on its retry.
+
+Files are read with ``pyarrow.parquet`` from the snapshot's add actions (``pyarrow.dataset`` imports
+pandas, ~0.5 s on a cold open); :meth:`DeltaLakeTable.dataset` is the general reader for tables whose
+protocol needs more than that (deletion vectors, column mapping). See ``docs/format2.md``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+import warnings
+from bisect import bisect_right
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import unquote
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+from deltalake import CommitProperties, DeltaTable, Transaction, WriterProperties, write_deltalake
+from deltalake.exceptions import CommitFailedError, DeltaError, TableNotFoundError
+
+from ..base.errors import StoreWarning, StoreWriteError
+from .arrays import int64_array, repeated_string
+from .fsops import unlink_quietly
+from .schemas import Row
+from .schemas2 import PARTITION
+
+CONFIGURATION = {
+    # open cost grows with the commits since the last checkpoint (docs/format2.md, spike figures)
+    "delta.checkpointInterval": "10",
+    # files a compaction or a delete removed stay this long for readers on older snapshots
+    "delta.deletedFileRetentionDuration": "interval 1 days",
+}
+VACUUM_HOURS = 24
+ROW_GROUP = 8_192  # rows per row group: building one returned Artifact reads its row group
+_WRITER_PROPERTIES = WriterProperties(compression="ZSTD", max_row_group_size=ROW_GROUP)
+_COMMIT_ATTEMPTS = 8
+
+
+@dataclass(frozen=True, slots=True)
+class DataFile:
+    """One Parquet file of the current snapshot: its local path, partition value and row count.
+
+    ``min_ts`` / ``max_ts`` bound the times of the table's time column in the file (int microseconds),
+    ``None`` when the file has no statistics. NOTE: Delta's JSON statistics hold timestamps in
+    milliseconds, truncated (a max of ``...00.001999`` is written ``...00.001``), so ``max_ts`` is the
+    statistic plus 999 us: a newest-first scan must not skip a file whose newest row is in that gap.
+    """
+
+    path: str
+    kind: str
+    rows: int
+    min_ts: int | None = None
+    max_ts: int | None = None
+
+
+class DeltaLakeTable:
+    """One Delta table in a local directory, created on first use.
+
+    Args:
+        path: the table directory (``<root>/tables/<name>``).
+        schema: the Arrow schema (``schemas2.SCHEMAS2[name]``), partition column included.
+        ts_field: the time column whose file statistics :meth:`files` reports.
+
+    Example:
+        >>> t = DeltaLakeTable(path, OPS2_SCHEMA, ts_field="ts")              # doctest: +SKIP
+        >>> t.commit(op_rows_to_arrow(rows), app_id="p42x1a2b", seq=0)       # doctest: +SKIP
+        True
+        >>> t.read(["artifact_id"]).num_rows                                 # doctest: +SKIP
+        1
+    """
+
+    def __init__(self, path: str, schema: pa.Schema, *, ts_field: str | None = None) -> None:
+        self.path = path
+        self.schema = schema
+        self.ts_field = ts_field
+        self._dt: DeltaTable | None = None
+        self._file_columns: dict[str, frozenset[str]] = {}
+
+    # -- the snapshot ------------------------------------------------------------------------
+    def exists(self) -> bool:
+        """True once the table's first commit exists."""
+        return DeltaTable.is_deltatable(self.path)
+
+    def create(self) -> DeltaTable:
+        """Create the table if it does not exist yet (safe when several processes race to create it)."""
+        if self._dt is None:
+            try:
+                self._dt = DeltaTable(self.path)
+            except TableNotFoundError:
+                os.makedirs(self.path, exist_ok=True)
+                try:
+                    self._dt = DeltaTable.create(
+                        self.path, self.schema, mode="ignore", partition_by=[PARTITION], configuration=CONFIGURATION
+                    )
+                except DeltaError:  # another process created it between our look and our commit
+                    self._dt = DeltaTable(self.path)
+        return self._dt
+
+    def snapshot(self, *, refresh: bool = True) -> DeltaTable:
+        """The table at its newest version (``refresh=False``: the version this object last saw)."""
+        dt = self.create()
+        if refresh:
+            dt.update_incremental()
+        return dt
+
+    def version(self) -> int:
+        """The newest committed version."""
+        return self.snapshot().version()  # type: ignore[no-any-return]
+
+    def committed_seq(self, app_id: str) -> int | None:
+        """The highest spool sequence committed for ``app_id`` (a writer id), or None."""
+        return self.snapshot().transaction_version(app_id)  # type: ignore[no-any-return]
+
+    # -- writing -----------------------------------------------------------------------------
+    def commit(self, data: pa.Table, *, app_id: str, seq: int) -> bool:
+        """Append ``data`` as the commit of spool ``seq`` of writer ``app_id``, unless it is in already.
+
+        Returns True when this call committed, False when the rows were committed before (by this
+        writer before it died, or by another process recovering its spool).
+
+        Raises:
+            StoreWriteError: the commit failed for another reason (disk full, a damaged log).
+        """
+        for attempt in range(_COMMIT_ATTEMPTS):
+            dt = self.snapshot()
+            done = dt.transaction_version(app_id)
+            if done is not None and done >= seq:
+                return False
+            try:
+                write_deltalake(
+                    dt, data, mode="append", partition_by=[PARTITION], writer_properties=_WRITER_PROPERTIES,
+                    schema_mode="merge",  # a new flat column (a metric name seen for the first time)
+                    commit_properties=CommitProperties(app_transactions=[Transaction(app_id, seq)]),
+                )  # fmt: skip
+                return True
+            except CommitFailedError:
+                # another commit won the race (the same spool committed by another process, a
+                # concurrent schema change, a conflicting maintenance commit): look again
+                time.sleep(0.01 * (attempt + 1))
+            except (DeltaError, OSError) as exc:
+                raise StoreWriteError(
+                    f"could not commit to the table {self.path}: {exc}; the rows stay in the spool, "
+                    "free some disk space and reopen the store"
+                ) from exc
+        raise StoreWriteError(
+            f"could not commit to the table {self.path} after {_COMMIT_ATTEMPTS} conflicting commits; "
+            "the rows stay in the spool and the next open commits them"
+        )
+
+    # -- reading -----------------------------------------------------------------------------
+    def files(self, kinds: Iterable[str] | None = None, *, refresh: bool = True) -> list[DataFile]:
+        """The data files of the snapshot (of ``kinds`` only, if given), with their statistics."""
+        dt = self.snapshot(refresh=refresh)
+        # NOTE: not pa.table(...): it asks whether its argument is a DataFrame, importing pandas
+        actions = pa.RecordBatchReader.from_stream(dt.get_add_actions(flatten=True)).read_all()
+        if actions.num_rows == 0:
+            return []
+        want = set(kinds) if kinds is not None else None
+        names = actions.column_names
+        kind_col = actions.column(f"partition.{PARTITION}").to_pylist()
+        paths = actions.column("path").to_pylist()
+        counts = actions.column("num_records").to_pylist()
+
+        def stat(name: str) -> list[int | None]:
+            if self.ts_field is None or name not in names:
+                return [None] * len(paths)
+            col = actions.column(name)
+            if pa.types.is_timestamp(col.type):
+                col = pa.chunked_array([c.view(pa.int64()) for c in col.chunks], type=pa.int64())
+            return col.to_pylist()  # type: ignore[no-any-return]
+
+        lo = stat(f"min.{self.ts_field}")
+        hi = [None if b is None else b + 999 for b in stat(f"max.{self.ts_field}")]  # ms statistics: see DataFile
+        out = []
+        for p, k, n, a, b in zip(paths, kind_col, counts, lo, hi, strict=True):
+            if want is None or k in want:
+                out.append(DataFile(os.path.join(self.path, unquote(p)), k, n or 0, a, b))
+        return out
+
+    def plain_parquet(self) -> bool:
+        """True when every file can be read as plain Parquet (no reader features: no deletion vectors,
+        no column mapping)."""
+        proto = self.snapshot(refresh=False).protocol()
+        return proto.min_reader_version <= 1 and not proto.reader_features
+
+    def read_file(self, f: DataFile, columns: Sequence[str] | None = None) -> pa.Table:
+        """One data file's ``columns`` (all, if None), the partition column added when asked for.
+
+        NOTE: ``ParquetFile``, not ``pq.read_table``: the latter goes through ``pyarrow.dataset``,
+        which imports pandas (a cold open's budget, docs/format2.md).
+        """
+        cols = None if columns is None else [c for c in columns if c != PARTITION]
+        with pq.ParquetFile(f.path) as pf:
+            table = pf.read(columns=cols)
+        return self._with_partition(table, f, columns)
+
+    def file_columns(self, f: DataFile) -> frozenset[str]:
+        """The top-level columns a data file holds (files written before a flat column was added lack it)."""
+        names = self._file_columns.get(f.path)
+        if names is None:
+            with pq.ParquetFile(f.path) as pf:
+                names = frozenset(pf.schema_arrow.names)
+            self._file_columns[f.path] = names
+        return names
+
+    def read_leaves(self, f: DataFile, column: str, leaves: Sequence[str]) -> pa.ChunkedArray:
+        """Some leaves of one nested column of a data file, e.g. ``("key_value.key", "key_value.value.s")``
+        of ``labels``: the column with only those fields (a label query reads one of five value fields)."""
+        with pq.ParquetFile(f.path) as pf:
+            return pf.read(columns=[f"{column}.{leaf}" for leaf in leaves]).column(column)
+
+    def read_rows(self, f: DataFile, rows: Sequence[int], columns: Sequence[str] | None = None) -> pa.Table:
+        """Rows ``rows`` (indices within the file, in that order) of one data file: only the row
+        groups holding them are read."""
+        cols = None if columns is None else [c for c in columns if c != PARTITION]
+        with pq.ParquetFile(f.path) as pf:
+            meta = pf.metadata
+            starts = [0]
+            for g in range(meta.num_row_groups):
+                starts.append(starts[-1] + meta.row_group(g).num_rows)
+            groups = sorted({bisect_right(starts, r) - 1 for r in rows})
+            table = pf.read_row_groups(groups, columns=cols)
+        # offsets of the wanted rows inside the concatenation of the groups read
+        base, offset = {}, 0
+        for g in groups:
+            base[g] = offset
+            offset += starts[g + 1] - starts[g]
+        take = [base[bisect_right(starts, r) - 1] + r - starts[bisect_right(starts, r) - 1] for r in rows]
+        return self._with_partition(table.take(int64_array(take)), f, columns)
+
+    @staticmethod
+    def _with_partition(table: pa.Table, f: DataFile, columns: Sequence[str] | None) -> pa.Table:
+        if columns is None or PARTITION in columns:
+            table = table.append_column(PARTITION, repeated_string(f.kind, table.num_rows))
+        if columns is not None:
+            table = table.select(list(columns))
+        return table
+
+    def read(self, columns: Sequence[str] | None = None, kinds: Iterable[str] | None = None) -> pa.Table:
+        """The snapshot's rows as one Arrow table (``columns`` only; ``kinds`` only).
+
+        A file removed by a vacuum while we read (our snapshot was older than the retention) makes
+        the read start again on the newest snapshot.
+        """
+        names = list(columns) if columns is not None else self.schema.names
+        schema = pa.schema([self.schema.field(n) for n in names])
+        for attempt in range(2):
+            try:
+                if not self.plain_parquet():
+                    return self._read_dataset(names, kinds)
+                parts = [self.read_file(f, names) for f in self.files(kinds)]
+                if not parts:
+                    return pa.Table.from_batches([], schema=schema)  # NOTE: empty_table() imports pandas
+                return pa.concat_tables([p.cast(schema) if not p.schema.equals(schema) else p for p in parts])
+            except FileNotFoundError:
+                if attempt:
+                    raise
+        raise AssertionError("unreachable")
+
+    def _read_dataset(self, names: list[str], kinds: Iterable[str] | None) -> pa.Table:
+        ds = self.dataset()
+        filt = None
+        if kinds is not None:
+            import pyarrow.dataset as pads
+
+            filt = pads.field(PARTITION).isin(list(kinds))
+        return ds.to_table(columns=names, filter=filt)
+
+    def dataset(self) -> Any:
+        """The newest snapshot as a ``pyarrow.dataset.Dataset`` (what DuckDB and other engines scan)."""
+        return self.snapshot().to_pyarrow_dataset()
+
+    # -- maintenance -------------------------------------------------------------------------
+    def compact(self, *, kinds: Iterable[str] | None = None, target_size: int | None = None) -> dict[str, Any]:
+        """Rewrite small files into bigger ones, one commit per call (readers see either side, never both)."""
+        dt = self.snapshot()
+        filters = [(PARTITION, "in", list(kinds))] if kinds is not None else None
+        metrics = dt.optimize.compact(
+            partition_filters=filters, target_size=target_size, writer_properties=_WRITER_PROPERTIES
+        )
+        return dict(metrics)
+
+    def checkpoint(self) -> None:
+        """Write a checkpoint of the newest version (a cold open then reads one Parquet file, not every commit)."""
+        self.snapshot().create_checkpoint()
+
+    def vacuum(self, *, retention_hours: int = VACUUM_HOURS) -> list[str]:
+        """Delete files that no snapshot of the last ``retention_hours`` refers to; returns them."""
+        dt = self.snapshot()
+        return dt.vacuum(  # type: ignore[no-any-return]
+            retention_hours=retention_hours, enforce_retention_duration=False, dry_run=False
+        )
+
+    def delete_where(self, predicate: str) -> int:
+        """Delete the rows matching a SQL ``predicate`` in one commit (maintenance's fold); returns how many."""
+        metrics = self.snapshot().delete(predicate, writer_properties=_WRITER_PROPERTIES)
+        return int(metrics.get("num_deleted_rows", 0))
+
+    def update_where(self, predicate: str, updates: dict[str, str]) -> int:
+        """Set columns to SQL expressions where ``predicate`` holds, in one commit; returns rows updated."""
+        metrics = self.snapshot().update(updates=updates, predicate=predicate, writer_properties=_WRITER_PROPERTIES)
+        return int(metrics.get("num_updated_rows", 0))
+
+
+# -- spools ----------------------------------------------------------------------------------------
+def read_spool_rows(path: str) -> list[Row]:
+    """Every whole JSON line of a closed spool file (a damaged line is skipped with a warning)."""
+    try:
+        with open(path, "rb") as f:
+            data = f.read()
+    except FileNotFoundError:
+        return []
+    end = data.rfind(b"\n")
+    rows: list[Row] = []
+    for line in data[: end + 1].splitlines():
+        if not line:
+            continue
+        try:
+            row = json.loads(line)
+        except ValueError:
+            row = None
+        if isinstance(row, dict) and "kind" in row:
+            rows.append(row)
+        else:
+            warnings.warn(f"skipping a damaged line in spool {path}", StoreWarning, stacklevel=2)
+    return rows
+
+
+def commit_spool(
+    table: DeltaLakeTable,
+    path: str,
+    *,
+    writer: str,
+    seq: int,
+    rows_to_arrow: Callable[[list[Row]], pa.Table],
+    before_unlink: Callable[[], None] | None = None,
+) -> int:
+    """Commit a closed spool file of ``writer`` (sequence ``seq``) into ``table``, then remove it.
+
+    Idempotent: run it again after a crash at any point and the rows are in the table once. The
+    spool must be closed (the writer moved on to ``seq + 1``): lines appended meanwhile would be lost
+    with the file. Returns how many rows this call committed (0: none, or committed before).
+    ``before_unlink`` runs between the commit and the removal (tests use it to die there).
+    """
+    rows = read_spool_rows(path)
+    committed = 0
+    if rows and table.commit(rows_to_arrow(rows), app_id=writer, seq=seq):
+        committed = len(rows)
+    if before_unlink is not None:
+        before_unlink()
+    unlink_quietly(path)
+    return committed
+
+
+__all__ = ["CONFIGURATION", "VACUUM_HOURS", "DataFile", "DeltaLakeTable", "commit_spool", "read_spool_rows"]

@@ -1,0 +1,277 @@
+"""Store format 2's table schemas (typed columns) and their row <-> Arrow codecs.
+
+Format 2 keeps format 1's rows (flat dicts, as a spool line holds them) and gives the tables
+typed columns: labels as a map to a one-field-set struct (the exact type survives a round trip),
+metrics as ``map<string, double>``, timestamps as UTC microseconds, small content inline. Every
+column is documented in ``docs/format2.md`` as an external engine sees it.
+
+A spool row may carry ``labels`` / ``metrics`` as dicts or as format 1's JSON text (a migrated or
+older row), and inline content as ``content`` bytes or ``content_b64`` text (a JSON line holds no
+bytes); :func:`artifact_rows_to_arrow` takes either.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import re
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+import pyarrow as pa
+
+from ..base.models import Artifact
+from ..base.times import ts_to_datetime
+from .schemas import Row, as_micros
+
+INLINE_MAX = 4096  # content up to this many bytes lives in the artifact row (docs/format2.md)
+PARTITION = "kind"
+
+_TS = pa.timestamp("us", tz="UTC")
+_INT64_MIN, _INT64_MAX = -(2**63), 2**63 - 1
+
+LABEL_VALUE = pa.struct(
+    [
+        ("s", pa.string()),  # str
+        ("i", pa.int64()),  # int
+        ("f", pa.float64()),  # float
+        ("b", pa.bool_()),  # bool
+        ("j", pa.string()),  # JSON text of anything else (an int outside int64)
+    ]
+)
+LABELS = pa.map_(pa.string(), LABEL_VALUE)
+METRICS = pa.map_(pa.string(), pa.float64())
+
+ARTIFACTS2_SCHEMA = pa.schema(
+    [
+        pa.field("artifact_id", pa.string(), nullable=False),
+        pa.field("kind", pa.string(), nullable=False),
+        pa.field("created_at", _TS, nullable=False),
+        pa.field("uri", pa.string(), nullable=False),
+        ("size", pa.int64()),
+        ("name", pa.string()),
+        ("mime", pa.string()),
+        ("run_id", pa.string()),
+        ("graph_id", pa.string()),
+        ("node_id", pa.string()),
+        pa.field("pinned", pa.bool_(), nullable=False),
+        ("labels", LABELS),
+        ("metrics", METRICS),
+        ("preview_uri", pa.string()),
+        ("content", pa.binary()),  # the content itself when size <= INLINE_MAX
+    ]
+)
+VALUES = pa.list_(pa.struct([("name", pa.string()), ("kind", pa.string()), ("value", pa.string())]))
+EVENTS2_SCHEMA = pa.schema(
+    [
+        pa.field("event_id", pa.string(), nullable=False),
+        pa.field("kind", pa.string(), nullable=False),
+        pa.field("ts", _TS, nullable=False),
+        ("topic", pa.string()),
+        ("run_id", pa.string()),
+        ("graph_id", pa.string()),
+        ("node_id", pa.string()),
+        ("text", pa.string()),
+        ("inputs", VALUES),  # value: JSON text
+        ("outputs", VALUES),
+        ("metrics", METRICS),
+        ("tags", pa.list_(pa.string())),
+        ("severity", pa.int32()),
+        ("stage", pa.string()),
+        ("version", pa.int32()),
+    ]
+)
+OPS2_SCHEMA = pa.schema(
+    [
+        pa.field("op_id", pa.string(), nullable=False),
+        pa.field("kind", pa.string(), nullable=False),
+        pa.field("ts", _TS, nullable=False),
+        pa.field("artifact_id", pa.string(), nullable=False),
+    ]
+)
+SCHEMAS2 = {"artifacts": ARTIFACTS2_SCHEMA, "events": EVENTS2_SCHEMA, "ops": OPS2_SCHEMA}
+
+# One flat float64 column per metric name, beside the map: a flat column reads 5-10x faster than the
+# map (docs/format2.md, "Measured"). Added by schema evolution when a batch brings a new name; names
+# outside this pattern stay in the map only (a Delta column name without column mapping is restricted).
+METRIC_COLUMN = "metric."
+FLAT_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,63}$")
+
+# the columns an Artifact is built from (everything but the inline content)
+ARTIFACT_COLUMNS = [f.name for f in ARTIFACTS2_SCHEMA if f.name not in ("kind", "content")]
+
+
+# -- labels and metrics ----------------------------------------------------------------------------
+def label_value(v: Any) -> dict[str, Any]:
+    """One label value as the struct that keeps its type: ``True`` -> ``{"b": True}``, ``3`` -> ``{"i": 3}``."""
+    cls = v.__class__
+    if cls is str:
+        return {"s": v}
+    if cls is bool:
+        return {"b": v}
+    if cls is int:
+        return {"i": v} if _INT64_MIN <= v <= _INT64_MAX else {"j": json.dumps(v)}
+    if cls is float:
+        return {"f": v}
+    if isinstance(v, bool):
+        return {"b": bool(v)}
+    if isinstance(v, str):
+        return {"s": str(v)}
+    return {"j": json.dumps(v)}
+
+
+def label_from_struct(d: Mapping[str, Any] | None) -> Any:
+    """The label value a struct holds (the one field that is set; ``j`` is JSON text)."""
+    if d is None:
+        return None
+    for f in ("s", "i", "f", "b"):
+        v = d.get(f)
+        if v is not None:
+            return v
+    j = d.get("j")
+    return json.loads(j) if j is not None else None
+
+
+def labels_to_entries(labels: Mapping[str, Any] | str | None) -> list[tuple[str, dict[str, Any]]]:
+    """A labels dict (or format 1's JSON text) as map entries."""
+    if isinstance(labels, str):
+        labels = _json_object(labels)
+    if not labels:
+        return []
+    return [(k, label_value(v)) for k, v in labels.items()]
+
+
+def labels_from_entries(entries: Iterable[tuple[str, Mapping[str, Any] | None]] | None) -> dict[str, Any]:
+    """Map entries (``to_pylist`` of a labels cell) back to the labels dict, types exact."""
+    if not entries:
+        return {}
+    return {k: label_from_struct(v) for k, v in entries}
+
+
+def metrics_to_entries(metrics: Mapping[str, float] | str | None) -> list[tuple[str, float]]:
+    """A metrics dict (or format 1's JSON text) as map entries."""
+    if isinstance(metrics, str):
+        metrics = _json_object(metrics)
+    if not metrics:
+        return []
+    return [(k, float(v)) for k, v in metrics.items()]
+
+
+def _json_object(text: str) -> dict[str, Any]:
+    try:
+        obj = json.loads(text) if text else {}
+    except ValueError:
+        return {}
+    return obj if isinstance(obj, dict) else {}
+
+
+# -- artifacts -------------------------------------------------------------------------------------
+def row_content(row: Row) -> bytes | None:
+    """The inline content of a spool row (``content`` bytes or ``content_b64`` text), if any."""
+    content = row.get("content")
+    if content is None and row.get("content_b64") is not None:
+        content = base64.b64decode(row["content_b64"])
+    return content  # type: ignore[no-any-return]
+
+
+def artifact_rows_to_arrow(rows: list[Row]) -> pa.Table:
+    """Spool rows of the artifacts table -> an Arrow table with :data:`ARTIFACTS2_SCHEMA`.
+
+    Example:
+        >>> t = artifact_rows_to_arrow([{"artifact_id": "01A", "kind": "note", "created_at": 1,
+        ...     "uri": "cas://blake3/00", "labels": {"seed": 3}, "metrics": {"acc": 0.5}}])
+        >>> t.column("labels").to_pylist()[0]
+        [('seed', {'s': None, 'i': 3, 'f': None, 'b': None, 'j': None})]
+    """
+    cols: dict[str, list[Any]] = {f.name: [] for f in ARTIFACTS2_SCHEMA}
+    for r in rows:
+        cols["artifact_id"].append(r["artifact_id"])
+        cols["kind"].append(r["kind"])
+        cols["created_at"].append(r["created_at"])
+        cols["uri"].append(r["uri"])
+        cols["size"].append(r.get("size") or 0)
+        for name in ("name", "mime", "run_id", "graph_id", "node_id", "preview_uri"):
+            cols[name].append(r.get(name))
+        cols["pinned"].append(bool(r.get("pinned")))
+        cols["labels"].append(labels_to_entries(r.get("labels")))
+        cols["metrics"].append(metrics_to_entries(r.get("metrics")))
+        cols["content"].append(row_content(r))
+    table = pa.Table.from_pydict(cols, schema=ARTIFACTS2_SCHEMA)
+    return with_metric_columns(table, [r.get("metrics") for r in rows])
+
+
+def with_metric_columns(table: pa.Table, metrics: list[Mapping[str, float] | str | None]) -> pa.Table:
+    """``table`` with a ``metric.<name>`` float64 column for each metric name its rows use (null where a row
+    lacks it), in name order."""
+    dicts = [_json_object(m) if isinstance(m, str) else (m or {}) for m in metrics]
+    names = sorted({k for d in dicts for k in d if FLAT_NAME.match(k)})
+    for name in names:
+        values = [d.get(name) for d in dicts]
+        table = table.append_column(
+            pa.field(METRIC_COLUMN + name, pa.float64()),
+            pa.array([None if v is None else float(v) for v in values], pa.float64()),
+        )
+    return table
+
+
+def artifacts_from_arrow(table: pa.Table, kinds: list[str] | str | None = None) -> list[Artifact]:
+    """Artifacts from rows of the artifacts table (any subset of :data:`ARTIFACT_COLUMNS`, plus ``kind``
+    or ``kinds`` given: one kind for all rows, or one per row)."""
+    n, names = table.num_rows, set(table.column_names)
+    if n == 0:
+        return []
+
+    def col(name: str) -> list[Any]:
+        return table.column(name).to_pylist() if name in names else [None] * n
+
+    if "kind" in names:
+        kind_col = col("kind")
+    elif isinstance(kinds, str) or kinds is None:
+        kind_col = [kinds] * n
+    else:
+        kind_col = list(kinds)
+    created = as_micros(table.column("created_at")).to_pylist() if "created_at" in names else [None] * n
+    return [
+        Artifact(
+            artifact_id=aid, uri=uri, kind=kind, labels=labels_from_entries(lab), metrics=dict(met or ()),
+            preview_uri=prev, pinned=bool(pin), created_at=ts_to_datetime(ts) if ts is not None else None,
+            size=size or 0, name=name, mime=mime, run_id=run, graph_id=graph, node_id=node,
+        )
+        for aid, uri, kind, lab, met, prev, pin, ts, size, name, mime, run, graph, node in zip(
+            col("artifact_id"), col("uri"), kind_col, col("labels"), col("metrics"), col("preview_uri"),
+            col("pinned"), created, col("size"), col("name"), col("mime"), col("run_id"), col("graph_id"),
+            col("node_id"), strict=True,
+        )
+    ]  # fmt: skip
+
+
+# -- events and ops --------------------------------------------------------------------------------
+def _values(text: str | list[dict[str, Any]] | None) -> list[dict[str, Any]] | None:
+    if text is None:
+        return None
+    raw = json.loads(text) if isinstance(text, str) else text
+    return [{"name": d["name"], "kind": d.get("kind", "json"), "value": json.dumps(d.get("value"))} for d in raw]
+
+
+def event_rows_to_arrow(rows: list[Row]) -> pa.Table:
+    """Spool rows of the events table (format 1's row: JSON text columns) -> :data:`EVENTS2_SCHEMA`."""
+    cols: dict[str, list[Any]] = {f.name: [] for f in EVENTS2_SCHEMA}
+    for r in rows:
+        for name in ("event_id", "kind", "ts", "topic", "run_id", "graph_id", "node_id", "text", "stage"):
+            cols[name].append(r.get(name))
+        cols["inputs"].append(_values(r.get("inputs")))
+        cols["outputs"].append(_values(r.get("outputs")))
+        cols["metrics"].append(metrics_to_entries(r.get("metrics")) if r.get("metrics") is not None else None)
+        tags = r.get("tags")
+        cols["tags"].append(json.loads(tags) if isinstance(tags, str) else tags)
+        cols["severity"].append(r.get("severity") if r.get("severity") is not None else 2)
+        cols["version"].append(r.get("version") or 1)
+    return pa.Table.from_pydict(cols, schema=EVENTS2_SCHEMA)
+
+
+def op_rows_to_arrow(rows: list[Row]) -> pa.Table:
+    """Spool rows of the ops table -> :data:`OPS2_SCHEMA`."""
+    return pa.Table.from_pydict({f.name: [r[f.name] for r in rows] for f in OPS2_SCHEMA}, schema=OPS2_SCHEMA)
+
+
+ROWS_TO_ARROW = {"artifacts": artifact_rows_to_arrow, "events": event_rows_to_arrow, "ops": op_rows_to_arrow}

@@ -1,0 +1,275 @@
+"""Format 2's columnar catalog at 100k / 1M artifacts against a bare pyarrow read of one Parquet file.
+
+    python bench/format2_bench.py --quick          # 10k artifacts, ~10 s: the bench still runs
+    python bench/format2_bench.py -n 100000 -n 1000000
+
+For each size: N small-JSON artifacts (two labels, two metrics, content inline, 100 per run) are
+generated straight into a Delta table (vectorized, not through the API), compacted and checkpointed as
+maintenance leaves it, and the same rows are written to one Parquet file. Then, in fresh processes
+(imports done before the clock starts, as the issue's budget says), alternating, 3 times each:
+
+- format 2: open the tables (``ColumnarCatalog``: Delta log + checkpoint, file list, ops) +
+  ``best(kind, metric, filters)`` + ``search(kind, labels, limit=10)``, and the process's peak RSS;
+- the floor: ``pyarrow.parquet`` reads the same columns (the flat ``metric.val_acc``, the label leaves)
+  of the one file, the same filter + argmax, and the newest 10 of the label filter, computed the same way.
+
+Then warm ``best`` / ``search`` in the format-2 process (median of 200 calls each). Writes
+``bench/results/format2_bench.json`` and ``.md`` (``--out DIR`` to put them elsewhere).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import textwrap
+import time
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+from blake3 import blake3
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, REPO)
+
+from aeg_jupyter.storage.delta import DeltaLakeTable  # noqa: E402
+from aeg_jupyter.storage.schemas2 import ARTIFACTS2_SCHEMA, LABEL_VALUE, LABELS, METRICS, OPS2_SCHEMA  # noqa: E402
+
+T0 = 1_767_225_600_000_000
+BATCH = 100_000
+EXPS = 20  # label values of "exp": the label filter keeps 1/20 of a kind
+
+
+def generate(n: int, start: int = 0) -> pa.Table:
+    """``n`` artifact rows as format 2 stores them, built column by column."""
+    rng = np.random.default_rng(18 + start)
+    i = np.arange(start, start + n)
+    contents = [b'{"step": %d, "note": "a small json artifact", "ok": true}' % k for k in i.tolist()]
+    uris = ["cas://blake3/" + blake3(c).hexdigest() for c in contents]
+    # labels: exp (str) and seed (int), as a map to the typed struct
+    exp = pa.array([f"e{k}" for k in (i % EXPS).tolist()], pa.string())
+    seed = pa.array((i % 10).astype(np.int64))
+    lab_keys = pa.array(np.tile(np.array(["exp", "seed"], dtype=object), n), pa.string())
+    nulls_s = pa.nulls(n, pa.string())
+    s = pa.concat_arrays([exp, nulls_s]).take(pa.array(np.stack([i - start, i - start + n], 1).ravel()))
+    iv = pa.concat_arrays([pa.nulls(n, pa.int64()), seed]).take(
+        pa.array(np.stack([i - start, i - start + n], 1).ravel())
+    )
+    items = pa.StructArray.from_arrays(
+        [s, iv, pa.nulls(2 * n, pa.float64()), pa.nulls(2 * n, pa.bool_()), pa.nulls(2 * n, pa.string())],
+        fields=list(LABEL_VALUE),
+    )
+    offsets = pa.array(np.arange(0, 2 * n + 1, 2, dtype=np.int32))
+    labels = pa.MapArray.from_arrays(offsets, lab_keys, items, type=LABELS)
+    met_keys = pa.array(np.tile(np.array(["val_acc", "loss"], dtype=object), n), pa.string())
+    met_vals = pa.array(np.stack([rng.random(n), rng.random(n)], 1).ravel())
+    metrics = pa.MapArray.from_arrays(offsets, met_keys, met_vals, type=METRICS)
+    cols = {
+        "artifact_id": pa.array([f"01JBENCH{k:018d}" for k in i.tolist()], pa.string()),
+        "kind": pa.array(np.where(i % 10 == 9, "config", "checkpoint").astype(object), pa.string()),
+        "created_at": pa.array(T0 + i * 1000, pa.timestamp("us", tz="UTC")),
+        "uri": pa.array(uris, pa.string()),
+        "size": pa.array([len(c) for c in contents], pa.int64()),
+        "name": pa.array(np.full(n, "checkpoint.json", dtype=object), pa.string()),
+        "mime": pa.array(np.full(n, "application/json", dtype=object), pa.string()),
+        "run_id": pa.array([f"run{k // 100}" for k in i.tolist()], pa.string()),
+        "graph_id": pa.array(np.full(n, "train.ipynb", dtype=object), pa.string()),
+        "node_id": pa.array([f"cell{k % 7}" for k in i.tolist()], pa.string()),
+        "pinned": pa.array(np.zeros(n, bool)),
+        "labels": labels,
+        "metrics": metrics,
+        "preview_uri": pa.nulls(n, pa.string()),
+        "content": pa.array(contents, pa.binary()),
+    }
+    # the flat metric columns a format-2 writer adds beside the map (schemas2.with_metric_columns)
+    both = met_vals.to_numpy().reshape(n, 2)
+    schema = ARTIFACTS2_SCHEMA.append(pa.field("metric.val_acc", pa.float64())).append(
+        pa.field("metric.loss", pa.float64())
+    )
+    cols["metric.val_acc"], cols["metric.loss"] = pa.array(both[:, 0]), pa.array(both[:, 1])
+    return pa.table(cols, schema=schema)
+
+
+def build(root: str, n: int) -> dict[str, Any]:
+    """The Delta tables (after maintenance) and the one-file Parquet floor of ``n`` artifacts."""
+    t0 = time.perf_counter()
+    arts = DeltaLakeTable(os.path.join(root, "tables", "artifacts"), ARTIFACTS2_SCHEMA, ts_field="created_at")
+    DeltaLakeTable(os.path.join(root, "tables", "ops"), OPS2_SCHEMA, ts_field="ts").create()
+    floor = os.path.join(root, "floor.parquet")
+    writer = None
+    payload = 0
+    for seq, start in enumerate(range(0, n, BATCH)):
+        t = generate(min(BATCH, n - start), start)
+        payload += int(pc.sum(t.column("size")).as_py())
+        arts.commit(t, app_id="bench", seq=seq)
+        if writer is None:
+            writer = pq.ParquetWriter(floor, t.schema, compression="zstd")
+        writer.write_table(t, row_group_size=65_536)
+    assert writer is not None
+    writer.close()
+    gen = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    arts.compact()
+    arts.checkpoint()
+    arts.vacuum(retention_hours=0)
+    maint = time.perf_counter() - t0
+    size = sum(os.path.getsize(os.path.join(d, f)) for d, _, fs in os.walk(arts.path) for f in fs)
+    return {
+        "generate_s": round(gen, 2), "maintenance_s": round(maint, 2), "files": len(arts.files()),
+        "table_bytes": size, "payload_bytes": payload, "floor_bytes": os.path.getsize(floor),
+    }  # fmt: skip
+
+
+FORMAT2 = """
+import json, sys, time, statistics
+import numpy, pyarrow, pyarrow.compute, pyarrow.parquet, deltalake
+from aeg_jupyter.base.models import ScopeFilter
+from aeg_jupyter.core.columnar import ColumnarCatalog
+from aeg_jupyter.storage.delta import DeltaLakeTable
+from aeg_jupyter.storage.schemas2 import ARTIFACTS2_SCHEMA, OPS2_SCHEMA
+root = sys.argv[1]
+def status(key):  # VmHWM / VmRSS in MB (ru_maxrss would count the parent's RSS before exec)
+    for line in open("/proc/self/status"):
+        if line.startswith(key + ":"):
+            return int(line.split()[1]) / 1024
+rss0 = status("VmRSS")
+t0 = time.perf_counter()
+cat = ColumnarCatalog(DeltaLakeTable(root + "/tables/artifacts", ARTIFACTS2_SCHEMA, ts_field="created_at"),
+                      DeltaLakeTable(root + "/tables/ops", OPS2_SCHEMA, ts_field="ts"))
+t1 = time.perf_counter()
+best = cat.best(kind="checkpoint", metric="val_acc", filters={"exp": "e3"})
+t2 = time.perf_counter()
+hits = cat.search(kind="checkpoint", labels={"exp": "e3"}, limit=10)
+t3 = time.perf_counter()
+rss1 = status("VmHWM")
+def warm(fn):
+    out = []
+    for _ in range(200):
+        s = time.perf_counter(); fn(); out.append(time.perf_counter() - s)
+    return statistics.median(out)
+wb = warm(lambda: cat.best(kind="checkpoint", metric="val_acc", filters={"exp": "e3"}))
+wr = warm(lambda: cat.search(kind="checkpoint", metric="val_acc", limit=10))
+ws = warm(lambda: cat.search(kind="checkpoint", labels={"exp": "e3"}, limit=10))
+print(json.dumps({"open_ms": 1e3 * (t1 - t0), "best_ms": 1e3 * (t2 - t1), "search_ms": 1e3 * (t3 - t2),
+    "total_ms": 1e3 * (t3 - t0), "rss_after_imports_mb": rss0, "peak_rss_mb": rss1,
+    "warm_best_ms": 1e3 * wb, "warm_ranked_ms": 1e3 * wr, "warm_search_ms": 1e3 * ws,
+    "best": best.artifact_id, "search": [a.artifact_id for a in hits], "pandas": "pandas" in sys.modules}))
+"""
+
+FLOOR = """
+import json, sys, time
+import numpy as np, pyarrow as pa, pyarrow.compute as pc, pyarrow.parquet as pq
+import pandas  # pyarrow imports it on its first conversion of a Python value: an import, excluded
+path = sys.argv[1]
+def status(key):  # VmHWM / VmRSS in MB (ru_maxrss would count the parent's RSS before exec)
+    for line in open("/proc/self/status"):
+        if line.startswith(key + ":"):
+            return int(line.split()[1]) / 1024
+rss0 = status("VmRSS")
+t0 = time.perf_counter()
+with pq.ParquetFile(path) as pf:  # the columns (and label leaves) the query needs, as format 2 reads them
+    t = pf.read(columns=["artifact_id", "kind", "created_at", "labels.key_value.key", "labels.key_value.value.s", "metric.val_acc"])
+n = t.num_rows
+def entries(col):  # a map column flattened: row of each entry, keys, items (map_lookup is ~50x slower)
+    m = pa.concat_arrays(t.column(col).chunks)
+    off = m.offsets.to_numpy()
+    return np.repeat(np.arange(n), np.diff(off)), m.keys.slice(off[0], off[-1] - off[0]), m.items.slice(off[0], off[-1] - off[0])
+lrows, lkeys, litems = entries("labels")
+hit = pc.and_(pc.equal(lkeys, "exp"), pc.fill_null(pc.equal(pc.struct_field(litems, "s"), "e3"), False))
+mask = np.zeros(n, bool)
+mask[lrows[hit.to_numpy(zero_copy_only=False)]] = True
+mask &= pc.equal(t.column("kind"), "checkpoint").to_numpy(zero_copy_only=False)
+acc = t.column("metric.val_acc").to_numpy()
+rows = np.flatnonzero(mask)
+best = t.column("artifact_id")[int(rows[np.argmax(acc[rows])])].as_py()
+created = pc.cast(t.column("created_at"), pa.int64()).to_numpy()
+newest = rows[np.argsort(-created[rows])[:10]]
+hits = t.column("artifact_id").take(pa.array(newest)).to_pylist()
+t1 = time.perf_counter()
+print(json.dumps({"total_ms": 1e3 * (t1 - t0), "peak_rss_mb": status("VmHWM"),
+    "rss_after_imports_mb": rss0, "best": best, "search": hits}))
+"""
+
+
+def child(code: str, arg: str) -> dict[str, Any]:
+    env = dict(os.environ, PYTHONPATH=REPO + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    out = subprocess.run([sys.executable, "-c", textwrap.dedent(code), arg], capture_output=True, text=True, env=env)
+    if out.returncode != 0:
+        raise RuntimeError(out.stderr)
+    return json.loads(out.stdout.strip().splitlines()[-1])  # type: ignore[no-any-return]
+
+
+def measure(n: int, tmp: str, trials: int = 3) -> dict[str, Any]:
+    root = tempfile.mkdtemp(prefix=f"f2bench{n}-", dir=tmp)
+    try:
+        info = build(root, n)
+        f2, fl = [], []
+        for _ in range(trials):  # alternating, so both see the same machine load
+            f2.append(child(FORMAT2, root))
+            fl.append(child(FLOOR, os.path.join(root, "floor.parquet")))
+        for a, b in zip(f2, fl, strict=True):
+            assert a["best"] == b["best"] and a["search"] == b["search"], (a, b)
+        med = {k: statistics.median(r[k] for r in f2) for k in f2[0] if isinstance(f2[0][k], float)}
+        floor = {k: statistics.median(r[k] for r in fl) for k in ("total_ms", "peak_rss_mb", "rss_after_imports_mb")}
+        return {"n": n, **info, "format2": med, "floor": floor, "pandas_imported": f2[0]["pandas"],
+                "ratio_to_floor": med["total_ms"] / floor["total_ms"]}  # fmt: skip
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
+
+
+def render(results: list[dict[str, Any]]) -> str:
+    lines = [
+        "# format 2 bench (bench/format2_bench.py)",
+        "",
+        "Cold process, imports excluded: open + `best(kind, metric, filters)` + `search(kind, labels, limit=10)`;",
+        "the floor is a bare pyarrow read of one Parquet file with the same filter + argmax (+ newest 10). Medians of 3.",
+        "",
+        "| artifacts | format 2 cold total | open / best / search | floor | ratio | peak RSS (after imports) | floor RSS | warm best / ranked top 10 / label search | table on disk / payload | files |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |",
+    ]
+    for r in results:
+        f, fl = r["format2"], r["floor"]
+        lines.append(
+            f"| {r['n']:,} | {f['total_ms']:.0f} ms | {f['open_ms']:.0f} / {f['best_ms']:.0f} / {f['search_ms']:.0f} ms "
+            f"| {fl['total_ms']:.0f} ms | {r['ratio_to_floor']:.2f}x | {f['peak_rss_mb']:.0f} MB ({f['rss_after_imports_mb']:.0f}) "
+            f"| {fl['peak_rss_mb']:.0f} MB ({fl['rss_after_imports_mb']:.0f}) "
+            f"| {f['warm_best_ms']:.3f} / {f['warm_ranked_ms']:.3f} / {f['warm_search_ms']:.3f} ms "
+            f"| {r['table_bytes'] / 2**20:.1f} MiB / {r['payload_bytes'] / 2**20:.1f} MiB | {r['files']} |"
+        )
+    lines.append("")
+    lines.append("pandas imported by the format-2 process: " + ", ".join(str(r["pandas_imported"]) for r in results))
+    return "\n".join(lines) + "\n"
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("-n", type=int, action="append", help="store sizes (repeatable); default 100000")
+    ap.add_argument("--quick", action="store_true", help="10,000 artifacts, one trial")
+    ap.add_argument("--out", default=os.path.join(REPO, "bench", "results"))
+    ap.add_argument("--tmp", default=None, help="scratch directory for the stores")
+    args = ap.parse_args()
+    sizes = [10_000] if args.quick else (args.n or [100_000])
+    results = []
+    for n in sizes:
+        results.append(measure(n, args.tmp or tempfile.gettempdir(), trials=1 if args.quick else 3))
+        print(json.dumps(results[-1]), flush=True)
+    text = render(results)
+    print(text)
+    if not args.quick:
+        os.makedirs(args.out, exist_ok=True)
+        with open(os.path.join(args.out, "format2_bench.json"), "w") as f:
+            json.dump(results, f, indent=1)
+        with open(os.path.join(args.out, "format2_bench.md"), "w") as f:
+            f.write(text)
+
+
+if __name__ == "__main__":
+    main()
