@@ -183,7 +183,9 @@ class AegArtifactIndex:
         pinned: bool | None = None,
     ) -> list[Any]:
         core, where = self._core_filters(labels)
-        sql = self._sql_match(labels)
+        # every filter but the tags is one our catalog applies exactly: no row needs a second look
+        exact = pinned is None and all(k == "tags" or k == "run_id" or k in core for k in (labels or {}))
+        sql = (lambda a: True) if exact else self._sql_match(labels)
         tag_filter = normalize_tags((labels or {}).get("tags")) if labels and "tags" in labels else None
 
         def ok(a: AegArtifact) -> bool:
@@ -201,7 +203,8 @@ class AegArtifactIndex:
             if limit == 0:
                 return []
             skip = offset
-            for a in self._arts.search(kind=kind, labels=core or None, where=where):
+            cap = limit + offset if exact and limit is not None else None
+            for a in self._arts.search(kind=kind, labels=core or None, where=where, limit=cap):
                 if not ok(a):
                     continue
                 if skip:
