@@ -398,12 +398,20 @@ class BlobStore:
             for fan in fans:
                 if not fan.is_dir(follow_symlinks=False) or len(fan.name) != 2:
                     continue
-                with os.scandir(fan.path) as entries:
+                try:
+                    entries = os.scandir(fan.path)
+                except FileNotFoundError:
+                    continue
+                with entries:
                     for e in entries:
                         digest = fan.name + e.name
-                        if is_hex_digest(digest) and e.is_file(follow_symlinks=False):
+                        try:
+                            if not (is_hex_digest(digest) and e.is_file(follow_symlinks=False)):
+                                continue
                             st = e.stat(follow_symlinks=False)
-                            yield digest, st.st_size, st.st_mtime
+                        except FileNotFoundError:  # another process's gc freed it after the listing
+                            continue
+                        yield digest, st.st_size, st.st_mtime
 
     def delete(self, digest: str) -> None:
         """Remove a blob (gc only)."""

@@ -308,6 +308,25 @@ def test_iter_blobs_lists_blobs_and_ignores_strays(blobs, layout):
         assert found[p.digest] == (p.size, os.stat(layout.blob_path(p.digest)).st_mtime)
 
 
+def test_iter_blobs_skips_blobs_another_gc_frees_while_it_lists(blobs, layout):
+    """Two processes' gc may list one fan folder while the other deletes from it."""
+    by_fan: dict[str, list[bytes]] = {}
+    i = 0
+    while not any(len(v) >= 6 for v in by_fan.values()):
+        data = f"blob {i}".encode()
+        by_fan.setdefault(hash_bytes(data)[:2], []).append(data)
+        i += 1
+    fan = next(f for f, v in by_fan.items() if len(v) >= 6)
+    puts = [blobs.put_bytes(data) for data in by_fan[fan]]
+    listed = blobs.iter_blobs()
+    first = next(d for d, _, _ in listed if d[:2] == fan)
+    gone = {p.digest for p in puts} - {first}
+    for digest in gone:
+        os.unlink(layout.blob_path(digest))  # freed by "another process" after the listing began
+    rest = {d for d, _, _ in listed}  # before the fix: FileNotFoundError from the entry's stat
+    assert not (rest & gone)
+
+
 # -- local paths handed out --------------------------------------------------------------------
 def test_materialize_file_is_a_copy_of_the_blob_under_its_name(blobs, layout):
     put = blobs.put_bytes(b"report body")
