@@ -99,6 +99,14 @@ def ipython_shell(tmp_path: Any, monkeypatch: pytest.MonkeyPatch) -> Iterator[An
 
 
 @pytest.fixture
+def ip(ipython_shell: Any, tmp_path: Any, monkeypatch: pytest.MonkeyPatch) -> Any:
+    """``ipython_shell`` with the extension loaded on a store in ``tmp_path`` (a test module may define its own)."""
+    monkeypatch.setenv("AEG_STORE", str(tmp_path / "store"))
+    ipython_shell.run_line_magic("load_ext", "aeg_jupyter")
+    return ipython_shell
+
+
+@pytest.fixture
 def kernel_name(tmp_path: Any, monkeypatch: pytest.MonkeyPatch) -> str:
     """A kernelspec that runs this interpreter (whatever `python` on PATH is), named "python3"
     so notebooks saved with the usual kernelspec run on it unchanged."""

@@ -35,13 +35,6 @@ from aeg_jupyter.storage.schemas import EVENTS_SCHEMA
 EVIL = "<img src=x onerror=alert(1)>"
 
 
-@pytest.fixture
-def ip(ipython_shell: Any, tmp_path: Any, monkeypatch: pytest.MonkeyPatch) -> Any:
-    monkeypatch.setenv("AEG_STORE", str(tmp_path / "store"))
-    ipython_shell.run_line_magic("load_ext", "aeg_jupyter")
-    return ipython_shell
-
-
 def aeg(ip: Any, line: str) -> Any:
     return ip.run_line_magic("aeg", line)
 

@@ -18,13 +18,6 @@ from IPython.core.error import UsageError
 from aeg_jupyter import Artifact, KernelContext
 
 
-@pytest.fixture
-def ip(ipython_shell: Any, tmp_path: Any, monkeypatch: pytest.MonkeyPatch) -> Any:
-    monkeypatch.setenv("AEG_STORE", str(tmp_path / "store"))
-    ipython_shell.run_line_magic("load_ext", "aeg_jupyter")
-    return ipython_shell
-
-
 def aeg(ip: Any, line: str) -> Any:
     return ip.run_line_magic("aeg", line)
 

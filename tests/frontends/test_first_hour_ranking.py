@@ -13,13 +13,6 @@ from aeg_jupyter import GcReport
 from aeg_jupyter.core.direction import default_metric, infer_direction, recorded_modes
 
 
-@pytest.fixture
-def ip(ipython_shell: Any, tmp_path: Any, monkeypatch: pytest.MonkeyPatch) -> Any:
-    monkeypatch.setenv("AEG_STORE", str(tmp_path / "store"))
-    ipython_shell.run_line_magic("load_ext", "aeg_jupyter")
-    return ipython_shell
-
-
 def aeg(ip: Any, line: str) -> Any:
     return ip.run_line_magic("aeg", line)
 

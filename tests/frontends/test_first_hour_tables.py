@@ -17,13 +17,6 @@ from aeg_jupyter.frontends.commands.artifacts import describe_artifact
 HIDDEN = ["artifact_id", "uri", "created_at", "graph_id", "node_id", "pinned", "size"]
 
 
-@pytest.fixture
-def ip(ipython_shell: Any, tmp_path: Any, monkeypatch: pytest.MonkeyPatch) -> Any:
-    monkeypatch.setenv("AEG_STORE", str(tmp_path / "store"))
-    ipython_shell.run_line_magic("load_ext", "aeg_jupyter")
-    return ipython_shell
-
-
 def aeg(ip: Any, line: str) -> Any:
     return ip.run_line_magic("aeg", line)
 
