@@ -21,7 +21,7 @@ PKG = "aeg_jupyter"
 PKG_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), PKG)
 LAYERS = ("base", "storage", "core", "api", "frontends", "aethergraph")  # aethergraph/: optional, a top layer
 ROOT_RANK = len(LAYERS)  # the package root and its top-level modules sit above every layer
-UI_LIBRARIES = ("IPython", "ipywidgets", "traitlets")
+UI_LIBRARIES = ("IPython", "ipywidgets", "traitlets", "plotly", "anywidget")  # charts are drawn in frontends/ only
 # front-end modules that must not import one another: (importer prefix, forbidden prefix)
 SEPARATE = [
     ("frontends.magics", "frontends.panel"),
