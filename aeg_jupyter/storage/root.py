@@ -41,6 +41,25 @@ KNOWN_DIRS = ("blobs", "tables", "spool", "tmp", "files")
 QUARANTINE = "quarantine"  # spools (or lines of them) recovery could not flush: kept, never retried
 
 
+FORMAT_ENV = "AEG_STORE_FORMAT"  # the format asked for when the caller names none (tests run the suite on 2)
+
+
+def format_from_env() -> int | None:
+    """The store format named by ``AEG_STORE_FORMAT`` (``1`` or ``2``), or None when it is unset or empty.
+
+    Example:
+        >>> format_from_env()     # with AEG_STORE_FORMAT unset    # doctest: +SKIP
+    """
+    value = os.environ.get(FORMAT_ENV, "").strip()
+    if not value:
+        return None
+    if value not in {str(f) for f in FORMATS}:
+        raise InvalidInputError(
+            f"{FORMAT_ENV}={value!r} is not a store format; set it to one of {', '.join(map(str, FORMATS))} or unset it"
+        )
+    return int(value)
+
+
 class StoreRoot:
     """One store directory as this process holds it: created or checked, and claimed as a writer.
 
@@ -52,6 +71,8 @@ class StoreRoot:
     """
 
     def __init__(self, root: str | os.PathLike[str], *, format: int | None = None) -> None:
+        if format is None:
+            format = format_from_env()
         if format not in (None, *FORMATS):
             raise InvalidInputError(f"format must be one of {', '.join(map(str, FORMATS))}, not {format!r}")
         self.path = os.path.abspath(os.path.expanduser(os.fspath(root)))

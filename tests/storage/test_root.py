@@ -309,3 +309,17 @@ def test_release_with_an_unflushed_spool_leaves_it_for_recovery(roots, path):
     tables = _tables(nxt)
     assert nxt.recover(tables) == [r.writer]
     assert [row["event_id"] for row in tables["events"].read_all_parts()] == ["e00007"]
+
+
+def test_aeg_store_format_names_the_format_when_the_caller_names_none(roots, path, monkeypatch):
+    monkeypatch.setenv("AEG_STORE_FORMAT", "2")
+    root = _open(roots, path)
+    assert root.format == 2
+    with open(os.path.join(path, META_NAME), encoding="utf-8") as f:
+        assert json.load(f)["format"] == 2
+    monkeypatch.setenv("AEG_STORE_FORMAT", "3")
+    with pytest.raises(InvalidInputError, match=r"AEG_STORE_FORMAT='3' is not a store format; set it to one of 1, 2"):
+        _open(roots, path)
+    monkeypatch.delenv("AEG_STORE_FORMAT")
+    with pytest.raises(StoreFormatError, match="has format 2"):
+        _open(roots, path)  # a format-2 store still opens only when asked, by the caller or the variable
