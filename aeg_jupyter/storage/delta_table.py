@@ -79,6 +79,20 @@ class DeltaSpoolTable(Table):
         """Delta files are checked by delta-rs when the snapshot loads; none is reported here."""
         return []
 
+    def column_values(self, column: str) -> set[Any]:
+        """Every value of ``column`` in any writer's spool (this one's too), then in the newest snapshot.
+
+        Spools first: a row committed meanwhile is then in the snapshot read after (gc's sweep keeps
+        the blob of every row an external reader may still see, ``core/maintenance.py``).
+        """
+        values: set[Any] = set()
+        for path in self.spool_paths(include_own=True):
+            values.update(r.get(column) for r in self.read_spool(path)[0])
+        if self.delta.exists():
+            values.update(self.delta.read([column]).column(0).to_pylist())
+        values.discard(None)
+        return values
+
     def partition_kinds(self) -> list[str]:
         """The kinds that have data files in the snapshot."""
         if not self.delta.exists():
@@ -100,6 +114,8 @@ def to_format1(spec: TableSpec, table: pa.Table) -> pa.Table:
             cols[f.name] = col
         elif f.name == "labels":
             cols[f.name] = pa.array([_json(labels_from_entries(v)) for v in col.to_pylist()], pa.string())
+        elif f.name == "inputs" and spec.name == "artifacts":  # list<string> of ids -> JSON text
+            cols[f.name] = pa.array([json.dumps(v) if v else None for v in col.to_pylist()], pa.string())
         elif f.name in ("metrics",):
             cols[f.name] = pa.array([None if v is None else _json(dict(v)) for v in col.to_pylist()], pa.string())
         elif f.name in ("inputs", "outputs"):

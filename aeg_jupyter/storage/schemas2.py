@@ -59,6 +59,12 @@ ARTIFACTS2_SCHEMA = pa.schema(
         ("metrics", METRICS),
         ("preview_uri", pa.string()),
         ("content", pa.binary()),  # the content itself when size <= INLINE_MAX
+        # lineage, as format 1 (docs/architecture.md, "Lineage"); `inputs` typed: the ids of the inputs
+        ("source_path", pa.string()),
+        ("cell_id", pa.string()),
+        ("execution_count", pa.int64()),
+        ("source_hash", pa.string()),
+        ("inputs", pa.list_(pa.string())),
     ]
 )
 VALUES = pa.list_(pa.struct([("name", pa.string()), ("kind", pa.string()), ("value", pa.string())]))
@@ -79,6 +85,10 @@ EVENTS2_SCHEMA = pa.schema(
         ("severity", pa.int32()),
         ("stage", pa.string()),
         ("version", pa.int32()),
+        ("source_path", pa.string()),  # lineage, as format 1
+        ("cell_id", pa.string()),
+        ("execution_count", pa.int64()),
+        ("source_hash", pa.string()),
     ]
 )
 OPS2_SCHEMA = pa.schema(
@@ -91,11 +101,31 @@ OPS2_SCHEMA = pa.schema(
 )
 SCHEMAS2 = {"artifacts": ARTIFACTS2_SCHEMA, "events": EVENTS2_SCHEMA, "ops": OPS2_SCHEMA}
 
-# One flat float64 column per metric name, beside the map: a flat column reads 5-10x faster than the
-# map (docs/format2.md, "Measured"). Added by schema evolution when a batch brings a new name; names
-# outside this pattern stay in the map only (a Delta column name without column mapping is restricted).
+# One flat float64 column per metric name, and one per label key and value type, beside the maps: a
+# flat column reads 5-10x faster than a map (docs/format2.md, "Measured"). Added by schema evolution
+# when a batch brings a new name; names outside this pattern stay in the maps only (a Delta column
+# name without column mapping is restricted).
+# NOTE: lower case only. Delta column names are case-insensitive: a commit bringing `metric.Acc` to a
+# table holding `metric.acc` is refused ("Duplicate field name (case-insensitive)"), so the spool
+# would never commit. A name with a capital letter is read from the map (correct, slower).
 METRIC_COLUMN = "metric."
-FLAT_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,63}$")
+LABEL_COLUMN = "label."
+FLAT_NAME = re.compile(r"^[a-z_][a-z0-9_]{0,63}$")
+# the struct field of a label value -> the type of its flat column (``j``, JSON text, stays map-only)
+LABEL_FLAT_TYPES = {"s": pa.string(), "i": pa.int64(), "f": pa.float64(), "b": pa.bool_()}
+
+
+def label_column(key: str, field: str) -> str:
+    """The flat column of label ``key``'s values of one type: ``label_column("seed", "i")`` -> ``label.seed.i``."""
+    return f"{LABEL_COLUMN}{key}.{field}"
+
+
+def parse_label_column(name: str) -> tuple[str, str] | None:
+    """``label.seed.i`` -> ``("seed", "i")``; None for any other column name."""
+    if not name.startswith(LABEL_COLUMN):
+        return None
+    key, _, field = name[len(LABEL_COLUMN) :].rpartition(".")
+    return (key, field) if field in LABEL_FLAT_TYPES and FLAT_NAME.match(key) else None
 
 # the columns an Artifact is built from (everything but the inline content)
 ARTIFACT_COLUMNS = [f.name for f in ARTIFACTS2_SCHEMA if f.name not in ("kind", "content")]
@@ -196,8 +226,22 @@ def artifact_rows_to_arrow(rows: list[Row]) -> pa.Table:
         cols["labels"].append(labels_to_entries(r.get("labels")))
         cols["metrics"].append(metrics_to_entries(r.get("metrics")))
         cols["content"].append(row_content(r))
+        for name in ("source_path", "cell_id", "execution_count", "source_hash"):
+            cols[name].append(r.get(name))
+        cols["inputs"].append(_id_list(r.get("inputs")))
     table = pa.Table.from_pydict(cols, schema=ARTIFACTS2_SCHEMA)
-    return with_metric_columns(table, [r.get("metrics") for r in rows])
+    table = with_metric_columns(table, [r.get("metrics") for r in rows])
+    return with_label_columns(table, cols["labels"])
+
+
+def _id_list(inputs: str | list[str] | None) -> list[str] | None:
+    """An artifact row's ``inputs`` (format 1's JSON text, or a list) as a list of ids (None: no inputs)."""
+    if isinstance(inputs, str):
+        try:
+            inputs = json.loads(inputs)
+        except ValueError:
+            return None
+    return [str(i) for i in inputs] if isinstance(inputs, list) and inputs else None
 
 
 def with_metric_columns(table: pa.Table, metrics: list[Mapping[str, float] | str | None]) -> pa.Table:
@@ -210,6 +254,30 @@ def with_metric_columns(table: pa.Table, metrics: list[Mapping[str, float] | str
         table = table.append_column(
             pa.field(METRIC_COLUMN + name, pa.float64()),
             pa.array([None if v is None else float(v) for v in values], pa.float64()),
+        )
+    return table
+
+
+def with_label_columns(table: pa.Table, entries: list[list[tuple[str, dict[str, Any]]]]) -> pa.Table:
+    """``table`` with a ``label.<key>.<s|i|f|b>`` column for each label key (matching :data:`FLAT_NAME`) and
+    value type its rows use (null where a row lacks the key or holds another type), in name order.
+
+    A key's values may differ in type across rows (``seed=3`` here, ``seed="3"`` there): one column per
+    type keeps each exact, as the map's struct does. Values that fit none (``j``) stay in the map only.
+    """
+    by_column: dict[tuple[str, str], dict[int, Any]] = {}
+    for row, ents in enumerate(entries):
+        for key, value in ents:
+            if not FLAT_NAME.match(key):
+                continue
+            for field, v in value.items():
+                if v is not None and field in LABEL_FLAT_TYPES:
+                    by_column.setdefault((key, field), {})[row] = v
+    n = table.num_rows
+    for (key, field), values in sorted(by_column.items()):
+        table = table.append_column(
+            pa.field(label_column(key, field), LABEL_FLAT_TYPES[field]),
+            pa.array([values.get(i) for i in range(n)], LABEL_FLAT_TYPES[field]),
         )
     return table
 
@@ -236,11 +304,14 @@ def artifacts_from_arrow(table: pa.Table, kinds: list[str] | str | None = None) 
             artifact_id=aid, uri=uri, kind=kind, labels=labels_from_entries(lab), metrics=dict(met or ()),
             preview_uri=prev, pinned=bool(pin), created_at=ts_to_datetime(ts) if ts is not None else None,
             size=size or 0, name=name, mime=mime, run_id=run, graph_id=graph, node_id=node,
+            source_path=spath, cell_id=cell, execution_count=count, source_hash=shash, inputs=tuple(ins or ()),
         )
-        for aid, uri, kind, lab, met, prev, pin, ts, size, name, mime, run, graph, node in zip(
+        for aid, uri, kind, lab, met, prev, pin, ts, size, name, mime, run, graph, node, spath, cell, count, shash, ins
+        in zip(
             col("artifact_id"), col("uri"), kind_col, col("labels"), col("metrics"), col("preview_uri"),
             col("pinned"), created, col("size"), col("name"), col("mime"), col("run_id"), col("graph_id"),
-            col("node_id"), strict=True,
+            col("node_id"), col("source_path"), col("cell_id"), col("execution_count"), col("source_hash"),
+            col("inputs"), strict=True,
         )
     ]  # fmt: skip
 
@@ -257,7 +328,21 @@ def event_rows_to_arrow(rows: list[Row]) -> pa.Table:
     """Spool rows of the events table (format 1's row: JSON text columns) -> :data:`EVENTS2_SCHEMA`."""
     cols: dict[str, list[Any]] = {f.name: [] for f in EVENTS2_SCHEMA}
     for r in rows:
-        for name in ("event_id", "kind", "ts", "topic", "run_id", "graph_id", "node_id", "text", "stage"):
+        for name in (
+            "event_id",
+            "kind",
+            "ts",
+            "topic",
+            "run_id",
+            "graph_id",
+            "node_id",
+            "text",
+            "stage",
+            "source_path",
+            "cell_id",
+            "execution_count",
+            "source_hash",
+        ):
             cols[name].append(r.get(name))
         cols["inputs"].append(_values(r.get("inputs")))
         cols["outputs"].append(_values(r.get("outputs")))
