@@ -14,6 +14,7 @@ is not ``1``; ``1`` matches ``1.0``).
 
 from __future__ import annotations
 
+import json
 import math
 import threading
 from collections.abc import Mapping
@@ -37,10 +38,13 @@ from ..storage.schemas2 import (
     METRIC_COLUMN,
     artifact_rows_to_arrow,
     artifacts_from_arrow,
+    label_column,
+    parse_label_column,
 )
 
 _MISSING = object()
 _BUILT_MAX = 10_000  # Artifacts kept per kind for warm calls
+_INT64_MIN, _INT64_MAX = -(2**63), 2**63 - 1
 
 
 @dataclass
@@ -192,6 +196,13 @@ class ColumnarCatalog:
             return self.table.read_leaves(f, name, leaves)
         if name.startswith(METRIC_COLUMN) and name not in self.table.file_columns(f):
             return _metric_from_map(self.table.read_file(f, ["metrics"]).column(0), name[len(METRIC_COLUMN) :])
+        flat = parse_label_column(name)
+        if flat is not None and name not in self.table.file_columns(f):
+            # a file without the column: written before the key (of this type) first came, or holding
+            # no row with it (delta-rs writes only a batch's own columns): the map answers
+            key, field = flat
+            labels = self.table.read_leaves(f, "labels", ("key_value.key", f"key_value.value.{field}"))
+            return _label_from_map(labels, key, field)
         return self.table.read_file(f, [name]).column(0)
 
     def _micros(self, kind: str) -> np.ndarray:
@@ -238,19 +249,33 @@ class ColumnarCatalog:
         seg = self._segments[kind]
         cache_key = ("label", key, type(want) is bool, want)
         arr = seg.arrays.get(cache_key)
+        big = type(want) is int and not _INT64_MIN <= want <= _INT64_MAX  # kept as JSON text (``j``)
+        if arr is None and FLAT_NAME.match(key) and not big:
+            # the flat columns label.<key>.<type>: one plain column per type the value could match
+            if isinstance(want, bool):
+                arr = _bools(pc.equal(self._column(kind, label_column(key, "b")), bool_scalar(want)))
+            elif isinstance(want, str):
+                arr = _bools(pc.equal(self._column(kind, label_column(key, "s")), string_scalar(want)))
+            else:  # a number: 1 matches 1.0, as in format 1
+                num = float_scalar(float(want))
+                ints = self._column(kind, label_column(key, "i")).cast(pa.float64(), safe=False)
+                arr = _bools(pc.equal(ints, num)) | _bools(pc.equal(self._column(kind, label_column(key, "f")), num))
+            seg.arrays[cache_key] = arr
         if arr is None:
             # only the value field(s) of the label's type are read (a label query reads 2 of 6 leaves)
             fields = ("b",) if isinstance(want, bool) else ("s",) if isinstance(want, str) else ("i", "f")
             rows, keys, items = self._entries(
-                kind, "labels", ("key_value.key", *(f"key_value.value.{f}" for f in fields))
+                kind, "labels", ("key_value.key", *(f"key_value.value.{f}" for f in (("j",) if big else fields)))
             )
-            if isinstance(want, bool):
+            if big:
+                hit = pc.equal(pc.struct_field(items, "j"), string_scalar(json.dumps(want)))
+            elif isinstance(want, bool):
                 hit = pc.equal(pc.struct_field(items, "b"), bool_scalar(want))
             elif isinstance(want, str):
                 hit = pc.equal(pc.struct_field(items, "s"), string_scalar(want))
             else:  # a number: 1 matches 1.0, as in format 1
                 hit = pc.or_kleene(
-                    pc.equal(pc.struct_field(items, "i").cast(pa.float64()), float_scalar(float(want))),
+                    pc.equal(pc.struct_field(items, "i").cast(pa.float64(), safe=False), float_scalar(float(want))),
                     pc.equal(pc.struct_field(items, "f"), float_scalar(float(want))),
                 )
             entry = _bools(pc.equal(keys, string_scalar(key))) & _bools(hit)
@@ -498,6 +523,19 @@ def _metric_from_map(col: pa.ChunkedArray, name: str) -> pa.ChunkedArray:
     m = pa.concat_arrays(col.chunks) if col.num_chunks != 1 else col.chunk(0)
     out = _scatter_first(*_flatten(m), name, len(m))
     return pa.chunked_array([pa.Array.from_buffers(pa.float64(), len(out), [None, pa.py_buffer(out)])])
+
+
+def _label_from_map(labels: pa.ChunkedArray, key: str, field: str) -> pa.ChunkedArray:
+    """A flat ``label.<key>.<field>`` column computed from one file's ``labels`` map (null where a row
+    lacks the key or holds another type)."""
+    m = pa.concat_arrays(labels.chunks) if labels.num_chunks != 1 else labels.chunk(0)
+    rows, keys, items = _flatten(m)
+    values = pc.struct_field(items, field)
+    hit = np.flatnonzero(_bools(pc.equal(keys, string_scalar(key))))[::-1]  # reversed: the first wins
+    idx = np.full(len(m), len(values), dtype=np.int64)  # the null appended below
+    idx[rows[hit]] = hit
+    padded = pa.concat_arrays([values, pa.nulls(1, values.type)])
+    return pa.chunked_array([pc.take(padded, int64_array(idx))])
 
 
 def _first(order: np.ndarray, mask: np.ndarray | None, limit: int | None) -> np.ndarray:

@@ -127,6 +127,7 @@ def parse_label_column(name: str) -> tuple[str, str] | None:
     key, _, field = name[len(LABEL_COLUMN) :].rpartition(".")
     return (key, field) if field in LABEL_FLAT_TYPES and FLAT_NAME.match(key) else None
 
+
 # the columns an Artifact is built from (everything but the inline content)
 ARTIFACT_COLUMNS = [f.name for f in ARTIFACTS2_SCHEMA if f.name not in ("kind", "content")]
 

@@ -142,8 +142,11 @@ def test_open_reads_no_column_and_a_query_only_its_own(tmp_path: Any) -> None:
     assert set(cat._segments["ckpt"].columns) == {"metric.acc", "created_at"}
     assert not cat._segments["cfg"].columns  # nor the other kind
     assert [a.artifact_id for a in cat.search(kind="cfg", labels={"exp": "A"}, limit=2)] == ["01A00008", "01A00006"]
-    # of labels, only the keys and the string values: a str label is asked for
-    assert set(cat._segments["cfg"].columns) == {"labels:key_value.key,key_value.value.s", "created_at"}
+    # of labels, only the flat column of the key's string values: a str label is asked for
+    assert set(cat._segments["cfg"].columns) == {"label.exp.s", "created_at"}
+    assert [a.artifact_id for a in cat.search(kind="cfg", labels={"ex p": "A"}, limit=2)] == []
+    # a key that is no identifier: the map's keys and string values (2 of its 6 leaves)
+    assert set(cat._segments["cfg"].columns) == {"label.exp.s", "labels:key_value.key,key_value.value.s", "created_at"}
 
 
 def test_pending_rows_then_their_commit_and_later_appends(tmp_path: Any) -> None:
@@ -238,3 +241,52 @@ def test_metrics_read_from_flat_columns_and_from_the_map_of_older_files(tmp_path
     assert cat.best(kind="ckpt", metric="f1").artifact_id == "01D00003"  # only the new file has it
     assert cat.best(kind="ckpt", metric="odd name").artifact_id == "01D00004"  # no flat column: the map
     assert [a.artifact_id for a in cat.search(kind="ckpt", metric="acc")] == ["01D00001", "01D00003", "01D00002"]
+
+
+def test_labels_read_from_flat_columns_and_from_the_map_of_older_files(tmp_path: Any) -> None:
+    arts, ops = _tables(tmp_path)
+
+    def row(i: int, labels: dict[str, Any]) -> dict[str, Any]:
+        return {"artifact_id": f"01E{i:05d}", "kind": "ckpt", "created_at": 1_000 + i, "uri": f"cas://blake3/{i:064x}",
+                "labels": labels, "metrics": {"acc": i / 10}}  # fmt: skip
+
+    old = artifact_rows_to_arrow([row(1, {"exp": "A", "seed": 3, "odd key": "x"}), row(2, {"exp": "B", "flag": True})])
+    old = old.drop_columns([n for n in old.column_names if n.startswith("label.")])  # written before flat columns
+    arts.commit(old, app_id="w", seq=0)
+    new = artifact_rows_to_arrow(
+        [row(3, {"exp": "A", "seed": 3.0, "flag": 1}), row(4, {"seed": "3", "odd key": "x", "big": 2**70}),
+         row(5, {"exp": "B", "flag": True, "seed": 2})]
+    )  # fmt: skip
+    flat = [n for n in new.column_names if n.startswith("label.")]
+    # one column per key and type; a key that is no identifier and a value that fits no type stay map-only
+    assert flat == ["label.exp.s", "label.flag.b", "label.flag.i", "label.seed.f", "label.seed.i", "label.seed.s"]
+    assert new.column("label.seed.i").to_pylist() == [None, None, 2]
+    arts.commit(new, app_id="w", seq=1)
+    cat = ColumnarCatalog(arts, ops)
+
+    def ids(**labels: Any) -> list[str]:
+        return [a.artifact_id[-1] for a in cat.search(kind="ckpt", labels=labels)]
+
+    assert ids(exp="A") == ["3", "1"]  # 1 from the old file's map
+    assert ids(seed=3) == ["3", "1"]  # 3 == 3.0, not "3"
+    assert ids(seed="3") == ["4"]
+    assert ids(flag=True) == ["5", "2"]  # True is not 1
+    assert ids(flag=1) == ["3"]
+    assert ids(**{"odd key": "x"}) == ["4", "1"]
+    assert ids(big=2**70) == ["4"]
+    assert ids(exp="B", flag=True) == ["5", "2"]
+    assert cat.best(kind="ckpt", metric="acc", filters={"seed": 3}).artifact_id == "01E00003"
+
+
+def test_names_that_differ_only_in_case_commit(tmp_path: Any) -> None:
+    """Delta column names are case-insensitive: `metric.Acc` beside `metric.acc` would fail every commit."""
+    arts, ops = _tables(tmp_path)
+    base = {"kind": "ckpt", "uri": "cas://blake3/" + "0" * 64}
+    arts.commit(artifact_rows_to_arrow([{**base, "artifact_id": "01F1", "created_at": 1, "metrics": {"acc": 0.5},
+                                        "labels": {"exp": "a"}}]), app_id="w", seq=0)  # fmt: skip
+    arts.commit(artifact_rows_to_arrow([{**base, "artifact_id": "01F2", "created_at": 2, "metrics": {"Acc": 0.7},
+                                        "labels": {"Exp": "a"}}]), app_id="w", seq=1)  # fmt: skip
+    cat = ColumnarCatalog(arts, ops)
+    assert cat.best(kind="ckpt", metric="Acc").artifact_id == "01F2"
+    assert cat.best(kind="ckpt", metric="acc").artifact_id == "01F1"
+    assert [a.artifact_id for a in cat.search(kind="ckpt", labels={"Exp": "a"})] == ["01F2"]
