@@ -10,7 +10,7 @@ import threading
 import warnings
 from collections.abc import Callable
 
-from ..base.errors import InvalidInputError
+from ..base.errors import InvalidInputError, StoreWriteError
 
 
 class WriteGuard:
@@ -27,12 +27,16 @@ class WriteGuard:
     def __init__(self) -> None:
         self.lock = threading.RLock()
         self.closed = False
+        # why this process may not write, or None (a format-1 store opened by format-2 code: read-only)
+        self.read_only: str | None = None
         self._listeners: list[Callable[[str], None]] = []
 
     def check_open(self) -> None:
-        """Raise if the store was closed (a write after ``close()``)."""
+        """Raise if the store was closed (a write after ``close()``) or is open read-only."""
         if self.closed:
             raise InvalidInputError("this store is closed; connect again with aeg_jupyter.connect()")
+        if self.read_only is not None:
+            raise StoreWriteError(f"cannot write: {self.read_only}")
 
     def subscribe(self, callback: Callable[[str], None]) -> Callable[[], None]:
         """Call ``callback(table)`` after each write of this process; returns the unsubscribe function.

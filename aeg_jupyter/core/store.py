@@ -72,6 +72,8 @@ class Store:
         self.root = self.store_root.path
         self.layout = self.store_root.layout
         self.writer = self.store_root.writer
+        # a format-1 store opened with format=2 is read-only until `aeg migrate` converts it
+        self.guard.read_only = self.store_root.migrate_hint
         fsync = durability == "fsync"
         self.blobs = BlobStore(self.layout, self.writer, fsync=fsync)
         table_class = DeltaSpoolTable if self.format == 2 else Table

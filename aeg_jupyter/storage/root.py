@@ -70,7 +70,7 @@ class StoreRoot:
         >>> root.release()                            # doctest: +SKIP
     """
 
-    def __init__(self, root: str | os.PathLike[str], *, format: int | None = None) -> None:
+    def __init__(self, root: str | os.PathLike[str], *, format: int | None = None, migration: bool = False) -> None:
         if format is None:
             format = format_from_env()
         if format not in (None, *FORMATS):
@@ -80,13 +80,24 @@ class StoreRoot:
         # `format` picks a new store's format (1 by default); an existing store must be opened with its
         # own, and format 2 only when asked for (it is not complete yet: docs/format2.md)
         self.format: int = format or STORE_FORMAT
+        # `aeg migrate` opens a store whose marker says "migrating" (every other open refuses it)
+        self._migration = migration
+        # set when a format-1 store is opened as format 2: it opens read-only, this says how to convert it
+        self.migrate_hint: str | None = None
         self._init_root(format)
         self.writer = f"p{os.getpid()}x{secrets.token_hex(4)}"
-        # why this process cannot write ("read-only", "full"), or None: a store whose root cannot
-        # take a writer directory still opens, for reading (listing, recall, gc's report, verify)
+        # why this process cannot write ("read-only", "full", "format 1"), or None: a store whose root
+        # cannot take a writer directory still opens, for reading (listing, recall, gc's report, verify)
         self.read_only: str | None = None
+        if self.migrate_hint is not None:
+            self._lock_fd: int | None = None
+            self.read_only = "format 1"
+            warnings.warn(self.migrate_hint, StoreWarning, stacklevel=3)
+            self.save_gate = SaveGate(os.path.join(self.path, SAVE_GATE))
+            self.save_gate.refusal = f"cannot save: {self.migrate_hint}"
+            return
         try:
-            self._lock_fd: int | None = self._claim_writer_dir()
+            self._lock_fd = self._claim_writer_dir()
         except OSError as exc:
             if exc.errno not in _NO_SPACE:
                 raise
@@ -99,6 +110,10 @@ class StoreRoot:
                 StoreWarning,
                 stacklevel=3,
             )
+        if self._lock_fd is not None and not migration and _marker_migrating(self.layout.meta):
+            # `aeg migrate` marked the store between our look at the marker and our claim: let go
+            self.release()
+            raise StoreFormatError(migrating_message(self.path))
         self.save_gate = SaveGate(os.path.join(self.path, SAVE_GATE))
 
     # -- opening -----------------------------------------------------------------------------
@@ -114,8 +129,11 @@ class StoreRoot:
                 with open(meta, encoding="utf-8") as f:
                     info = json.load(f)
                 fmt = info.get("format")
+                migrating = bool(info.get("migrating"))
             except (OSError, ValueError, AttributeError) as exc:
                 raise StoreFormatError(f"{meta} is unreadable ({exc}); restore it or open another store") from None
+            if migrating and not self._migration:
+                raise StoreFormatError(migrating_message(root))
             if fmt not in FORMATS:
                 raise StoreFormatError(
                     f"store {root!r} has format {fmt!r}, this aeg_jupyter reads format {STORE_FORMAT}; "
@@ -127,7 +145,15 @@ class StoreRoot:
                     "(Store(root, format=2): format 2 is not complete yet); "
                     "upgrade with `pip install -U aeg-jupyter` or open another store"
                 )
-            if wanted is not None and fmt != wanted:
+            if fmt == STORE_FORMAT and wanted == 2 and not self._migration:
+                # format-2 code over a format-1 store: it opens for reading, and says how to convert it
+                self.migrate_hint = (
+                    f"store {root!r} is format 1; it is open read-only: convert it with `aeg migrate {root}` "
+                    "(the old tables are kept until the new ones are whole), then open it again"
+                )
+                self.format = fmt
+                return
+            if wanted is not None and fmt != wanted and not self._migration:
                 raise StoreFormatError(
                     f"store {root!r} has format {fmt}, not {wanted}; open it without format={wanted} "
                     "(converting a store between formats is not available yet) or pick a new directory"
@@ -292,6 +318,7 @@ class SaveGate:
         self._mutex = threading.Lock()
         self._fd: int | None = None
         self._holders = 0
+        self.refusal: str | None = None  # why no save may start (a format-1 store opened by format-2 code)
 
     def _open(self) -> int | None:
         try:
@@ -302,6 +329,8 @@ class SaveGate:
     @contextlib.contextmanager
     def shared(self) -> Iterator[None]:
         """Hold the gate for one save (cheap: two ``flock`` calls when no other thread holds it)."""
+        if self.refusal is not None:
+            raise StoreWriteError(self.refusal)
         with self._mutex:
             if self._holders == 0:
                 if self._fd is None:
@@ -405,6 +434,22 @@ def _quarantine_lines(root: str, writer: str, fname: str, lines: list[bytes]) ->
         StoreWarning,
         stacklevel=5,
     )
+
+
+def migrating_message(root: str) -> str:
+    """What an open of a store in the middle of ``aeg migrate`` says."""
+    return (
+        f"store {root!r} is being converted to format 2 (`aeg migrate` started and has not finished); "
+        f"finish it with `aeg migrate {root}`, then open the store again"
+    )
+
+
+def _marker_migrating(meta: str) -> bool:
+    try:
+        with open(meta, encoding="utf-8") as f:
+            return bool(json.load(f).get("migrating"))
+    except (OSError, ValueError, AttributeError):
+        return False
 
 
 def _age(path: str) -> float:

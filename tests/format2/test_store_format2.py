@@ -116,8 +116,8 @@ def test_a_killed_writer_is_recovered_once(tmp_path: Any, when: str) -> None:
 
 def test_format_mismatch_and_unknown_format_are_refused(tmp_path: Any) -> None:
     root = str(tmp_path / "s")
-    Store(root).close()
-    with pytest.raises(StoreFormatError, match="has format 1, not 2"):
-        Store(root, format=2)
+    Store(root, format=2).close()
+    with pytest.raises(StoreFormatError, match="has format 2, not 1"):
+        Store(root, format=1)
     with pytest.raises(InvalidInputError, match="format must be one of 1, 2"):
         Store(str(tmp_path / "t"), format=3)
