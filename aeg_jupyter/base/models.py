@@ -201,6 +201,12 @@ class Event:
     tags: list[str] | None = None
     severity: int = 2
     stage: str | None = None
+    # provenance (docs/architecture.md, "Lineage"), as on :class:`Artifact`; an event has no
+    # artifact inputs (``inputs`` above are a tool result's named values)
+    source_path: str | None = None
+    cell_id: str | None = None
+    execution_count: int | None = None
+    source_hash: str | None = None
 
     @property
     def data(self) -> Any:
@@ -232,6 +238,9 @@ class Event:
         if self.tags:
             rows.append(("tags", ", ".join(self.tags)))
         rows.append(("run / graph / node", f"{self.run_id} / {self.graph_id} / {self.node_id}"))
+        if self.source_hash:
+            cell = f"{self.cell_id or ''} In[{self.execution_count}]" if self.execution_count else self.cell_id or ""
+            rows.append(("made by", f"{self.source_path or ''} {cell} (source {self.source_hash[:12]})".strip()))
         return kv_table(rows, css_class="aeg-event", caption="Event")
 
 

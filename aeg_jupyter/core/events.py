@@ -179,6 +179,7 @@ class EventLog:
         ev = Event(
             eid, ts_to_iso(ts), kind, topic, ins or None, outs or None, metrics_, text, 1,
             origin.run_id, origin.graph_id, origin.node_id, tag_list or None, severity, stage,
+            origin.source_path, origin.cell_id, origin.execution_count, origin.source_hash,
         )  # fmt: skip
         guard = self._guard
         with guard.lock:

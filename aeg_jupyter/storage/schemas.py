@@ -535,4 +535,8 @@ def row_to_event(r: Row) -> Event:
         tags=_json_cell(r.get("tags"), list, r),
         severity=r.get("severity") if r.get("severity") is not None else 2,
         stage=r.get("stage"),
+        source_path=r.get("source_path"),
+        cell_id=r.get("cell_id"),
+        execution_count=r.get("execution_count"),
+        source_hash=r.get("source_hash"),
     )
