@@ -15,6 +15,7 @@ import atexit
 import os
 import sys
 import threading
+import time
 import warnings
 import weakref
 from collections.abc import Callable
@@ -22,13 +23,16 @@ from typing import Literal
 
 from ..base.errors import InvalidInputError, StoreWarning, StoreWriteError
 from ..storage.blobs import BlobStore
+from ..storage.delta import VACUUM_HOURS
 from ..storage.delta_table import DeltaSpoolTable
+from ..storage.objectstore import local_root
 from ..storage.root import StoreRoot
 from ..storage.schemas import ARTIFACTS, EVENTS, OPS
 from ..storage.tables import Table
 from .artifacts import ArtifactStore
 from .events import EventLog
 from .guard import WriteGuard
+from .maintenance import DeltaMaintenance, MaintainReport
 
 Durability = Literal["flush", "fsync"]
 
@@ -114,6 +118,30 @@ class Store:
                 for kind in t.partition_kinds():
                     merged += t.compact(kind, min_parts=min_parts)
         return merged
+
+    def maintain(
+        self, *, vacuum_hours: float = VACUUM_HOURS, wait: bool = True, progress: Callable[[str], None] | None = None
+    ) -> MaintainReport:
+        """Format 2: flush -> fold pins and deletes into the artifacts table -> compact -> checkpoint ->
+        vacuum, under ``maintenance.lock`` (one runner per store; ``wait=False`` skips when it is held).
+
+        Afterwards external readers (DuckDB, Polars, deltalake) of the tables see what
+        ``arts.list(scope="all")`` shows, for every row and op flushed before it started
+        (docs/format2.md, "When pins and deletes become visible"). ``aeg gc`` runs it too. On a
+        format-1 store it flushes this process's spools and compacts small parts.
+
+        Example:
+            >>> print(Store(root, format=2).maintain())           # doctest: +SKIP
+            maintain: flushed 12 rows; fold removed 3 deleted rows, set 1 pins; 40 -> 3 data files, ...
+        """
+        if self.format != 2:
+            started = time.monotonic()
+            with self.lock:
+                flushed = sum(t.flush() for t in self.tables.values())
+            self.compact()
+            return MaintainReport(flushed=flushed, seconds=time.monotonic() - started)
+        runner = DeltaMaintenance(tables=self.tables, root=self.store_root, guard=self.guard)
+        return runner.run(vacuum_hours=vacuum_hours, wait=wait, progress=progress)
 
     def close(self) -> None:
         """Flush spools into Parquet, release the writer lock and remove this writer's temp dir."""
@@ -212,7 +240,7 @@ def open_store(
         InvalidInputError: the store is already open here with ``durability="flush"`` and
             ``"fsync"`` is asked for (a stronger guarantee cannot be given silently).
     """
-    key = os.path.abspath(os.path.expanduser(os.fspath(root)))
+    key = local_root(root)
     with _OPEN_LOCK:
         store = _OPEN.get(key)
         if store is None or store.closed:

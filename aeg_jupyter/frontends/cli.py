@@ -35,6 +35,7 @@ from ..base.errors import AegError
 from ..base.models import Artifact, Event
 from ..core.artifacts import GcReport, VerifyReport
 from ..storage.layout import META_NAME
+from ..storage.objectstore import is_url
 from .commands import (
     ALIASES,
     CommandError,
@@ -186,7 +187,7 @@ def _main(argv: list[str] | None) -> int:
             return 2
         return 0
     root = opts.store or default_root()
-    if cmd.name not in _CREATES_STORE and not os.path.exists(os.path.join(root, META_NAME)):
+    if cmd.name not in _CREATES_STORE and not is_url(root) and not os.path.exists(os.path.join(root, META_NAME)):
         print(
             f"{PREFIX} {cmd.name}: no store at {os.path.abspath(root)!r}; pass --store PATH or set AEG_STORE",
             file=sys.stderr,

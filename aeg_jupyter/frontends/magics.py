@@ -42,6 +42,7 @@ from ..base.errors import AegError
 from ..base.models import SCOPES
 from ..core.artifacts import GcReport, VerifyReport
 from ..core.environment import BackgroundCapture
+from ..storage.objectstore import is_url
 from . import panel_command  # noqa: F401  (registers `%aeg panel`)
 from .commands import (
     ALIASES,
@@ -135,7 +136,8 @@ class AegMagics(Magics, Configurable):
         old = self.context
         if old is None or not change["new"]:
             return
-        root = os.path.abspath(os.path.expanduser(change["new"]))
+        new = change["new"]
+        root = new if is_url(new) else os.path.abspath(os.path.expanduser(new))  # a URL is not a path
         if root == old.store.root:
             return
         try:

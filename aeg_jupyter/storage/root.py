@@ -33,6 +33,7 @@ from .fsops import (
     unlink_quietly,
 )
 from .layout import META_NAME, STORE_FORMAT, Layout, parse_spool_name
+from .objectstore import local_root
 from .tables import Table
 
 FORMATS = (STORE_FORMAT, 2)  # 2: Delta Lake tables, behind a flag (docs/format2.md)
@@ -75,7 +76,7 @@ class StoreRoot:
             format = format_from_env()
         if format not in (None, *FORMATS):
             raise InvalidInputError(f"format must be one of {', '.join(map(str, FORMATS))}, not {format!r}")
-        self.path = os.path.abspath(os.path.expanduser(os.fspath(root)))
+        self.path = local_root(root)  # a URL root never becomes a local folder named 's3:'
         self.layout = Layout(self.path)
         # `format` picks a new store's format (1 by default); an existing store must be opened with its
         # own, and format 2 only when asked for (it is not complete yet: docs/format2.md)
