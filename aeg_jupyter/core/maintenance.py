@@ -9,18 +9,23 @@ remaining artifacts still use (:func:`referenced`), and the sweep deletes the re
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
+
+import pyarrow as pa
 
 from ..base.errors import CorruptionError, NotFoundError, StoreWriteError
 from ..base.models import Artifact
 from ..base.models import _human_size as human_size
 from ..base.validate import check_limit, parse_duration
 from ..storage.blobs import BlobStore
+from ..storage.delta import VACUUM_HOURS, CommitConflict, DeltaLakeTable, maintenance_lock
+from ..storage.delta_table import DeltaSpoolTable
 from ..storage.fsops import move_aside
 from ..storage.root import StoreRoot
+from ..storage.schemas2 import PARTITION
 from ..storage.tables import Table
 from .catalog import Catalog
 from .guard import WriteGuard
@@ -46,6 +51,7 @@ class GcReport:
     blobs: list[str] = field(default_factory=list)
     bytes_freed: int = 0
     doomed: list[Doomed] = field(default_factory=list)
+    maintenance: MaintainReport | None = None  # format 2: what the maintenance run before the sweep did
 
     @property
     def df(self) -> Any:
@@ -63,15 +69,15 @@ class GcReport:
         )
 
     def __str__(self) -> str:
-        if not self.doomed:
-            return self.summary()
-        return self.summary() + ":\n" + self.df.to_string(index=False)
+        text = self.summary() if not self.doomed else self.summary() + ":\n" + self.df.to_string(index=False)
+        return text if self.maintenance is None else f"{text}\n{self.maintenance}"
 
     def _repr_html_(self) -> str:
         from ..base.html import esc
 
         head = f"<p>{esc(self.summary())}{':' if self.doomed else ''}</p>"
-        return head + (self.df.to_html(index=False, escape=True) if self.doomed else "")
+        tail = "" if self.maintenance is None else self.maintenance._repr_html_()
+        return head + (self.df.to_html(index=False, escape=True) if self.doomed else "") + tail
 
 
 @dataclass(slots=True)
@@ -199,12 +205,22 @@ class Maintenance:
                 return report
             for a in doomed:
                 self._delete(a.artifact_id)
+        delta = self._delta_maintenance()
+        if delta is not None:
+            # format 2: the deletes reach the artifacts table (fold) before any blob of theirs goes
+            report.maintenance = delta.run()
         # outside the store's lock: the sweep takes the save gate first, as every save does
         kept = set(self.sweep(report.blobs))
         if kept:  # saved again by another kernel meanwhile
             report.blobs = [d for d in report.blobs if d not in kept]
             report.bytes_freed -= sum(sizes[d] for d in kept)
         return report
+
+    def _delta_maintenance(self) -> DeltaMaintenance | None:
+        """Format 2's maintenance of this store, or None on format 1."""
+        if not isinstance(self._tables.get("artifacts"), DeltaSpoolTable):
+            return None
+        return DeltaMaintenance(tables=self._tables, root=self._root, guard=self._guard)
 
     def _refuse_if_read_only(self, what: str) -> None:
         if self._root.read_only == "read-only":
@@ -251,9 +267,12 @@ class Maintenance:
         digests = list(digests)
         if not digests:
             return []
+        delta = self._delta_maintenance()
         with self._root.save_gate.exclusive(), self._guard.lock:
             self._catalog.catch_up()
             refs = referenced(self._catalog.live(), self._lookup.manifest)
+            if delta is not None:  # format 2: rows a fold has not removed yet keep their blobs
+                refs |= delta.protected_blobs(self._catalog, self._lookup.manifest)
             for digest in digests:
                 if digest not in refs:
                     self._blobs.delete(digest)
@@ -324,3 +343,264 @@ def last_used(arts: Iterable[Artifact], manifest: Manifest) -> dict[str, float]:
             if out.get(d, -1.0) < when:
                 out[d] = when
     return out
+
+
+# -- format 2: flush -> fold -> compact -> checkpoint -> vacuum (docs/format2.md, "Maintenance") ----------
+FOLD_ATTEMPTS = 8  # a fold that loses to a concurrent commit (an append's schema change) is computed again
+COMPACT_ATTEMPTS = 3
+IDS_PER_COMMIT = 500  # artifact ids named in one delete / update predicate
+
+
+@dataclass(slots=True)
+class TableMaintenance:
+    """What maintenance did to one Delta table: data files before and after, compaction, vacuum."""
+
+    table: str
+    files_before: int = 0
+    files_after: int = 0
+    compacted: int = 0  # files a compaction merged away
+    vacuumed: int = 0  # files the vacuum deleted
+    version: int | None = None  # the table's version after the checkpoint
+
+
+@dataclass(slots=True)
+class MaintainReport:
+    """What ``Store.maintain()`` did (``aeg gc`` on a format-2 store shows it under gc's summary).
+
+    ``deleted`` rows left the artifacts table and ``repinned`` rows had their ``pinned`` set by the
+    fold (what external readers see change); ``conflicts`` counts steps computed again after losing a
+    race with another commit. ``skipped`` says why nothing ran (another process holds the lock).
+    """
+
+    recovered: list[str] = field(default_factory=list)
+    flushed: int = 0
+    deleted: int = 0
+    repinned: int = 0
+    conflicts: int = 0
+    tables: list[TableMaintenance] = field(default_factory=list)
+    seconds: float = 0.0
+    skipped: str | None = None
+    notes: list[str] = field(default_factory=list)
+
+    def summary(self) -> str:
+        """One line: ``maintain: flushed 12 rows; fold removed 3 deleted rows, set 1 pin; ...``."""
+        if self.skipped:
+            return f"maintain skipped: {self.skipped}"
+        before = sum(t.files_before for t in self.tables)
+        after = sum(t.files_after for t in self.tables)
+        vacuumed = sum(t.vacuumed for t in self.tables)
+        text = (
+            f"maintain: flushed {self.flushed} rows"
+            + (f" (and the spools of {len(self.recovered)} closed sessions)" if self.recovered else "")
+            + f"; fold removed {self.deleted} deleted rows, set {self.repinned} pins; "
+            f"{before} -> {after} data files, {vacuumed} old files vacuumed, in {self.seconds:.2f} s"
+        )
+        if self.conflicts:
+            text += f" ({self.conflicts} steps retried after a concurrent commit)"
+        return text
+
+    def rows(self) -> list[dict[str, object]]:
+        """One dict per table (table, files before / after, compacted, vacuumed, version)."""
+        return [
+            {"table": t.table, "files before": t.files_before, "files after": t.files_after,
+             "compacted": t.compacted, "vacuumed": t.vacuumed, "version": t.version}
+            for t in self.tables
+        ]  # fmt: skip
+
+    def __str__(self) -> str:
+        lines = [self.summary(), *self.notes]
+        if self.tables and not self.skipped:
+            lines.append(f"{'table':<10} {'files before':>12} {'files after':>11} {'vacuumed':>8} {'version':>7}")
+            lines += [
+                f"{t.table:<10} {t.files_before:>12} {t.files_after:>11} {t.vacuumed:>8} {t.version!s:>7}"
+                for t in self.tables
+            ]
+        return "\n".join(lines)
+
+    def _repr_html_(self) -> str:
+        from ..base.html import esc, html_table
+
+        notes = "".join(f"<p>{esc(n)}</p>" for n in self.notes)
+        rows = self.rows()
+        table = html_table(list(rows[0]), [list(r.values()) for r in rows]) if rows and not self.skipped else ""
+        return f"<p>{esc(self.summary())}</p>{notes}{table}"
+
+
+Progress = Callable[[str], None]
+
+
+class DeltaMaintenance:
+    """Format 2's maintenance of one store, never on a writer's path (``Store.maintain()``, ``aeg gc``).
+
+    Under ``maintenance.lock``, in order: **flush** (dead writers' spools, then this process's), **fold**
+    (the ops table folded to each artifact's last op: rows of deleted artifacts deleted, ``pinned`` updated
+    where it differs; idempotent, computed again when a concurrent commit wins), **compact** (Delta's
+    optimize per partition: one remove + add commit, readers see either side), **checkpoint**, **vacuum**
+    (files removed more than ``vacuum_hours`` ago). After it, an external reader of the artifacts table
+    sees exactly the live artifacts that every flushed spool and op make (docs/format2.md).
+
+    Example:
+        >>> DeltaMaintenance(tables=store.tables, root=store.store_root, guard=store.guard).run()  # doctest: +SKIP
+    """
+
+    def __init__(self, *, tables: Mapping[str, Table], root: StoreRoot, guard: WriteGuard) -> None:
+        self._tables = tables
+        self._root = root
+        self._guard = guard
+
+    def _delta(self, name: str) -> DeltaLakeTable:
+        table = self._tables[name]
+        assert isinstance(table, DeltaSpoolTable), "format-2 maintenance runs on Delta tables only"
+        return table.delta
+
+    def run(
+        self, *, vacuum_hours: float = VACUUM_HOURS, wait: bool = True, progress: Progress | None = None
+    ) -> MaintainReport:
+        """Flush, fold, compact, checkpoint and vacuum; returns what was done.
+
+        ``wait=False`` returns at once (``skipped``) when another process is running maintenance.
+        ``progress`` is called with a short line before each step.
+
+        Raises:
+            StoreWriteError: the store is read-only, or a commit failed for good (disk full): every
+                step is safe to run again, and the next run finishes the work.
+        """
+        if self._root.read_only is not None:
+            raise StoreWriteError(
+                f"maintenance cannot run: the store at {self._root.path!r} is {self._root.read_only}; "
+                "open it where you can write (and with free space) and run it again"
+            )
+        say = progress or (lambda _line: None)
+        report = MaintainReport()
+        started = time.monotonic()
+        with maintenance_lock(self._root.layout.maintenance_lock, wait=wait) as held:
+            if not held:
+                report.skipped = "another process is running maintenance on this store"
+                return report
+            say("flush: committing spooled rows")
+            report.recovered = self._root.recover(self._tables)
+            with self._guard.lock:
+                report.flushed = sum(t.flush() for t in self._tables.values())
+            say("fold: pins and deletes into the artifacts table")
+            self.fold(report)
+            names = [n for n in ("artifacts", "events", "ops") if n in self._tables and self._delta(n).exists()]
+            report.tables = [TableMaintenance(n, files_before=len(self._delta(n).files())) for n in names]
+            for t in report.tables:
+                say(f"compact: {t.table}")
+                self._compact(t, report)
+            for t in report.tables:
+                say(f"checkpoint: {t.table}")
+                delta = self._delta(t.table)
+                delta.checkpoint()
+                t.version = delta.version()
+                t.files_after = len(delta.files())
+            for t in report.tables:
+                say(f"vacuum: {t.table} (files removed more than {vacuum_hours:g} h ago)")
+                try:
+                    t.vacuumed = len(self._delta(t.table).vacuum(retention_hours=vacuum_hours))
+                except CommitConflict as exc:
+                    report.conflicts += 1
+                    report.notes.append(f"vacuum of {t.table} left for the next run: {exc}")
+        report.seconds = time.monotonic() - started
+        say(report.summary())
+        return report
+
+    def fold(self, report: MaintainReport) -> None:
+        """Make the artifacts table agree with the ops table: delete the rows of deleted artifacts, set
+        ``pinned`` where the last pin / unpin differs. Safe to repeat; a lost race is computed again."""
+        arts, ops = self._delta("artifacts"), self._delta("ops")
+        if not arts.exists() or not ops.exists():
+            return
+        for attempt in range(FOLD_ATTEMPTS):
+            try:
+                self._fold_once(arts, ops, report)
+                return
+            except CommitConflict:
+                report.conflicts += 1
+                time.sleep(0.02 * (attempt + 1))
+        raise StoreWriteError(
+            f"the fold of pins and deletes lost {FOLD_ATTEMPTS} races with other commits to {arts.path}; "
+            "the API shows them already; run maintenance (`aeg gc`) again when the store is quieter"
+        )
+
+    @staticmethod
+    def _fold_once(arts: DeltaLakeTable, ops: DeltaLakeTable, report: MaintainReport) -> None:
+        last = last_ops(ops.read(["artifact_id", "kind", "ts", "op_id"]))
+        if not last:
+            return
+        rows = arts.read(["artifact_id", "kind", "pinned"])
+        deletes: dict[str, list[str]] = {}
+        pins: dict[tuple[str, bool], list[str]] = {}
+        for aid, kind, pinned in zip(
+            *(rows.column(c).to_pylist() for c in ("artifact_id", "kind", "pinned")), strict=True
+        ):
+            op = last.get(aid)
+            if op == "delete":
+                deletes.setdefault(kind, []).append(aid)
+            elif op is not None and (op == "pin") != bool(pinned):
+                pins.setdefault((kind, op == "pin"), []).append(aid)
+        for kind, ids in sorted(deletes.items()):
+            for chunk in _chunks(sorted(set(ids))):
+                report.deleted += arts.delete_where(_predicate(kind, chunk))
+        for (kind, state), ids in sorted(pins.items()):
+            for chunk in _chunks(sorted(set(ids))):
+                report.repinned += arts.update_where(_predicate(kind, chunk), {"pinned": "true" if state else "false"})
+
+    def _compact(self, t: TableMaintenance, report: MaintainReport) -> None:
+        delta = self._delta(t.table)
+        counts: dict[str, int] = {}
+        for f in delta.files():
+            counts[f.kind] = counts.get(f.kind, 0) + 1
+        for kind in sorted(k for k, n in counts.items() if n > 1):
+            for _attempt in range(COMPACT_ATTEMPTS):
+                try:
+                    t.compacted += int(delta.compact(kinds=[kind]).get("numFilesRemoved", 0))
+                    break
+                except CommitConflict:
+                    report.conflicts += 1
+            else:
+                report.notes.append(f"compaction of {t.table} kind={kind} left for the next run (concurrent commits)")
+
+    def protected_blobs(self, catalog: Catalog, manifest: Manifest) -> set[str]:
+        """Blobs gc's sweep must keep although no live artifact uses them: those of rows still in a spool
+        or in the artifacts table (a delete not folded yet, or a row committed after the fold), with the
+        files of such directory artifacts. An external reader never sees a row whose blob is gone."""
+        table = self._tables["artifacts"]
+        assert isinstance(table, DeltaSpoolTable)
+        keep = {uri.rsplit("/", 1)[-1] for uri in table.column_values("uri") if isinstance(uri, str)}
+        for a in list(catalog.deleted.values()):
+            if a.is_dir and a.blob_id in keep:
+                try:
+                    keep.update(str(e["blob"]) for e in manifest(a) if e["blob"])
+                except (NotFoundError, CorruptionError):
+                    pass
+        return keep
+
+
+def last_ops(ops: Any) -> dict[str, str]:
+    """Artifact id -> its last op (``pin`` / ``unpin`` / ``delete``) by ``(ts, op_id)``, from an Arrow
+    table of the ops table's ``artifact_id``, ``kind``, ``ts``, ``op_id`` (as the catalog folds them)."""
+    ts = ops.column("ts").cast(pa.int64()).to_pylist()
+    best: dict[str, tuple[int, str, str]] = {}
+    for aid, kind, t, op_id in zip(
+        ops.column("artifact_id").to_pylist(), ops.column("kind").to_pylist(), ts, ops.column("op_id").to_pylist(),
+        strict=True,
+    ):  # fmt: skip
+        prev = best.get(aid)
+        if prev is None or (t, op_id) > prev[:2]:
+            best[aid] = (t, op_id, kind)
+    return {aid: v[2] for aid, v in best.items()}
+
+
+def _chunks(ids: list[str]) -> Iterator[list[str]]:
+    for i in range(0, len(ids), IDS_PER_COMMIT):
+        yield ids[i : i + IDS_PER_COMMIT]
+
+
+def _sql(text: str) -> str:
+    return "'" + text.replace("'", "''") + "'"
+
+
+def _predicate(kind: str, ids: list[str]) -> str:
+    """``kind = 'k' AND artifact_id IN (...)``: the partition first, so only that kind's files are read."""
+    return f"{PARTITION} = {_sql(kind)} AND artifact_id IN ({', '.join(_sql(i) for i in ids)})"

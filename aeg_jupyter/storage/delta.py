@@ -15,12 +15,13 @@ protocol needs more than that (deletion vectors, column mapping). See ``docs/for
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import time
 import warnings
 from bisect import bisect_right
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import unquote
@@ -32,7 +33,7 @@ from deltalake.exceptions import CommitFailedError, DeltaError, TableNotFoundErr
 
 from ..base.errors import StoreWarning, StoreWriteError
 from .arrays import int64_array, repeated_string
-from .fsops import unlink_quietly
+from .fsops import hold_lock, try_lock, unlink_quietly
 from .schemas import Row
 from .schemas2 import PARTITION
 
@@ -46,6 +47,11 @@ VACUUM_HOURS = 24
 ROW_GROUP = 8_192  # rows per row group: building one returned Artifact reads its row group
 _WRITER_PROPERTIES = WriterProperties(compression="ZSTD", max_row_group_size=ROW_GROUP)
 _COMMIT_ATTEMPTS = 8
+
+
+class CommitConflict(StoreWriteError):
+    """A maintenance commit (delete, update, compaction) lost to a concurrent commit; computing it again
+    on the newest snapshot and retrying is safe (maintenance does)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -287,9 +293,12 @@ class DeltaLakeTable:
         """Rewrite small files into bigger ones, one commit per call (readers see either side, never both)."""
         dt = self.snapshot()
         filters = [(PARTITION, "in", list(kinds))] if kinds is not None else None
-        metrics = dt.optimize.compact(
-            partition_filters=filters, target_size=target_size, writer_properties=_WRITER_PROPERTIES
-        )
+        try:
+            metrics = dt.optimize.compact(
+                partition_filters=filters, target_size=target_size, writer_properties=_WRITER_PROPERTIES
+            )
+        except CommitFailedError as exc:
+            raise CommitConflict(f"compacting {self.path} met a concurrent commit ({exc}); run it again") from exc
         return dict(metrics)
 
     def checkpoint(self) -> None:
@@ -299,19 +308,43 @@ class DeltaLakeTable:
     def vacuum(self, *, retention_hours: int = VACUUM_HOURS) -> list[str]:
         """Delete files that no snapshot of the last ``retention_hours`` refers to; returns them."""
         dt = self.snapshot()
-        return dt.vacuum(  # type: ignore[no-any-return]
-            retention_hours=retention_hours, enforce_retention_duration=False, dry_run=False
-        )
+        try:
+            return dt.vacuum(  # type: ignore[no-any-return]
+                retention_hours=retention_hours, enforce_retention_duration=False, dry_run=False
+            )
+        except CommitFailedError as exc:  # its commit info lost a race: the files are gone or stay for the next run
+            raise CommitConflict(f"vacuuming {self.path} met a concurrent commit ({exc}); run it again") from exc
 
     def delete_where(self, predicate: str) -> int:
         """Delete the rows matching a SQL ``predicate`` in one commit (maintenance's fold); returns how many."""
-        metrics = self.snapshot().delete(predicate, writer_properties=_WRITER_PROPERTIES)
+        try:
+            metrics = self.snapshot().delete(predicate, writer_properties=_WRITER_PROPERTIES)
+        except CommitFailedError as exc:  # a concurrent compaction rewrote a file this delete read
+            raise CommitConflict(f"a delete in {self.path} met a concurrent commit ({exc}); run it again") from exc
         return int(metrics.get("num_deleted_rows", 0))
 
     def update_where(self, predicate: str, updates: dict[str, str]) -> int:
         """Set columns to SQL expressions where ``predicate`` holds, in one commit; returns rows updated."""
-        metrics = self.snapshot().update(updates=updates, predicate=predicate, writer_properties=_WRITER_PROPERTIES)
+        try:
+            metrics = self.snapshot().update(updates=updates, predicate=predicate, writer_properties=_WRITER_PROPERTIES)
+        except CommitFailedError as exc:  # a concurrent commit added or rewrote files this update read
+            raise CommitConflict(f"an update in {self.path} met a concurrent commit ({exc}); run it again") from exc
         return int(metrics.get("num_updated_rows", 0))
+
+
+@contextlib.contextmanager
+def maintenance_lock(path: str, *, wait: bool = True) -> Iterator[bool]:
+    """Hold ``maintenance.lock`` (an exclusive ``flock``: one maintenance runner per store) for the block.
+
+    Yields True once held; with ``wait=False`` it yields False at once when another process holds it.
+    A runner killed mid-way leaves nothing to clean up: the kernel drops its ``flock``.
+    """
+    fd = hold_lock(path) if wait else try_lock(path)
+    try:
+        yield fd is not None
+    finally:
+        if fd is not None:
+            os.close(fd)
 
 
 # -- spools ----------------------------------------------------------------------------------------
@@ -364,4 +397,13 @@ def commit_spool(
     return committed
 
 
-__all__ = ["CONFIGURATION", "VACUUM_HOURS", "DataFile", "DeltaLakeTable", "commit_spool", "read_spool_rows"]
+__all__ = [
+    "CONFIGURATION",
+    "VACUUM_HOURS",
+    "CommitConflict",
+    "DataFile",
+    "DeltaLakeTable",
+    "commit_spool",
+    "maintenance_lock",
+    "read_spool_rows",
+]

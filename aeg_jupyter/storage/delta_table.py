@@ -75,7 +75,7 @@ class DeltaSpoolTable(Table):
             return None
         return to_format1(self.spec, table)
 
-    def unreadable_parts(self) -> list[str]:
+    def unreadable_parts(self, *, full: bool = False) -> list[str]:
         """Delta files are checked by delta-rs when the snapshot loads; none is reported here."""
         return []
 

@@ -125,6 +125,11 @@ class Layout:
     def files(self) -> str:
         return os.path.join(self.root, "files")
 
+    @property
+    def maintenance_lock(self) -> str:
+        """``maintenance.lock``: held (flock) by the one process running format 2's maintenance."""
+        return os.path.join(self.root, "maintenance.lock")
+
     def blob_path(self, digest: str) -> str:
         """``blobs/ab/cdef...`` for a digest; refuses anything that is not 64 lowercase hex."""
         if not is_hex_digest(digest):
