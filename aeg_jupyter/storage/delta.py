@@ -140,11 +140,11 @@ class DeltaLakeTable:
             StoreWriteError: the commit failed for another reason (disk full, a damaged log).
         """
         for attempt in range(_COMMIT_ATTEMPTS):
-            dt = self.snapshot()
-            done = dt.transaction_version(app_id)
-            if done is not None and done >= seq:
-                return False
             try:
+                dt = self.snapshot()  # (a log that cannot be read fails here: the same StoreWriteError)
+                done = dt.transaction_version(app_id)
+                if done is not None and done >= seq:
+                    return False
                 write_deltalake(
                     dt, data, mode="append", partition_by=[PARTITION], writer_properties=_WRITER_PROPERTIES,
                     schema_mode="merge",  # a new flat column (a metric name seen for the first time)

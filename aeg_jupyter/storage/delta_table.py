@@ -7,40 +7,135 @@ crash is not appended twice (``storage/delta.py``). The read side presents the s
 as parts, their typed columns converted back to format 1's row shape (labels, metrics, values as
 JSON text), so the format-1 catalog and event log run unchanged over a format-2 store while the
 columnar catalog (``core/columnar.py``) is wired in. See ``docs/format2.md``.
+
+Flushing is off the caller's path: :meth:`DeltaSpoolTable.append` is one ``os.write`` into the spool
+(format 1's), and a background thread (started by the first append) rotates the spool under the
+table's lock (the writer moves to ``seq + 1`` at once, so an append never waits for a commit) and
+commits the closed spool ``seq`` with the application transaction ``(writer, seq)``, every
+``flush_rows`` rows or every ``flush_seconds`` while rows are pending, and on close. Closed spools
+are committed in ``seq`` order; a failed commit keeps its spool, is retried with a growing delay and
+is shown in :attr:`DeltaSpoolTable.flush_error`. Until its commit a row is in :attr:`pending_rows`
+(readers of this process see it) and in its spool file (other processes tail it; a crash leaves it
+for the next open's recovery).
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable
+import os
+import sys
+import threading
+import time
+import warnings
+from collections.abc import Callable, Iterable
 from typing import Any
 
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from ..base.errors import StoreWarning
 from .delta import DataFile, DeltaLakeTable
+from .fsops import unlink_quietly
 from .layout import Layout, Part, PartName
 from .schemas import Row, TableSpec
 from .schemas2 import ROWS_TO_ARROW, SCHEMAS2, labels_from_entries
-from .tables import Table
+from .tables import COMPACT_AT, Table
 
 _DELTA_WRITER = "delta"  # the writer field of the PartName given to a Delta data file
+FLUSH_SECONDS = 2.0  # the longest a row waits in the spool before the flusher commits it
+RETRY_SECONDS = (0.5, 30.0)  # the flusher's delay after a failed commit: first, and at most (doubling)
+# NOTE: while the flusher runs Python (rows -> Arrow), a thread that wants the GIL back (the notebook
+# returning from a record's os.write) waits up to the interpreter's switch interval, 5 ms by default:
+# that is a record's latency. The flusher lowers it while it works (and restores it), so a record
+# waits at most about this long for the GIL.
+FLUSH_SWITCH_INTERVAL = 50e-6
 
 
 class DeltaSpoolTable(Table):
-    """One table of a format-2 store: spooled like format 1, committed to Delta.
+    """One table of a format-2 store: spooled like format 1, committed to Delta by a background flusher.
+
+    Args:
+        flush_seconds: the longest a row waits in the spool before the flusher commits it.
+        background: False commits only on :meth:`flush` / :meth:`close` (no thread).
 
     Example:
         >>> t = DeltaSpoolTable(Layout(root), ARTIFACTS, writer="p1x2")      # doctest: +SKIP
-        >>> t.append(row); t.flush()                                         # doctest: +SKIP
+        >>> t.append(row)            # one os.write; the flusher commits it within 2 s  # doctest: +SKIP
+        >>> t.flush()                # or now, from this thread                          # doctest: +SKIP
     """
 
-    def __init__(self, layout: Layout, spec: TableSpec, *, writer: str, **kw: Any) -> None:
+    def __init__(
+        self,
+        layout: Layout,
+        spec: TableSpec,
+        *,
+        writer: str,
+        flush_seconds: float = FLUSH_SECONDS,
+        background: bool = True,
+        **kw: Any,
+    ) -> None:
         super().__init__(layout, spec, writer=writer, **kw)
         self.delta = DeltaLakeTable(self.dir, SCHEMAS2[spec.name], ts_field=spec.ts_field)
         self._files: dict[str, DataFile] = {}
+        self.flush_seconds = flush_seconds
+        self.background = background
+        #: the flusher's last failed commit (its spool is kept and retried), None once a commit succeeds
+        self.flush_error: Exception | None = None
+        #: test hook: called with (step, seq) at "rotated", "committing", "committed" of each spool commit
+        self.on_flush_step: Callable[[str, int], None] | None = None
+        self._flush_at = sys.maxsize  # Table.append never flushes on the caller's path: the flusher does
+        self._closed: list[tuple[int, list[Row]]] = []  # rotated spools not committed yet, oldest first
+        self._cv = threading.Condition(threading.Lock())  # the table lock: appends, rotations, the flusher's wait
+        self._commit_lock = threading.Lock()  # one committer at a time (flusher or flush()), so seqs go in order
+        self._thread: threading.Thread | None = None
+        self._stopping = False
 
     # -- writing -----------------------------------------------------------------------------
+    @property
+    def pending_rows(self) -> list[Row]:
+        """Rows of this writer not committed yet: closed spools waiting for the flusher, then the open one."""
+        with self._cv:
+            if not self._closed:
+                return self._pending
+            rows = [r for _seq, batch in self._closed for r in batch]
+            rows.extend(self._pending)
+            return rows
+
+    def append(self, row: Row, line: str | None = None) -> None:
+        """Append one row to the spool (one ``os.write``); the flusher commits it later (see the module)."""
+        if self._thread is None and self.background:
+            self._start()
+        with self._cv:
+            Table.append(self, row, line)
+            n = len(self._pending)
+            if n == 1 or n >= self.flush_rows:  # a first pending row (start the clock), or a full spool
+                self._cv.notify()
+
+    def flush(self) -> int:
+        """Commit every spooled row now, from this thread (after the flusher's commit in flight, if any).
+
+        Returns how many rows this call committed.
+
+        Raises:
+            StoreWriteError: a commit failed; its rows stay in the spool (the flusher or the next
+                open commits them).
+        """
+        return self._commit_closed()
+
+    def close(self) -> None:
+        """Stop the flusher, commit what is left and release the spool file."""
+        with self._cv:
+            self._stopping = True
+            self._cv.notify_all()
+            thread = self._thread
+        if thread is not None and thread is not threading.current_thread():
+            thread.join()
+        self.flush()
+        with self._cv:
+            if self._fd is not None:
+                os.close(self._fd)
+                self._fd = None
+
     def write_parts(self, rows: list[Row], writer: str, seq: int) -> list[str]:
         """Commit ``rows`` (spool ``seq`` of ``writer``) in one Delta commit, unless it is in already."""
         self.delta.commit(ROWS_TO_ARROW[self.spec.name](rows), app_id=writer, seq=seq)
@@ -51,6 +146,104 @@ class DeltaSpoolTable(Table):
         if not self.delta.exists() or len(self.delta.files([kind])) < min_parts:
             return 0
         return int(self.delta.compact(kinds=[kind]).get("numFilesRemoved", 0))
+
+    # -- the flusher -------------------------------------------------------------------------
+    def _start(self) -> None:
+        with self._cv:
+            if self._thread is not None or self._stopping:
+                return
+            thread = threading.Thread(target=self._run, name=f"aeg-flush-{self.spec.name}", daemon=True)
+            try:
+                thread.start()
+            except RuntimeError:  # interpreter shutdown: no new threads; close() commits the rows
+                self.background = False
+                return
+            self._thread = thread
+
+    def _run(self) -> None:
+        delay = 0.0
+        while True:
+            with self._cv:
+                if not self._wait_for_work(delay):
+                    return
+            try:
+                self._commit_closed()
+            except Exception as exc:  # the spool stays: try again later, and say why meanwhile
+                self.flush_error = exc
+                delay = min(max(2 * delay, RETRY_SECONDS[0]), RETRY_SECONDS[1])
+            else:
+                self.flush_error = None
+                delay = 0.0
+
+    def _wait_for_work(self, delay: float) -> bool:
+        """Wait (holding the table lock's condition) until rows are due; False once the table closes."""
+        if delay:  # after a failed commit (close cuts the wait short)
+            self._cv.wait(delay)
+            return not self._stopping
+        while not self._stopping and not self._pending and not self._closed:
+            self._cv.wait()
+        deadline = time.monotonic() + self.flush_seconds
+        while not self._stopping and len(self._pending) < self.flush_rows:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                break
+            self._cv.wait(left)
+        return not self._stopping
+
+    def _rotate(self) -> None:
+        """Close the open spool (it joins the closed ones) and open ``seq + 1`` for the next append."""
+        with self._cv:
+            if not self._pending:
+                return
+            self._closed.append((self._seq, self._pending))
+            if self._fd is not None:
+                os.close(self._fd)
+                self._fd = None
+            self._seq += 1
+            self._pending = []
+            self._spool_size = 0
+            try:
+                self._open_spool()  # so that the next append only writes
+            except OSError:
+                pass  # the next append opens it, and says why if it cannot
+
+    def _commit_closed(self) -> int:
+        """Rotate, then commit the closed spools oldest first; returns the rows committed."""
+        committed = 0
+        with self._commit_lock:
+            self._rotate()
+            while True:
+                with self._cv:
+                    if not self._closed:
+                        return committed
+                    seq, rows = self._closed[0]
+                committed += self._commit_one(seq, rows)
+                with self._cv:
+                    self._closed.pop(0)
+
+    def _commit_one(self, seq: int, rows: list[Row]) -> int:
+        step = self.on_flush_step
+        with _short_switch_interval():
+            if step is not None:
+                step("rotated", seq)
+            data = ROWS_TO_ARROW[self.spec.name](rows)
+            if step is not None:
+                step("committing", seq)
+            self.delta.commit(data, app_id=self.writer, seq=seq)
+            if step is not None:
+                step("committed", seq)
+            unlink_quietly(self.layout.spool_file(self.writer, self.spec.name, seq))
+            self._compact_small_files({r["kind"] for r in rows})
+        return len(rows)
+
+    def _compact_small_files(self, kinds: set[str]) -> None:
+        """Keep partitions to a few files (reads open every file): off the caller's path, after a commit."""
+        for kind in kinds:
+            try:
+                if len(self.delta.files([kind])) > COMPACT_AT:
+                    self.compact(kind, min_parts=COMPACT_AT // 2)
+            except Exception as exc:  # the rows are committed: a merge can wait for the next commit
+                warnings.warn(f"could not compact {self.spec.name} ({exc}); trying again later", StoreWarning, 2)
 
     # -- reading -----------------------------------------------------------------------------
     def list_parts(self, kinds: Iterable[str] | None = None) -> list[Part]:
@@ -66,8 +259,12 @@ class DeltaSpoolTable(Table):
         parts.sort(key=lambda p: (p.name.max_ts, p.path), reverse=True)
         return parts
 
-    def read_part_table(self, part: Part, *, row_groups: list[int] | None = None) -> pa.Table | None:
-        """One data file as format 1's columns (``None`` if a vacuum removed it meanwhile)."""
+    def read_part_table(
+        self, part: Part, *, row_groups: list[int] | None = None, columns: list[str] | None = None
+    ) -> pa.Table | None:
+        """One data file as format 1's columns (``None`` if a vacuum removed it meanwhile).
+
+        ``columns`` is taken for format 1's signature; every column is returned (which it allows)."""
         try:
             with pq.ParquetFile(part.path) as pf:
                 table = pf.read_row_groups(row_groups) if row_groups is not None else pf.read()
@@ -98,6 +295,32 @@ class DeltaSpoolTable(Table):
         if not self.delta.exists():
             return []
         return sorted({f.kind for f in self.delta.files()})
+
+
+_switch_lock = threading.Lock()
+_switch_users = 0
+_switch_saved = 0.0
+
+
+class _short_switch_interval:
+    """Lower the interpreter's switch interval while a flusher works (see FLUSH_SWITCH_INTERVAL).
+
+    Counted, so that flushers of several tables overlapping restore the original value once."""
+
+    def __enter__(self) -> None:
+        global _switch_users, _switch_saved
+        with _switch_lock:
+            if _switch_users == 0:
+                _switch_saved = sys.getswitchinterval()
+                sys.setswitchinterval(min(_switch_saved, FLUSH_SWITCH_INTERVAL))
+            _switch_users += 1
+
+    def __exit__(self, *exc: object) -> None:
+        global _switch_users
+        with _switch_lock:
+            _switch_users -= 1
+            if _switch_users == 0:
+                sys.setswitchinterval(_switch_saved)
 
 
 def to_format1(spec: TableSpec, table: pa.Table) -> pa.Table:

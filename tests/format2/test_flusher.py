@@ -1,0 +1,214 @@
+"""The format-2 background flusher (storage/delta_table.py): a record only appends to the spool; a thread
+commits closed spools in seq order with the idempotent (writer, seq) transaction, every flush_rows rows or
+flush_seconds, and on close; a failed commit is kept and retried; a SIGKILL at any step of the thread's
+commit loses nothing and doubles nothing. Real stores in tmp_path, real Delta tables, real child processes."""
+
+from __future__ import annotations
+
+import os
+import signal
+import sys
+import threading
+import time
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+from conftest import run_child, spawn_child
+from deltalake import DeltaTable
+
+from aeg_jupyter.core.store import Store
+from aeg_jupyter.storage.delta_table import DeltaSpoolTable
+
+
+def _event_ids(root: str) -> list[str]:
+    path = os.path.join(root, "tables", "events")
+    if not DeltaTable.is_deltatable(path):
+        return []
+    return DeltaTable(path).to_pyarrow_table(columns=["event_id"]).column(0).to_pylist()
+
+
+def _wait_for(cond: Callable[[], bool], what: str, timeout: float = 60.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not cond():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        time.sleep(0.02)
+
+
+def _spools(root: str, writer: str) -> list[str]:
+    return sorted(n for n in os.listdir(os.path.join(root, "spool", writer)) if n.startswith("events-"))
+
+
+def test_a_record_never_waits_for_the_commit_and_readers_see_uncommitted_rows(tmp_path: Any) -> None:
+    root = str(tmp_path / "s")
+    with Store(root, format=2, flush_rows=10, hot_limit=5) as store:
+        table = store.event_table
+        assert isinstance(table, DeltaSpoolTable)
+        in_commit, release = threading.Event(), threading.Event()
+
+        def hold(step: str, seq: int) -> None:
+            if step == "committing" and seq == 0:
+                in_commit.set()
+                release.wait(60)
+
+        table.on_flush_step = hold
+        first = [store.event_log.record("log", {"i": i}).event_id for i in range(10)]
+        assert in_commit.wait(30), "the flusher did not take the full spool"
+        # the commit of seq 0 is held: records go on into seq 1, none waits for it
+        started = time.monotonic()
+        more = [store.event_log.record("log", {"i": i}).event_id for i in range(10, 60)]
+        assert time.monotonic() - started < 20 and not release.is_set()
+        assert _event_ids(root) == []  # nothing committed yet
+        assert {r["event_id"] for r in table.pending_rows} == set(first + more)
+        assert "events-000000.jsonl" in _spools(root, store.writer)  # the closed spool is kept until its commit
+        # this process reads its own uncommitted rows (hot window of 5: the rest by the cold scan)
+        assert [e.event_id for e in store.event_log.recent(kinds=["log"], limit=100)] == first + more
+        release.set()
+        store.flush()
+        ids = _event_ids(root)
+        assert sorted(ids) == sorted(first + more) and len(ids) == 60
+        assert DeltaTable(table.dir).transaction_version(store.writer) == table._seq - 1
+        assert table.pending_rows == [] and table.flush_error is None
+
+
+def test_the_flusher_commits_after_flush_seconds_and_restores_the_switch_interval(tmp_path: Any) -> None:
+    root = str(tmp_path / "s")
+    interval = sys.getswitchinterval()
+    with Store(root, format=2) as store:
+        store.event_table.flush_seconds = 0.2
+        ids = [store.event_log.record("log", {"i": i}).event_id for i in range(3)]
+        _wait_for(lambda: len(_event_ids(root)) == 3, "the timed commit")  # no flush() called
+        assert sorted(_event_ids(root)) == sorted(ids)
+        _wait_for(lambda: store.event_table.pending_rows == [], "the committed rows to leave pending_rows")
+        assert "events-000000.jsonl" not in _spools(root, store.writer)
+        assert sys.getswitchinterval() == interval
+        # and again for rows that come later
+        later = store.event_log.record("log", {"i": 3}).event_id
+        _wait_for(lambda: later in _event_ids(root), "the second timed commit")
+    assert sorted(_event_ids(root)) == sorted([*ids, later])
+
+
+def test_the_flusher_commits_every_flush_rows_in_seq_order(tmp_path: Any) -> None:
+    root = str(tmp_path / "s")
+    with Store(root, format=2, flush_rows=20) as store:
+        table = store.event_table
+        table.flush_seconds = 3600  # only the row count triggers
+        seqs: list[int] = []
+        table.on_flush_step = lambda step, seq: seqs.append(seq) if step == "committed" else None
+        ids = [store.event_log.record("log", {"i": i}).event_id for i in range(45)]
+        _wait_for(lambda: len(_event_ids(root)) >= 20, "a commit at flush_rows")
+        assert seqs and seqs == sorted(seqs) == list(range(len(seqs)))
+    assert sorted(_event_ids(root)) == sorted(ids)  # close committed the rest, each row once
+    assert seqs == list(range(len(seqs)))
+
+
+def test_a_failed_commit_keeps_the_spool_is_retried_and_shows_its_error(tmp_path: Any) -> None:
+    root = str(tmp_path / "s")
+    with Store(root, format=2) as store:
+        table = store.event_table
+        table.flush_seconds = 0.05
+        first = store.event_log.record("log", {"i": 0}).event_id
+        _wait_for(lambda: _event_ids(root) == [first], "the first commit")
+        # the table directory is replaced by a file: a real failure of the next commits
+        away = table.dir + ".away"
+        os.rename(table.dir, away)
+        with open(table.dir, "w") as f:
+            f.write("not a table")
+        ids = [store.event_log.record("log", {"i": i}).event_id for i in range(1, 6)]
+        _wait_for(lambda: table.flush_error is not None, "the flusher to report its failed commit")
+        assert "could not commit" in str(table.flush_error) and "spool" in str(table.flush_error)
+        assert os.path.exists(os.path.join(root, "spool", store.writer, "events-000001.jsonl"))
+        assert {r["event_id"] for r in table.pending_rows} == set(ids)
+        assert len(store.event_log.recent(kinds=["log"], limit=10)) == 6
+        os.remove(table.dir)
+        os.rename(away, table.dir)
+        _wait_for(lambda: table.flush_error is None and len(_event_ids(root)) == 6, "the retried commit", 90)
+        assert sorted(_event_ids(root)) == sorted([first, *ids])
+        assert "events-000001.jsonl" not in _spools(root, store.writer)
+
+
+def test_rows_recorded_without_close_are_committed_at_exit(tmp_path: Any) -> None:
+    root = str(tmp_path / "s")
+    proc = run_child(
+        """
+        import sys
+        from aeg_jupyter.core.store import Store
+        store = Store(sys.argv[1], format=2)
+        store.event_table.flush_seconds = 3600
+        for i in range(30):
+            print(store.event_log.record("log", {"i": i}).event_id)
+        """,
+        root,
+    )
+    acked = proc.stdout.split()
+    assert len(acked) == 30
+    assert sorted(_event_ids(root)) == sorted(acked)
+    assert os.listdir(os.path.join(root, "spool")) == []  # the writer's spool went with a clean exit
+
+
+KILLED_IN_THE_FLUSHER = """
+import os, random, signal, sys, threading, time
+from aeg_jupyter.core.store import Store
+root, when = sys.argv[1], sys.argv[2]
+store = Store(root, format=2, flush_rows=25)
+table = store.event_table
+table.flush_seconds = 3600
+print("writer", store.writer, flush=True)
+
+def die():
+    os.kill(os.getpid(), signal.SIGKILL)
+
+def step(name, seq):
+    if seq != 1:
+        return
+    if when == "mid" and name == "committing":  # somewhere inside write_deltalake, or just after it
+        threading.Timer(random.uniform(0.0, 0.06), die).start()
+    elif name == when:
+        die()
+
+table.on_flush_step = step
+for i in range(200):
+    print(store.event_log.record("log", {"i": i}).event_id, flush=True)
+time.sleep(120)  # the flusher's kill comes first
+"""
+
+
+@pytest.mark.parametrize("when", ["rotated", "committing", "mid", "committed"])
+def test_sigkill_in_the_flushers_commit_loses_and_doubles_nothing(tmp_path: Any, when: str) -> None:
+    root = str(tmp_path / "s")
+    proc = spawn_child(KILLED_IN_THE_FLUSHER, root, when)
+    out, err = proc.communicate(timeout=180)
+    assert proc.returncode == -signal.SIGKILL, err
+    lines = out.split("\n")
+    writer = lines[0].split()[1]
+    acked = [x for x in lines[1:] if x]
+    assert len(acked) >= 26  # seq 0 (committed) and at least one row of seq 1
+    committed = DeltaTable(os.path.join(root, "tables", "events")).transaction_version(writer)
+    if when in ("rotated", "committing"):
+        assert committed == 0  # died before seq 1's commit: its spool holds the rows
+    elif when == "committed":
+        assert committed == 1  # died after the commit, before the spool's removal
+    if when != "mid":
+        assert "events-000001.jsonl" in _spools(root, writer)
+    for _ in range(2):  # recovery, then an open with nothing left to do
+        with Store(root, format=2) as store:
+            seen = [e.event_id for e in store.event_log.recent(kinds=["log"], limit=1000)]
+            assert len(seen) == len(set(seen)) and set(acked) <= set(seen)
+    ids = _event_ids(root)
+    assert len(ids) == len(set(ids))  # nothing twice
+    assert set(acked) <= set(ids)  # nothing acknowledged lost
+    assert len(set(ids) - set(acked)) <= 1  # at most the row whose id the child had no time to print
+    assert not os.path.exists(os.path.join(root, "spool", writer))
+
+
+def test_a_table_without_background_commits_only_on_flush(tmp_path: Any) -> None:
+    root = str(tmp_path / "s")
+    with Store(root, format=2) as store:
+        store.event_table.background = False
+        store.event_table.flush_seconds = 0.01
+        ids = [store.event_log.record("log", {"i": i}).event_id for i in range(3)]
+        time.sleep(0.3)
+        assert store.event_table._thread is None and _event_ids(root) == []
+        store.flush()
+        assert sorted(_event_ids(root)) == sorted(ids)
