@@ -115,10 +115,16 @@ class EventColumns:
         return np.asarray(self.column("ts").to_numpy(zero_copy_only=False), dtype=np.int64)
 
 
-def read_event_columns(log: EventLog, kind: str, where: ScopeFilter = ScopeFilter()) -> EventColumns:
-    """Every event of ``kind`` in scope, as columns (Parquet parts of the kind, then every spool).
+def read_event_columns(
+    log: EventLog, kind: str, where: ScopeFilter = ScopeFilter(), *, by: str = "run", ids: bool = False
+) -> EventColumns:
+    """Every event of ``kind`` in scope, as columns (every spool, then the Parquet parts of the kind).
 
-    A row both in a spool and in a part (a writer that died between the two) is taken once.
+    Only the columns a chart needs are read from the parts (time, run, data and metrics; the
+    column ``by`` groups on; those of the scope's filters; ``event_id`` with ``ids=True``), the
+    others come back as nulls: Parquet is columnar, so a 1M-event plot never decodes the rest. A
+    row both in a spool and in a part (a writer that died between the two, or a flush meanwhile) is
+    taken once: the parts that may hold a spooled row (by their newest time) are read with their ids.
 
     Example:
         >>> len(read_event_columns(store.event_log, "train_log"))   # doctest: +SKIP
@@ -126,22 +132,34 @@ def read_event_columns(log: EventLog, kind: str, where: ScopeFilter = ScopeFilte
     """
     check_kind(kind)
     table = log.table
-    pieces: list[pa.Table] = []
-    for part in reversed(table.list_parts([kind])):  # oldest first: the rows come out mostly in time order
-        t = table.read_part_table(part)
-        if t is None or t.num_rows == 0:
-            continue
-        t = t.select(list(_COLUMNS))
-        idx = t.column_names.index("ts")
-        t = t.set_column(idx, "ts", as_micros(t.column("ts")))
-        pieces.append(t.cast(_SCHEMA))
     spooled: list[dict[str, Any]] = []
     for path in table.spool_paths(include_own=True):
         spooled.extend({c: r.get(c) for c in _COLUMNS} for r in table.read_spool(path)[0] if r.get("kind") == kind)
-    if spooled:
-        ids = pa.array([r["event_id"] for r in spooled], pa.string())
-        pieces = [p.filter(pc.invert(pc.is_in(p.column("event_id"), value_set=ids))) for p in pieces]
-        unique = {r["event_id"]: r for r in spooled}
+    unique = {r["event_id"]: r for r in spooled}
+    ids_spooled = pa.array(list(unique), pa.string())
+    oldest_spooled = min((int(r["ts"]) for r in unique.values() if isinstance(r["ts"], int)), default=None)
+    need = ["ts", "run_id", "text", "metrics"]
+    need += [c for c, on in (("graph_id", where.graph_id is not None or by == "graph"),
+                             ("node_id", where.node_id is not None or by == "node"),
+                             ("topic", by == "topic"), ("event_id", ids)) if on]  # fmt: skip
+    pieces: list[pa.Table] = []
+    for part in reversed(table.list_parts([kind])):  # oldest first: the rows come out mostly in time order
+        overlaps = oldest_spooled is not None and part.name.max_ts >= oldest_spooled
+        cols = need if ("event_id" in need or not overlaps) else [*need, "event_id"]
+        t = table.read_part_table(part, columns=cols)
+        if t is None or t.num_rows == 0:
+            continue
+        n = t.num_rows
+        t = pa.table(
+            [as_micros(t.column("ts")) if f.name == "ts" else
+             t.column(f.name) if f.name in cols and f.name in t.column_names else pa.nulls(n, f.type)
+             for f in _SCHEMA],
+            names=_SCHEMA.names,
+        ).cast(_SCHEMA)  # fmt: skip
+        if overlaps and len(ids_spooled):
+            t = t.filter(pc.invert(pc.is_in(t.column("event_id"), value_set=ids_spooled)))
+        pieces.append(t)
+    if unique:
         pieces.append(pa.Table.from_pylist(list(unique.values()), schema=_SCHEMA))
     t = pa.concat_tables(pieces) if pieces else _SCHEMA.empty_table()
     if where:
@@ -391,7 +409,7 @@ def event_series(
         >>> event_series(log, "train_log", y="loss", x="step").series[0].y[:3]   # doctest: +SKIP
         array([1.  , 0.5 , 0.33])
     """
-    cols = columns if columns is not None else read_event_columns(log, kind, where)
+    cols = columns if columns is not None else read_event_columns(log, kind, where, by=by)
     if len(cols) == 0:
         raise NotFoundError(f"no {kind!r} events in this scope; record some, or try --scope all")
     keys = kind_keys(cols)
@@ -602,7 +620,7 @@ class LiveSeries:
         self.reloads += 1
         hot = self.log.hot
         cursor = (hot.items[-1][0], hot.items[-1][1]) if hot.items else (0, "")
-        cols = read_event_columns(self.log, self.kind, self.where)
+        cols = read_event_columns(self.log, self.kind, self.where, ids=True)
         if len(cols) == 0:
             raise NotFoundError(f"no {self.kind!r} events in this scope; record some, or try --scope all")
         s = event_series(self.log, self.kind, y=self.y, x=self.x, where=self.where, max_points=0, columns=cols)

@@ -17,6 +17,7 @@ import pyarrow as pa
 import pytest
 from IPython.core.error import UsageError
 
+import aeg_jupyter
 from aeg_jupyter import KernelContext
 from aeg_jupyter.base.ids import new_ts_id
 from aeg_jupyter.core.series import (
@@ -28,6 +29,7 @@ from aeg_jupyter.core.series import (
     numbers,
     read_event_columns,
     smooth,
+    values_of,
 )
 from aeg_jupyter.storage.layout import PartName
 from aeg_jupyter.storage.schemas import EVENTS_SCHEMA
@@ -282,6 +284,42 @@ def test_a_million_event_series_is_downsampled_for_the_browser(ip: Any) -> None:
     assert np.array_equal(np.asarray(big.y), want)
     assert steps[0] == 0 and steps[-1] == n - 1
     assert len(lines(fig)[ctx(ip).run_id].y) == 1
+
+
+def test_reading_only_the_charts_columns_keeps_scopes_groups_and_takes_a_spooled_row_once(
+    context: KernelContext,
+) -> None:
+    """Parts are read for a chart's columns only: scope filters and ``--by`` columns still hold, and
+    a row both in a spool and in a part (a writer that died between the two) counts once."""
+    from aeg_jupyter.base.models import ScopeFilter
+
+    log, table = context.store.event_log, context.store.event_table
+    record_run(context, [1.0, 0.5])
+    table.flush()  # these two are in a part only
+    other = aeg_jupyter.connect(context.store.root, graph_id="other-graph")
+    try:
+        other.new_run("elsewhere")
+        record_run(other, [7.0])
+        other.store.event_table.flush()
+    finally:
+        other.close()
+    log.catch_up()
+    for step, loss in ((2, 0.25), (3, 0.125)):  # spooled ...
+        log.record("train_log", {"step": step, "loss": loss}, origin=context.origin)
+    spooled = [r for p in table.spool_paths(include_own=True) for r in table.read_spool(p)[0]]
+    assert len(spooled) == 2
+    table.write_parts(spooled, "deadwriter", 0)  # ... and in a part as well
+    cols = read_event_columns(log, "train_log")
+    assert len(cols) == 5
+    assert cols.column("event_id").null_count == 3  # the parts older than every spooled row: no ids read
+    assert sorted(values_of(cols, "loss").tolist()) == [0.125, 0.25, 0.5, 1.0, 7.0]
+    by_graph = event_series(log, "train_log", y="loss", by="graph")
+    assert {s.name: s.y.tolist() for s in by_graph.series} == {
+        "tests": [1.0, 0.5, 0.25, 0.125], "other-graph": [7.0]
+    }  # fmt: skip
+    there = event_series(log, "train_log", y="loss", where=ScopeFilter(graph_id="other-graph"))
+    assert [s.y.tolist() for s in there.series] == [[7.0]]
+    assert read_event_columns(log, "train_log", ids=True).column("event_id").null_count == 0
 
 
 # -- live series ------------------------------------------------------------------------------------------

@@ -59,7 +59,7 @@ def run_plot(s: Session, a: argparse.Namespace) -> Any:
 
     Example: ``%aeg plot train_log --y loss --by run --smooth 20 --log``
     """
-    from ...core.series import RUN, artifact_points, event_series
+    from ...core.series import RUN, artifact_points, event_series, read_event_columns
     from ..charts import series_figure
 
     where = s.where(a.scope)
@@ -69,8 +69,9 @@ def run_plot(s: Session, a: argparse.Namespace) -> Any:
         ss = artifact_points(s.artifacts, a.kind, y=a.y, x=x, by=a.by, where=where)
         return series_figure(ss, log=a.log)
     by = a.by or RUN
-    ss = event_series(s.event_log, a.kind, y=a.y, x=a.x, by=by, where=where, smooth_points=a.smooth)
-    raw = event_series(s.event_log, a.kind, y=a.y, x=a.x, by=by, where=where) if a.smooth > 1 else None
+    cols = read_event_columns(s.event_log, a.kind, where, by=by)  # read once: the smoothed and the raw lines
+    ss = event_series(s.event_log, a.kind, y=a.y, x=a.x, by=by, where=where, smooth_points=a.smooth, columns=cols)
+    raw = event_series(s.event_log, a.kind, y=a.y, x=a.x, by=by, where=where, columns=cols) if a.smooth > 1 else None
     title = f"{a.kind}: {a.y} over {ss.x_key}" + (f" (mean of {a.smooth})" if a.smooth > 1 else "")
     return series_figure(ss, raw=raw, log=a.log, title=title)
 
