@@ -481,10 +481,10 @@ class DeltaMaintenance:
             report.recovered = self._root.recover(self._tables)
             with self._guard.lock:
                 report.flushed = sum(t.flush() for t in self._tables.values())
-            say("fold: pins and deletes into the artifacts table")
-            self.fold(report)
             names = [n for n in ("artifacts", "events", "ops") if n in self._tables and self._delta(n).exists()]
             report.tables = [TableMaintenance(n, files_before=len(self._delta(n).files())) for n in names]
+            say("fold: pins and deletes into the artifacts table")
+            self.fold(report)
             for t in report.tables:
                 say(f"compact: {t.table}")
                 self._compact(t, report)

@@ -210,7 +210,7 @@ class DeltaLakeTable:
         cols = None if columns is None else [c for c in columns if c != PARTITION]
         with pq.ParquetFile(f.path) as pf:
             table = pf.read(columns=cols)
-        return self._with_partition(table, f, columns)
+        return self._with_partition(without_views(table), f, columns)
 
     def file_columns(self, f: DataFile) -> frozenset[str]:
         """The top-level columns a data file holds (files written before a flat column was added lack it)."""
@@ -225,7 +225,7 @@ class DeltaLakeTable:
         """Some leaves of one nested column of a data file, e.g. ``("key_value.key", "key_value.value.s")``
         of ``labels``: the column with only those fields (a label query reads one of five value fields)."""
         with pq.ParquetFile(f.path) as pf:
-            return pf.read(columns=[f"{column}.{leaf}" for leaf in leaves]).column(column)
+            return without_views(pf.read(columns=[f"{column}.{leaf}" for leaf in leaves])).column(column)
 
     def read_rows(self, f: DataFile, rows: Sequence[int], columns: Sequence[str] | None = None) -> pa.Table:
         """Rows ``rows`` (indices within the file, in that order) of one data file: only the row
@@ -237,7 +237,7 @@ class DeltaLakeTable:
             for g in range(meta.num_row_groups):
                 starts.append(starts[-1] + meta.row_group(g).num_rows)
             groups = sorted({bisect_right(starts, r) - 1 for r in rows})
-            table = pf.read_row_groups(groups, columns=cols)
+            table = without_views(pf.read_row_groups(groups, columns=cols))
         # offsets of the wanted rows inside the concatenation of the groups read
         base, offset = {}, 0
         for g in groups:
@@ -332,6 +332,31 @@ class DeltaLakeTable:
         return int(metrics.get("num_updated_rows", 0))
 
 
+def _unview(t: pa.DataType) -> pa.DataType:
+    if pa.types.is_string_view(t):
+        return pa.string()
+    if pa.types.is_binary_view(t):
+        return pa.binary()
+    if pa.types.is_map(t):
+        return pa.map_(t.key_field.with_type(_unview(t.key_type)), t.item_field.with_type(_unview(t.item_type)))
+    if pa.types.is_list(t):
+        return pa.list_(t.value_field.with_type(_unview(t.value_type)))
+    if pa.types.is_struct(t):
+        return pa.struct([t.field(i).with_type(_unview(t.field(i).type)) for i in range(t.num_fields)])
+    return t
+
+
+def without_views(table: pa.Table) -> pa.Table:
+    """``table`` with ``string_view`` / ``binary_view`` columns (nested too) cast to ``string`` / ``binary``.
+
+    NOTE: files that delta-rs rewrites (a fold's delete / update, a compaction) hold view types where our
+    appends wrote plain ones; readers then see one type whichever file a row is in.
+    """
+    schema = table.schema
+    plain = pa.schema([f.with_type(_unview(f.type)) for f in schema], metadata=schema.metadata)
+    return table if plain.equals(schema) else table.cast(plain)
+
+
 @contextlib.contextmanager
 def maintenance_lock(path: str, *, wait: bool = True) -> Iterator[bool]:
     """Hold ``maintenance.lock`` (an exclusive ``flock``: one maintenance runner per store) for the block.
@@ -406,4 +431,5 @@ __all__ = [
     "commit_spool",
     "maintenance_lock",
     "read_spool_rows",
+    "without_views",
 ]
