@@ -41,6 +41,10 @@ class StoreWriteError(AegError, OSError):
     """Writing to the store failed (disk full, permissions); nothing was committed."""
 
 
+class ObjectStoreError(AegError):
+    """An object store (an ``s3://`` root) refused or could not be reached; the message names the bucket."""
+
+
 class PickleNotAllowedError(AegError):
     """Loading a pickle runs code; it needs ``allow_pickle=True``."""
 
