@@ -431,3 +431,61 @@ def test_selecting_leaderboard_artifacts_selects_their_runs_and_highlights_them(
         assert "1 selected on the leaderboard" in tab.compare_note.value
     finally:
         panel.close()
+
+
+def test_ticking_leaderboard_rows_selects_their_runs_in_the_charts_tab(ip: Any) -> None:
+    """The panel of ``%aeg panel`` in a real shell: each leaderboard row has a checkbox; ticking rows
+    selects their runs in the Charts tab (and highlights them), across redraws; none ticked: the newest runs."""
+    context = ctx(ip)
+    arts = context.store.artifacts
+    a_run = record_run(context, [1.0, 0.5])
+    a = arts.save_json({}, kind="checkpoint", labels={"lr": 0.1}, metrics={"val_acc": 0.8}, origin=context.origin)
+    context.new_run("b")
+    b_run = record_run(context, [2.0, 1.5, 1.0])
+    b = arts.save_json({}, kind="checkpoint", labels={"lr": 0.01}, metrics={"val_acc": 0.9}, origin=context.origin)
+    panel = aeg(ip, "panel")
+    lb, charts = panel.leaderboard_tab, panel.charts_tab
+    try:
+        assert [r.artifact_id for r in lb.rows] == [b.artifact_id, a.artifact_id]
+        row_of = {r.artifact_id: r for r in lb.rows}
+        assert all(r.box.children[0] is r.select and not r.select.value for r in lb.rows)
+        row_of[a.artifact_id].select.value = True  # what a click in the browser sets
+        assert lb.selected == [a.artifact_id] and charts.selected_artifacts == [a.artifact_id]
+        panel.show("charts")
+        assert [t.name for t in charts.figure.data] == [a_run]
+        assert charts.runs.value == (a_run,)
+        assert "1 selected on the leaderboard" in charts.compare_note.value
+        panel.show("leaderboard")
+        row_of[b.artifact_id].select.value = True
+        assert lb.selected == [b.artifact_id, a.artifact_id]  # best first
+        panel.show("charts")
+        assert {t.name for t in charts.figure.data} == {a_run, b_run}
+        # a better artifact re-ranks the rows: the ticks follow their artifacts, not the row positions
+        panel.show("leaderboard")
+        c = arts.save_json({}, kind="checkpoint", labels={"lr": 0.2}, metrics={"val_acc": 0.95}, origin=context.origin)
+        panel.refresh()
+        assert [r.artifact_id for r in lb.rows] == [c.artifact_id, b.artifact_id, a.artifact_id]
+        assert [r.select.value for r in lb.rows] == [False, True, True]
+        for r in lb.rows:
+            r.select.value = False
+        assert lb.selected == [] and charts.selected_artifacts == []
+        panel.show("charts")
+        assert {t.name for t in charts.figure.data} == {a_run, b_run}  # the newest runs again
+        assert "selected on the leaderboard" not in charts.compare_note.value
+    finally:
+        panel.close()
+
+
+def test_leaderboard_rows_picked_before_the_charts_tab_was_ever_drawn(context: KernelContext) -> None:
+    a_run = record_run(context, [1.0, 0.5])
+    a = context.store.artifacts.save_json({}, kind="checkpoint", metrics={"val_acc": 0.8}, origin=context.origin)
+    context.new_run("b")
+    record_run(context, [2.0])
+    panel = _panel(context)
+    try:
+        panel.show("leaderboard")
+        panel.leaderboard_tab.select([a.artifact_id])
+        panel.show("charts")
+        assert [t.name for t in panel.charts_tab.figure.data] == [a_run]
+    finally:
+        panel.close()

@@ -6,7 +6,8 @@ when the kind or metric changes, then only the hot window's new events at each r
 coalesces redraws, :mod:`.live`); ``record`` itself does nothing for the chart. Each redraw sends the
 figure as plotly's mime bundle into an ``Output`` widget (:func:`show`), at most
 :data:`~aeg_jupyter.core.series.MAX_POINTS` points per run.
-Selecting leaderboard rows (:meth:`ChartsTab.select_artifacts`) selects their runs here.
+Ticking leaderboard rows (their checkboxes; the panel passes them to :meth:`ChartsTab.select_artifacts`)
+selects their runs here and highlights them in the comparison view.
 
 Example:
     >>> panel.show("charts")                                   # doctest: +SKIP
@@ -154,6 +155,10 @@ class ChartsTab(PanelTab):
                 known = [o[1] if isinstance(o, tuple) else o for o in self.runs.options]
                 self.runs.options = list(self.runs.options) + [r for r in runs if r not in known]
                 self.runs.value = tuple(runs)
+        elif not self.selected_artifacts:  # nothing selected any more: the newest runs again
+            self._chosen_by_user = False
+            with self.quiet():
+                self.runs.value = ()
         self._redraw()
 
     # -- drawing -----------------------------------------------------------------------------------
@@ -202,9 +207,10 @@ class ChartsTab(PanelTab):
         assert live is not None
         names = live.names
         with self.quiet():
+            wanted = tuple(self.runs.value)  # new options reset the value: keep what was chosen
             if tuple(self.runs.options) != tuple(reversed(names)):
                 self.runs.options = list(reversed(names))  # the newest run first
-            chosen = [r for r in self.runs.value if r in names]
+            chosen = [r for r in wanted if r in names]
             if not chosen and not self._chosen_by_user:
                 chosen = names[-MAX_RUNS:]
             if tuple(self.runs.value) != tuple(chosen):

@@ -1,7 +1,9 @@
 """The Leaderboard tab: artifacts of one kind ranked by a metric, best first, each row with a pin toggle.
 
 The table is the core query :func:`~aeg_jupyter.core.leaderboard.ranked`; each row is a pooled widget
-(a pin toggle and one fixed-layout HTML table), reused across redraws.
+(a selection checkbox, a pin toggle and one fixed-layout HTML table), reused across redraws. The rows
+ticked are :attr:`LeaderboardTab.selected` (kept across redraws, by artifact id); each change is
+passed to ``on_select`` (the panel selects their runs in the Charts tab).
 
 Example:
     >>> panel.leaderboard_tab.metric.value = "loss"   # doctest: +SKIP
@@ -34,16 +36,22 @@ EMPTY_NOTE = (
 
 
 class LeaderRow:
-    """One pooled leaderboard row: a pin toggle and the row's cells (reused across redraws).
+    """One pooled leaderboard row: a selection checkbox, a pin toggle and the row's cells (reused across redraws).
 
     Example:
         >>> row = panel.leaderboard_tab.rows[0]   # doctest: +SKIP
         >>> row.artifact_id, row.pin.value        # doctest: +SKIP
         ('01J...', False)
+        >>> row.select.value = True               # doctest: +SKIP
     """
 
-    def __init__(self, on_pin: Callable[[LeaderRow, bool], None]) -> None:
+    def __init__(self, on_pin: Callable[[LeaderRow, bool], None], on_select: Callable[[LeaderRow, bool], None]) -> None:
         self.artifact_id: str | None = None
+        self.select = widgets.Checkbox(
+            value=False, indent=False, description="", tooltip="select (its run is shown in the Charts tab)",
+            layout=widgets.Layout(width="22px", flex="0 0 22px", margin="0 4px 0 2px"),
+        )  # fmt: skip
+        self.select.add_class("aeg-lb-select")
         self.pin = widgets.ToggleButton(
             value=False, description="", icon="thumb-tack", tooltip="pin (gc never collects a pinned artifact)",
             layout=widgets.Layout(width="36px", height="26px", padding="0"),
@@ -51,8 +59,11 @@ class LeaderRow:
         self.pin.add_class("aeg-lb-pin")
         self.pin.layout.flex = "0 0 36px"  # never squeezed away by a wide row
         self.cells = widgets.HTML(layout=widgets.Layout(flex="1 1 auto", min_width="0", overflow="hidden"))
-        self.box = widgets.HBox([self.pin, self.cells], layout=widgets.Layout(align_items="center", width="100%"))
+        self.box = widgets.HBox(
+            [self.select, self.pin, self.cells], layout=widgets.Layout(align_items="center", width="100%")
+        )
         self.pin.observe(lambda change: on_pin(self, change["new"]), names="value")
+        self.select.observe(lambda change: on_select(self, change["new"]), names="value")
 
 
 class LeaderboardTab(PanelTab):
@@ -66,6 +77,8 @@ class LeaderboardTab(PanelTab):
         mode: ``"max"`` or ``"min"``; ``None``: the metric's direction (recorded, else from its
             name; unknown: the toggle is left unset and the note asks to choose).
         scope: the scope shown first. limit: top-N rows.
+        on_select: called with the selected artifact ids (best first) each time a row is ticked
+            or unticked.
 
     The metric and direction chosen for a kind are kept: switching to another kind and back
     shows them again.
@@ -90,9 +103,12 @@ class LeaderboardTab(PanelTab):
         scope: Scope = "all",
         group_by: str | None = None,
         limit: int = 10,
+        on_select: Callable[[list[str]], None] | None = None,
     ) -> None:
         super().__init__(context, redraw=redraw, say=say)
         self.artifacts = context.store.artifacts
+        self.on_select = on_select
+        self._selected: list[str] = []  # artifact ids ticked, in the order ticked
         self.frame = leaderboard_frame([], metric=metric or "")  # what is shown, as a DataFrame
         self._want: dict[str, str | None] = {"kind": kind, "metric": metric, "group": group_by}  # not yet shown
         self._pool: list[LeaderRow] = []
@@ -127,7 +143,7 @@ class LeaderboardTab(PanelTab):
             widgets.HBox([self.scope, self.group, self.limit], layout=widgets.Layout(flex_flow="row wrap")),
             self.note,
             widgets.HBox(
-                [widgets.HTML(layout=widgets.Layout(flex="0 0 36px", margin="0 2px")), self.header],
+                [widgets.HTML(layout=widgets.Layout(flex="0 0 64px", margin="0 2px")), self.header],
                 layout=widgets.Layout(width="100%"),
             ),
             self.body,
@@ -147,6 +163,30 @@ class LeaderboardTab(PanelTab):
             >>> [r.artifact_id for r in panel.leaderboard_tab.rows]   # doctest: +SKIP
         """
         return self._pool[: self._shown]
+
+    @property
+    def selected(self) -> list[str]:
+        """The artifact ids of the rows ticked, best first (a ticked row that left the table stays selected).
+
+        Example:
+            >>> panel.leaderboard_tab.rows[0].select.value = True   # doctest: +SKIP
+            >>> panel.leaderboard_tab.selected                       # doctest: +SKIP
+            ['01J...']
+        """
+        shown = [r.artifact_id for r in self.rows if r.artifact_id in self._selected]
+        return shown + [a for a in self._selected if a not in shown]
+
+    def select(self, artifact_ids: list[str]) -> None:
+        """Tick exactly these artifacts' rows (and tell ``on_select``).
+
+        Example:
+            >>> panel.leaderboard_tab.select([best.artifact_id])   # doctest: +SKIP
+        """
+        self._selected = list(dict.fromkeys(artifact_ids))
+        with self.quiet():
+            for r in self.rows:
+                r.select.value = r.artifact_id in self._selected
+        self._selection_changed()
 
     def detached(self) -> list[widgets.Widget]:
         """Every pooled row, shown or not."""
@@ -237,7 +277,7 @@ class LeaderboardTab(PanelTab):
         width = sum(w if isinstance(w, int) else 48 for _, w in spec)  # each shared column at least 48 px
         self.header.value = row_table(spec, [name for name, _ in spec], width, header=True)
         while len(self._pool) < len(rows):
-            self._pool.append(LeaderRow(self._pin_row))
+            self._pool.append(LeaderRow(self._pin_row, self._select_row))
         now = datetime.now(UTC)
         with self.quiet():
             for i, (row, art) in enumerate(zip(self._pool, rows, strict=False)):
@@ -248,6 +288,7 @@ class LeaderboardTab(PanelTab):
                     fmt_age(art.created_at, now), (run_name(art.run_id), art.run_id or ""),
                 ]  # fmt: skip
                 row.artifact_id = art.artifact_id
+                row.select.value = art.artifact_id in self._selected
                 row.pin.value = art.pinned
                 row.pin.button_style = "warning" if art.pinned else ""
                 row.cells.value = row_table(spec, cells, width, best=i == 0, title=art.artifact_id)
@@ -280,6 +321,21 @@ class LeaderboardTab(PanelTab):
             self._metric_of[kind] = metric
             self._mode_of[(kind, metric)] = change["new"]
         self._redraw()
+
+    def _select_row(self, row: LeaderRow, on: bool) -> None:
+        if self._quiet_depth or row.artifact_id is None:
+            return
+        aid = row.artifact_id
+        if on and aid not in self._selected:
+            self._selected.append(aid)
+        elif not on and aid in self._selected:
+            self._selected.remove(aid)
+        self._selection_changed()
+
+    def _selection_changed(self) -> None:
+        if self.on_select is not None:
+            with self._reporting():
+                self.on_select(self.selected)
 
     def _pin_row(self, row: LeaderRow, pinned: bool) -> None:
         if self._quiet_depth or row.artifact_id is None:

@@ -116,6 +116,7 @@ class Panel(widgets.VBox):
             context, redraw=self._redraw_of("charts"), say=self._say, scope=scope,
             board=self.leaderboard_tab,
         )  # fmt: skip
+        self.leaderboard_tab.on_select = self.charts_tab.select_artifacts  # ticked rows: their runs in Charts
         self._pages: dict[str, PanelTab] = {
             t.name: t
             for t in (self.leaderboard_tab, self.artifacts_tab, self.memory_tab, self.runs_tab, self.charts_tab)
