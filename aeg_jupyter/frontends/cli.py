@@ -65,7 +65,7 @@ def _global_parser() -> argparse.ArgumentParser:
         usage=f"{PREFIX} [--store PATH] [--run RUN_ID] [--graph GRAPH_ID] SUBCOMMAND [options]",
         description="Durable artifacts and event memory of aeg_jupyter stores, from a shell. "
         "--store, --run and --graph may also follow the subcommand.",
-        epilog=overview(PREFIX, in_kernel=False),
+        epilog=overview(PREFIX, in_kernel=False) + MIGRATE_HELP,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("--store", metavar="PATH", help="the store directory (default: $AEG_STORE or ./.aeg)")
@@ -166,8 +166,10 @@ def _main(argv: list[str] | None) -> int:
     head, rest = split_globals(argv)
     opts = _global_parser().parse_args(head)  # prints help / version / mistakes and exits itself
     if not rest:
-        print(overview(PREFIX, in_kernel=False))
+        print(overview(PREFIX, in_kernel=False) + MIGRATE_HELP)
         return 0
+    if rest[0] == "migrate":  # not a store command: it converts a store no `connect()` opens
+        return migrate_main(rest[1:], opts.store)
     # Parse first (help and mistakes need no store), then open the store and run.
     parsing = Session(cast(KernelContext, None), prefix=PREFIX)
     name = rest[0]
@@ -213,6 +215,57 @@ def _main(argv: list[str] | None) -> int:
     finally:
         context.close()
     return render(result, ALIASES.get(name, name))
+
+
+MIGRATE_HELP = "\n`aeg migrate [ROOT]` converts a format-1 store to format 2 (`aeg migrate -h`)."
+_PROGRESS_SECONDS = 1.0
+
+
+def migrate_main(argv: list[str], store: str | None) -> int:
+    """``aeg migrate [ROOT] [--abort]``: convert a format-1 store to format 2 (storage/migrate.py).
+
+    Progress (rows done / total) goes to stderr about once a second; the summary to stdout. Exit 0 when
+    the store is format 2 (migrated now or before), 1 when it was refused (open elsewhere, damaged,
+    verification found a difference), 2 for a mistyped command.
+
+    Example:
+        >>> migrate_main(["/tmp/old-store"], None)     # doctest: +SKIP
+        0
+    """
+    import time
+
+    from ..storage.migrate import migrate
+
+    parser = argparse.ArgumentParser(
+        prog=f"{PREFIX} migrate",
+        description="Convert a format-1 store to format 2 (Delta Lake tables, docs/format2.md). Crash-safe: "
+        "killed at any point, running it again finishes; the old tables stay until the new ones are verified "
+        "field by field. Every process using the store must be closed first.",
+    )
+    parser.add_argument("root", nargs="?", help="the store (default: --store, $AEG_STORE or ./.aeg)")
+    parser.add_argument(
+        "--abort", action="store_true", help="give up an unfinished migration: the store stays format 1"
+    )
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as exc:  # help (0) or a mistake (2): argparse printed it
+        return int(exc.code or 0)
+    root = args.root or store or default_root()
+    shown = [0.0]
+
+    def progress(done: int, total: int, table: str) -> None:
+        now = time.monotonic()
+        if done == total or now - shown[0] >= _PROGRESS_SECONDS:
+            shown[0] = now
+            print(f"{PREFIX} migrate: {done:,} / {total:,} rows ({table})", file=sys.stderr, flush=True)
+
+    try:
+        report = migrate(root, progress=progress, abort=args.abort)
+    except AegError as exc:
+        print(f"{PREFIX} migrate: {exc}", file=sys.stderr)
+        return 1
+    print(report)
+    return 0
 
 
 def render(result: Any, command: str) -> int:
