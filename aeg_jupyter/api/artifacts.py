@@ -75,6 +75,9 @@ class Artifacts:
         """
         store = getattr(self.context, "store", None)
         events = getattr(store, "event_table", None)
+        keep = getattr(self.context, "keep_cells", None)
+        if keep is not None:  # this kernel's cells that wrote nothing yet are part of its run's code
+            keep()
         return await asyncio.to_thread(diff_runs, self.artifacts, run_a, run_b, events=events)
 
     async def save_file(

@@ -7,11 +7,13 @@ facades (:mod:`.artifacts`, :mod:`.memory`) are thin ``async`` wrappers over the
 
 from __future__ import annotations
 
+import atexit
 import functools
 import itertools
 import os
 import secrets
 import sys
+import weakref
 from collections.abc import Callable, Mapping
 from dataclasses import replace
 from datetime import datetime
@@ -27,6 +29,7 @@ from .memory import Memory
 
 DEFAULT_ROOT = ".aeg"
 MAX_SCRIPT_BYTES = 16 << 20  # a script's hash covers its first 16 MiB
+MAX_UNKEPT_CELLS = 256  # cells that wrote nothing, held before they are kept anyway
 
 
 def default_root() -> str:
@@ -89,14 +92,17 @@ class KernelContext:
         self._origin = Provenance(self.run_id, self.graph_id, self.node_id)
         self._closed = False
         # lineage (docs/architecture.md, "Lineage"): the cell being run, what it read, what was kept
-        self._cell: tuple[str, str | None, int | None] | None = None  # (source, cell id, execution count)
+        self._cell: tuple[str, str | None, int | None, str] | None = None  # (source, cell id, count, node id)
         self._cell_changed = True
+        # cells that ran and wrote nothing, kept at the next write, a diff or lineage, or close
+        self._unkept: list[tuple[str, str | None, int | None, str, str, str]] = []
         self._reads: dict[str, None] = {}
         self._kept_sources: set[tuple[str, str]] = set()  # (run id, source hash) kept as aeg.cell
         self._env_runs: set[str] = set()
         self.environment: Callable[[], dict[str, Any]] | None = None  # captures a run's environment
         self.script: bool = True  # outside a kernel: the script's path and hash (the magics say False)
         store.artifacts.read_listeners.append(self._note_read)
+        atexit.register(_keep_cells_at_exit, weakref.ref(self))  # runs before the store's own (LIFO)
 
     @property
     def origin(self) -> Provenance:
@@ -113,9 +119,14 @@ class KernelContext:
         """A new cell runs: its source and ids stamp the next writes; the artifacts read so far are forgotten.
 
         Called by the magics before every cell (budget: a few microseconds; the hash is taken at
-        the cell's first write).
+        the cell's first write). A cell that wrote nothing is kept later (:meth:`keep_cells`).
         """
-        self._cell = (source, cell_id, execution_count)
+        prev = self._cell
+        if prev is not None and self._cell_changed:  # its origin was never built: it wrote nothing
+            self._unkept.append((*prev, self.run_id, self.graph_id))
+            if len(self._unkept) >= MAX_UNKEPT_CELLS:
+                self.keep_cells()
+        self._cell = (source, cell_id, execution_count, self.node_id)
         self._cell_changed = True
         if self._reads:
             self._reads = {}
@@ -140,7 +151,7 @@ class KernelContext:
         source: str | None = None
         cell_id = count = digest = path = None
         if self._cell is not None:
-            source, cell_id, count = self._cell
+            source, cell_id, count, _node = self._cell
             digest = hash_bytes(source.encode("utf-8", "surrogatepass"))
             path = self.graph_id if self.graph_id != "default" else None
         elif self.script:
@@ -151,19 +162,67 @@ class KernelContext:
 
     def _keep(self, o: Provenance, source: str | None) -> None:
         """Keep the run's environment (once per run) and the cell's source (once per run and text)."""
-        from ..core.lineage import save_cell_source, save_environment
+        from ..core.lineage import save_cell_source
 
         arts = self.store.artifacts
+        if self._unkept:  # the cells before it that wrote nothing, in the order they ran
+            self.keep_cells()
         try:
-            if self.environment is not None and o.run_id not in self._env_runs:
-                self._env_runs.add(o.run_id)  # type: ignore[arg-type]
-                env = self.environment()
-                save_environment(arts, env, replace(o, source_hash=None, cell_id=None, execution_count=None))
+            self._keep_environment(o)
             if source is not None and o.source_hash and (o.run_id, o.source_hash) not in self._kept_sources:
                 self._kept_sources.add((o.run_id, o.source_hash))  # type: ignore[arg-type]
                 save_cell_source(arts, source, o)
         except (AegError, OSError):  # provenance never fails the write it comes with
             pass
+
+    def _keep_environment(self, o: Provenance) -> None:
+        """Keep the environment of ``o``'s run, once per run (at its first write or kept cell)."""
+        from ..core.lineage import save_environment
+
+        if self.environment is not None and o.run_id not in self._env_runs:
+            self._env_runs.add(o.run_id)  # type: ignore[arg-type]
+            env = self.environment()
+            save_environment(
+                self.store.artifacts, env, replace(o, source_hash=None, cell_id=None, execution_count=None)
+            )
+
+    def keep_cells(self) -> int:
+        """Keep the sources of the cells that ran since the last write and wrote nothing, so that a
+        run's code is every cell it ran (``aeg diff`` compares them); returns how many were kept.
+
+        Called at the next write, before ``%aeg diff`` / ``lineage``, at :meth:`close` and at exit.
+        Left out: empty cells and cells of only store commands (``%aeg ...``, ``%load_ext``), which
+        query the store rather than compute. Never raises (a failure keeps fewer cells).
+        """
+        from ..core.lineage import is_store_command, save_cell_source
+
+        pending, self._unkept = self._unkept, []
+        kept = 0
+        if self.store.closed:
+            return 0
+        for source, cell_id, count, node_id, run_id, graph_id in pending:
+            if not source.strip() or is_store_command(source):
+                continue
+            digest = hash_bytes(source.encode("utf-8", "surrogatepass"))
+            if (run_id, digest) in self._kept_sources:
+                continue
+            self._kept_sources.add((run_id, digest))
+            path = graph_id if graph_id != "default" else None
+            o = Provenance(run_id, graph_id, node_id, path, cell_id, count, digest)
+            try:
+                self._keep_environment(o)  # a run that only computed still has an environment
+                save_cell_source(self.store.artifacts, source, o)
+                kept += 1
+            except (AegError, OSError):
+                pass
+        return kept
+
+    def _end_cells(self) -> None:
+        """No more cells: keep the last one too if it wrote nothing (closing, or the process exits)."""
+        if self._cell is not None and self._cell_changed:
+            self._unkept.append((*self._cell, self.run_id, self.graph_id))
+            self._cell = None
+        self.keep_cells()
 
     def scope(self, scope: Scope | str) -> ScopeFilter:
         """The filter for a scope name, relative to this context."""
@@ -192,6 +251,7 @@ class KernelContext:
         Closing a second context on the kernel's store leaves the kernel's store open.
         """
         if not self._closed:
+            self._end_cells()
             self._closed = True
             if self._note_read in self.store.artifacts.read_listeners:
                 self.store.artifacts.read_listeners.remove(self._note_read)
@@ -229,6 +289,15 @@ def connect(
     if environment:
         ctx.environment = lambda: capture_environment(git_dir=_script_dir())
     return ctx
+
+
+def _keep_cells_at_exit(ref: weakref.ReferenceType[KernelContext]) -> None:
+    ctx = ref()
+    if ctx is not None and not ctx._closed:
+        try:
+            ctx._end_cells()
+        except Exception:  # at exit nothing may raise
+            pass
 
 
 @functools.cache

@@ -16,6 +16,7 @@ Example:
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -31,6 +32,19 @@ if TYPE_CHECKING:
     from .artifacts import ArtifactRef, ArtifactStore
 
 MAX_SOURCE_BYTES = 1 << 20  # a cell or script larger than this keeps its hash, not its text
+# a line that only talks to the store: `%aeg ...`, `%load_ext aeg_jupyter`, `%config AegMagics...`
+_STORE_LINE = re.compile(r"\s*(?:#.*)?$|\s*%(?:aeg|(?:load|reload|unload)_ext\s+aeg_jupyter|config\s+AegMagics)\b")
+
+
+def is_store_command(source: str) -> bool:
+    """True for a cell of only store commands and comments (``%aeg diff A B``, ``%load_ext aeg_jupyter``):
+    it queries the store rather than computes, so a run's code (``aeg diff``) leaves it out.
+
+    Example:
+        >>> is_store_command("%aeg diff run-a run-b"), is_store_command("x = 1\n%aeg list")
+        (True, False)
+    """
+    return all(_STORE_LINE.match(line) for line in source.splitlines())
 
 
 def save_cell_source(artifacts: ArtifactStore, text: str, origin: Provenance) -> Artifact | None:
@@ -285,6 +299,7 @@ __all__ = [
     "cell_source",
     "downstream",
     "input_ids",
+    "is_store_command",
     "lineage",
     "run_environment",
     "save_cell_source",

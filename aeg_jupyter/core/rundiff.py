@@ -221,14 +221,22 @@ def _best_metrics(arts: list[Artifact]) -> dict[str, float]:
 
 
 def _cells(artifacts: ArtifactStore, run_id: str) -> dict[Any, tuple[int, str | None, str | None]]:
-    """``{cell key: (order, source hash, source)}`` of the cells of a run that wrote something."""
+    """``{cell key: (order, source hash, source)}`` of the cells a run ran (kept as ``aeg.cell``: at
+    their first write, or later for a cell that wrote nothing); a cell run twice: its last run."""
     out: dict[Any, tuple[int, str | None, str | None]] = {}
     cells = reversed(artifacts.search(kind=CELL_KIND, where=ScopeFilter(run_id=run_id)))
     for i, a in enumerate(cells):
         key = a.cell_id or (f"In[{a.execution_count}]" if a.execution_count is not None else a.node_id)
         order = a.execution_count if a.execution_count is not None else i
-        out[key] = (order, a.source_hash, None)
+        if key not in out or order >= out[key][0]:  # kept out of order: the latest execution wins
+            out[key] = (order, a.source_hash, None)
     return out
+
+
+def _unified(a: str, b: str, name_a: str, name_b: str) -> str:
+    """A unified diff of two texts, one line per line (a last line without its newline gets one)."""
+    lines = difflib.unified_diff(a.splitlines(), b.splitlines(), name_a, name_b, lineterm="")
+    return "".join(line + "\n" for line in lines)
 
 
 def _code(artifacts: ArtifactStore, run_a: str, run_b: str) -> list[Change]:
@@ -245,11 +253,7 @@ def _code(artifacts: ArtifactStore, run_a: str, run_b: str) -> list[Change]:
             continue
         sa = cell_source(artifacts, ha) or ""
         sb = cell_source(artifacts, hb) or ""
-        detail = "".join(
-            difflib.unified_diff(
-                sa.splitlines(keepends=True), sb.splitlines(keepends=True), f"A {key}", f"B {key}", lineterm="\n"
-            )
-        )
+        detail = _unified(sa, sb, f"A {key}", f"B {key}")
         out.append(Change("code", str(key), ha[:12] if ha else None, hb[:12] if hb else None, detail))
     return out
 
@@ -273,9 +277,7 @@ def _environment(artifacts: ArtifactStore, run_a: str, run_b: str, notes: list[s
         out.append(Change("environment", "git commit", ga.get("commit"), gb.get("commit")))
     da, db = ga.get("diff") or "", gb.get("diff") or ""
     if da != db:
-        detail = "".join(
-            difflib.unified_diff(da.splitlines(True), db.splitlines(True), "A uncommitted", "B uncommitted")
-        )
+        detail = _unified(da, db, "A uncommitted", "B uncommitted")
         size = f"{len(da.encode())} vs {len(db.encode())} bytes"
         out.append(Change("environment", "uncommitted changes", bool(da), bool(db), f"({size})\n{detail[:20000]}"))
     for run, g in ((run_a, ga), (run_b, gb)):

@@ -104,6 +104,18 @@ def test_lineage_of_a_checkpoint_names_the_config_it_read_and_its_cell_also_afte
     assert downstream["downstream"] == [got["ckpt"]]
 
 
+# the run before this one (its config's), asked in the last cell: a cell run A did not run is code of B only
+OTHER_RUN = """
+import json
+arts_ = context.store.artifacts
+run_a = next(a.run_id for a in arts_.search(kind="config") if a.run_id != context.run_id)
+"""
+DIFF_CELL = """
+d = %aeg diff {run_a} {ckpt.artifact_id}
+print(json.dumps({"diff": d.to_dict(), "text": str(d), "run_a": run_a, "run_b": context.run_id}))
+"""
+
+
 def _fake_distribution(root: Any) -> str:
     """A real (tiny) installed distribution: a .dist-info folder on a sys.path entry."""
     site = root / "extra-site"
@@ -122,21 +134,14 @@ def test_diff_of_two_runs_shows_exactly_the_hyperparameter_the_edited_cell_and_t
         k.run("%load_ext aeg_jupyter")
         k.run(CONFIG_CELL)
         k.run(TRAIN_CELL)
-        run_a = k.stdout(k.run("print(context.run_id)")).strip()
     site = _fake_distribution(tmp_path)
     with kernel(tmp_path, store, kernel_name, LR="0.2", EXTRA_PATH=site) as k:
         k.run("%load_ext aeg_jupyter")
         k.run(CONFIG_CELL)
         k.run(TRAIN_CELL_EDITED)
-        got = k.json(
-            f"""
-            import json
-            d = %aeg diff {run_a} {{ckpt.artifact_id}}
-            print(json.dumps({{"diff": d.to_dict(), "text": str(d), "run_b": context.run_id}}))
-            """
-        )
+        got = k.json(OTHER_RUN + DIFF_CELL)
     diff = got["diff"]
-    assert (diff["run_a"], diff["run_b"]) == (run_a, got["run_b"])  # B named by an artifact of its run
+    assert (diff["run_a"], diff["run_b"]) == (got["run_a"], got["run_b"])  # B named by an artifact of its run
     changes = [(c["section"], c["key"], c["a"], c["b"]) for c in diff["changes"]]
     assert len(changes) == 3, got["text"]
     assert changes[0] == ("config", "config.json: lr", 0.1, 0.2)
@@ -148,3 +153,49 @@ def test_diff_of_two_runs_shows_exactly_the_hyperparameter_the_edited_cell_and_t
         and "+c = await arts.load_json(cfg)  # the config of this run\n" in code
     )
     assert any("not in a git work tree" in n for n in diff["notes"])  # said, not listed as a difference
+
+
+PREP_CELL = """
+def augment(text):
+    return text.lower()
+"""
+PREP_CELL_EDITED = """
+def augment(text):
+    return text.lower().strip()
+"""
+SUMMARY_CELL = "summary = augment(f'LR={c[\"lr\"]}')"
+
+
+def test_diff_shows_an_edited_cell_that_wrote_nothing_and_a_last_cell_kept_when_the_kernel_exited(
+    tmp_path: Any, store: str, kernel_name: str
+) -> None:
+    with kernel(tmp_path, store, kernel_name) as k:
+        k.run("%load_ext aeg_jupyter")
+        k.run(PREP_CELL)  # computes only: kept at the config cell's first write
+        k.run(CONFIG_CELL)
+        k.run(TRAIN_CELL)
+        k.run(SUMMARY_CELL)  # the last cell wrote nothing: kept when the kernel shuts down
+    with kernel(tmp_path, store, kernel_name) as k:
+        k.run("%load_ext aeg_jupyter")
+        k.run(PREP_CELL_EDITED)
+        k.run(CONFIG_CELL)
+        k.run(TRAIN_CELL)
+        k.run(SUMMARY_CELL)
+        k.run("%aeg list --limit 1")  # asks the store only: no code of the run
+        got = k.json(
+            OTHER_RUN
+            + """
+from aeg_jupyter.base.models import ScopeFilter
+cells_a = sorted(
+    (a.execution_count, arts_.blobs.read_bytes(a.blob_id).decode())
+    for a in arts_.search(kind="aeg.cell", where=ScopeFilter(run_id=run_a))
+)
+"""
+            + DIFF_CELL.replace('"run_a": run_a,', '"run_a": run_a, "cells_a": cells_a,')
+        )
+    assert [src for _, src in got["cells_a"]] == [
+        PREP_CELL.strip(), CONFIG_CELL.strip(), TRAIN_CELL.strip(), SUMMARY_CELL
+    ]  # fmt: skip
+    changes = [(c["section"], c["key"]) for c in got["diff"]["changes"]]
+    assert changes == [("code", "In[2]")], got["text"]  # the summary cell is the same; %aeg list is no code
+    assert "-    return text.lower()\n+    return text.lower().strip()\n" in got["diff"]["changes"][0]["detail"]

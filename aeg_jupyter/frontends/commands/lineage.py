@@ -55,8 +55,9 @@ def _diff_args(p: CommandParser) -> None:
     "what differs between two runs: labels, configs, best metrics, edited cells, packages, git",
     "diff sweep-1 sweep-2",
     _diff_args,
-    details="Only differences are listed. Cells are compared by cell id (else by position among the cells "
-    "that wrote something); the environment is what each run recorded at its first write in a kernel.",
+    details="Only differences are listed. Cells are every cell a run ran (cells of only %aeg commands left "
+    "out), compared by cell id, else by position; a kernel keeps a cell that wrote nothing at its next write, "
+    "a %aeg diff, or its exit. The environment is what each run recorded at its first write in a kernel.",
 )
 def run_diff(s: Session, a: argparse.Namespace) -> Any:
     """The :class:`~aeg_jupyter.core.rundiff.RunDiff` of two runs.
@@ -65,6 +66,9 @@ def run_diff(s: Session, a: argparse.Namespace) -> Any:
     """
     from ...core.rundiff import diff_runs
 
+    keep = getattr(s.context, "keep_cells", None)
+    if keep is not None:  # this kernel's cells that wrote nothing yet are part of its run's code
+        keep()
     found = diff_runs(s.artifacts, a.run_a, a.run_b, events=s.context.store.event_table)
     return json.dumps(found.to_dict(), indent=1, default=str) if a.json else found
 
