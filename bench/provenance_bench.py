@@ -1,7 +1,8 @@
 """What lineage costs: ``python bench/provenance_bench.py [--quick]`` (issue 16's budgets).
 
 Budgets: the per-cell hook (``pre_run_cell``, which now also hands the cell to the context) <= 50 us;
-what provenance adds to a ``record`` <= 2 us. Also measured, without a budget: a read's tracking, the
+what provenance adds to a ``record`` <= 2 us (``await mem.record`` in a cell vs with only the scope
+ids, on two stores side by side, calls interleaved, in rounds; the median of the rounds' medians). Also measured, without a budget: a read's tracking, the
 first write of a cell (its source kept as an ``aeg.cell`` row), capturing the environment (in a
 thread at ``%load_ext``) and ``%load_ext`` itself. Prints a table and writes
 ``bench/results/provenance.json``.
@@ -33,19 +34,84 @@ def per_call_us(fn: Any, n: int, repeats: int = 5) -> float:
     return statistics.median(out)
 
 
-def paired_median_us(fa: Any, fb: Any, n: int) -> tuple[float, float]:
-    """Median time of one call of ``fa`` and of ``fb``, calls interleaved (the machine's drift hits both)."""
+def drive(coro: Any) -> Any:
+    """Run a coroutine that never awaits (the facade's ``record``) to its end, without an event loop."""
+    try:
+        coro.send(None)
+    except StopIteration as stop:
+        return stop.value
+    raise RuntimeError("the coroutine awaited")  # pragma: no cover
+
+
+def interleaved_us(fa: Any, fb: Any, n: int) -> tuple[float, float]:
+    """Median time of one call of ``fa`` and of ``fb``, in microseconds: calls interleaved, the one
+    going first alternating (drift and the cost of going first hit both alike).
+
+    NOTE: a median, not a mean: both stores flush their spool to Parquet on the same call (every
+    10k rows, ~0.2-1 s each under load), and that noise would swamp a microsecond in a mean."""
     clock = time.perf_counter
     ta, tb = [], []
-    for _ in range(n):
+    for i in range(n):
+        first, second, t_first, t_second = (fa, fb, ta, tb) if i & 1 else (fb, fa, tb, ta)
         t0 = clock()
-        fa()
+        first()
         t1 = clock()
-        fb()
+        second()
         t2 = clock()
-        ta.append(t1 - t0)
-        tb.append(t2 - t1)
+        t_first.append(t1 - t0)
+        t_second.append(t2 - t1)
     return statistics.median(ta) * 1e6, statistics.median(tb) * 1e6
+
+
+def record_with_and_without_provenance(tmp: str, n: int, rounds: int) -> dict[str, Any]:
+    """What a cell's provenance adds to ``await mem.record(...)`` (the facade's own code, run without
+    an event loop), per round: the medians, the difference, and an A/A control round (both stores
+    without provenance) that shows what the setup itself tilts."""
+    from aeg_jupyter.api.context import KernelContext
+    from aeg_jupyter.core.store import Store
+
+    source = "for epoch in range(100):\n    await mem.record(kind='train_log', data={'epoch': epoch})\n"
+    stores = [Store(os.path.join(tmp, name)) for name in ("with-provenance", "scope-ids-only", "control")]
+    path = os.path.join(tmp, "notebooks", "train.ipynb")  # a notebook's path, as a kernel has it
+    cell = KernelContext(stores[0], graph_id=path, node_id="3f9a6c1e-8d2b-4b7e-9c55-1a2b3c4d5e6f")
+    bare = KernelContext(stores[1], graph_id=path, node_id="3f9a6c1e-8d2b-4b7e-9c55-1a2b3c4d5e6f")
+    control = KernelContext(stores[2], graph_id=path, node_id="3f9a6c1e-8d2b-4b7e-9c55-1a2b3c4d5e6f")
+    for ctx in (cell, bare, control):
+        ctx.script = False  # no script path either: only the scope ids
+    cell.begin_cell(source, cell_id="3f9a6c1e-8d2b-4b7e-9c55-1a2b3c4d5e6f", execution_count=7)
+    mem_cell, mem_bare, mem_control = cell.memory(), bare.memory(), control.memory()
+    data = {"epoch": 1, "loss": 0.25}
+    drive(mem_cell.record(kind="train_log", data=data))  # the cell's first write keeps its source
+    assert cell.origin.source_hash and not bare.origin.source_hash
+
+    def with_prov() -> None:
+        drive(mem_cell.record(kind="train_log", data=data))
+
+    def without() -> None:
+        drive(mem_bare.record(kind="train_log", data=data))
+
+    def control_call() -> None:
+        drive(mem_control.record(kind="train_log", data=data))
+
+    per_round = []
+    for r in range(rounds):
+        if r == rounds // 2:  # the A/A control, mid-run
+            a, b = interleaved_us(control_call, without, n)
+            control_added = a - b
+        w, wo = interleaved_us(with_prov, without, n)
+        per_round.append({"with": w, "without": wo, "added": w - wo})
+    for ctx in (cell, bare, control):
+        ctx.close()
+    for st in stores:
+        st.close()
+    return {
+        "record_rounds": rounds,
+        "record_added_per_round_us": [round(x["added"], 3) for x in per_round],
+        "record_with_provenance_us": statistics.median(x["with"] for x in per_round),
+        "record_scope_ids_only_us": statistics.median(x["without"] for x in per_round),
+        "record_added_us": statistics.median(x["added"] for x in per_round),
+        "record_control_added_us": control_added,
+    }
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -58,7 +124,6 @@ def main(argv: list[str] | None = None) -> int:
     from IPython.core.interactiveshell import ExecutionInfo, InteractiveShell
     from traitlets.config import Config
 
-    from aeg_jupyter.base.models import Provenance
     from aeg_jupyter.core.environment import capture_environment
 
     res: dict[str, Any] = {"calls": n}
@@ -77,21 +142,13 @@ def main(argv: list[str] | None = None) -> int:
         res["pre_run_cell_hook_us"] = per_call_us(lambda: magics._pre_run_cell(info), n)
         res["begin_cell_us"] = per_call_us(lambda: ctx.begin_cell(source, execution_count=3), n)
 
-        # a record: the same call with full cell provenance vs only the scope ids
-        log = ctx.store.event_log
-        ctx.begin_cell(source, execution_count=4)
-        full = ctx.origin
-        bare = Provenance(full.run_id, full.graph_id, full.node_id)
-        data = {"epoch": 1, "loss": 0.25}
-        log.record("train_log", data, origin=full)
-        with_prov, without = paired_median_us(
-            lambda: log.record("train_log", data, origin=full), lambda: log.record("train_log", data, origin=bare), n
-        )
-        res["record_with_provenance_us"] = with_prov
-        res["record_scope_ids_only_us"] = without
-        res["record_added_us"] = with_prov - without
+        # a record with a cell's provenance vs one with only the scope ids: two stores side by side
+        # (each event log keeps its origin's JSON cached per cell; one log fed both origins in turn
+        # would rebuild it on every call, which no kernel does), calls interleaved, order alternated
+        res.update(record_with_and_without_provenance(tmp, n, rounds=5 if args.quick else 9))
         res["origin_property_us"] = per_call_us(lambda: ctx.origin, n)
         mem = ctx.memory()
+        data = {"epoch": 1, "loss": 0.25}
 
         async def facade_record() -> None:
             await mem.record(kind="train_log", data=data)
