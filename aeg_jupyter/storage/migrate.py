@@ -89,7 +89,11 @@ class MigrationReport:
                 f"  {len(self.missing_blobs)} small blob(s) were missing in format 1 too (kept as references): "
                 + ", ".join(self.missing_blobs[:3])
             )
-        lines.append("  the inlined blob files stay in blobs/ until `aeg gc` finds them unreferenced")
+        lines.append("  the inlined blob files stay in blobs/ (readers still use them; gc keeps what rows reference)")
+        lines.append(
+            "  format 2 opens only when asked while it is not the default: connect with AEG_STORE_FORMAT=2 "
+            "(or Store(root, format=2))"
+        )
         return "\n".join(lines)
 
 
@@ -121,7 +125,7 @@ def migrate(
     """Convert the format-1 store at ``root`` to format 2, or finish a migration a kill interrupted.
 
     ``progress(done_rows, total_rows, table)`` is called as units are converted; ``hook(point)`` at each
-    step (``"marked"``, ``"planned"``, ``"committed:<i>"``, ``"verified"``, ``"switching"``,
+    step (``"marked"``, ``"planned"``, ``"committed:<i>"``, ``"converted"``, ``"verified"``, ``"switching"``,
     ``"old-moved"``, ``"new-moved"``, ``"unmarked"``: the crash tests die there). ``abort=True`` gives up
     a migration that has not reached its switch: the store is format 1 again, ``migrate/`` removed.
 
@@ -175,6 +179,7 @@ def migrate(
             plan = _plan(layout, mdir, tables)
             _hook(hook, "planned")
             _convert(layout, mdir, plan, tables, report, progress, hook)
+            _hook(hook, "converted")
             try:
                 _verify(layout, mdir, plan, tables)
             except CorruptionError:

@@ -22,7 +22,7 @@ from conftest import run_child, spawn_child
 from deltalake import DeltaTable
 
 from aeg_jupyter import connect
-from aeg_jupyter.base.errors import StoreFormatError, StoreWriteError
+from aeg_jupyter.base.errors import CorruptionError, StoreFormatError, StoreWriteError
 from aeg_jupyter.base.hashing import hash_bytes
 from aeg_jupyter.base.models import DIR_MIME
 from aeg_jupyter.core.store import Store
@@ -306,3 +306,24 @@ def test_the_cli_migrates_with_progress_on_stderr(made: dict[str, Any], tmp_path
     assert "already format 2" in capsys.readouterr().out
     assert cli_main(["migrate", str(tmp_path / "nothing")]) == 1
     assert "no store at" in capsys.readouterr().err
+
+
+def test_a_difference_found_by_verify_leaves_the_store_format_1(made: dict[str, Any], tmp_path: Any) -> None:
+    root = _copy(made, tmp_path)
+
+    def tamper(point: str) -> None:
+        if point == "converted":  # a converted row that does not say what format 1 says
+            dt = DeltaTable(os.path.join(root, "migrate", "tables", "artifacts"))
+            dt.update(updates={"name": "'tampered'"}, predicate="kind = 'weights'")
+            dt = DeltaTable(os.path.join(root, "migrate", "tables", "events"))
+            dt.delete("kind = 'alert'")
+
+    with pytest.raises(CorruptionError, match="found 2 difference") as err:
+        migrate(root, hook=tamper)
+    assert "name: format 1 'big.bin', format 2 'tampered'" in str(err.value)
+    assert "events/alert: 1 row(s) missing" in str(err.value)
+    assert _marker(root) == {"format": 1, "hash": "blake3", "created_by": "aeg_jupyter"}
+    assert not os.path.exists(os.path.join(root, "migrate"))
+    assert view(root, 1) == made["before"]
+    assert migrate(root).state == "migrated"  # nothing tampers this time
+    assert view(root, 2) == made["before"]
