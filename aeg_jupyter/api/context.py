@@ -22,7 +22,7 @@ from typing import Any
 from ..base.errors import AegError
 from ..base.hashing import hash_bytes
 from ..base.models import Artifact, Provenance, Scope, ScopeFilter
-from ..core.environment import capture_environment
+from ..core.environment import BackgroundCapture, capture_environment
 from ..core.store import Durability, Store, open_store
 from .artifacts import Artifacts
 from .memory import Memory
@@ -241,8 +241,15 @@ class KernelContext:
         return self._memory
 
     def new_run(self, name: str | None = None) -> str:
-        """Start a new run in this kernel; later writes carry its id. Returns the id."""
+        """Start a new run in this kernel; later writes carry its id. Returns the id.
+
+        A kernel's environment is captured afresh (in a thread) at the run's start: a package
+        installed or a commit made since the last run is the new run's.
+        """
         self.run_id = new_run_id(name)
+        capture = getattr(self.environment, "__self__", None)
+        if isinstance(capture, BackgroundCapture):
+            self.environment = capture.again().result
         return self.run_id
 
     def close(self) -> None:

@@ -254,6 +254,10 @@ class BackgroundCapture:
         except BaseException as exc:
             self._result = {"notes": [f"capture failed: {type(exc).__name__}: {exc}"], "packages": {}, "git": None}
 
+    def again(self) -> BackgroundCapture:
+        """A new capture with the same arguments, started now (a new run's environment)."""
+        return BackgroundCapture(**self._kwargs)
+
     def result(self, timeout: float = 60.0) -> dict[str, Any]:
         """The captured environment (waits up to ``timeout`` seconds, then a note says it timed out)."""
         self._thread.join(timeout)

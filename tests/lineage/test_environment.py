@@ -116,3 +116,20 @@ def test_no_environment_variable_is_captured(monkeypatch: pytest.MonkeyPatch, re
     blobs = b"".join(p.data for p in environment_parts(env))
     assert b"s3cr3t-value-123" not in blobs and b"AEG_TEST_SECRET_TOKEN" not in blobs
     assert set(env) == {"python", "executable", "platform", "packages", "git", "notes"}
+
+
+def test_a_new_run_in_the_kernel_captures_the_environment_again(
+    ip: Any, tmp_path: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    ctx = ip.user_ns["context"]
+    run_a = ctx.run_id
+    ip.run_cell("a = %aeg save 'one' --kind note", store_history=True)
+    site = tmp_path / "installed-later"
+    (site / "aeg_late_dist-0.4.dist-info").mkdir(parents=True)
+    monkeypatch.syspath_prepend(str(site))  # as a `%pip install` in the notebook would
+    ip.run_cell("%aeg run new after-install", store_history=True)
+    ip.run_cell("b = %aeg save 'two' --kind note", store_history=True)
+    d = ip.run_cell(f"%aeg diff {run_a} after-install", store_history=True).result
+    env = [(c.key, c.a, c.b) for c in d.section("environment")]
+    assert env == [("package aeg-late-dist", None, "0.4")], str(d)
+    assert "aeg-late-dist" not in run_environment(ctx.store.artifacts, run_a)["packages"]
