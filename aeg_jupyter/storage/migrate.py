@@ -143,6 +143,8 @@ def migrate(
         raise StoreFormatError(f"no store at {path!r} (no {META_NAME}); pass the root of a format-1 store")
     mdir = os.path.join(path, MIGRATE_DIR)
     with _migration_lock(path):
+        if is_symlink(mdir):  # planted: the plan and the new tables would live out of the root
+            raise StoreFormatError(f"{mdir} is a symlink; remove it (the store never follows links out of its root)")
         marker = read_marker(layout)
         fmt, migrating = marker.get("format"), bool(marker.get("migrating"))
         if abort:
@@ -173,10 +175,16 @@ def migrate(
         store_root = StoreRoot(path, format=1, migration=True)
         try:
             tables = {s.name: Table(layout, s, writer=store_root.writer) for s in SPECS}
-            _refuse_live_writers(layout, own=store_root.writer)
-            store_root.recover(tables)
-            _check_spools_gone(layout, store_root.writer)
-            plan = _plan(layout, mdir, tables)
+            try:  # nothing is converted before the plan exists: a refusal gives the store back as it was
+                _refuse_live_writers(layout, own=store_root.writer)
+                store_root.recover(tables)
+                _check_spools_gone(layout, store_root.writer)
+                plan = _plan(layout, mdir, tables)
+            except (CorruptionError, StoreFormatError):
+                if not os.path.exists(os.path.join(mdir, PLAN_NAME)):
+                    write_marker(layout, {k: v for k, v in marker.items() if k != "migrating"})
+                    remove_tree(mdir)
+                raise
             _hook(hook, "planned")
             _convert(layout, mdir, plan, tables, report, progress, hook)
             _hook(hook, "converted")
@@ -324,6 +332,11 @@ def _plan(layout: Layout, mdir: str, tables: dict[str, Table]) -> list[Unit]:
         t = tables[spec.name]
         for kind in t.partition_kinds():
             for part in sorted(t.list_parts([kind]), key=lambda p: os.path.basename(p.path)):
+                if is_symlink(part.path):
+                    raise CorruptionError(
+                        f"{part.path} is a symlink; the store never follows links out of its root: "
+                        "run `aeg verify --repair` (it sets links aside), then `aeg migrate` again"
+                    )
                 rel = os.path.relpath(part.path, layout.root)
                 with pq.ParquetFile(part.path) as pf:
                     sizes = [pf.metadata.row_group(g).num_rows for g in range(pf.metadata.num_row_groups)]
@@ -355,9 +368,20 @@ def _read_unit(layout: Layout, tables: dict[str, Table], u: Unit) -> list[Row]:
             f"the planned part {full} is gone (something changed the store during the migration); "
             f"run `aeg migrate --abort {layout.root}` and then `aeg migrate {layout.root}` again"
         )
-    rows = tables[u.table].read_part(Part(full, u.kind, name), row_groups=u.row_groups)
+    if is_symlink(full):
+        raise CorruptionError(
+            f"the planned part {full} is a symlink now; the store never follows links out of its root"
+        )
+    table = tables[u.table]
+    rows = table.read_part(Part(full, u.kind, name), row_groups=u.row_groups)
     if rows is None:
         raise CorruptionError(f"the planned part {full} vanished during the migration; run `aeg migrate` again")
+    damaged = table.damaged_files(thorough=False)
+    if damaged:  # a part whose footer read but whose pages do not: its rows would be lost
+        raise CorruptionError(
+            f"the Parquet part {damaged[0]} cannot be read whole; run `aeg migrate --abort {layout.root}`, "
+            f"`aeg verify --repair` (it moves the part aside), then `aeg migrate` again"
+        )
     return rows
 
 

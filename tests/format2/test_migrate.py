@@ -327,3 +327,18 @@ def test_a_difference_found_by_verify_leaves_the_store_format_1(made: dict[str, 
     assert view(root, 1) == made["before"]
     assert migrate(root).state == "migrated"  # nothing tampers this time
     assert view(root, 2) == made["before"]
+
+
+def test_an_unreadable_part_refuses_before_anything_changes(made: dict[str, Any], tmp_path: Any) -> None:
+    root = _copy(made, tmp_path)
+    pdir = os.path.join(root, "tables", "events", "kind=train_log")
+    bad = os.path.join(pdir, sorted(os.listdir(pdir))[0].split("-", 1)[0] + "-garbage-000001.parquet")
+    with open(bad, "wb") as f:
+        f.write(b"PAR1 not a parquet file")
+    with pytest.raises(CorruptionError, match="run `aeg verify --repair` first"):
+        migrate(root)
+    assert _marker(root) == {"format": 1, "hash": "blake3", "created_by": "aeg_jupyter"}
+    assert not os.path.exists(os.path.join(root, "migrate"))
+    os.unlink(bad)  # what verify --repair would have moved aside
+    assert migrate(root).state == "migrated"
+    assert view(root, 2) == made["before"]
