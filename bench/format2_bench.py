@@ -10,7 +10,7 @@ maintenance leaves it, and the same rows are written to one Parquet file. Then, 
 
 - format 2: open the tables (``ColumnarCatalog``: Delta log + checkpoint, file list, ops) +
   ``best(kind, metric, filters)`` + ``search(kind, labels, limit=10)``, and the process's peak RSS;
-- the floor: ``pyarrow.parquet`` reads the same columns (the flat ``metric.val_acc``, the label leaves)
+- the floor: ``pyarrow.parquet`` reads the same columns (the flat ``metric.val_acc`` and ``label.exp.s``)
   of the one file, the same filter + argmax, and the newest 10 of the label filter, computed the same way.
 
 Then warm ``best`` / ``search`` in the format-2 process (median of 200 calls each). Writes
@@ -89,12 +89,18 @@ def generate(n: int, start: int = 0) -> pa.Table:
         "preview_uri": pa.nulls(n, pa.string()),
         "content": pa.array(contents, pa.binary()),
     }
+    for f in ARTIFACTS2_SCHEMA:  # lineage columns (source_path, cell_id, ...): none for these artifacts
+        if f.name not in cols:
+            cols[f.name] = pa.nulls(n, f.type)
     # the flat metric columns a format-2 writer adds beside the map (schemas2.with_metric_columns)
     both = met_vals.to_numpy().reshape(n, 2)
     schema = ARTIFACTS2_SCHEMA.append(pa.field("metric.val_acc", pa.float64())).append(
         pa.field("metric.loss", pa.float64())
     )
     cols["metric.val_acc"], cols["metric.loss"] = pa.array(both[:, 0]), pa.array(both[:, 1])
+    # and the flat label columns (schemas2.with_label_columns): one per key and value type
+    schema = schema.append(pa.field("label.exp.s", pa.string())).append(pa.field("label.seed.i", pa.int64()))
+    cols["label.exp.s"], cols["label.seed.i"] = exp, seed
     return pa.table(cols, schema=schema)
 
 
@@ -175,17 +181,10 @@ def status(key):  # VmHWM / VmRSS in MB (ru_maxrss would count the parent's RSS 
             return int(line.split()[1]) / 1024
 rss0 = status("VmRSS")
 t0 = time.perf_counter()
-with pq.ParquetFile(path) as pf:  # the columns (and label leaves) the query needs, as format 2 reads them
-    t = pf.read(columns=["artifact_id", "kind", "created_at", "labels.key_value.key", "labels.key_value.value.s", "metric.val_acc"])
+with pq.ParquetFile(path) as pf:  # the columns the query needs, as format 2 reads them
+    t = pf.read(columns=["artifact_id", "kind", "created_at", "label.exp.s", "metric.val_acc"])
 n = t.num_rows
-def entries(col):  # a map column flattened: row of each entry, keys, items (map_lookup is ~50x slower)
-    m = pa.concat_arrays(t.column(col).chunks)
-    off = m.offsets.to_numpy()
-    return np.repeat(np.arange(n), np.diff(off)), m.keys.slice(off[0], off[-1] - off[0]), m.items.slice(off[0], off[-1] - off[0])
-lrows, lkeys, litems = entries("labels")
-hit = pc.and_(pc.equal(lkeys, "exp"), pc.fill_null(pc.equal(pc.struct_field(litems, "s"), "e3"), False))
-mask = np.zeros(n, bool)
-mask[lrows[hit.to_numpy(zero_copy_only=False)]] = True
+mask = pc.fill_null(pc.equal(t.column("label.exp.s"), "e3"), False).to_numpy(zero_copy_only=False)
 mask &= pc.equal(t.column("kind"), "checkpoint").to_numpy(zero_copy_only=False)
 acc = t.column("metric.val_acc").to_numpy()
 rows = np.flatnonzero(mask)

@@ -19,15 +19,17 @@ from ..base.ids import new_ts_id
 from ..base.models import RESERVED_KIND_PREFIX, Artifact, Provenance, ScopeFilter
 from ..base.validate import Mode
 from ..storage.blobs import BlobStore
+from ..storage.delta_table import DeltaSpoolTable
 from ..storage.root import StoreRoot
 from ..storage.schemas import op_row
 from ..storage.tables import Table
 from .catalog import Catalog
+from .catalog2 import DeltaCatalog
 from .guard import WriteGuard
 from .ingest import ArtifactWriter, Ingest
 from .lookup import ArtifactRef, Lookup
 from .maintenance import GcReport, Maintenance, VerifyReport
-from .search import ArtifactList, ArtifactSearch
+from .search import ArtifactList, ArtifactSearch, ColumnarSearch
 
 _NO_ORIGIN = Provenance()
 
@@ -58,12 +60,19 @@ class ArtifactStore:
         self.blobs = blobs
         self._ops = ops
         self._guard = guard
-        self.catalog = Catalog(table, ops, guard.lock)
-        self._ingest = Ingest(blobs, table, self.catalog, guard, root.save_gate)
-        self._lookup = Lookup(self.catalog, blobs)
-        self._search = ArtifactSearch(self.catalog)
+        self.catalog: Catalog | DeltaCatalog
+        self._search: ArtifactSearch | ColumnarSearch
+        if isinstance(table, DeltaSpoolTable) and isinstance(ops, DeltaSpoolTable):
+            # format 2: queries over the columns, no Artifact object per row at open (docs/format2.md)
+            self.catalog = DeltaCatalog(table, ops, guard.lock)
+            self._search = ColumnarSearch(self.catalog)
+        else:
+            self.catalog = Catalog(table, ops, guard.lock)
+            self._search = ArtifactSearch(self.catalog)
+        self._ingest = Ingest(blobs, table, self.catalog, guard, root.save_gate)  # type: ignore[arg-type]
+        self._lookup = Lookup(self.catalog, blobs)  # type: ignore[arg-type]
         self._maintenance = Maintenance(
-            catalog=self.catalog, search=self._search, lookup=self._lookup, blobs=blobs, tables=tables, root=root,
+            catalog=self.catalog, search=self._search, lookup=self._lookup, blobs=blobs, tables=tables, root=root,  # type: ignore[arg-type]
             guard=guard, delete=lambda artifact_id: self._append_op(artifact_id, "delete"),
         )  # fmt: skip
 
@@ -76,7 +85,9 @@ class ArtifactStore:
         """Live artifacts, the store's own ``aeg.*`` ones (cell sources, environments) left out."""
         n = len(self.catalog)
         with self.catalog._lock:
-            return n - sum(len(lst) for k, lst in self.catalog.by_kind.items() if k.startswith(RESERVED_KIND_PREFIX))
+            return n - sum(
+                self.catalog.count(k) for k in list(self.catalog.by_kind) if k.startswith(RESERVED_KIND_PREFIX)
+            )
 
     def kinds(self) -> list[str]:
         """Kinds that have at least one live artifact (the store's own ``aeg.*`` kinds left out)."""

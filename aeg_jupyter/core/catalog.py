@@ -215,6 +215,11 @@ class Catalog:
         self.catch_up()
         return len(self.by_id)
 
+    def count(self, kind: str | None = None) -> int:
+        """Live artifacts of one kind (or of all), as last caught up."""
+        with self._lock:
+            return len(self.by_id) if kind is None else len(self.by_kind.get(kind, ()))
+
     def kinds(self) -> list[str]:
         """Kinds that have at least one live artifact."""
         self.catch_up()

@@ -83,6 +83,8 @@ class ColumnarCatalog:
         self._pending: dict[str, Artifact] = {}  # uncommitted rows (spools), by id
         self._state: dict[str, tuple[int, str, str]] = {}  # artifact id -> (ts, op_id, op) of its last op
         self._deleted: set[str] = set()
+        self._table_state: dict[str, tuple[int, str, str]] = {}  # the ops table's fold alone
+        self._pending_ops: dict[str, tuple[int, str, str, str]] = {}  # uncommitted ops: op_id -> (ts, op_id, op, id)
         self._version = -1
         self._ops_version = -1
         self.refresh()
@@ -134,11 +136,11 @@ class ColumnarCatalog:
                 seg.columns[key] = pa.chunked_array(list(col.chunks) + new, type=col.type)
         return seg
 
-    def _committed_pending(self) -> list[str]:
-        """Ids of pending rows that the snapshot now holds (one ``is_in`` per kind)."""
+    def _committed_pending(self, only: set[str] | None = None) -> list[str]:
+        """Ids of pending rows (of ``only``, if given) that the snapshot now holds (one ``is_in`` per kind)."""
         by_kind: dict[str, list[str]] = {}
         for aid, art in self._pending.items():
-            if art.kind in self._segments:
+            if art.kind in self._segments and (only is None or aid in only):
                 by_kind.setdefault(art.kind, []).append(aid)
         done: list[str] = []
         for kind, ids in by_kind.items():
@@ -157,26 +159,69 @@ class ColumnarCatalog:
         ops = self.ops.read(["op_id", "ts", "kind", "artifact_id"])
         ts = ops.column("ts").cast(pa.int64()).to_pylist()
         state: dict[str, tuple[int, str, str]] = {}
+        committed: set[str] = set()
         for t, oid, op, aid in zip(
             ts, *(ops.column(c).to_pylist() for c in ("op_id", "kind", "artifact_id")), strict=True
         ):
+            committed.add(oid)
             prev = state.get(aid)
             if prev is None or (t, oid) > prev[:2]:
                 state[aid] = (t, oid, op)
-        self._state = state
-        self._deleted = {aid for aid, s in state.items() if s[2] == "delete"}
-        for seg in self._segments.values():  # what depends on deletes
-            for key in [k for k in seg.arrays if k == "live" or (isinstance(k, tuple) and k[0] == "best")]:
-                del seg.arrays[key]
+        self._table_state = state
+        for oid in [o for o in self._pending_ops if o in committed]:
+            del self._pending_ops[oid]
+        self._fold_ops()
         return True
 
-    def add_rows(self, rows: list[Row]) -> None:
-        """Rows of the artifacts table not committed yet (this writer's and other writers' spools)."""
+    def _fold_ops(self) -> None:
+        """``_state`` and ``_deleted``: the ops table's fold with the pending ops on top (the last op wins)."""
+        state = dict(self._table_state)
+        for t, oid, op, aid in self._pending_ops.values():
+            prev = state.get(aid)
+            if prev is None or (t, oid) > prev[:2]:
+                state[aid] = (t, oid, op)
+        deleted = {aid for aid, st in state.items() if st[2] == "delete"}
+        self._state = state
+        if deleted != self._deleted:
+            self._deleted = deleted
+            for seg in self._segments.values():  # what depends on deletes
+                for key in [k for k in seg.arrays if k == "live" or (isinstance(k, tuple) and k[0] == "best")]:
+                    del seg.arrays[key]
+
+    def add_ops(self, rows: list[Row]) -> None:
+        """Rows of the ops table not committed yet (this writer's pins and deletes, other writers' spools)."""
         if not rows:
             return
         with self._lock:
-            for art in artifacts_from_arrow(artifact_rows_to_arrow(rows)):
+            for r in rows:
+                self._pending_ops[r["op_id"]] = (_as_us(r["ts"]), r["op_id"], r["kind"], r["artifact_id"])
+            self._fold_ops()
+
+    def add_rows(self, rows: list[Row]) -> None:
+        """Rows of the artifacts table not committed yet (this writer's and other writers' spools).
+
+        A row the snapshot holds already (its writer committed it and had not removed its spool yet
+        when we read it) is left out.
+        """
+        if not rows:
+            return
+        with self._lock:
+            new = [a for a in artifacts_from_arrow(artifact_rows_to_arrow(rows)) if a.artifact_id not in self._pending]
+            for art in new:
                 self._pending[art.artifact_id] = art
+            for aid in self._committed_pending({a.artifact_id for a in new}):
+                del self._pending[aid]
+
+    def add_artifact(self, art: Artifact) -> None:
+        """This process's new save (its row is in this writer's spool until a flush commits it)."""
+        with self._lock:
+            self._pending[art.artifact_id] = art
+
+    def newest_micros(self) -> int | None:
+        """An upper bound of the newest ``created_at`` committed (file statistics, no column read)."""
+        with self._lock:
+            stamps = [f.max_ts for seg in self._segments.values() for f in seg.files if f.max_ts is not None]
+            return max(stamps) if stamps else None
 
     # -- columns -----------------------------------------------------------------------------
     def _column(self, kind: str, name: str, leaves: tuple[str, ...] = ()) -> pa.ChunkedArray:
@@ -376,9 +421,103 @@ class ColumnarCatalog:
 
     # -- queries -----------------------------------------------------------------------------
     def kinds(self) -> list[str]:
-        """Kinds with at least one committed or pending row."""
+        """Kinds with at least one live (committed or pending) artifact."""
         with self._lock:
-            return sorted(set(self._segments) | {a.kind for a in self._pending.values()})
+            return sorted(k for k in set(self._segments) | {a.kind for a in self._pending.values()} if self.count(k))
+
+    def count(self, kind: str | None = None) -> int:
+        """Live artifacts (of one kind, or of all)."""
+        with self._lock:
+            if kind is None:
+                return len(self)
+            n = 0
+            if kind in self._segments:
+                live = self._live(kind)
+                n = self._segments[kind].rows if live is None else int(live.sum())
+            return n + sum(1 for a in self._pending.values() if a.kind == kind and a.artifact_id not in self._deleted)
+
+    def metric_names(self, kind: str | None = None) -> list[str]:
+        """Metric names used by live artifacts (of one kind, or of all): the keys of the ``metrics`` map."""
+        with self._lock:
+            names: set[str] = set()
+            for k in [kind] if kind is not None else list(self._segments):
+                if k not in self._segments:
+                    continue
+                rows, keys, _items = self._entries(k, "metrics")
+                live = self._live(k)
+                if live is not None:
+                    keys = pc.filter(keys, pa.array(live[rows]))
+                names.update(pc.unique(keys).to_pylist())
+            names.update(
+                m
+                for a in self._pending.values()
+                if (kind is None or a.kind == kind) and a.artifact_id not in self._deleted
+                for m in a.metrics
+            )
+            return sorted(names)
+
+    def find(
+        self,
+        *,
+        ids: list[str] | None = None,
+        prefix: str | None = None,
+        suffix: str | None = None,
+        deleted: bool = False,
+    ) -> list[Artifact]:
+        """Artifacts by exact ids, an id prefix or an id suffix (live ones; ``deleted=True``: deleted ones),
+        each built from its row. Reads the ``artifact_id`` column of every kind (kept for later lookups)."""
+        with self._lock:
+
+            def hit(aid: str) -> bool:
+                if (aid in self._deleted) != deleted:
+                    return False
+                if ids is not None:
+                    return aid in want
+                if prefix is not None:
+                    return aid.startswith(prefix)
+                return suffix is not None and aid.endswith(suffix)
+
+            want = set(ids or ())
+            out = [self._with_ops(a) for aid, a in self._pending.items() if hit(aid)]
+            for kind in sorted(self._segments):
+                col = self._column(kind, "artifact_id")
+                if ids is not None:
+                    if not want:
+                        continue
+                    mask = _bools(pc.is_in(col, string_array(sorted(want))))
+                elif prefix is not None:
+                    mask = _bools(pc.starts_with(col, pattern=prefix))
+                elif suffix is not None:
+                    mask = _bools(pc.ends_with(col, pattern=suffix))
+                else:
+                    continue
+                live = self._live(kind)
+                if live is not None:
+                    mask &= ~live if deleted else live
+                rows = np.flatnonzero(mask).tolist()
+                if rows:
+                    out.extend(self._artifacts(kind, rows))
+            return out
+
+    def all(self, kind: str | None = None) -> list[Artifact]:
+        """Every live artifact (of one kind, or of all), oldest first by (created_at, id): whole files
+        read and built at once (gc, lineage and a run's summary walk everything)."""
+        with self._lock:
+            out: list[Artifact] = []
+            for k in [kind] if kind is not None else sorted(self._segments):
+                seg = self._segments.get(k)
+                if seg is None:
+                    continue
+                for f in seg.files:
+                    arts = artifacts_from_arrow(self.table.read_file(f, ARTIFACT_COLUMNS), k)
+                    out.extend(self._with_ops(a) for a in arts if a.artifact_id not in self._deleted)
+            out.extend(
+                self._with_ops(a)
+                for a in self._pending.values()
+                if (kind is None or a.kind == kind) and a.artifact_id not in self._deleted
+            )
+            out.sort(key=lambda a: (_micros_of(a), a.artifact_id))
+            return out
 
     def best(
         self,
@@ -449,11 +588,13 @@ class ColumnarCatalog:
         mode: Mode | None = None,
         where: ScopeFilter = ScopeFilter(),
         limit: int | None = None,
+        skip_prefix: str | None = None,
     ) -> list[Artifact]:
         """Artifacts matching ``kind``, every label in ``labels`` (exact) and the scope.
 
         Without ``metric``: newest first. With ``metric``: ranked by it (``mode`` "max" by default),
-        artifacts lacking the metric left out, ties broken by the newest.
+        artifacts lacking the metric left out, ties broken by the newest. ``skip_prefix``: without a
+        ``kind``, kinds starting with it are left out (the store's own ``aeg.*`` kinds).
         """
         if kind is not None:
             check_kind(kind)
@@ -466,7 +607,7 @@ class ColumnarCatalog:
             # candidates: (sort key, kind, row) for committed rows, (sort key, art) for pending ones
             keyed: list[tuple[tuple[float, int], str | None, int, Artifact | None]] = []
             for k in [kind] if kind is not None else sorted(self._segments):
-                if k not in self._segments:
+                if k not in self._segments or (kind is None and skip_prefix and k.startswith(skip_prefix)):
                     continue
                 mask = self._mask(k, items, where)
                 created = self._micros(k)
@@ -474,6 +615,8 @@ class ColumnarCatalog:
                 score = np.zeros(len(order)) if metric is None else self._metric(k, metric)[order] * sign
                 keyed.extend(((float(s), int(created[r])), k, int(r), None) for s, r in zip(score, order, strict=True))
             for a in self._pending_matches(kind, items, where):
+                if kind is None and skip_prefix and a.kind.startswith(skip_prefix):
+                    continue
                 if metric is None:
                     keyed.append(((0.0, _micros_of(a)), None, -1, a))
                 else:
@@ -573,6 +716,11 @@ def _bools(arr: pa.Array | pa.ChunkedArray) -> np.ndarray:
     if not chunks:
         return np.zeros(0, bool)
     return np.concatenate([numpy_view(c) for c in chunks]).view(bool)
+
+
+def _as_us(ts: Any) -> int:
+    """A row's timestamp (int microseconds, or a datetime) as int microseconds."""
+    return ts if isinstance(ts, int) else datetime_to_us(ts)
 
 
 def _micros_of(a: Artifact) -> int:

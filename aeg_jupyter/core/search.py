@@ -11,13 +11,16 @@ import heapq
 import itertools
 import math
 from collections.abc import Callable, Iterable, Iterator, Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ..base.errors import InvalidInputError
 from ..base.models import RESERVED_KIND_PREFIX, Artifact, ScopeFilter
 from ..base.validate import Mode, check_kind, check_labels, check_limit, check_mode
 from . import ranking
 from .catalog import Catalog, label_keys, order_key
+
+if TYPE_CHECKING:
+    from .catalog2 import DeltaCatalog
 
 _MISSING = object()
 
@@ -288,3 +291,79 @@ def labels_match(labels: Mapping[str, Any], items: list[tuple[str, Any]]) -> boo
         if got is _MISSING or got != v or isinstance(got, bool) != isinstance(v, bool):
             return False
     return True
+
+
+class ColumnarSearch:
+    """:class:`ArtifactSearch` for a format-2 store: every query answered by the columnar catalog
+    (``core/columnar.py``), with format 1's answers (tests/format2/test_catalog2.py compares them).
+
+    Example:
+        >>> search = ColumnarSearch(delta_catalog)                             # doctest: +SKIP
+        >>> search.best(kind="checkpoint", metric="val_acc", mode="max")       # doctest: +SKIP
+    """
+
+    def __init__(self, catalog: DeltaCatalog) -> None:
+        self._catalog = catalog
+
+    def search(
+        self,
+        *,
+        kind: str | None = None,
+        labels: Mapping[str, Any] | None = None,
+        metric: str | None = None,
+        mode: Mode | None = None,
+        where: ScopeFilter = ScopeFilter(),
+        limit: int | None = None,
+    ) -> ArtifactList:
+        """Artifacts matching ``kind``, every label in ``labels`` (exact) and the scope (see
+        :meth:`ArtifactSearch.search`); the store's own ``aeg.*`` kinds only when asked for by name."""
+        self._catalog.catch_up()
+        found = self._catalog.columns.search(
+            kind=kind, labels=labels, metric=metric, mode=mode, where=where, limit=limit,
+            skip_prefix=RESERVED_KIND_PREFIX,
+        )  # fmt: skip
+        return ArtifactList(found)
+
+    def iter_ranked(
+        self,
+        *,
+        kind: str,
+        metric: str,
+        mode: Mode = "max",
+        where: ScopeFilter = ScopeFilter(),
+        labels: Mapping[str, Any] | None = None,
+    ) -> Iterator[Artifact]:
+        """Ranked ``search`` one artifact at a time, best first: pages of growing size off the
+        catalog's cached ranking, so a consumer that stops early builds few artifacts."""
+        check_kind(kind)
+        check_mode(mode)
+        check_labels(labels)
+        self._catalog.catch_up()
+        done, page = 0, 64
+        while True:
+            got = self._catalog.columns.search(
+                kind=kind, labels=labels, metric=metric, mode=mode, where=where, limit=done + page
+            )
+            yield from got[done:]
+            if len(got) < done + page:
+                return
+            done, page = len(got), page * 4
+
+    def best(
+        self,
+        *,
+        kind: str,
+        metric: str,
+        mode: Mode = "max",
+        where: ScopeFilter = ScopeFilter(),
+        filters: Mapping[str, Any] | None = None,
+    ) -> Artifact | None:
+        """The artifact of ``kind`` with the best ``metric``; NaN never wins, ties go to the newest."""
+        self._catalog.catch_up()
+        return self._catalog.columns.best(kind=kind, metric=metric, mode=mode, where=where, filters=filters)
+
+    def list(
+        self, *, kind: str | None = None, where: ScopeFilter = ScopeFilter(), limit: int | None = None
+    ) -> ArtifactList:
+        """Live artifacts in scope, newest first."""
+        return self.search(kind=kind, where=where, limit=limit)
