@@ -342,3 +342,31 @@ def test_an_unreadable_part_refuses_before_anything_changes(made: dict[str, Any]
     os.unlink(bad)  # what verify --repair would have moved aside
     assert migrate(root).state == "migrated"
     assert view(root, 2) == made["before"]
+
+
+KILL_AFTER = """
+import os, signal, sys, threading
+from aeg_jupyter.storage.migrate import migrate
+
+threading.Timer(float(sys.argv[2]), lambda: os.kill(os.getpid(), signal.SIGKILL)).start()
+migrate(sys.argv[1])
+os._exit(0)
+"""
+
+
+def test_kills_at_random_moments_then_a_rerun_give_the_same_tables(made: dict[str, Any], tmp_path: Any) -> None:
+    """SIGKILL wherever the timer lands (inside a Delta commit, a rename, a marker write), again and again."""
+    root = _copy(made, tmp_path)
+    kills = 0
+    for delay in (0.05, 0.2, 0.4, 0.6, 0.8, 1.0, 1.3, 1.6):
+        proc = run_child(KILL_AFTER, root, str(delay), check=False)
+        assert proc.returncode in (0, -signal.SIGKILL), proc.stderr
+        kills += proc.returncode == -signal.SIGKILL
+        if proc.returncode == 0:
+            break
+    assert kills > 0
+    migrate(root)  # finishes whatever the last kill left (or finds it done)
+    assert _marker(root) == {"format": 2, "hash": "blake3", "created_by": "aeg_jupyter", "migrated_from": 1}
+    for table in TABLES:
+        assert delta_rows(root, table) == delta_rows(made["clean"], table), table
+    assert view(root, 2) == made["before"]
