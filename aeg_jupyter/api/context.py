@@ -123,9 +123,11 @@ class KernelContext:
         """
         prev = self._cell
         if prev is not None and self._cell_changed:  # its origin was never built: it wrote nothing
-            self._unkept.append((*prev, self.run_id, self.graph_id))
-            if len(self._unkept) >= MAX_UNKEPT_CELLS:
-                self.keep_cells()
+            unkept = self._unkept
+            if not unkept or unkept[-1][0] != prev[0] or unkept[-1][4] != self.run_id:  # (a cell re-run: once)
+                unkept.append((*prev, self.run_id, self.graph_id))
+                if len(unkept) >= MAX_UNKEPT_CELLS:  # rare: that many cells in a row without a write
+                    self.keep_cells()
         self._cell = (source, cell_id, execution_count, self.node_id)
         self._cell_changed = True
         if self._reads:
