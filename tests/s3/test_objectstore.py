@@ -82,7 +82,7 @@ class CountingReader(io.RawIOBase):
         return chunk
 
 
-def test_a_large_file_goes_up_in_parts_read_once(
+def test_large_files_and_streams_go_up_in_parts(
     objects: ObjectStore, s3_server: SeaweedServer, tmp_path: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setattr(objmod, "PART_SIZE", 5 * MiB)  # S3's smallest part, so 3 parts here
@@ -94,10 +94,18 @@ def test_a_large_file_goes_up_in_parts_read_once(
     assert source.read_bytes == len(data)  # one read of the source
     assert keys(s3_server, objects.bucket) == [objects.blob_key(digest)]  # the staging object is gone
     assert not s3_server.client().list_multipart_uploads(Bucket=objects.bucket).get("Uploads")
+    again = CountingReader(data)
+    assert objects.put_stream(again, len(data)) == (digest, len(data))  # the copy finds it there (412): fine
+    assert keys(s3_server, objects.bucket) == [objects.blob_key(digest)]
     path = tmp_path / "big.bin"
     path.write_bytes(data)
-    assert objects.put_file(path) == (digest, len(data))  # again: the copy finds it there (412), fine
-    assert keys(s3_server, objects.bucket) == [objects.blob_key(digest)]
+    assert objects.put_file(path) == (digest, len(data))  # a file: hashed, found there, nothing sent
+    other = os.urandom(11 * MiB)
+    path.write_bytes(other)
+    assert objects.put_file(path) == (hash_bytes(other), len(other))  # parts straight to the digest's key
+    assert keys(s3_server, objects.bucket) == sorted([objects.blob_key(digest), objects.blob_key(hash_bytes(other))])
+    assert not s3_server.client().list_multipart_uploads(Bucket=objects.bucket).get("Uploads")
+    assert objects.get_bytes(hash_bytes(other)) == other
     local = objects.local_file(digest)
     with open(local, "rb") as f:
         assert local.startswith(str(tmp_path / "cache")) and f.read() == data
