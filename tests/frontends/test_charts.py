@@ -489,3 +489,24 @@ def test_leaderboard_rows_picked_before_the_charts_tab_was_ever_drawn(context: K
         assert [t.name for t in panel.charts_tab.figure.data] == [a_run]
     finally:
         panel.close()
+
+
+def test_a_new_run_joins_the_curves_unless_runs_were_chosen(context: KernelContext) -> None:
+    first = record_run(context, [1.0, 0.5])
+    context.new_run("b")
+    second = record_run(context, [2.0])
+    panel = _panel(context)
+    tab = panel.charts_tab
+    try:
+        context.new_run("c")
+        third = record_run(context, [3.0])
+        panel.refresh()
+        assert {t.name for t in tab.figure.data} == {first, second, third}  # the newest runs, the new one too
+        tab.runs.value = (first,)  # a choice (the browser sets it so)
+        context.new_run("d")
+        record_run(context, [4.0])
+        panel.refresh()
+        assert [t.name for t in tab.figure.data] == [first]  # kept when another run appears
+        assert tab.runs.value == (first,)
+    finally:
+        panel.close()

@@ -210,9 +210,8 @@ class ChartsTab(PanelTab):
             wanted = tuple(self.runs.value)  # new options reset the value: keep what was chosen
             if tuple(self.runs.options) != tuple(reversed(names)):
                 self.runs.options = list(reversed(names))  # the newest run first
-            chosen = [r for r in wanted if r in names]
-            if not chosen and not self._chosen_by_user:
-                chosen = names[-MAX_RUNS:]
+            # the user's (or the leaderboard's) choice is kept; else the newest runs, a new one included
+            chosen = [r for r in wanted if r in names] if self._chosen_by_user else names[-MAX_RUNS:]
             if tuple(self.runs.value) != tuple(chosen):
                 self.runs.value = tuple(chosen)
         return chosen
