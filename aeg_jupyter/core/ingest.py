@@ -104,8 +104,14 @@ class Ingest:
         name: str | None = None,
         pin: bool = False,
         origin: Provenance = Provenance(),
+        mime: str | None = None,
+        move: bool = False,
     ) -> Artifact:
         """Store a local file by content; returns its artifact.
+
+        ``mime`` defaults to the one the name suggests. ``move=True`` consumes the file (a staged
+        file its caller would delete next): it becomes the blob by a rename where it safely can
+        (``BlobStore.put_file``) and is gone afterwards.
 
         Example:
             >>> index.save_file("model.pt", kind="checkpoint", metrics={"val_acc": 0.91})  # doctest: +SKIP
@@ -114,14 +120,14 @@ class Ingest:
         src = os.fspath(path)
         fname = safe_file_name(name) if name else safe_file_name(os.path.basename(os.path.abspath(src)))
         with self.gate.shared():
-            put = self._blobs.put_file(src)
+            put = self._blobs.put_file(src, move=move)
             return self.commit(
                 put,
                 kind=kind,
                 labels=labels_,
                 metrics=metrics_,
                 name=fname,
-                mime=guess_mime(fname),
+                mime=mime or guess_mime(fname),
                 pin=pin,
                 origin=origin,
             )

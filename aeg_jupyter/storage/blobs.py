@@ -7,6 +7,7 @@ writes no new blob; it only refreshes the blob's mtime so a concurrent ``gc`` ke
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import itertools
 import os
@@ -252,8 +253,15 @@ class BlobStore:
         if self.fsync:
             fsync_path(os.path.dirname(final))
 
-    def put_file(self, src: str) -> PutResult:
-        """Store the bytes of the local file ``src`` (hash and copy in one go)."""
+    def put_file(self, src: str, *, move: bool = False) -> PutResult:
+        """Store the bytes of the local file ``src`` (hash and copy in one go).
+
+        With ``move=True`` the file is consumed (a staged file the caller would delete next): it
+        is read and hashed once and becomes the blob by a rename (see :meth:`_adopt`); ``src`` is
+        gone afterwards whatever happened to be stored already.
+        """
+        if move:
+            return self._adopt(src)
         try:
             st = os.stat(src)
         except FileNotFoundError:
@@ -269,6 +277,82 @@ class BlobStore:
                 data = f.read()
             return self.put_bytes(data)
         return self._put_large(src, st)
+
+    def _adopt(self, src: str) -> PutResult:
+        """``put_file(src, move=True)``: the file itself becomes the blob when it safely can.
+
+        NOTE: AetherGraph's facade stages every save in a file of its own (the ``save_json``
+        budget): renaming that file into ``blobs/`` saves a file create, a write and an unlink per
+        save. The file is renamed only if it is a regular file (opened ``O_NOFOLLOW``; renamed only
+        while its path still names the inode read) with no other hard link (no other name could
+        change the blob), unchanged while it was read (size and mtime), on the store's file system
+        (``EXDEV``: copied instead) and ours to make read-only; otherwise its bytes are copied as by
+        ``put_file`` and the file removed. Its mtime is refreshed first: ``gc`` counts its grace
+        period from the save, not from when the file was written.
+        """
+        try:
+            fd = os.open(src, os.O_RDONLY | os.O_NOFOLLOW)
+        except FileNotFoundError:
+            raise InvalidInputError(
+                f"no such file: {src!r}; check the path (relative paths start at {os.getcwd()!r})"
+            ) from None
+        except OSError as exc:
+            if exc.errno == errno.ELOOP:
+                raise InvalidInputError(f"{src!r} is a symbolic link; save the file it points to") from None
+            raise
+        try:
+            st = os.fstat(fd)
+            if stat.S_ISDIR(st.st_mode):
+                raise InvalidInputError(f"{src!r} is a directory; use save_dir() for directories")
+            if not stat.S_ISREG(st.st_mode):
+                raise InvalidInputError(f"{src!r} is not a regular file")
+            data: bytes | None = None
+            if st.st_size < PARALLEL_THRESHOLD:
+                data = os.read(fd, st.st_size + 1)  # one read (one more byte: a file that grew shows)
+                while len(data) < st.st_size and (more := os.read(fd, st.st_size + 1 - len(data))):
+                    data += more
+                digest, size = hash_bytes(data), len(data)
+            else:
+                digest, size = _hash_fd(fd)
+            after = os.fstat(fd)
+            if (after.st_size, after.st_mtime_ns, size) != (st.st_size, st.st_mtime_ns, st.st_size):
+                raise InvalidInputError(f"{src!r} changed while it was being saved; save it again once it is written")
+            final = self._checked(digest)
+            if self._keep_existing(final, size):
+                _unlink_same(src, st)
+                return PutResult(digest, size, False)
+            if st.st_nlink == 1 and self._rename_into(fd, st, src, final):
+                return PutResult(digest, size, True)
+        finally:
+            os.close(fd)
+        put = self.put_bytes(data) if data is not None else self._put_large(src, st)
+        _unlink_same(src, st)
+        return put
+
+    def _rename_into(self, fd: int, st: os.stat_result, src: str, final: str) -> bool:
+        """Make the open file ``fd`` (read from ``src``) the blob at ``final``; False if it cannot be."""
+        try:
+            cur = os.lstat(src)
+        except OSError:
+            return False
+        if (cur.st_dev, cur.st_ino) != (st.st_dev, st.st_ino):  # the name now points elsewhere
+            return False
+        try:
+            os.chmod(fd, READ_ONLY)
+        except OSError:  # not ours (another owner): copy it
+            return False
+        try:
+            os.utime(fd)
+            if self.fsync:
+                os.fsync(fd)
+            self._place(src, final)
+        except OSError as exc:
+            with contextlib.suppress(OSError):
+                os.chmod(fd, stat.S_IMODE(st.st_mode))
+            if exc.errno in (errno.EXDEV, errno.EPERM, errno.EACCES):  # another file system: copy
+                return False
+            raise _write_error(exc, "a blob") from exc
+        return True
 
     def _put_large(self, src: str, st: os.stat_result) -> PutResult:
         """Copy (kernel-side) and hash (blake3, GIL released) at the same time, on two threads.
@@ -606,6 +690,28 @@ def hash_file(path: str, *, threads: bool = False) -> tuple[str, int]:
             h.update(view[:n])
             total += n
     return h.hexdigest(), total
+
+
+def _hash_fd(fd: int) -> tuple[str, int]:
+    """``(blake3 hex digest, bytes hashed)`` of an open file, from its current offset."""
+    h = hasher()
+    buf = bytearray(HASH_BUFFER)
+    view = memoryview(buf)
+    total = 0
+    while n := os.readv(fd, [buf]):
+        h.update(view[:n])
+        total += n
+    return h.hexdigest(), total
+
+
+def _unlink_same(path: str, st: os.stat_result) -> None:
+    """Remove ``path`` if it still names the file ``st`` describes (a consumed source)."""
+    try:
+        cur = os.lstat(path)
+        if (cur.st_dev, cur.st_ino) == (st.st_dev, st.st_ino):
+            os.unlink(path)
+    except OSError:
+        pass
 
 
 def _copy_file(src: str, dst: str, size: int, *, fsync: bool) -> None:
