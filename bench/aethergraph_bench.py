@@ -138,7 +138,8 @@ def build(scratch: str) -> tuple[Facades, Facades, tuple[Any, Any]]:
     ctx = aeg_jupyter.connect(os.path.join(scratch, "aeg-store"))
     store = AegArtifactStore(ctx.store.artifacts, staging_dir=os.path.join(scratch, "aeg-staging"))
     log = AegMemoryLog(ctx.store.event_log, ctx.store.artifacts, hot_limit=hot_limit)
-    ours = Facades(store, AegArtifactIndex(store, ctx.store.event_log), AegHotLog(log), AegPersistence(log), hot_limit)
+    index = AegArtifactIndex(store, ctx.store.event_log, watch=ctx.store)  # as install() builds it
+    ours = Facades(store, index, AegHotLog(log), AegPersistence(log), hot_limit)
     return theirs, ours, (ctx, store)
 
 

@@ -122,7 +122,7 @@ def install(
     try:
         stage = os.fspath(staging_dir) if staging_dir else os.path.join(container.root, "aeg_staging")
         store = AegArtifactStore(ctx.store.artifacts, staging_dir=stage)
-        index = AegArtifactIndex(store, ctx.store.event_log)
+        index = AegArtifactIndex(store, ctx.store.event_log, watch=ctx.store)
         log = AegMemoryLog(ctx.store.event_log, ctx.store.artifacts, hot_limit=hot_limit)
         hot, persist = AegHotLog(log), AegPersistence(log)
         backend = Backend(ctx, container, store, index, hot, persist)
@@ -173,6 +173,7 @@ def uninstall() -> None:
     except ValueError:  # installed from another context: clear it instead
         rs._current.set(None)
     rs._services_global = backend._previous
+    backend.artifact_index.close()
     backend.artifact_store.close()
     backend.context.close()
 

@@ -10,6 +10,7 @@ The URIs it hands out are ours (``cas://blake3/...``); AetherGraph's sha256 URIs
 from __future__ import annotations
 
 import contextlib
+import errno
 import fnmatch
 import hashlib
 import json
@@ -120,7 +121,9 @@ class AegArtifactStore:
         metrics: Mapping[str, Any] | None,
         preview_uri: str | None,
         tags: Any,
+        consume: bool,
     ) -> Any:
+        """Store ``path`` as one artifact; ``consume``: the file is removed (or becomes the blob)."""
         labels_ = dict(labels or {})
         norm_tags = normalize_tags(tags)
         if norm_tags:
@@ -137,21 +140,21 @@ class AegArtifactStore:
             "pin": pin,
             "origin": Provenance(run_id, graph_id, node_id),
         }
-        small = os.path.getsize(path) <= SMALL_FILE
-        if small:  # read once: AetherGraph's sha256 and our blob from the same bytes
-            with open(path, "rb") as f:
-                data = f.read()
-            sha = hashlib.sha256(data).hexdigest()
-        else:
-            sha = codec.sha256_of_file(path)
+        data, sha, link = _read_sha256(path)
         save_kw["labels"] = codec.encode_labels(
             labels_, sha256=sha, tool_name=tool_name, tool_version=tool_version, mime=mime,
             preview_uri=preview_uri, metrics=metrics,
         )  # fmt: skip
-        if small:
-            ours = self._arts.save_bytes(data, mime=guess_mime(name), **save_kw)
+        if consume and not link:  # the file itself becomes the blob (a rename; no copy, no unlink)
+            mime_ = guess_mime(name) or "application/octet-stream"
+            ours = self._arts.save_file(path, mime=mime_, move=True, **save_kw)  # type: ignore[call-arg]
         else:
-            ours = self._arts.save_file(path, **save_kw)
+            if data is not None:  # the blob from the bytes read for the sha256
+                ours = self._arts.save_bytes(data, mime=guess_mime(name), **save_kw)
+            else:
+                ours = self._arts.save_file(path, **save_kw)
+            if consume:
+                self._remove(path)
         self._saved[ours.artifact_id] = ours
         if len(self._saved) > 256:
             self._saved.pop(next(iter(self._saved)))
@@ -199,9 +202,8 @@ class AegArtifactStore:
             metrics=metrics,
             preview_uri=preview_uri,
             tags=tags,
+            consume=cleanup,
         )
-        if cleanup:
-            self._remove(path)
         return a
 
     async def ingest_staged_file(
@@ -441,6 +443,31 @@ class _Writer:
 
     def add_metrics(self, metrics: dict[str, Any]) -> None:
         self._metrics.update(metrics or {})
+
+
+def _read_sha256(path: str) -> tuple[bytes | None, str, bool]:
+    """``(bytes or None, sha256 hex, is a symlink)`` of a file: a small one is read whole (its
+    bytes can make the blob), a large one hashed in chunks."""
+    link = False
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW)
+    except OSError as exc:
+        if exc.errno != errno.ELOOP:
+            raise
+        link, fd = True, os.open(path, os.O_RDONLY)
+    try:
+        size = os.fstat(fd).st_size
+        if size <= SMALL_FILE:
+            data = os.read(fd, size + 1)
+            while len(data) < size and (more := os.read(fd, 1 << 20)):
+                data += more
+            return data, hashlib.sha256(data).hexdigest(), link
+        h = hashlib.sha256()
+        while chunk := os.read(fd, 1 << 20):
+            h.update(chunk)
+        return None, h.hexdigest(), link
+    finally:
+        os.close(fd)
 
 
 def _unlink(path: str) -> None:

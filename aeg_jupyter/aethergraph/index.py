@@ -12,9 +12,11 @@ the ``Artifact`` it was handed the new id.
 from __future__ import annotations
 
 import json
+import os
+import time
 import uuid
 from collections.abc import Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ..base.errors import AegError, NotFoundError
 from ..base.models import Artifact as AegArtifact
@@ -24,23 +26,96 @@ from ..core.events import EventLog
 from . import codec
 from .artifacts import AegArtifactStore, AetherGraphBackendError, artifact_cls, normalize_tags
 
+if TYPE_CHECKING:
+    from ..core.store import Store
+
 OCCURRENCE_KIND = "aethergraph.occurrence"  # the lineage log: one event per artifact occurrence
 _TENANT_COLUMNS = ("org_id", "user_id", "client_id", "app_id", "session_id", "run_id")
 _CACHE_SIZE = 50_000  # AetherGraph Artifacts kept for the artifacts asked about most recently
 _EVERY = 1 << 62  # "all of them" as a limit of our recent()
+_RESULTS = 256  # unranked searches whose answers are kept while nothing changes
+_PLAIN = frozenset((str, int, float, bool, type(None)))  # label values a kept answer can be keyed on
+_RACY_NS = 2_000_000_000  # a directory mtime this recent may not move on the next change (clock ticks)
+
+
+class StoreStamp:
+    """A stamp that moves whenever the artifacts of a format-1 store may have changed, for one ``stat``.
+
+    This process's saves, pins and deletes move a counter (the store's change listeners); other
+    processes can only change the store while they hold a writer directory in ``spool/``, and
+    one coming or going moves ``spool/``'s mtime. :meth:`now` is ``None`` (nothing may be cached)
+    while any other writer directory is there, for another format or a store that is not a local
+    folder, and while ``spool/``'s mtime is too recent to trust (it moves once per clock tick, so
+    a change in the same tick as the last look would not show: the racy-git rule).
+
+    Example:
+        >>> stamp = StoreStamp(store)                  # doctest: +SKIP
+        >>> stamp.now() == stamp.now()                 # doctest: +SKIP
+        True
+    """
+
+    def __init__(self, store: Store) -> None:
+        self._spool = store.layout.spool
+        self._writer = store.writer
+        self._usable = store.format == 1 and os.path.isdir(self._spool)
+        self._version = 0
+        self._alone_at: int | None = None  # spool/'s mtime when only this writer was in it
+        self._unsubscribe = store.subscribe(self._changed) if self._usable else None
+
+    def _changed(self, table: str) -> None:
+        if table != "events":
+            self._version += 1
+
+    def close(self) -> None:
+        if self._unsubscribe is not None:
+            self._unsubscribe()
+            self._unsubscribe = None
+
+    def now(self) -> tuple[int, int] | None:
+        """The stamp, or None when other writers may be changing the store."""
+        if not self._usable:
+            return None
+        try:
+            mtime = os.stat(self._spool).st_mtime_ns
+        except OSError:
+            return None
+        if mtime != self._alone_at:
+            self._alone_at = None
+            checked = time.time_ns()
+            try:
+                with os.scandir(self._spool) as it:
+                    others = any(e.name != self._writer for e in it)
+            except OSError:
+                return None
+            if others or checked - mtime < _RACY_NS:
+                return None
+            self._alone_at = mtime
+        return mtime, self._version
 
 
 class AegArtifactIndex:
     """AetherGraph's artifact index contract (``aethergraph/contracts/storage/artifact_index.py``),
     answered from our catalog with the rules of AetherGraph's default (SQLite) index."""
 
-    def __init__(self, store: AegArtifactStore, events: EventLog) -> None:
+    def __init__(self, store: AegArtifactStore, events: EventLog, *, watch: Store | None = None) -> None:
+        """``watch``: the core store underneath; with it, the answers of unranked searches are kept
+        while its :class:`StoreStamp` stays the same (AetherGraph's facades ask the same searches
+        again and again; an answer costs a catch-up with other writers and the walk)."""
         self._store = store  # for its URI aliases
         self._arts = store.artifacts
         self._events = events
         self._cls = artifact_cls()
         self._ag_cache: dict[str, tuple[AegArtifact, Any]] = {}
         self._nonfinite: dict[tuple[str, str], tuple[tuple[int, int], bool]] = {}
+        self._stamp = StoreStamp(watch) if watch is not None else None
+        self._results: dict[tuple[Any, ...], list[Any]] = {}
+        self._results_at: tuple[int, int] | None = None
+
+    def close(self) -> None:
+        """Stop watching the store (see ``watch``)."""
+        if self._stamp is not None:
+            self._stamp.close()
+        self._results.clear()
 
     def _ag(self, art: AegArtifact) -> Any:
         # our artifacts are immutable (a pin is a new object): one AetherGraph Artifact per object
@@ -182,6 +257,18 @@ class AegArtifactIndex:
         offset: int = 0,
         pinned: bool | None = None,
     ) -> list[Any]:
+        key = stamp = None
+        if (not metric or not mode) and limit != 0 and self._stamp is not None:
+            # an unranked search asked before, with nothing changed since: the same answer
+            key = _result_key(kind, labels, limit, offset, pinned)
+            stamp = self._stamp.now() if key is not None else None
+            if stamp is not None:
+                if stamp != self._results_at:
+                    self._results.clear()
+                    self._results_at = stamp
+                hit = self._results.get(key)
+                if hit is not None:
+                    return list(hit)
         core, where = self._core_filters(labels)
         # every filter but the tags is one our catalog applies exactly: no row needs a second look
         exact = pinned is None and all(k == "tags" or k == "run_id" or k in core for k in (labels or {}))
@@ -199,9 +286,9 @@ class AegArtifactIndex:
 
         if not metric or not mode:
             # ORDER BY created_at DESC LIMIT/OFFSET, then the tag filter (in that order, as the default index)
-            out: list[AegArtifact] = []
             if limit == 0:
                 return []
+            out: list[AegArtifact] = []
             skip = offset
             cap = limit + offset if exact and limit is not None else None
             for a in self._arts.search(kind=kind, labels=core or None, where=where, limit=cap):
@@ -213,7 +300,13 @@ class AegArtifactIndex:
                 out.append(a)
                 if limit is not None and len(out) >= limit:
                     break
-            return [self._ag(a) for a in out if tags_ok(a)]
+            rows = [self._ag(a) for a in out if tags_ok(a)]
+            if key is not None and stamp is not None and stamp == self._results_at:  # (taken before the walk)
+                if len(self._results) >= _RESULTS:
+                    self._results.clear()
+                self._results[key] = rows
+                return list(rows)
+            return rows
         if kind is not None:
             # our ranking is the default index's order while every value of the metric is a finite
             # number (a stable sort of newest-first rows: ties go to the newest)
@@ -332,8 +425,21 @@ class AegArtifactIndex:
         return self._occurrences(lambda o: o.get("session_id") == session_id, limit, offset)
 
 
+def _result_key(
+    kind: str | None, labels: Mapping[str, Any] | None, limit: int | None, offset: int, pinned: bool | None
+) -> tuple[Any, ...] | None:
+    """A search's key in the kept answers, or None for labels that are not plain values."""
+    if not labels:
+        return kind, (), (), limit, offset, pinned
+    types = tuple(map(type, labels.values()))
+    if not _PLAIN.issuperset(types):
+        return None
+    # (the types too: True == 1, but the default index matches str(True) and str(1) apart)
+    return kind, tuple(labels.items()), types, limit, offset, pinned
+
+
 def _iso(v: Any) -> Any:
     return v.isoformat() if hasattr(v, "isoformat") else v
 
 
-__all__ = ["OCCURRENCE_KIND", "AegArtifactIndex"]
+__all__ = ["OCCURRENCE_KIND", "AegArtifactIndex", "StoreStamp"]
