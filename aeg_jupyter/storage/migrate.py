@@ -31,13 +31,14 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
+from urllib.parse import unquote
 
 import pyarrow.parquet as pq
 
 from ..base.errors import CorruptionError, StoreFormatError
 from ..base.hashing import hash_bytes, is_hex_digest
 from ..base.models import URI_PREFIX
-from .delta import DeltaLakeTable
+from .delta import DataFile, DeltaLakeTable
 from .delta_table import to_format1
 from .fsops import atomic, fsync_path, is_symlink, lock_is_free, make_dirs, remove_tree, try_lock
 from .layout import META_NAME, Layout, Part, PartName
@@ -474,51 +475,106 @@ def _row_counts(mdir: str, layout: Layout, *, new: bool) -> dict[str, int]:
 
 # -- verifying ------------------------------------------------------------------------------------
 def _verify(layout: Layout, mdir: str, plan: list[Unit], tables: dict[str, Table]) -> None:
-    """Compare the new tables with format 1's parts, field by field, one (table, kind) at a time."""
+    """Compare the new tables with format 1's parts, field by field, one unit at a time.
+
+    The Delta log says which files each unit's commit added (its ``txn``), so each unit's rows are compared
+    with the rows of its own files: memory stays one unit's rows plus the id sets, whatever the store's size.
+    """
     differences: list[str] = []
     for spec in SPECS:
         new = _new_table(mdir, spec)
-        kinds = sorted({u.kind for u in plan if u.table == spec.name})
-        new_kinds = {f.kind for f in new.files()}
-        for extra in sorted(new_kinds - set(kinds)):
-            differences.append(f"{spec.name}: kind {extra!r} is in the new table only")
-        for kind in kinds:
+        commits = _unit_files(new, differences)
+        snapshot = {f.path for f in new.files()}
+        listed = {f.path for files in commits.values() for f in files}
+        if snapshot != listed:
+            differences.append(
+                f"{spec.name}: {len(snapshot - listed)} file(s) in the new table that no migration commit added, "
+                f"{len(listed - snapshot)} added and gone"
+            )
+        seen_old: set[str] = set()
+        seen_new: set[str] = set()
+        for u in (u for u in plan if u.table == spec.name):
             old: dict[str, Row] = {}
-            for u in plan:
-                if u.table == spec.name and u.kind == kind:
-                    for r in _read_unit(layout, tables, u):
-                        old.setdefault(r[spec.id_field], r)
-            data = new.read(None, kinds=[kind])
-            new_rows = tables[spec.name].arrow_to_rows(to_format1(spec, data), kind)
-            content = data.column("content").to_pylist() if spec is ARTIFACTS else [None] * len(new_rows)
+            for r in _read_unit(layout, tables, u):
+                rid = r[spec.id_field]
+                if rid not in seen_old:
+                    seen_old.add(rid)
+                    old[rid] = r
+            files = commits.pop(u.i, [])
+            new_rows: list[Row] = []
+            content: list[bytes | None] = []
+            for f in files:
+                if f.kind != u.kind:
+                    differences.append(f"{spec.name} unit {u.i}: a file of kind {f.kind!r}, not {u.kind!r}")
+                data = new.read_file(f)
+                new_rows += tables[spec.name].arrow_to_rows(to_format1(spec, data), f.kind)
+                content += data.column("content").to_pylist() if spec is ARTIFACTS else [None] * data.num_rows
             ids = [r[spec.id_field] for r in new_rows]
-            if len(ids) != len(set(ids)):
-                differences.append(f"{spec.name}/{kind}: {len(ids) - len(set(ids))} id(s) twice in the new table")
-            if set(ids) != set(old):
-                lost, extra_ids = sorted(set(old) - set(ids)), sorted(set(ids) - set(old))
+            unique = set(ids)
+            twice = len(ids) - len(unique) + len(unique & seen_new)
+            if twice:
+                differences.append(f"{spec.name}/{u.kind}: {twice} id(s) twice in the new table")
+            seen_new |= unique
+            if unique != old.keys():
+                lost, extra = sorted(old.keys() - unique), sorted(unique - old.keys())
                 differences.append(
-                    f"{spec.name}/{kind}: {len(lost)} row(s) missing ({lost[:3]}), {len(extra_ids)} extra ({extra_ids[:3]})"
+                    f"{spec.name}/{u.kind}: {len(lost)} row(s) missing ({lost[:3]}), {len(extra)} extra ({extra[:3]})"
                 )
             for r, blob in zip(new_rows, content, strict=True):
                 before = old.get(r[spec.id_field])
                 if before is None:
                     continue
-                for f in spec.schema.names:
-                    a, b = _norm(spec, f, before.get(f)), _norm(spec, f, r.get(f))
+                for name in spec.schema.names:
+                    a, b = _norm(spec, name, before.get(name)), _norm(spec, name, r.get(name))
                     if not _same(a, b):
-                        differences.append(f"{spec.name} {r[spec.id_field]} {f}: format 1 {a!r}, format 2 {b!r}")
-                if spec is ARTIFACTS and blob is not None:
+                        differences.append(f"{spec.name} {r[spec.id_field]} {name}: format 1 {a!r}, format 2 {b!r}")
+                if blob is not None:
                     digest = str(r["uri"]).removeprefix(URI_PREFIX)
                     if hash_bytes(blob) != digest or len(blob) != (r.get("size") or 0):
                         differences.append(f"artifacts {r['artifact_id']} content: does not hash to its URI")
             if len(differences) > 100:
                 break
+        for i in sorted(commits):
+            differences.append(f"{spec.name}: a migration commit for unit {i}, which the plan does not hold")
     if differences:
         shown = "; ".join(differences[:_SHOW_DIFFERENCES])
         raise CorruptionError(
             f"verification of the migrated tables found {len(differences)} difference(s) ({shown}); nothing was "
             "switched: the store is format 1 as before (migrate/ removed); report this with the message"
         )
+
+
+def _unit_files(table: DeltaLakeTable, differences: list[str]) -> dict[int, list[DataFile]]:
+    """The data files each migration commit added, by unit, read from the table's JSON commits."""
+    log = os.path.join(table.path, "_delta_log")
+    out: dict[int, list[DataFile]] = {}
+    for name in sorted(os.listdir(log)):
+        stem = name.removesuffix(".json")
+        if stem == name or not stem.isdigit():
+            continue
+        unit: int | None = None
+        adds: list[DataFile] = []
+        with open(os.path.join(log, name), encoding="utf-8") as f:
+            for line in f:
+                if not line.strip():
+                    continue
+                action = json.loads(line)
+                if "txn" in action and action["txn"].get("appId") == APP_ID:
+                    unit = int(action["txn"]["version"])
+                elif "add" in action:
+                    add = action["add"]
+                    kind = (add.get("partitionValues") or {}).get("kind")
+                    adds.append(DataFile(os.path.join(table.path, unquote(add["path"])), kind, 0))
+                elif "remove" in action:
+                    differences.append(f"{table.path}: commit {stem} removes a file (the migration only appends)")
+        if unit is None:
+            if adds:
+                differences.append(f"{table.path}: commit {stem} adds files without the migration's transaction")
+            continue
+        if unit in out:
+            differences.append(f"{table.path}: unit {unit} committed twice")
+        out.setdefault(unit, []).extend(adds)
+    return out
 
 
 _DEFAULTS = {"size": 0, "pinned": False, "severity": 2, "version": 1}
