@@ -14,12 +14,13 @@ is not ``1``; ``1`` matches ``1.0``).
 
 from __future__ import annotations
 
+import functools
 import json
 import math
 import threading
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 import pyarrow as pa
@@ -45,6 +46,26 @@ from ..storage.schemas2 import (
 _MISSING = object()
 _BUILT_MAX = 10_000  # Artifacts kept per kind for warm calls
 _INT64_MIN, _INT64_MAX = -(2**63), 2**63 - 1
+
+
+_F = TypeVar("_F", bound=Callable[..., Any])
+
+
+def _retried(method: _F) -> _F:
+    """A query that reads files: when one of them is gone (a vacuum in another process removed it
+    after a compaction we had not seen yet), take the newest snapshot and ask once more."""
+
+    @functools.wraps(method)
+    def run(self: ColumnarCatalog, *args: Any, **kw: Any) -> Any:
+        try:
+            return method(self, *args, **kw)
+        except FileNotFoundError:
+            with self._lock:
+                self._version = -1  # the file list is read again, whatever the version says
+                self.refresh()
+            return method(self, *args, **kw)
+
+    return run  # type: ignore[return-value]
 
 
 @dataclass
@@ -420,11 +441,13 @@ class ColumnarCatalog:
         return out
 
     # -- queries -----------------------------------------------------------------------------
+    @_retried
     def kinds(self) -> list[str]:
         """Kinds with at least one live (committed or pending) artifact."""
         with self._lock:
             return sorted(k for k in set(self._segments) | {a.kind for a in self._pending.values()} if self.count(k))
 
+    @_retried
     def count(self, kind: str | None = None) -> int:
         """Live artifacts (of one kind, or of all)."""
         with self._lock:
@@ -436,6 +459,7 @@ class ColumnarCatalog:
                 n = self._segments[kind].rows if live is None else int(live.sum())
             return n + sum(1 for a in self._pending.values() if a.kind == kind and a.artifact_id not in self._deleted)
 
+    @_retried
     def metric_names(self, kind: str | None = None) -> list[str]:
         """Metric names used by live artifacts (of one kind, or of all): the keys of the ``metrics`` map."""
         with self._lock:
@@ -456,6 +480,7 @@ class ColumnarCatalog:
             )
             return sorted(names)
 
+    @_retried
     def find(
         self,
         *,
@@ -499,6 +524,7 @@ class ColumnarCatalog:
                     out.extend(self._artifacts(kind, rows))
             return out
 
+    @_retried
     def all(self, kind: str | None = None) -> list[Artifact]:
         """Every live artifact (of one kind, or of all), oldest first by (created_at, id): whole files
         read and built at once (gc, lineage and a run's summary walk everything)."""
@@ -519,6 +545,7 @@ class ColumnarCatalog:
             out.sort(key=lambda a: (_micros_of(a), a.artifact_id))
             return out
 
+    @_retried
     def best(
         self,
         *,
@@ -579,6 +606,7 @@ class ColumnarCatalog:
         """The ids of a few rows of one kind (the id column is read only if already loaded or needed)."""
         return pc.take(self._column(kind, "artifact_id"), int64_array(rows)).to_pylist()  # type: ignore[no-any-return]
 
+    @_retried
     def search(
         self,
         *,
@@ -633,6 +661,7 @@ class ColumnarCatalog:
             built = {(k, r): art for k, rs in wanted.items() for r, art in zip(rs, self._artifacts(k, rs), strict=True)}
             return [a if a is not None else built[(k, r)] for _, k, r, a in keyed]  # type: ignore[index]
 
+    @_retried
     def __len__(self) -> int:
         with self._lock:
             committed = sum(seg.rows for seg in self._segments.values())
