@@ -12,7 +12,10 @@ Flushing is off the caller's path: :meth:`DeltaSpoolTable.append` is one ``os.wr
 (format 1's), and a background thread (started by the first append) rotates the spool under the
 table's lock (the writer moves to ``seq + 1`` at once, so an append never waits for a commit) and
 commits the closed spool ``seq`` with the application transaction ``(writer, seq)``, every
-``flush_rows`` rows or every ``flush_seconds`` while rows are pending, and on close. Closed spools
+``flush_rows`` rows or every ``flush_seconds`` while rows are pending, and on close. The commit itself
+runs in the store's commit process (``storage/committer.py``: a commit holds the GIL for most of its
+20-150 ms, which in this process would stall the caller's next record); the thread only waits for its
+answer, then removes the spool. Closed spools
 are committed in ``seq`` order; a failed commit keeps its spool, is retried with a growing delay and
 is shown in :attr:`DeltaSpoolTable.flush_error`. Until its commit a row is in :attr:`pending_rows`
 (readers of this process see it) and in its spool file (other processes tail it; a crash leaves it
@@ -34,6 +37,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from ..base.errors import StoreWarning
+from .committer import CommitProcess
 from .delta import DataFile, DeltaLakeTable
 from .fsops import unlink_quietly
 from .layout import Layout, Part, PartName
@@ -44,11 +48,6 @@ from .tables import COMPACT_AT, Table
 _DELTA_WRITER = "delta"  # the writer field of the PartName given to a Delta data file
 FLUSH_SECONDS = 2.0  # the longest a row waits in the spool before the flusher commits it
 RETRY_SECONDS = (0.5, 30.0)  # the flusher's delay after a failed commit: first, and at most (doubling)
-# NOTE: while the flusher runs Python (rows -> Arrow), a thread that wants the GIL back (the notebook
-# returning from a record's os.write) waits up to the interpreter's switch interval, 5 ms by default:
-# that is a record's latency. The flusher lowers it while it works (and restores it), so a record
-# waits at most about this long for the GIL.
-FLUSH_SWITCH_INTERVAL = 50e-6
 
 
 class DeltaSpoolTable(Table):
@@ -88,6 +87,7 @@ class DeltaSpoolTable(Table):
         self._cv = threading.Condition(threading.Lock())  # the table lock: appends, rotations, the flusher's wait
         self._commit_lock = threading.Lock()  # one committer at a time (flusher or flush()), so seqs go in order
         self._thread: threading.Thread | None = None
+        self._committer: CommitProcess | None = None  # the store's commit process, once the flusher runs
         self._stopping = False
 
     # -- writing -----------------------------------------------------------------------------
@@ -130,11 +130,16 @@ class DeltaSpoolTable(Table):
             thread = self._thread
         if thread is not None and thread is not threading.current_thread():
             thread.join()
-        self.flush()
-        with self._cv:
-            if self._fd is not None:
-                os.close(self._fd)
-                self._fd = None
+        try:
+            self.flush()
+        finally:
+            with self._cv:
+                if self._fd is not None:
+                    os.close(self._fd)
+                    self._fd = None
+            committer, self._committer = self._committer, None
+            if committer is not None:
+                _release_committer(self.layout.root)
 
     def write_parts(self, rows: list[Row], writer: str, seq: int) -> list[str]:
         """Commit ``rows`` (spool ``seq`` of ``writer``) in one Delta commit, unless it is in already."""
@@ -159,6 +164,7 @@ class DeltaSpoolTable(Table):
                 self.background = False
                 return
             self._thread = thread
+            self._committer = _acquire_committer(self.layout.root)
 
     def _run(self) -> None:
         delay = 0.0
@@ -223,17 +229,23 @@ class DeltaSpoolTable(Table):
 
     def _commit_one(self, seq: int, rows: list[Row]) -> int:
         step = self.on_flush_step
-        with _short_switch_interval():
+        path = self.layout.spool_file(self.writer, self.spec.name, seq)
+        if step is not None:
+            step("rotated", seq)
+        committer = self._committer
+        if committer is not None and not committer.broken:  # the flusher's way: the commit process commits the spool file
             if step is not None:
-                step("rotated", seq)
+                step("committing", seq)
+            committer.commit(dir=self.dir, table=self.spec.name, writer=self.writer, seq=seq, path=path)
+        else:  # no flusher (background=False), or no commit process could start: commit here
             data = ROWS_TO_ARROW[self.spec.name](rows)
             if step is not None:
                 step("committing", seq)
             self.delta.commit(data, app_id=self.writer, seq=seq)
-            if step is not None:
-                step("committed", seq)
-            unlink_quietly(self.layout.spool_file(self.writer, self.spec.name, seq))
             self._compact_small_files({r["kind"] for r in rows})
+        if step is not None:
+            step("committed", seq)
+        unlink_quietly(path)
         return len(rows)
 
     def _compact_small_files(self, kinds: set[str]) -> None:
@@ -297,30 +309,28 @@ class DeltaSpoolTable(Table):
         return sorted({f.kind for f in self.delta.files()})
 
 
-_switch_lock = threading.Lock()
-_switch_users = 0
-_switch_saved = 0.0
+_COMMITTERS: dict[str, tuple[CommitProcess, int]] = {}  # store root -> (its commit process, tables using it)
+_COMMITTERS_LOCK = threading.Lock()
 
 
-class _short_switch_interval:
-    """Lower the interpreter's switch interval while a flusher works (see FLUSH_SWITCH_INTERVAL).
+def _acquire_committer(root: str) -> CommitProcess:
+    """The commit process of the store at ``root`` (one per store, shared by its tables' flushers)."""
+    with _COMMITTERS_LOCK:
+        proc, users = _COMMITTERS.get(root, (None, 0))
+        if proc is None:
+            proc = CommitProcess()
+        _COMMITTERS[root] = (proc, users + 1)
+        return proc
 
-    Counted, so that flushers of several tables overlapping restore the original value once."""
 
-    def __enter__(self) -> None:
-        global _switch_users, _switch_saved
-        with _switch_lock:
-            if _switch_users == 0:
-                _switch_saved = sys.getswitchinterval()
-                sys.setswitchinterval(min(_switch_saved, FLUSH_SWITCH_INTERVAL))
-            _switch_users += 1
-
-    def __exit__(self, *exc: object) -> None:
-        global _switch_users
-        with _switch_lock:
-            _switch_users -= 1
-            if _switch_users == 0:
-                sys.setswitchinterval(_switch_saved)
+def _release_committer(root: str) -> None:
+    with _COMMITTERS_LOCK:
+        proc, users = _COMMITTERS.pop(root, (None, 0))
+        if proc is not None and users > 1:
+            _COMMITTERS[root] = (proc, users - 1)
+            return
+    if proc is not None:
+        proc.close()
 
 
 def to_format1(spec: TableSpec, table: pa.Table) -> pa.Table:

@@ -97,8 +97,9 @@ def test_the_flusher_commits_every_flush_rows_in_seq_order(tmp_path: Any) -> Non
         seqs: list[int] = []
         table.on_flush_step = lambda step, seq: seqs.append(seq) if step == "committed" else None
         ids = [store.event_log.record("log", {"i": i}).event_id for i in range(45)]
-        _wait_for(lambda: len(_event_ids(root)) >= 20, "a commit at flush_rows")
-        assert seqs and seqs == sorted(seqs) == list(range(len(seqs)))
+        _wait_for(lambda: bool(seqs), "a commit at flush_rows")
+        assert len(_event_ids(root)) >= 20
+        assert seqs == sorted(seqs) == list(range(len(seqs)))
     assert sorted(_event_ids(root)) == sorted(ids)  # close committed the rest, each row once
     assert seqs == list(range(len(seqs)))
 
