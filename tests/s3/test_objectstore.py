@@ -216,3 +216,13 @@ def test_racing_for_a_free_lease_exactly_one_wins(objects: ObjectStore) -> None:
 
 def test_lease_type_is_exported() -> None:
     assert Lease.__module__ == "aeg_jupyter.storage.objectstore"
+
+
+def test_without_the_server_env_a_client_fails_on_loopback_not_aws(monkeypatch: pytest.MonkeyPatch) -> None:
+    assert os.environ["AWS_ENDPOINT_URL"] == "http://127.0.0.1:9"  # tests/s3/conftest.py's guard
+    with pytest.raises(ObjectStoreError, match=r"^no credentials for bucket 'any-bucket' at .*AWS_ACCESS_KEY_ID"):
+        ObjectStore(S3Location("any-bucket"), max_attempts=1).check()
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "k")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "s")
+    with pytest.raises(ObjectStoreError, match=r"cannot reach bucket 'any-bucket' at http://127\.0\.0\.1:9 "):
+        ObjectStore(S3Location("any-bucket"), max_attempts=1).check()
