@@ -424,16 +424,19 @@ class ObjectStore:
                 h.update(chunk)
             digest = h.hexdigest()
             key = self.blob_key(digest)
+            sent = False
             if not self.exists_key(key):  # identical content already there: nothing to send
-                self._upload_parts(f.fileno(), size, key)
+                sent = self._upload_parts(f.fileno(), size, key)
             after = os.fstat(f.fileno())
         if (after.st_size, after.st_mtime_ns, after.st_ctime_ns) != (size, before.st_mtime_ns, before.st_ctime_ns):
-            with contextlib.suppress(Exception):  # what went up may not be the bytes that were hashed
-                self.client.delete_object(Bucket=self.bucket, Key=key)
+            if sent:  # what went up may not be the bytes that were hashed (never delete a blob we did not send)
+                with contextlib.suppress(Exception):
+                    self.client.delete_object(Bucket=self.bucket, Key=key)
             raise InvalidInputError(f"{os.fspath(path)!r} changed while it was being saved; save it again")
         return digest, size
 
-    def _upload_parts(self, fd: int, size: int, key: str) -> None:
+    def _upload_parts(self, fd: int, size: int, key: str) -> bool:
+        """Send the file's parts to ``key``; True if this call created it (False: it was there first)."""
         part_size = max(PART_SIZE, -(-size // MAX_PARTS))
         client = self.client
         try:
@@ -458,6 +461,8 @@ class ObjectStore:
                 client.abort_multipart_upload(Bucket=self.bucket, Key=key, UploadId=upload_id)
             if not _already_there(exc):  # 412: another machine completed the same content first
                 raise self.error(exc, "upload") from None
+            return False
+        return True
 
     def put_stream(self, f: BinaryIO, size: int) -> tuple[str, int]:
         """Upload what ``f`` reads (about ``size`` bytes: it sets the part size), reading it once: each chunk

@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from aeg_jupyter.base.errors import CorruptionError, NotFoundError, ObjectStoreError
+from aeg_jupyter.base.errors import CorruptionError, InvalidInputError, NotFoundError, ObjectStoreError
 from aeg_jupyter.base.hashing import hash_bytes
 from aeg_jupyter.storage import objectstore as objmod
 from aeg_jupyter.storage.objectstore import Lease, ObjectStore, S3Location, S3Settings, cache_dir
@@ -226,3 +226,36 @@ def test_without_the_server_env_a_client_fails_on_loopback_not_aws(monkeypatch: 
     monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "s")
     with pytest.raises(ObjectStoreError, match=r"cannot reach bucket 'any-bucket' at http://127\.0\.0\.1:9 "):
         ObjectStore(S3Location("any-bucket"), max_attempts=1).check()
+
+
+class AppendWhileSaving(ObjectStore):
+    """A real ObjectStore whose file is appended to between its hash and its upload (a writer still busy)."""
+
+    victim: str = ""
+
+    def exists_key(self, key: str) -> bool:
+        found = super().exists_key(key)
+        if self.victim:
+            with open(self.victim, "ab") as f:
+                f.write(b"more")
+        return found
+
+
+def test_a_file_that_changes_while_saved_is_refused_and_nothing_wrong_is_kept(
+    objects: ObjectStore, s3_server: SeaweedServer, tmp_path: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(objmod, "PART_SIZE", 5 * MiB)
+    monkeypatch.setattr(objmod, "MULTIPART_MIN", 5 * MiB)
+    path = tmp_path / "growing.log"
+    data = os.urandom(6 * MiB)
+    path.write_bytes(data)
+    busy = AppendWhileSaving(objects.location)
+    busy.victim = str(path)
+    with pytest.raises(InvalidInputError, match="changed while it was being saved; save it again"):
+        busy.put_file(path)
+    assert keys(s3_server, objects.bucket) == []  # not kept under the digest of other bytes
+    objects.put_bytes(data)  # the same digest, stored properly by another save
+    path.write_bytes(data)
+    with pytest.raises(InvalidInputError):
+        busy.put_file(path)
+    assert keys(s3_server, objects.bucket) == [objects.blob_key(hash_bytes(data))]  # theirs is left alone
