@@ -92,7 +92,7 @@ def _read(path: str) -> str:
 class Child:
     """One AetherGraph run in a contained child interpreter."""
 
-    def __init__(self, base: str, backend: str, *extra: str) -> None:
+    def __init__(self, base: str, backend: str, *extra: str, script: str = SCRIPT) -> None:
         self.base = base
         for d in ("home/.config", "cwd"):
             os.makedirs(os.path.join(base, d), exist_ok=True)
@@ -111,7 +111,7 @@ class Child:
             HTTP_PROXY="http://127.0.0.1:9",
             NO_PROXY="127.0.0.1,localhost",
         )
-        args = [sys.executable, SCRIPT, self.out, "--backend", backend, *extra]
+        args = [sys.executable, script, self.out, "--backend", backend, *extra]
         if backend == "aeg":
             args += ["--store", self.store]
         self.log = open(os.path.join(base, "child.log"), "w")  # noqa: SIM115 (closed in wait)
@@ -140,6 +140,7 @@ def children(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Chi
     kids = {"live": Child(os.path.join(base, "live"), "aeg", "--pause-file", pause)}
     kids["ours"] = Child(os.path.join(base, "ours"), "aeg")
     kids["default"] = Child(os.path.join(base, "default"), "default")
+    kids["cache"] = Child(os.path.join(base, "cache"), "aeg", script=os.path.join(HERE, "cache_script.py"))
     kids["live"].pause_file = pause  # type: ignore[attr-defined]
     yield kids
     for k in kids.values():
@@ -258,6 +259,24 @@ def test_unsupported_calls_raise_naming_the_method(ours: dict[str, Any]) -> None
 
 def test_uninstall_puts_back_what_was_there(ours: dict[str, Any]) -> None:
     assert ours["uninstall"] == {"was_installed": True, "after_is_ours": False, "installed_after": False}
+
+
+# -- kept search answers: every change shows in the next search ---------------------------------------
+def test_kept_search_answers_follow_every_change(children: dict[str, Child]) -> None:
+    kid = children["cache"]
+    got = kid.wait()
+    assert kid.outside_calls() == ""
+    assert got["first"] == got["again"] == ["c2", "c0"]  # newest first
+    assert got["kept_after_again"] >= 1 and got["stamp_alone"] is True  # the answer was kept
+    assert got["after_save"] == ["c4", "c2", "c0"]
+    assert got["pinned_before_after"] == [[], ["c4"]]
+    assert got["after_delete"] == ["c4", "c2"] and got["limit_1"] == ["c4"]
+    # another process's save, while it is open (nothing kept then) and after it closed
+    assert got["other_open"] == got["other_open_again"] == ["from-open-writer", "c4", "c2"]
+    assert got["stamp_with_other"] is False
+    assert got["other_closed"] == ["from-open-writer", "c4", "c2"]
+    assert got["before_quick"] == got["other_closed"]
+    assert got["after_quick"] == ["from-quick-writer", *got["other_closed"]]
 
 
 # -- a real kernel's %aeg over the graph's store ---------------------------------------------------------
