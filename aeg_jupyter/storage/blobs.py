@@ -342,7 +342,6 @@ class BlobStore:
         except OSError:  # not ours (another owner): copy it
             return False
         try:
-            os.utime(fd)
             if self.fsync:
                 os.fsync(fd)
             self._place(src, final)
@@ -352,6 +351,8 @@ class BlobStore:
             if exc.errno in (errno.EXDEV, errno.EPERM, errno.EACCES):  # another file system: copy
                 return False
             raise _write_error(exc, "a blob") from exc
+        with contextlib.suppress(OSError):  # (the save gate keeps gc away until the row is written)
+            os.utime(fd)
         return True
 
     def _put_large(self, src: str, st: os.stat_result) -> PutResult:

@@ -115,18 +115,20 @@ def test_missing_and_directory_sources_say_what_to_do(blobs, tmp_path):
         blobs.put_file(str(tmp_path), move=True)
 
 
-def test_another_file_system_is_copied(blobs, layout, tmp_path):
+@pytest.mark.parametrize("size", [100, PARALLEL_THRESHOLD + 1])
+def test_another_file_system_is_copied(blobs, layout, tmp_path, size):
     other = "/dev/shm"
     if not os.path.isdir(other) or os.stat(other).st_dev == os.stat(tmp_path).st_dev:
         pytest.skip("needs a second file system (/dev/shm) beside tmp_path")
-    src = _write(os.path.join(other, f"aeg-move-test-{os.getpid()}.bin"), b"from another device")
+    data = os.urandom(size)
+    src = _write(os.path.join(other, f"aeg-move-test-{os.getpid()}.bin"), data)
     try:
         put = blobs.put_file(src, move=True)
     finally:
         if os.path.exists(src):
             os.unlink(src)
             pytest.fail("the source on another file system was left behind")
-    assert put.created and blobs.read_bytes(put.digest, verify=True) == b"from another device"
+    assert put.created and blobs.read_bytes(put.digest, verify=True) == data
     assert os.stat(blobs.path(put.digest)).st_dev == os.stat(layout.blobs).st_dev
 
 
