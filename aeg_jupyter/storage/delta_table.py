@@ -38,7 +38,7 @@ import pyarrow.parquet as pq
 
 from ..base.errors import StoreWarning
 from .committer import CommitProcess
-from .delta import DataFile, DeltaLakeTable
+from .delta import ROW_GROUP, DataFile, DeltaLakeTable
 from .fsops import unlink_quietly
 from .layout import Layout, Part, PartName
 from .schemas import Row, TableSpec
@@ -233,7 +233,7 @@ class DeltaSpoolTable(Table):
         if step is not None:
             step("rotated", seq)
         committer = self._committer
-        if committer is not None and not committer.broken:  # the flusher's way: the commit process commits the spool file
+        if committer is not None and not committer.broken:  # the flusher's way: the child commits the file
             if step is not None:
                 step("committing", seq)
             committer.commit(dir=self.dir, table=self.spec.name, writer=self.writer, seq=seq, path=path)
@@ -283,6 +283,15 @@ class DeltaSpoolTable(Table):
         except FileNotFoundError:
             return None
         return to_format1(self.spec, table)
+
+    def _row_group_ranges(self, part: Part) -> list[tuple[int, int]] | None:
+        """A newest-first scan's units of one data file: the file itself when its add action says it is
+        one row group (its row count, and its max time from Delta's statistics +999 us: no footer read);
+        else the footer's row groups (a compacted file)."""
+        f = self._files.get(part.path)
+        if f is not None and f.rows <= ROW_GROUP and f.max_ts is not None:
+            return [(0, f.max_ts)] if f.rows else []
+        return super()._row_group_ranges(part)
 
     def unreadable_parts(self, *, full: bool = False) -> list[str]:
         """Delta files are checked by delta-rs when the snapshot loads; none is reported here."""
