@@ -94,7 +94,7 @@ class KernelContext:
         # lineage (docs/architecture.md, "Lineage"): the cell being run, what it read, what was kept
         self._cell: tuple[str, str | None, int | None, str] | None = None  # (source, cell id, count, node id)
         self._cell_changed = True
-        # cells that ran and wrote nothing, kept at the next write, a diff or lineage, or close
+        # cells that ran and wrote nothing: kept at the next write, a diff, close or exit (keep_cells)
         self._unkept: list[tuple[str, str | None, int | None, str, str, str]] = []
         self._reads: dict[str, None] = {}
         self._kept_sources: set[tuple[str, str]] = set()  # (run id, source hash) kept as aeg.cell
