@@ -259,3 +259,15 @@ def test_a_file_that_changes_while_saved_is_refused_and_nothing_wrong_is_kept(
     with pytest.raises(InvalidInputError):
         busy.put_file(path)
     assert keys(s3_server, objects.bucket) == [objects.blob_key(hash_bytes(data))]  # theirs is left alone
+
+
+def test_holding_a_lease_renews_it_until_the_block_ends(objects: ObjectStore) -> None:
+    other = objects.lease("maintenance", seconds=2, holder="other")
+    with objects.lease("maintenance", seconds=2, holder="runner").holding() as lost:
+        assert lost is not None
+        time.sleep(3.5)  # longer than the lease: only the renewals keep it
+        assert not other.acquire() and not lost.is_set()
+        with other.holding() as theirs:
+            assert theirs is None  # held: nothing to do
+    assert other.acquire()  # released at the end of the block
+    other.release()
