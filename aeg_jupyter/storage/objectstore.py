@@ -41,6 +41,7 @@ from ..base.errors import (
     StoreFormatError,
 )
 from ..base.hashing import CHUNK, hash_bytes, hasher, is_hex_digest
+from .layout import META_NAME
 
 S3_SCHEME = "s3"
 SUPPORTED_FORMS = "a local directory (/path/to/store) or s3://bucket/prefix"
@@ -613,6 +614,55 @@ class ObjectStore:
         if _error_code(exc)[0] in ("NoSuchKey", "404") or _error_code(exc)[1] == 404:
             return NotFoundError(f"blob {digest} is not in {self.location.url}; it may have been collected (gc)")
         return self.error(exc, "read")
+
+    # -- the root itself -------------------------------------------------------------------------------
+    def ensure_marker(self, format: int = 2) -> dict[str, Any]:
+        """The root's ``aeg-store.json``, written create-if-absent (two machines creating a root at once
+        agree on one marker); returns the marker that is there. Checks the bucket first (one clear error).
+
+        Raises:
+            ObjectStoreError: the bucket is missing, the keys are refused, nobody answers.
+            StoreFormatError: the prefix holds a marker that is not a store's.
+        """
+        self.check()
+        body = json.dumps({"format": format, "hash": "blake3", "created_by": "aeg_jupyter"}).encode()
+        key = self.location.key(META_NAME)
+        try:
+            self.client.put_object(Bucket=self.bucket, Key=key, Body=body, IfNoneMatch="*")
+        except Exception as exc:
+            if not _already_there(exc):
+                raise self.error(exc, "create the store marker") from None
+        return self.read_marker()
+
+    def read_marker(self) -> dict[str, Any]:
+        """The root's marker as stored (raises :class:`StoreFormatError` if it is not a store's)."""
+        key = self.location.key(META_NAME)
+        try:
+            data = self.client.get_object(Bucket=self.bucket, Key=key)["Body"].read()
+        except Exception as exc:
+            if _error_code(exc)[1] == 404:
+                raise StoreFormatError(f"{self.location.url} is not a store (no {META_NAME}); check the URL") from None
+            raise self.error(exc, "read the store marker") from None
+        try:
+            meta = json.loads(data)
+            if not isinstance(meta, dict) or not isinstance(meta.get("format"), int):
+                raise ValueError(meta)
+        except ValueError:
+            raise StoreFormatError(
+                f"{self.location.url}/{META_NAME} is not an aeg_jupyter store marker; use another prefix"
+            ) from None
+        return meta
+
+    def local_state(self) -> str:
+        """This machine's directory for the root under the cache (spool, staging): one per root URL.
+
+        Example:
+            >>> ObjectStore(S3Location("team", "aeg"), settings=S3Settings(), cache="/c").local_state()
+            '/c/stores/team/aeg-ab4b2903'
+        """
+        tag = hash_bytes(self.location.url.encode())[:8]
+        name = (self.location.prefix.replace("/", "_") or "_") + f"-{tag}"
+        return os.path.join(self.cache, "stores", self.bucket, name)
 
     # -- leases ---------------------------------------------------------------------------------------
     def lease(self, name: str, *, seconds: float = LEASE_SECONDS, holder: str | None = None) -> Lease:

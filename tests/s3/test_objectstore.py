@@ -11,7 +11,13 @@ from typing import Any
 
 import pytest
 
-from aeg_jupyter.base.errors import CorruptionError, InvalidInputError, NotFoundError, ObjectStoreError
+from aeg_jupyter.base.errors import (
+    CorruptionError,
+    InvalidInputError,
+    NotFoundError,
+    ObjectStoreError,
+    StoreFormatError,
+)
 from aeg_jupyter.base.hashing import hash_bytes
 from aeg_jupyter.storage import objectstore as objmod
 from aeg_jupyter.storage.objectstore import Lease, ObjectStore, S3Location, S3Settings, cache_dir
@@ -271,3 +277,26 @@ def test_holding_a_lease_renews_it_until_the_block_ends(objects: ObjectStore) ->
             assert theirs is None  # held: nothing to do
     assert other.acquire()  # released at the end of the block
     other.release()
+
+
+def test_the_root_marker_is_created_once_and_checked(
+    objects: ObjectStore, s3_server: SeaweedServer, tmp_path: Any
+) -> None:
+    machines = [ObjectStore(objects.location, cache=str(tmp_path / f"m{i}")) for i in range(4)]
+    markers: list[dict[str, Any]] = []
+    threads = [threading.Thread(target=lambda m=m: markers.append(m.ensure_marker())) for m in machines]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert markers == [{"format": 2, "hash": "blake3", "created_by": "aeg_jupyter"}] * 4
+    assert keys(s3_server, objects.bucket) == ["team/aeg/aeg-store.json"]
+    assert len({m.local_state() for m in machines}) == 4  # one local directory per machine (its cache)
+    assert machines[0].local_state().startswith(str(tmp_path / "m0"))
+    with pytest.raises(StoreFormatError, match=r"s3://.+/elsewhere is not a store \(no aeg-store.json\)"):
+        ObjectStore(S3Location(objects.bucket, "elsewhere")).read_marker()
+    s3_server.client().put_object(Bucket=objects.bucket, Key="other/aeg-store.json", Body=b"<html>")
+    with pytest.raises(StoreFormatError, match="is not an aeg_jupyter store marker"):
+        ObjectStore(S3Location(objects.bucket, "other")).ensure_marker()
+    with pytest.raises(ObjectStoreError, match="does not exist"):
+        ObjectStore(S3Location("no-such-bucket-here", "x")).ensure_marker()
