@@ -490,7 +490,7 @@ class ObjectStore:
                 slots = threading.BoundedSemaphore(UPLOAD_THREADS + 1)  # bounds the memory of parts in flight
                 number = 0
                 while True:
-                    chunk = f.read(part_size)
+                    chunk = _read_full(f, part_size)  # every part but the last must be whole (S3: >= 5 MiB)
                     if not chunk and number:
                         break  # (an empty stream is one empty part)
                     number += 1
@@ -833,6 +833,22 @@ _AUTH_CODES = frozenset(
 _UNREACHABLE = frozenset(
     {"EndpointConnectionError", "ConnectTimeoutError", "ReadTimeoutError", "ConnectionClosedError"}
 )
+
+
+def _read_full(f: BinaryIO, n: int) -> bytes:
+    """Up to ``n`` bytes of ``f``, fewer only at its end (a pipe or socket may return short reads)."""
+    chunk = f.read(n)
+    if not chunk or len(chunk) == n:
+        return chunk
+    pieces = [chunk]
+    got = len(chunk)
+    while got < n:
+        more = f.read(n - got)
+        if not more:
+            break
+        pieces.append(more)
+        got += len(more)
+    return b"".join(pieces)
 
 
 def _error_code(exc: BaseException) -> tuple[str, int | None]:

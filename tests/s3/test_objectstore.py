@@ -83,7 +83,7 @@ class CountingReader(io.RawIOBase):
         self.read_bytes = 0
 
     def read(self, n: int = -1) -> bytes:
-        chunk = self.inner.read(n)
+        chunk = self.inner.read(n if n < 0 else min(n, 3 * MiB + 17))  # short reads, as a pipe gives
         self.read_bytes += len(chunk)
         return chunk
 
