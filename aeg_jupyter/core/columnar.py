@@ -17,6 +17,7 @@ from __future__ import annotations
 import functools
 import json
 import math
+import os
 import threading
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
@@ -118,10 +119,18 @@ class ColumnarCatalog:
         were rewritten (a compaction, a fold) drops them (read again by the next query that needs them).
         """
         with self._lock:
+            first = self._version < 0 and self._ops_version < 0
+            if first and self.ops is not None and _exists(self.ops) and _exists(self.table):
+                # the two logs load at once (delta-rs releases the GIL): ~20 ms of a cold open
+                opener = threading.Thread(target=self.ops.create, name="aeg-open-ops", daemon=True)
+                opener.start()
+                self.table.create()
+                opener.join()
             changed = self._refresh_ops()
-            if not self.table.exists():
+            if not _exists(self.table):
                 return changed
-            version = self.table.version()
+            # a table object just loaded is at its newest version: no second look at the log
+            version = self.table.snapshot(refresh=not first).version()
             if version == self._version:
                 return changed
             self._version = version
@@ -171,9 +180,9 @@ class ColumnarCatalog:
         return done
 
     def _refresh_ops(self) -> bool:
-        if self.ops is None or not self.ops.exists():
+        if self.ops is None or not _exists(self.ops):
             return False
-        version = self.ops.version()
+        version = self.ops.snapshot(refresh=self._ops_version >= 0).version()
         if version == self._ops_version:
             return False
         self._ops_version = version
@@ -256,6 +265,48 @@ class ColumnarCatalog:
             col = pa.chunked_array([c for ch in chunks for c in ch.chunks], type=field_type)
             seg.columns[key] = col
         return col
+
+    def _prefetch(self, kind: str, names: list[str]) -> None:
+        """Read the plain columns ``names`` of ``kind`` not read yet, all of a file's at once (one open
+        per file, and pyarrow decodes the columns in parallel), before a query asks for them one by one."""
+        seg = self._segments[kind]
+        want = list(dict.fromkeys(n for n in names if n not in seg.columns))
+        if len(want) < 2:
+            return  # one column: _column reads it as well
+        per_file: list[dict[str, pa.ChunkedArray]] = []
+        for f in seg.files:
+            present = [n for n in want if n in self.table.file_columns(f)]
+            got: dict[str, pa.ChunkedArray] = {}
+            if present:
+                table = self.table.read_file(f, present)
+                got = {n: table.column(n) for n in present}
+            for n in want:
+                if n not in got:
+                    got[n] = self._read(f, n, ())  # a file without the column: from the map (or nulls)
+            per_file.append(got)
+        for n in want:
+            chunks = [c for got in per_file for c in got[n].chunks]
+            if chunks:
+                seg.columns[n] = pa.chunked_array(chunks, type=chunks[0].type)
+
+    def _query_columns(self, items: list[tuple[str, Any]], where: ScopeFilter, metric: str | None) -> list[str]:
+        """The plain columns a query over labels ``items``, scope ``where`` and ``metric`` reads."""
+        names = ["created_at"]
+        if metric is not None and FLAT_NAME.match(metric):
+            names.append(METRIC_COLUMN + metric)
+        for key, want in items:
+            if not FLAT_NAME.match(key) or (type(want) is int and not _INT64_MIN <= want <= _INT64_MAX):
+                continue
+            if isinstance(want, bool):
+                names.append(label_column(key, "b"))
+            elif isinstance(want, str):
+                names.append(label_column(key, "s"))
+            else:
+                names.extend((label_column(key, "i"), label_column(key, "f")))
+        names.extend(n for n in ("run_id", "graph_id", "node_id") if getattr(where, n) is not None)
+        if self._deleted:
+            names.append("artifact_id")
+        return names
 
     def _read(self, f: DataFile, name: str, leaves: tuple[str, ...]) -> pa.ChunkedArray:
         if leaves:
@@ -568,6 +619,7 @@ class ColumnarCatalog:
             if kind in self._segments and memo in self._segments[kind].arrays:
                 found = self._segments[kind].arrays[memo]  # type: ignore[assignment]
             elif kind in self._segments:
+                self._prefetch(kind, self._query_columns(items, where, metric))
                 vals = self._metric(kind, metric) * sign
                 mask = self._mask(kind, items, where)
                 ok = ~np.isnan(vals) if mask is None else mask & ~np.isnan(vals)
@@ -637,6 +689,7 @@ class ColumnarCatalog:
             for k in [kind] if kind is not None else sorted(self._segments):
                 if k not in self._segments or (kind is None and skip_prefix and k.startswith(skip_prefix)):
                     continue
+                self._prefetch(k, self._query_columns(items, where, metric))
                 mask = self._mask(k, items, where)
                 created = self._micros(k)
                 order = _first(self._order(k, metric, sign), mask, limit)
@@ -745,6 +798,11 @@ def _bools(arr: pa.Array | pa.ChunkedArray) -> np.ndarray:
     if not chunks:
         return np.zeros(0, bool)
     return np.concatenate([numpy_view(c) for c in chunks]).view(bool)
+
+
+def _exists(table: DeltaLakeTable) -> bool:
+    """True once the table's first commit exists (a stat; ``DeltaTable.is_deltatable`` costs ~7 ms)."""
+    return os.path.isfile(os.path.join(table.path, "_delta_log", "00000000000000000000.json")) or table.exists()
 
 
 def _as_us(ts: Any) -> int:
