@@ -260,3 +260,26 @@ def test_maintain_refuses_on_a_read_only_store(tmp_path: Any) -> None:
                 store.maintain()
     finally:
         os.chmod(root, 0o755)
+
+
+def test_a_hostile_artifact_id_in_the_tables_deletes_only_its_own_row(tmp_path: Any) -> None:
+    from aeg_jupyter.base.ids import new_ts_id
+    from aeg_jupyter.storage.schemas import op_row
+    from aeg_jupyter.storage.schemas2 import artifact_rows_to_arrow, op_rows_to_arrow
+
+    root = str(tmp_path / "s")
+    with Store(root, format=2, flush_rows=1_000_000) as store:
+        for t in store.tables.values():
+            t.background = False  # type: ignore[attr-defined]  # the rows stay in the spool until flush()
+        saved = [store.artifacts.save_json({"i": i}, kind="config").artifact_id for i in range(3)]
+        row = dict(store.artifact_table.pending_rows[0])
+        store.flush()
+        # a foreign writer's rows: an artifact whose id is SQL, and a delete op for it
+        hostile = "x' OR kind <> 'y"
+        store.artifact_table.delta.commit(artifact_rows_to_arrow([dict(row, artifact_id=hostile)]), app_id="f", seq=0)
+        ts, op_id = new_ts_id()
+        store.op_table.delta.commit(op_rows_to_arrow([op_row(op_id, ts, "delete", hostile)]), app_id="f", seq=0)
+        assert sorted(ids_of(read(root, "deltalake"))) == sorted([*saved, hostile])
+        report = store.maintain()
+    assert report.deleted == 1
+    assert sorted(ids_of(read(root, "deltalake"))) == sorted(saved)  # the quote did not widen the predicate
