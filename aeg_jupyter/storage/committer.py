@@ -46,6 +46,12 @@ class CommitProcess:
         #: True once the child could not start (no interpreter to run): callers then commit themselves
         self.broken = False
 
+    @property
+    def running(self) -> bool:
+        """True while the child is up (a caller other than the flusher uses it only then: no start wait)."""
+        proc = self._proc
+        return proc is not None and proc.poll() is None
+
     def commit(self, *, dir: str, table: str, writer: str, seq: int, path: str) -> int:
         """Have the child commit spool ``path`` (``seq`` of ``writer``) into the table at ``dir``; returns
         the rows it committed (0: committed before).

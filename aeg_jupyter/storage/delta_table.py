@@ -233,7 +233,13 @@ class DeltaSpoolTable(Table):
         if step is not None:
             step("rotated", seq)
         committer = self._committer
-        if committer is not None and not committer.broken:  # the flusher's way: the child commits the file
+        # the flusher's way: the child commits the file (another thread, e.g. close(), uses the child
+        # only when it is up: starting one costs a second or more of imports)
+        if (
+            committer is not None
+            and not committer.broken
+            and (threading.current_thread() is self._thread or committer.running)
+        ):
             if step is not None:
                 step("committing", seq)
             committer.commit(dir=self.dir, table=self.spec.name, writer=self.writer, seq=seq, path=path)

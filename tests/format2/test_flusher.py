@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import os
 import signal
+import subprocess
 import sys
 import threading
 import time
@@ -169,9 +170,11 @@ def step(name, seq):
         die()
 
 table.on_flush_step = step
-for i in range(200):
+for i in range(100):
     print(store.event_log.record("log", {"i": i}).event_id, flush=True)
-time.sleep(120)  # the flusher's kill comes first
+while True:  # (however the flusher's first rotation fell, seq 1 fills up too) until the flusher kills us
+    print(store.event_log.record("log", {"i": -1}).event_id, flush=True)
+    time.sleep(0.01)
 """
 
 
@@ -179,7 +182,11 @@ time.sleep(120)  # the flusher's kill comes first
 def test_sigkill_in_the_flushers_commit_loses_and_doubles_nothing(tmp_path: Any, when: str) -> None:
     root = str(tmp_path / "s")
     proc = spawn_child(KILLED_IN_THE_FLUSHER, root, when)
-    out, err = proc.communicate(timeout=180)
+    try:
+        out, err = proc.communicate(timeout=180)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        raise
     assert proc.returncode == -signal.SIGKILL, err
     lines = out.split("\n")
     writer = lines[0].split()[1]
