@@ -8,8 +8,10 @@ generated straight into a Delta table (vectorized, not through the API), compact
 maintenance leaves it, and the same rows are written to one Parquet file. Then, in fresh processes
 (imports done before the clock starts, as the issue's budget says), alternating, 3 times each:
 
-- format 2: open the tables (``ColumnarCatalog``: Delta log + checkpoint, file list, ops) +
-  ``best(kind, metric, filters)`` + ``search(kind, labels, limit=10)``, and the process's peak RSS;
+- format 2: open the store (``open_store(root, format=2)``, what ``connect()`` opens: the marker, the
+  writer claim, the Delta logs + checkpoint, the file list, the ops; the columnar catalog reads no
+  column) + ``best(kind, metric, filters)`` + ``search(kind, labels, limit=10)`` through
+  ``store.artifacts`` (the core API under the async facade and the magics), and the peak RSS;
 - the floor: ``pyarrow.parquet`` reads the same columns (the flat ``metric.val_acc`` and ``label.exp.s``)
   of the one file, the same filter + argmax, and the newest 10 of the label filter, computed the same way.
 
@@ -40,6 +42,7 @@ from blake3 import blake3
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, REPO)
 
+from aeg_jupyter.core.store import Store  # noqa: E402
 from aeg_jupyter.storage.delta import DeltaLakeTable  # noqa: E402
 from aeg_jupyter.storage.schemas2 import ARTIFACTS2_SCHEMA, LABEL_VALUE, LABELS, METRICS, OPS2_SCHEMA  # noqa: E402
 
@@ -107,6 +110,7 @@ def generate(n: int, start: int = 0) -> pa.Table:
 def build(root: str, n: int) -> dict[str, Any]:
     """The Delta tables (after maintenance) and the one-file Parquet floor of ``n`` artifacts."""
     t0 = time.perf_counter()
+    Store(root, format=2).close()  # the store's marker and folders; its tables are written below
     arts = DeltaLakeTable(os.path.join(root, "tables", "artifacts"), ARTIFACTS2_SCHEMA, ts_field="created_at")
     DeltaLakeTable(os.path.join(root, "tables", "ops"), OPS2_SCHEMA, ts_field="ts").create()
     floor = os.path.join(root, "floor.parquet")
@@ -137,10 +141,7 @@ def build(root: str, n: int) -> dict[str, Any]:
 FORMAT2 = """
 import json, sys, time, statistics
 import numpy, pyarrow, pyarrow.compute, pyarrow.parquet, deltalake
-from aeg_jupyter.base.models import ScopeFilter
-from aeg_jupyter.core.columnar import ColumnarCatalog
-from aeg_jupyter.storage.delta import DeltaLakeTable
-from aeg_jupyter.storage.schemas2 import ARTIFACTS2_SCHEMA, OPS2_SCHEMA
+from aeg_jupyter.core.store import open_store
 root = sys.argv[1]
 def status(key):  # VmHWM / VmRSS in MB (ru_maxrss would count the parent's RSS before exec)
     for line in open("/proc/self/status"):
@@ -148,8 +149,8 @@ def status(key):  # VmHWM / VmRSS in MB (ru_maxrss would count the parent's RSS 
             return int(line.split()[1]) / 1024
 rss0 = status("VmRSS")
 t0 = time.perf_counter()
-cat = ColumnarCatalog(DeltaLakeTable(root + "/tables/artifacts", ARTIFACTS2_SCHEMA, ts_field="created_at"),
-                      DeltaLakeTable(root + "/tables/ops", OPS2_SCHEMA, ts_field="ts"))
+store = open_store(root, format=2)  # what connect() opens (a connect(root) after it shares this store)
+cat = store.artifacts  # the core API the async facade and the magics call
 t1 = time.perf_counter()
 best = cat.best(kind="checkpoint", metric="val_acc", filters={"exp": "e3"})
 t2 = time.perf_counter()
