@@ -381,11 +381,15 @@ class MaintainReport:
     seconds: float = 0.0
     skipped: str | None = None
     notes: list[str] = field(default_factory=list)
+    merged: int = 0  # format 1: small Parquet parts merged
+    format: int = 2
 
     def summary(self) -> str:
         """One line: ``maintain: flushed 12 rows; fold removed 3 deleted rows, set 1 pin; ...``."""
         if self.skipped:
             return f"maintain skipped: {self.skipped}"
+        if self.format == 1:
+            return f"maintain: flushed {self.flushed} rows, merged {self.merged} small parts, in {self.seconds:.2f} s"
         before = sum(t.files_before for t in self.tables)
         after = sum(t.files_after for t in self.tables)
         vacuumed = sum(t.vacuumed for t in self.tables)

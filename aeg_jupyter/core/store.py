@@ -134,12 +134,13 @@ class Store:
             >>> print(Store(root, format=2).maintain())           # doctest: +SKIP
             maintain: flushed 12 rows; fold removed 3 deleted rows, set 1 pins; 40 -> 3 data files, ...
         """
+        self.check_open()
         if self.format != 2:
             started = time.monotonic()
             with self.lock:
                 flushed = sum(t.flush() for t in self.tables.values())
-            self.compact()
-            return MaintainReport(flushed=flushed, seconds=time.monotonic() - started)
+            merged = self.compact()
+            return MaintainReport(flushed=flushed, merged=merged, seconds=time.monotonic() - started, format=1)
         runner = DeltaMaintenance(tables=self.tables, root=self.store_root, guard=self.guard)
         return runner.run(vacuum_hours=vacuum_hours, wait=wait, progress=progress)
 
