@@ -55,7 +55,10 @@ def _gc_args(p: CommandParser) -> None:
     details="An artifact goes only if no rule keeps it: --keep-last N keeps the newest N of each kind, "
     "--older-than AGE keeps the younger ones, --keep-best N the top N of every leaderboard (a kind ranked by "
     "one of its metrics, the direction from the metric's name); pinned artifacts and each leaderboard's "
-    "leader are always kept (--keep-best 0 lets leaders go). With no rule only unused blobs are freed.",
+    "leader are always kept (--keep-best 0 lets leaders go). With no rule only unused blobs are freed. "
+    "On a format-2 store (not with --dry-run) gc runs maintenance before it frees blobs: spools flushed, pins and deletes "
+    "folded into the artifacts table (what DuckDB, Polars and Spark read), small files compacted, a checkpoint "
+    "and a vacuum of files replaced more than 24 h ago; its summary follows gc's.",
 )  # fmt: skip
 def run_gc(s: Session, a: argparse.Namespace) -> GcReport:
     """Delete the artifacts no keep rule protects, then every unreferenced blob.
