@@ -137,11 +137,15 @@ class ColumnarCatalog:
             by_kind: dict[str, list[DataFile]] = {}
             for f in self.table.files(refresh=False):
                 by_kind.setdefault(f.kind, []).append(f)
-            segments = {}
+            segments, fresh = {}, {}
             for kind, files in by_kind.items():
-                segments[kind] = self._segment(self._segments.get(kind), files)
+                old = self._segments.get(kind)
+                segments[kind] = self._segment(old, files)
+                known = {f.path for f in old.files} if old is not None and segments[kind] is not old else set()
+                if old is None or segments[kind] is not old:
+                    fresh[kind] = [f for f in segments[kind].files if f.path not in known]
             self._segments = segments
-            for aid in self._committed_pending():
+            for aid in self._committed_pending(fresh=fresh):
                 del self._pending[aid]
             return True
 
@@ -166,16 +170,30 @@ class ColumnarCatalog:
                 seg.columns[key] = pa.chunked_array(list(col.chunks) + new, type=col.type)
         return seg
 
-    def _committed_pending(self, only: set[str] | None = None) -> list[str]:
-        """Ids of pending rows (of ``only``, if given) that the snapshot now holds (one ``is_in`` per kind)."""
+    def _committed_pending(
+        self, only: set[str] | None = None, fresh: dict[str, list[DataFile]] | None = None
+    ) -> list[str]:
+        """Ids of pending rows (of ``only``, if given) that the snapshot now holds (one ``is_in`` per kind).
+
+        ``fresh``: a refresh's files new since the last one, by kind. A pending row was not in the
+        snapshot when it became pending (a tailed row is checked then, against the whole kind), so
+        only those files can hold it: their ids are read, not the kind's whole id column (at 1M rows
+        ~0.1 s and 40 MB, after every commit of this writer's flusher otherwise).
+        """
         by_kind: dict[str, list[str]] = {}
         for aid, art in self._pending.items():
-            if art.kind in self._segments and (only is None or aid in only):
+            if art.kind in self._segments and (only is None or aid in only) and (fresh is None or art.kind in fresh):
                 by_kind.setdefault(art.kind, []).append(aid)
         done: list[str] = []
         for kind, ids in by_kind.items():
-            want = string_array(ids)
-            found = pc.is_in(want, value_set=pa.concat_arrays(self._column(kind, "artifact_id").chunks))
+            seg = self._segments[kind]
+            if fresh is None or "artifact_id" in seg.columns:
+                chunks = self._column(kind, "artifact_id").chunks
+            else:
+                chunks = [c for f in fresh[kind] for c in self._read(f, "artifact_id", ()).chunks]
+            if not chunks:
+                continue
+            found = pc.is_in(string_array(ids), value_set=pa.concat_arrays(chunks))
             done.extend(i for i, hit in zip(ids, _bools(found).tolist(), strict=True) if hit)
         return done
 
