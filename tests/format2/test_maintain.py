@@ -299,3 +299,41 @@ def test_maintain_on_format_1_flushes_and_merges_and_a_closed_store_refuses(tmp_
     store.close()
     with pytest.raises(InvalidInputError, match="closed"):
         store.maintain()
+
+
+def test_a_fold_that_loses_to_a_concurrent_compaction_is_computed_again(
+    tmp_path: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The interleaving is forced: right after the fold's update took its snapshot, another DeltaTable
+    object (as another process would) commits a compaction of the same table; the update's commit is then
+    refused by delta-rs's conflict checker, and the fold starts again from the newest snapshot."""
+    from aeg_jupyter.storage.delta import DeltaLakeTable
+
+    root = str(tmp_path / "s")
+    armed: list[bool] = []
+    raced: list[int] = []
+    snapshot, update_where = DeltaLakeTable.snapshot, DeltaLakeTable.update_where
+
+    def racing_snapshot(self: DeltaLakeTable, *, refresh: bool = True) -> Any:
+        dt = snapshot(self, refresh=refresh)
+        if armed and self.path == artifacts_path(root):
+            armed.clear()
+            metrics = DeltaTable(self.path).optimize.compact()  # a concurrent commit lands after our snapshot
+            raced.append(int(metrics["numFilesRemoved"]))
+        return dt
+
+    def armed_update(self: DeltaLakeTable, predicate: str, updates: dict[str, str]) -> int:
+        if not raced:
+            armed.append(True)
+        return update_where(self, predicate, updates)
+
+    with Store(root, format=2, flush_rows=5) as store:
+        made = _populate(store)
+        store.flush()
+        monkeypatch.setattr(DeltaLakeTable, "snapshot", racing_snapshot)
+        monkeypatch.setattr(DeltaLakeTable, "update_where", armed_update)
+        report = store.maintain()
+    assert raced and raced[0] > 1, "the concurrent compaction did not happen"
+    assert report.conflicts >= 1 and report.deleted == len(made["deleted"]) and report.repinned == 3
+    api = _assert_readers_equal_api(root)
+    assert {a[0] for a in api if a[2]} == made["pinned"]
