@@ -220,3 +220,15 @@ def test_a_table_without_background_commits_only_on_flush(tmp_path: Any) -> None
         assert store.event_table._thread is None and _event_ids(root) == []
         store.flush()
         assert sorted(_event_ids(root)) == sorted(ids)
+
+
+def test_without_a_commit_process_the_flusher_commits_on_its_thread(
+    tmp_path: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("AEG_COMMIT_PROCESS", "0")
+    root = str(tmp_path / "s")
+    with Store(root, format=2) as store:
+        store.event_table.flush_seconds = 0.05
+        ids = [store.event_log.record("log", {"i": i}).event_id for i in range(5)]
+        _wait_for(lambda: len(_event_ids(root)) == 5, "the commit on the flusher thread")
+        assert store.event_table._committer is None and sorted(_event_ids(root)) == sorted(ids)
