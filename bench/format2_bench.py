@@ -211,15 +211,18 @@ def measure(n: int, tmp: str, trials: int = 3) -> dict[str, Any]:
     root = tempfile.mkdtemp(prefix=f"f2bench{n}-", dir=tmp)
     try:
         info = build(root, n)
+        load = [os.getloadavg()[0]]
         f2, fl = [], []
         for _ in range(trials):  # alternating, so both see the same machine load
             f2.append(child(FORMAT2, root))
             fl.append(child(FLOOR, os.path.join(root, "floor.parquet")))
+            load.append(os.getloadavg()[0])
         for a, b in zip(f2, fl, strict=True):
             assert a["best"] == b["best"] and a["search"] == b["search"], (a, b)
         med = {k: statistics.median(r[k] for r in f2) for k in f2[0] if isinstance(f2[0][k], float)}
         floor = {k: statistics.median(r[k] for r in fl) for k in ("total_ms", "peak_rss_mb", "rss_after_imports_mb")}
         return {"n": n, **info, "format2": med, "floor": floor, "pandas_imported": f2[0]["pandas"],
+                "load_average": [round(x, 1) for x in load],  # 1-minute, before and after each trial (2 cores)
                 "ratio_to_floor": med["total_ms"] / floor["total_ms"]}  # fmt: skip
     finally:
         shutil.rmtree(root, ignore_errors=True)
@@ -232,8 +235,8 @@ def render(results: list[dict[str, Any]]) -> str:
         "Cold process, imports excluded: open + `best(kind, metric, filters)` + `search(kind, labels, limit=10)`;",
         "the floor is a bare pyarrow read of one Parquet file with the same filter + argmax (+ newest 10). Medians of 3.",
         "",
-        "| artifacts | format 2 cold total | open / best / search | floor | ratio | peak RSS (after imports) | floor RSS | warm best / ranked top 10 / label search | table on disk / payload | files |",
-        "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |",
+        "| artifacts | format 2 cold total | open / best / search | floor | ratio | peak RSS (after imports) | floor RSS | warm best / ranked top 10 / label search | table on disk / payload | files | load average |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |",
     ]
     for r in results:
         f, fl = r["format2"], r["floor"]
@@ -242,7 +245,8 @@ def render(results: list[dict[str, Any]]) -> str:
             f"| {fl['total_ms']:.0f} ms | {r['ratio_to_floor']:.2f}x | {f['peak_rss_mb']:.0f} MB ({f['rss_after_imports_mb']:.0f}) "
             f"| {fl['peak_rss_mb']:.0f} MB ({fl['rss_after_imports_mb']:.0f}) "
             f"| {f['warm_best_ms']:.3f} / {f['warm_ranked_ms']:.3f} / {f['warm_search_ms']:.3f} ms "
-            f"| {r['table_bytes'] / 2**20:.1f} MiB / {r['payload_bytes'] / 2**20:.1f} MiB | {r['files']} |"
+            f"| {r['table_bytes'] / 2**20:.1f} MiB / {r['payload_bytes'] / 2**20:.1f} MiB | {r['files']} "
+            f"| {min(r['load_average']):.0f}-{max(r['load_average']):.0f} |"
         )
     lines.append("")
     lines.append("pandas imported by the format-2 process: " + ", ".join(str(r["pandas_imported"]) for r in results))
