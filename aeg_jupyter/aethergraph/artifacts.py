@@ -206,39 +206,10 @@ class AegArtifactStore:
         )
         return a
 
-    async def ingest_staged_file(
-        self,
-        *,
-        staged_path: str,
-        kind: str,
-        run_id: str,
-        graph_id: str,
-        node_id: str,
-        tool_name: str,
-        tool_version: str,
-        pin: bool = False,
-        labels: dict | None = None,
-        metrics: dict | None = None,
-        preview_uri: str | None = None,
-        suggested_uri: str | None = None,
-        tags: list[str] | None = None,
-    ) -> Any:
-        return await self.save_file(
-            path=staged_path,
-            kind=kind,
-            run_id=run_id,
-            graph_id=graph_id,
-            node_id=node_id,
-            tool_name=tool_name,
-            tool_version=tool_version,
-            suggested_uri=suggested_uri,
-            pin=pin,
-            labels=labels,
-            metrics=metrics,
-            preview_uri=preview_uri,
-            cleanup=True,
-            tags=tags,
-        )
+    async def ingest_staged_file(self, *, staged_path: str, **kw: Any) -> Any:
+        """Store a staged file and consume it: :meth:`save_file`'s keywords, ``cleanup`` always on."""
+        kw.pop("cleanup", None)
+        return await self.save_file(path=staged_path, cleanup=True, **kw)
 
     @contextlib.asynccontextmanager
     async def open_writer(

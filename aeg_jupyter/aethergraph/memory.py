@@ -137,19 +137,19 @@ class AegMemoryLog:
 def _filtered(
     events: list[Any],
     *,
-    tenant: Mapping[str, Any] | None,
-    kinds: list[str] | None,
-    tags: list[str] | None,
-    since: Any,
-    until: Any,
-    session_id: str | None,
-    run_id: str | None,
-    agent_id: str | None,
-    client_id: str | None,
-    graph_id: str | None,
-    node_id: str | None,
-    topic: str | None,
-    tool: str | None,
+    tenant: Mapping[str, Any] | None = None,
+    kinds: list[str] | None = None,
+    tags: list[str] | None = None,
+    since: Any = None,
+    until: Any = None,
+    session_id: str | None = None,
+    run_id: str | None = None,
+    agent_id: str | None = None,
+    client_id: str | None = None,
+    graph_id: str | None = None,
+    node_id: str | None = None,
+    topic: str | None = None,
+    tool: str | None = None,
 ) -> list[Any]:
     """AetherGraph's ``event_matches_filters`` over a list (the cheap tests first, its own for time and tenant)."""
     from aethergraph.services.memory.storage_filters import event_matches_filters
@@ -209,44 +209,13 @@ class AegHotLog:
         return window[:limit][::-1]  # the newest `limit`, oldest first (a buffer's tail)
 
     async def query(
-        self,
-        timeline_id: str,
-        *,
-        tenant: Mapping[str, Any] | None = None,
-        kinds: list[str] | None = None,
-        tags: list[str] | None = None,
-        since: Any = None,
-        until: Any = None,
-        session_id: str | None = None,
-        run_id: str | None = None,
-        agent_id: str | None = None,
-        client_id: str | None = None,
-        graph_id: str | None = None,
-        node_id: str | None = None,
-        topic: str | None = None,
-        tool: str | None = None,
-        limit: int = 50,
-        offset: int = 0,
-        order_dir: str = "desc",
+        self, timeline_id: str, *, limit: int = 50, offset: int = 0, order_dir: str = "desc", **filters: Any
     ) -> list[Any]:
+        """The hot window of a timeline, filtered: ``filters`` are AetherGraph's (``tenant``, ``kinds``,
+        ``tags``, ``since``, ``until``, ``session_id``, ``run_id``, ``agent_id``, ``client_id``,
+        ``graph_id``, ``node_id``, ``topic``, ``tool``; another name is a ``TypeError``)."""
         window = self._log.timeline(timeline_id, window=self._log.hot_window(timeline_id))
-        rows = _filtered(
-            window,
-            tenant=tenant,
-            kinds=kinds,
-            tags=tags,
-            since=since,
-            until=until,
-            session_id=session_id,
-            run_id=run_id,
-            agent_id=agent_id,
-            client_id=client_id,
-            graph_id=graph_id,
-            node_id=node_id,
-            topic=topic,
-            tool=tool,
-        )
-        return _ordered(rows, order_dir, offset, limit)
+        return _ordered(_filtered(window, **filters), order_dir, offset, limit)
 
 
 class AegPersistence:
@@ -264,45 +233,14 @@ class AegPersistence:
         log.write(timeline_id, evt)
 
     async def query_events(
-        self,
-        timeline_id: str,
-        *,
-        tenant: Mapping[str, Any] | None = None,
-        since: Any = None,
-        until: Any = None,
-        kinds: list[str] | None = None,
-        tags: list[str] | None = None,
-        session_id: str | None = None,
-        run_id: str | None = None,
-        agent_id: str | None = None,
-        client_id: str | None = None,
-        graph_id: str | None = None,
-        node_id: str | None = None,
-        topic: str | None = None,
-        tool: str | None = None,
-        limit: int | None = None,
-        offset: int = 0,
-        order_dir: str = "desc",
+        self, timeline_id: str, *, limit: int | None = None, offset: int = 0, order_dir: str = "desc", **filters: Any
     ) -> list[Any]:
-        where = ScopeFilter(run_id=run_id, graph_id=graph_id, node_id=node_id)
-        rows = self._log.timeline(timeline_id, window=None, kinds=kinds or None, where=where, topic=topic)
-        rows = _filtered(
-            rows,
-            tenant=tenant,
-            kinds=kinds,
-            tags=tags,
-            since=since,
-            until=until,
-            session_id=session_id,
-            run_id=run_id,
-            agent_id=agent_id,
-            client_id=client_id,
-            graph_id=graph_id,
-            node_id=node_id,
-            topic=topic,
-            tool=tool,
-        )
-        return _ordered(rows, order_dir, offset, limit)
+        """Every event of a timeline, filtered (``filters`` as :meth:`AegHotLog.query`'s); the scope
+        ids, kinds and topic narrow the read itself."""
+        get = filters.get
+        where = ScopeFilter(run_id=get("run_id"), graph_id=get("graph_id"), node_id=get("node_id"))
+        rows = self._log.timeline(timeline_id, window=None, kinds=get("kinds") or None, where=where, topic=get("topic"))
+        return _ordered(_filtered(rows, **filters), order_dir, offset, limit)
 
     async def query_events_view(
         self, timeline_id: str, *, scope: Any = None, level: Any = None, **kw: Any
@@ -325,22 +263,7 @@ class AegPersistence:
             by_id[e.event_id] = e
         found = [by_id[i] for i in event_ids if i in by_id]
         if tenant:
-            found = _filtered(
-                found,
-                tenant=tenant,
-                kinds=None,
-                tags=None,
-                since=None,
-                until=None,
-                session_id=None,
-                run_id=None,
-                agent_id=None,
-                client_id=None,
-                graph_id=None,
-                node_id=None,
-                topic=None,
-                tool=None,
-            )
+            found = _filtered(found, tenant=tenant)
         return found
 
     # -- JSON documents ----------------------------------------------------------------------
