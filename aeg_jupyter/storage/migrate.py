@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-import math
 import os
 import time
 from collections.abc import Callable, Iterator
@@ -520,14 +519,8 @@ def _verify(layout: Layout, mdir: str, plan: list[Unit], tables: dict[str, Table
                 differences.append(
                     f"{spec.name}/{u.kind}: {len(lost)} row(s) missing ({lost[:3]}), {len(extra)} extra ({extra[:3]})"
                 )
+            differences += _compare_rows(spec, old, new_rows)
             for r, blob in zip(new_rows, content, strict=True):
-                before = old.get(r[spec.id_field])
-                if before is None:
-                    continue
-                for name in spec.schema.names:
-                    a, b = _norm(spec, name, before.get(name)), _norm(spec, name, r.get(name))
-                    if not _same(a, b):
-                        differences.append(f"{spec.name} {r[spec.id_field]} {name}: format 1 {a!r}, format 2 {b!r}")
                 if blob is not None:
                     digest = str(r["uri"]).removeprefix(URI_PREFIX)
                     if hash_bytes(blob) != digest or len(blob) != (r.get("size") or 0):
@@ -542,6 +535,33 @@ def _verify(layout: Layout, mdir: str, plan: list[Unit], tables: dict[str, Table
             f"verification of the migrated tables found {len(differences)} difference(s) ({shown}); nothing was "
             "switched: the store is format 1 as before (migrate/ removed); report this with the message"
         )
+
+
+def _compare_rows(spec: TableSpec, old: dict[str, Row], new_rows: list[Row]) -> list[str]:
+    """Every column of the rows both sides hold, compared a column at a time (a list comparison in C for
+    the plain columns; the JSON columns decoded and compared as canonical JSON, which keeps the types:
+    ``true``, ``1`` and ``1.0`` differ)."""
+    pairs = [(old[r[spec.id_field]], r) for r in new_rows if r[spec.id_field] in old]
+    before = [a for a, _ in pairs]
+    after = [b for _, b in pairs]
+    out = []
+    for name in spec.schema.names:
+        a, b = _column(spec, name, before), _column(spec, name, after)
+        if a != b:
+            for x, y, row in zip(a, b, after, strict=True):
+                if x != y:
+                    out.append(f"{spec.name} {row[spec.id_field]} {name}: format 1 {x!r}, format 2 {y!r}")
+    return out
+
+
+def _column(spec: TableSpec, name: str, rows: list[Row]) -> list[Any]:
+    values = [r.get(name) for r in rows]
+    if name in _JSON.get(spec.name, ()):
+        return [json.dumps(_norm(spec, name, v), sort_keys=True) for v in values]
+    default = _DEFAULTS.get(name) if spec is not OPS else None
+    if default is not None:
+        return [default if v is None else v for v in values]
+    return values
 
 
 def _unit_files(table: DeltaLakeTable, differences: list[str]) -> dict[int, list[DataFile]]:
@@ -601,19 +621,6 @@ def _norm(spec: TableSpec, name: str, value: Any) -> Any:
     if value is None and name in _DEFAULTS and spec is not OPS:
         return _DEFAULTS[name]
     return value
-
-
-def _same(a: Any, b: Any) -> bool:
-    """Equal and of the same types all the way down (True is not 1, 1 is not 1.0)."""
-    if type(a) is not type(b):
-        return False
-    if isinstance(a, dict):
-        return a.keys() == b.keys() and all(_same(a[k], b[k]) for k in a)
-    if isinstance(a, list | tuple):
-        return len(a) == len(b) and all(_same(x, y) for x, y in zip(a, b, strict=True))
-    if isinstance(a, float):
-        return a == b or (math.isnan(a) and math.isnan(b))
-    return bool(a == b)
 
 
 # -- the switch -----------------------------------------------------------------------------------
