@@ -350,3 +350,30 @@ def test_the_magics_queries_agree_with_format_1(
     for line, a, b in zip([*MAGICS, "show", "pin", "list -n 8"], one, two, strict=True):
         assert a == b, line
     assert os.path.isdir(str(tmp_path / "f2" / "tables" / "artifacts" / "_delta_log"))
+
+
+COLD = """
+import sys
+from aeg_jupyter.core.store import open_store
+store = open_store(sys.argv[1], format=2)
+arts = store.artifacts
+best = arts.best(kind="ckpt", metric="acc", filters={"exp": "B"})
+hits = arts.search(kind="ckpt", labels={"exp": "A", "seed": 1}, limit=3)
+ranked = arts.search(kind="ckpt", metric="acc", mode="min", limit=2)
+got = arts.get(best.artifact_id[-8:])  # a short id: the suffix lookup over the id column
+print(best.metrics["acc"], len(hits), ranked[0].metrics["acc"], got.artifact_id == best.artifact_id, len(arts.list(limit=5)))
+print("pandas" in sys.modules)
+"""
+
+
+def test_a_cold_store_open_and_its_queries_do_not_import_pandas(tmp_path: Any) -> None:
+    """pyarrow imports pandas (0.5-2 s) on its first conversion of a Python value: a format-2 store's
+    open and queries, through the core API, never ask for one (docs/format2.md)."""
+    root = str(tmp_path / "s")
+    with Store(root, format=2) as store:
+        for i in range(40):
+            store.artifacts.save_json({"i": i}, kind="ckpt", labels={"exp": "AB"[i % 2], "seed": i % 3},
+                                      metrics={"acc": i / 40})  # fmt: skip
+    out = run_child(COLD, root).stdout.split("\n")
+    assert out[0].split() == ["0.975", "3", "0.0", "True", "5"]
+    assert out[1] == "False"
