@@ -26,7 +26,7 @@ PART_SUFFIX = ".parquet"
 SPOOL_SUFFIX = ".jsonl"
 
 _PART_RE = re.compile(r"^(\d{16})-([A-Za-z0-9_]+)-(\d{6})" + re.escape(PART_SUFFIX) + "$")
-_SPOOL_RE = re.compile(r"^([a-z_]+)-(\d{6})" + re.escape(SPOOL_SUFFIX) + "$")
+_SPOOL_RE = re.compile(r"^([a-z_]+)-(\d{6,})" + re.escape(SPOOL_SUFFIX) + "$")  # 7 digits from seq 1,000,000
 
 
 @dataclass(frozen=True, slots=True)

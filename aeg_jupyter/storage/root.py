@@ -360,6 +360,13 @@ class SaveGate:
                 os.close(fd)
 
 
+def _spool_order(name: str) -> tuple[int, str]:
+    """Oldest seq first, by number (by name, seq 1000000 would sort before 999999): format 2's
+    ``(writer, seq)`` commit skips a spool whose seq is at or below the newest committed one."""
+    parsed = parse_spool_name(name)
+    return (-1 if parsed is None else parsed[1], name)
+
+
 def _flush_dead_spools(tables: Mapping[str, Table], writer: str, wdir: str, root: str) -> bool:
     """Flush a dead writer's spool files into ``tables``; False if some spool is left behind.
 
@@ -370,7 +377,7 @@ def _flush_dead_spools(tables: Mapping[str, Table], writer: str, wdir: str, root
     to ``quarantine/<writer>/`` with a warning: never lost, never retried forever.
     """
     complete = True
-    for fname in sorted(os.listdir(wdir)):
+    for fname in sorted(os.listdir(wdir), key=_spool_order):
         parsed = parse_spool_name(fname)
         if parsed is None:
             continue

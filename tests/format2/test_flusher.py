@@ -232,3 +232,36 @@ def test_without_a_commit_process_the_flusher_commits_on_its_thread(
         ids = [store.event_log.record("log", {"i": i}).event_id for i in range(5)]
         _wait_for(lambda: len(_event_ids(root)) == 5, "the commit on the flusher thread")
         assert store.event_table._committer is None and sorted(_event_ids(root)) == sorted(ids)
+
+
+def test_recovery_commits_spools_in_seq_order_past_six_digits(tmp_path: Any) -> None:
+    # a long-lived writer rotates every 2 s: seq 1,000,000 comes after 23 days; a dead writer's spools
+    # 999999 and 1000000 must both be recognized and committed in that order ((writer, seq) skips a seq
+    # at or below the newest committed one)
+    root = str(tmp_path / "s")
+    proc = run_child(
+        """
+        import os, signal, sys
+        from aeg_jupyter.core.store import Store
+        store = Store(sys.argv[1], format=2)
+        table = store.event_table
+        table.background = False
+        table._seq = 999_999
+        for i in range(3):
+            print(store.event_log.record("log", {"i": i}).event_id, flush=True)
+        table._rotate()  # closes events-999999, opens events-1000000
+        for i in range(3, 5):
+            print(store.event_log.record("log", {"i": i}).event_id, flush=True)
+        os.kill(os.getpid(), signal.SIGKILL)
+        """,
+        root,
+        check=False,
+    )
+    assert proc.returncode == -signal.SIGKILL, proc.stderr
+    acked = proc.stdout.split()
+    (writer,) = os.listdir(os.path.join(root, "spool"))
+    assert _spools(root, writer) == ["events-1000000.jsonl", "events-999999.jsonl"]
+    with Store(root, format=2) as store:
+        assert [e.event_id for e in store.event_log.recent(kinds=["log"], limit=10)] == acked
+    assert sorted(_event_ids(root)) == sorted(acked)
+    assert DeltaTable(os.path.join(root, "tables", "events")).transaction_version(writer) == 1_000_000
