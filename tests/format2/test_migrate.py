@@ -321,6 +321,15 @@ def test_a_difference_found_by_verify_leaves_the_store_format_1(made: dict[str, 
             table = pq.read_table(path)
             names = pa.array(["tampered"] * table.num_rows)
             pq.write_table(table.set_column(table.column_names.index("name"), "name", names), path)
+            # a label whose type changed, its value equal to Python (True == 1)
+            for file in (uri.removeprefix("file://") for uri in dt.file_uris()):
+                table = pq.read_table(file)
+                labels = table.column("labels").to_pylist()
+                if "kind=config" not in file or not any(dict(cell or []).get("on") for cell in labels):
+                    continue
+                typed = [[(k, {"i": 1} if k == "on" else v) for k, v in cell or []] for cell in labels]
+                column = pa.array(typed, table.schema.field("labels").type)
+                pq.write_table(table.set_column(table.column_names.index("labels"), "labels", column), file)
             # and a commit the migration did not make (rows deleted behind its back)
             DeltaTable(os.path.join(root, "migrate", "tables", "events")).delete("kind = 'alert'")
 
@@ -329,6 +338,8 @@ def test_a_difference_found_by_verify_leaves_the_store_format_1(made: dict[str, 
     message = str(err.value)
     assert "name: format 1 'big.bin', format 2 'tampered'" in message
     assert "removes a file (the migration only appends)" in message
+    assert 'labels: format 1 \'{"big": 1180591620717411303424, ' in message and '"on": true' in message
+    assert '"on": 1' in message
     assert _marker(root) == {"format": 1, "hash": "blake3", "created_by": "aeg_jupyter"}
     assert not os.path.exists(os.path.join(root, "migrate"))
     assert view(root, 1) == made["before"]
