@@ -195,6 +195,13 @@ def migrate(
                 remove_tree(mdir)
                 raise
             _hook(hook, "verified")
+            try:  # an older release (which knows no `migrating`) may have written meanwhile: not lost, refused
+                _refuse_live_writers(layout, own=store_root.writer)
+                _check_unchanged(layout, plan, tables, store_root.writer)
+            except StoreFormatError:
+                write_marker(layout, {k: v for k, v in marker.items() if k != "migrating"})
+                remove_tree(mdir)
+                raise
         finally:
             store_root.release()
         report.rows = _row_counts(mdir, layout, new=True)
@@ -310,6 +317,23 @@ def _check_spools_gone(layout: Layout, own: str) -> None:
         raise StoreFormatError(
             f"{len(left)} spool file(s) of closed sessions could not be flushed ({left[0]}, ...); "
             "free some disk space (the warnings above say why) and run `aeg migrate` again"
+        )
+
+
+def _check_unchanged(layout: Layout, plan: list[Unit], tables: dict[str, Table], own: str) -> None:
+    """The format-1 parts are the plan's, and no spool holds rows: nothing was written since the plan."""
+    planned = {u.path for u in plan}
+    now = {os.path.relpath(p.path, layout.root) for t in tables.values() for p in t.list_parts()}
+    spools = [
+        f for w in os.listdir(layout.spool) if w != own and os.path.isdir(os.path.join(layout.spool, w))
+        for f in os.listdir(os.path.join(layout.spool, w)) if f.endswith(".jsonl")
+    ]  # fmt: skip
+    if now != planned or spools:
+        raise StoreFormatError(
+            f"store {layout.root!r} changed during the migration ({len(now - planned)} new part(s), "
+            f"{len(planned - now)} gone, {len(spools)} spool(s)): a process that does not know about migrations "
+            "(an older aeg_jupyter) wrote to it; nothing was switched and the store is format 1 as it is now: "
+            "close that process and run `aeg migrate` again"
         )
 
 

@@ -388,3 +388,20 @@ def test_kills_at_random_moments_then_a_rerun_give_the_same_tables(made: dict[st
     for table in TABLES:
         assert delta_rows(root, table) == delta_rows(made["clean"], table), table
     assert view(root, 2) == made["before"]
+
+
+def test_a_write_by_a_release_that_ignores_the_marker_is_not_lost(made: dict[str, Any], tmp_path: Any) -> None:
+    root = _copy(made, tmp_path)
+
+    def old_release_writes(point: str) -> None:
+        if point == "verified":  # a part written behind the marker's back, as an older aeg_jupyter would
+            pdir = os.path.join(root, "tables", "events", "kind=train_log")
+            part = sorted(os.listdir(pdir))[-1]
+            shutil.copyfile(os.path.join(pdir, part), os.path.join(pdir, part.split("-", 1)[0] + "-old-000007.parquet"))
+
+    with pytest.raises(StoreFormatError, match=r"changed during the migration \(1 new part"):
+        migrate(root, hook=old_release_writes)
+    assert _marker(root) == {"format": 1, "hash": "blake3", "created_by": "aeg_jupyter"}
+    assert not os.path.exists(os.path.join(root, "migrate"))
+    assert migrate(root).state == "migrated"
+    assert view(root, 2) == made["before"]  # the copied part's rows were duplicates: de-duplicated
