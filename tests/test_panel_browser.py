@@ -14,43 +14,20 @@ packages ``playwright`` and ``jupyterlab`` (the ``test`` extra). Playwright's ow
 from __future__ import annotations
 
 import base64
-import importlib.util
-import json
 import os
 import shutil
-import socket
 import struct
-import subprocess
-import sys
 import time
-import urllib.request
 import zlib
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from conftest import REPO
+from conftest import CHROMIUM, CHROMIUM_ARGS, notebook_json
 
 import aeg_jupyter
 
-CHROMIUM = os.environ.get("AEG_CHROMIUM", "/usr/bin/chromium")
-CHROMIUM_ARGS = [
-    "--no-sandbox", "--headless", "--disable-gpu", "--disable-quic", "--no-first-run",
-    "--disable-background-networking", "--disable-component-update", "--disable-sync",
-]  # fmt: skip
 HOSTILE = "<img src=x onerror=alert(1)>"
 pytestmark = pytest.mark.timeout(180)
-
-
-def _missing() -> str | None:
-    """Why the browser test cannot run here, or ``None`` if it can."""
-    if not (os.path.isfile(CHROMIUM) and os.access(CHROMIUM, os.X_OK)):
-        return f"Chromium not found at {CHROMIUM} (install Debian's: apt-get install -y chromium)"
-    if importlib.util.find_spec("playwright") is None:
-        return "playwright is not installed (pip install -e '.[test]')"
-    if importlib.util.find_spec("jupyterlab") is None:
-        return "jupyterlab is not installed (pip install -e '.[test]')"
-    return None
 
 
 def gradient_png(width: int = 160, height: int = 90) -> bytes:
@@ -87,83 +64,10 @@ index.save_json({"exp": "D"}, kind="checkpoint", labels={"exp": "D", "seed": 2},
                 metrics={"val_acc": 0.99, "loss": 0.30}, name="ckpt-D.json", origin=context.origin)"""
 
 
-def _notebook() -> dict[str, Any]:
-    cell = {
-        "cell_type": "code",
-        "execution_count": None,
-        "id": "setup",
-        "metadata": {},
-        "outputs": [],
-        "source": SETUP_CELL,
-    }
-    return {
-        "cells": [cell],
-        "metadata": {"kernelspec": {"display_name": "Python 3", "language": "python", "name": "python3"}},
-        "nbformat": 4,
-        "nbformat_minor": 5,
-    }
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 @pytest.fixture
-def jupyterlab(tmp_path: Any) -> Iterator[str]:
-    """A JupyterLab server on 127.0.0.1 serving a temporary folder with the panel notebook; yields its URL."""
-    reason = _missing()
-    if reason:
-        pytest.skip(reason)
-    root = tmp_path / "lab"
-    root.mkdir()
-    (root / "panel.ipynb").write_text(json.dumps(_notebook()))
-    settings = tmp_path / "lab-settings" / "@jupyterlab" / "apputils-extension"
-    settings.mkdir(parents=True)  # no "get Jupyter news?" toast over the panel
-    (settings / "notification.jupyterlab-settings").write_text(
-        json.dumps({"fetchNews": "false", "checkForUpdates": False, "doNotDisturbMode": True})
-    )
-    port, token = _free_port(), "aeg-browser-test"
-    env = dict(
-        os.environ,
-        AEG_STORE=str(tmp_path / "store"),
-        PYTHONPATH=REPO + os.pathsep + os.environ.get("PYTHONPATH", ""),
-        JUPYTER_CONFIG_DIR=str(tmp_path / "jupyter-config"),
-        JUPYTER_RUNTIME_DIR=str(tmp_path / "jupyter-runtime"),
-        JUPYTERLAB_SETTINGS_DIR=str(tmp_path / "lab-settings"),
-        JUPYTERLAB_WORKSPACES_DIR=str(tmp_path / "lab-workspaces"),
-    )
-    cmd = [
-        sys.executable, "-m", "jupyterlab", "--no-browser", "--ip=127.0.0.1", f"--port={port}",
-        "--allow-root", f"--IdentityProvider.token={token}", f"--ServerApp.root_dir={root}", "--ServerApp.port_retries=0",
-        "--LabApp.expose_app_in_browser=True", "--LabApp.extension_manager=readonly", "--ServerApp.terminals_enabled=False", "--LabApp.news_url=None",
-        "--LabApp.check_for_updates_class=jupyterlab.NeverCheckForUpdate",
-    ]  # fmt: skip
-    log = open(tmp_path / "jupyterlab.log", "w")  # noqa: SIM115 (closed below)
-    server = subprocess.Popen(cmd, env=env, stdout=log, stderr=subprocess.STDOUT, cwd=root)
-    base = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                with urllib.request.urlopen(f"{base}/api/status?token={token}", timeout=2) as r:
-                    if r.status == 200:
-                        break
-            except OSError:
-                pass
-            if server.poll() is not None or time.monotonic() > deadline:
-                log.flush()
-                pytest.fail(f"JupyterLab did not start:\n{(tmp_path / 'jupyterlab.log').read_text()[-3000:]}")
-            time.sleep(0.3)
-        yield f"{base}/lab/tree/panel.ipynb?token={token}"
-    finally:
-        server.terminate()
-        try:
-            server.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            server.kill()
-        log.close()
+def jupyterlab(jupyter_server: Any) -> str:
+    """JupyterLab on 127.0.0.1 serving the panel notebook (tests/conftest.py); its URL."""
+    return str(jupyter_server("panel.ipynb", notebook_json(SETUP_CELL)))
 
 
 # Every button, select and input of the panel's shown tab and header: its box must be non-empty and
