@@ -232,7 +232,7 @@ def render(res: dict[str, Any]) -> str:
         "# Format 2: record with the background flusher",
         "",
         f"{res['when']}, {res['machine']}; load average at start {res['load_start']}, at end {res['load_end']}.",
-        f"`python bench/format2_record_bench.py{' --full' if res['full'] else ''}`",
+        f"`python bench/format2_record_bench.py {res.get('argv', '--full' if res['full'] else '')}`".replace(" `", "`"),
         "",
         f"## 1. Every record while logging {t['events']:,} events of 1 KiB",
         "",
@@ -296,6 +296,7 @@ def main() -> None:
         "machine": f"{platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}",
         "load_start": round(os.getloadavg()[0], 1),
         "full": args.full,
+        "argv": " ".join(a for a in sys.argv[1:] if not a.startswith("--out")),
         "budget": BUDGET,
     }
     try:
