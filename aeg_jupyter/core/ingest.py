@@ -1,27 +1,35 @@
 """Ingest: every way an artifact comes in (file, directory, bytes, JSON, text, a streamed writer).
 
 The bytes go to the blob store first; the artifact's row is appended to the artifacts table
-only once its blob is whole, then the catalog takes it in and listeners are told.
+only once its blob is whole, then the catalog takes it in and listeners are told. On a format-2
+store content of at most ``INLINE_MAX`` (4 KiB) goes into the row itself (``content_b64`` in the
+spool line, the ``content`` column once committed): no blob file; its URI is still the blake3
+address of the bytes (docs/format2.md, "Small blobs inline").
 """
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import json
 import mimetypes
 import os
+import stat
 from collections.abc import Mapping
 from typing import Any
 
 from ..base.errors import InvalidInputError
+from ..base.hashing import hash_bytes
 from ..base.ids import new_ts_id
 from ..base.jsoncodec import json_encoder
 from ..base.models import DIR_MIME, URI_PREFIX, Artifact, Provenance
 from ..base.times import ts_to_datetime
 from ..base.validate import check_kind, check_labels, check_metrics, safe_file_name
 from ..storage.blobs import BlobStore, BlobWriter, PutResult
+from ..storage.delta_table import DeltaSpoolTable
 from ..storage.root import SaveGate
 from ..storage.schemas import artifact_row
+from ..storage.schemas2 import INLINE_MAX
 from ..storage.tables import Table
 from .catalog import Catalog
 from .guard import WriteGuard
@@ -47,6 +55,15 @@ class Ingest:
         self._guard = guard
         # held from a save's blob to its row, so that gc cannot free the blob in between
         self.gate: SaveGate | _NoGate = gate if gate is not None else _NoGate()
+        # format 2: content of at most INLINE_MAX bytes lives in the row, not in a blob file
+        self.inline_max = INLINE_MAX if isinstance(table, DeltaSpoolTable) else -1
+
+    def _put_bytes(self, data: bytes | bytearray | memoryview) -> tuple[PutResult, bytes | None]:
+        """The blob of ``data``, or (format 2, small) its address and the bytes to put in the row."""
+        if len(data) <= self.inline_max:
+            content = bytes(data)
+            return PutResult(hash_bytes(content), len(content), True), content
+        return self._blobs.put_bytes(data), None
 
     def commit(
         self,
@@ -60,12 +77,15 @@ class Ingest:
         pin: bool,
         origin: Provenance,
         size: int | None = None,
+        content: bytes | None = None,
     ) -> Artifact:
         ts, aid = new_ts_id()
         row = artifact_row(
             aid, ts, kind, URI_PREFIX + put.digest, put.size if size is None else size,
             name=name, mime=mime, origin=origin, pinned=pin, labels=labels, metrics=metrics,
         )  # fmt: skip
+        if content is not None:  # format 2: the bytes ride in the row (schemas2.row_content)
+            row["content_b64"] = base64.b64encode(content).decode("ascii")
         guard = self._guard
         with guard.lock:
             guard.check_open()
@@ -120,8 +140,12 @@ class Ingest:
         src = os.fspath(path)
         fname = safe_file_name(name) if name else safe_file_name(os.path.basename(os.path.abspath(src)))
         with self.gate.shared():
-            put = self._blobs.put_file(src, move=move)
-            return self.commit(
+            content = _small_file(src, self.inline_max)
+            if content is not None:
+                put = PutResult(hash_bytes(content), len(content), True)
+            else:
+                put = self._blobs.put_file(src, move=move)
+            art = self.commit(
                 put,
                 kind=kind,
                 labels=labels_,
@@ -130,7 +154,12 @@ class Ingest:
                 mime=mime or guess_mime(fname),
                 pin=pin,
                 origin=origin,
+                content=content,
             )
+        if content is not None and move:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(src)
+        return art
 
     def save_dir(
         self,
@@ -154,6 +183,7 @@ class Ingest:
         with self.gate.shared():
             entries, skipped, total = self._blobs.put_tree(os.fspath(path))
             manifest = {"format": MANIFEST_FORMAT, "type": "dir", "entries": entries, "skipped": sorted(skipped)}
+            # the manifest stays a blob file: a row's content is the artifact's bytes (size == its length)
             put = self._blobs.put_bytes(json.dumps(manifest, sort_keys=True).encode())
             return self.commit(
                 put,
@@ -185,7 +215,7 @@ class Ingest:
         kind, labels_, metrics_ = check_kind(kind), check_labels(labels), check_metrics(metrics)
         fname = safe_file_name(name)
         with self.gate.shared():
-            put = self._blobs.put_bytes(data)
+            put, content = self._put_bytes(data)
             return self.commit(
                 put,
                 kind=kind,
@@ -195,6 +225,7 @@ class Ingest:
                 mime=mime or guess_mime(fname) or "application/octet-stream",
                 pin=pin,
                 origin=origin,
+                content=content,
             )
 
     def save_json(self, obj: Any, *, kind: str = "json", name: str | None = None, **kw: Any) -> Artifact:
@@ -250,6 +281,21 @@ class Ingest:
         )
 
 
+def _small_file(src: str, limit: int) -> bytes | None:
+    """The bytes of a regular file of at most ``limit`` bytes (format 2 inlines them), else None."""
+    if limit < 0:
+        return None
+    try:
+        st = os.stat(src)
+        if not stat.S_ISREG(st.st_mode) or st.st_size > limit:
+            return None
+        with open(src, "rb") as f:
+            data = f.read(limit + 1)
+    except OSError:
+        return None  # put_file says what is wrong with it
+    return data if len(data) <= limit else None  # grew meanwhile: a blob file
+
+
 class _NoGate:
     """The gate of an Ingest built without a store root (nothing else can collect its blobs)."""
 
@@ -285,9 +331,10 @@ class ArtifactWriter:
         meta = dict(self._meta)
         name = meta.pop("name")
         with self._ingest.gate.shared():
-            put = self._blob.commit()
+            content = self._blob.take_small(self._ingest.inline_max)  # format 2: into the row
+            put = self._blob.commit() if content is None else PutResult(hash_bytes(content), len(content), True)
             self.artifact = self._ingest.commit(
-                put, name=name, mime=guess_mime(name) or "application/octet-stream", **meta
+                put, name=name, mime=guess_mime(name) or "application/octet-stream", content=content, **meta
             )
         return self.artifact
 

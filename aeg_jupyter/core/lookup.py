@@ -1,7 +1,9 @@
 """Lookup: from an id, a short id, a prefix or a ``cas://`` URI to the artifact, its bytes, or a local path.
 
 Reads go to the catalog for the artifact and to the blob store for its bytes; local paths are
-made by the blob store (``files/<digest>/<name>``, read-only), never outside the store root.
+made by the blob store (``files/<digest>/<name>``, read-only), never outside the store root. On a
+format-2 store the blob store finds small content in its artifact row by URI when there is no blob
+file (``BlobStore.inline``), so every read below works the same for inline content.
 """
 
 from __future__ import annotations
@@ -100,7 +102,7 @@ class Lookup:
             try:
                 return digest, self.get(ref)
             except NotFoundError:
-                if not self._blobs.exists(digest):
+                if not self._blobs.available(digest):
                     raise
                 return digest, None
         art = self.get(ref)
@@ -152,7 +154,7 @@ class Lookup:
             raise InvalidInputError(f"artifact {art.artifact_id} is a directory; use as_local_dir()")
         if art is not None and (size := self._blobs.size(digest)) != art.size:
             raise CorruptionError(_short(art, digest, size))
-        if (verify or art is None) and self._blobs.exists(digest) and not self._blobs.check(digest):
+        if (verify or art is None) and self._blobs.available(digest) and not self._blobs.check(digest):
             who = f"artifact {art.artifact_id}" if art else f"content {digest}"
             raise CorruptionError(f"{who} is corrupt: its bytes no longer match {digest}; run verify(repair=True)")
         fname = (art and safe_file_name(art.name)) or digest[:16] + (_guess_ext(art.mime) if art else "")

@@ -17,6 +17,7 @@ from typing import Any
 import pyarrow as pa
 
 from ..base.errors import CorruptionError, NotFoundError, StoreWriteError
+from ..base.hashing import hash_bytes
 from ..base.models import Artifact
 from ..base.models import _human_size as human_size
 from ..base.validate import check_limit, parse_duration
@@ -189,8 +190,9 @@ class Maintenance:
             last_use = last_used(list(doomed) + list(catalog.deleted.values()), self._lookup.manifest)
             report = GcReport(dry_run=dry_run, artifacts=sorted(doomed_ids), doomed=plan)
             sizes: dict[str, int] = {}
+            inline = self._inline_only()  # format 2: content intact in its row, so its blob file may go
             for digest, size, mtime in self._blobs.iter_blobs():
-                if digest in refs:
+                if digest in refs and digest not in inline:
                     continue
                 sizes[digest] = size
                 # NOTE: every save refreshes its blob's mtime just before its row is appended. A
@@ -198,7 +200,7 @@ class Maintenance:
                 # no save in flight and goes now; any other unreferenced blob (an interrupted
                 # save, or one a concurrent save is reusing) must first age past the grace period.
                 used = last_use.get(digest)
-                if (used is not None and mtime <= used) or mtime < started - GC_GRACE_SECONDS:
+                if digest in inline or (used is not None and mtime <= used) or mtime < started - GC_GRACE_SECONDS:
                     report.blobs.append(digest)
                     report.bytes_freed += size
             if dry_run:
@@ -215,6 +217,25 @@ class Maintenance:
             report.blobs = [d for d in report.blobs if d not in kept]
             report.bytes_freed -= sum(sizes[d] for d in kept)
         return report
+
+    def _inline_only(self) -> set[str]:
+        """Format 2: digests whose content is intact in an artifact row (spooled or committed) and that
+        no directory manifest names as a file: their blob files (a migrated store's small blobs) may go,
+        the content stays readable from the row. Empty on format 1."""
+        table = self._tables.get("artifacts")
+        if not isinstance(table, DeltaSpoolTable):
+            return set()
+        inline = {d for d, data in table.inline_items() if hash_bytes(data) == d}
+        if not inline:
+            return inline
+        catalog = self._catalog
+        for a in list(catalog.live()) + list(catalog.deleted.values()):
+            if a.is_dir:  # a directory's files are read from blob files: keep them
+                try:
+                    inline.difference_update(str(e["blob"]) for e in self._lookup.manifest(a) if e["blob"])
+                except (NotFoundError, CorruptionError):
+                    pass
+        return inline
 
     def _delta_maintenance(self) -> DeltaMaintenance | None:
         """Format 2's maintenance of this store, or None on format 1."""
@@ -273,6 +294,7 @@ class Maintenance:
             refs = referenced(self._catalog.live(), self._lookup.manifest)
             if delta is not None:  # format 2: rows a fold has not removed yet keep their blobs
                 refs |= delta.protected_blobs(self._catalog, self._lookup.manifest)
+                refs -= self._inline_only()  # ... unless the row holds the content itself
             for digest in digests:
                 if digest not in refs:
                     self._blobs.delete(digest)
@@ -300,6 +322,16 @@ class Maintenance:
                 # A damaged blob no artifact refers to is what an interrupted (or still running)
                 # save leaves: no data depends on it, and `gc` frees it after its grace period.
                 (report.corrupt if digest in refs else report.partial).append(digest)
+        table = self._tables.get("artifacts")
+        if isinstance(table, DeltaSpoolTable):  # format 2: content inline in its row is re-hashed too
+            inline_bad: set[str] = set()
+            for digest, data in table.inline_items():
+                if digest not in present:
+                    report.checked += 1
+                    present.add(digest)
+                if hash_bytes(data) != digest and digest not in inline_bad:
+                    inline_bad.add(digest)
+                    (report.corrupt if digest in refs else report.partial).append(digest)
         for a in live:
             if a.blob_id not in present:
                 report.missing.append((a.artifact_id, a.blob_id))
@@ -309,7 +341,8 @@ class Maintenance:
         if repair:
             aside = self._root.move_aside_dir()
             for digest in report.corrupt:
-                report.moved_aside.append(self._blobs.move_aside(digest, aside))
+                if self._blobs.exists(digest) and not self._blobs.check(digest):  # an inline row: no file to move
+                    report.moved_aside.append(self._blobs.move_aside(digest, aside))
             for path in report.bad_parts:
                 report.moved_aside.append(move_aside(self._root.path, path, aside))
         return report

@@ -86,6 +86,8 @@ class Store:
             for spec in (ARTIFACTS, EVENTS, OPS)
         )
         self.tables = {t.spec.name: t for t in (self.artifact_table, self.event_table, self.op_table)}
+        if isinstance(self.artifact_table, DeltaSpoolTable):  # format 2: small content is in its row
+            self.blobs.inline = self.artifact_table.inline_content
         self.recover()
         self.artifacts = ArtifactStore(
             blobs=self.blobs, table=self.artifact_table, ops=self.op_table, tables=self.tables,

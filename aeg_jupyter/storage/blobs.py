@@ -14,7 +14,7 @@ import os
 import stat
 import threading
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -102,6 +102,9 @@ class BlobStore:
         # temp names: unique within this writer's own tmp dir (no uuid4 per save: hot path)
         self._tmp_token = uuid.uuid4().hex[:12]
         self._tmp_seq = itertools.count()
+        #: format 2: digest -> the content inline in an artifact row (None: not inline); read when
+        #: the blob file is absent (``DeltaSpoolTable.inline_content``, set by the store)
+        self.inline: Callable[[str], bytes | None] | None = None
 
     # -- paths -------------------------------------------------------------------------------
     def path(self, digest: str) -> str:
@@ -120,7 +123,17 @@ class BlobStore:
         try:
             return self._lstat(digest).st_size
         except FileNotFoundError:
-            raise NotFoundError(self._missing(digest)) from None
+            data = self._inline(digest)
+            if data is None:
+                raise NotFoundError(self._missing(digest)) from None
+            return len(data)
+
+    def available(self, digest: str) -> bool:
+        """True when the content is stored: as a blob file, or inline in an artifact row (format 2)."""
+        return self.exists(digest) or self._inline(digest) is not None
+
+    def _inline(self, digest: str) -> bytes | None:
+        return None if self.inline is None else self.inline(digest)
 
     # -- never through a link ------------------------------------------------------------------
     def _checked(self, digest: str) -> str:
@@ -451,7 +464,10 @@ class BlobStore:
             with open(self._open(digest), "rb") as f:
                 data = f.read()
         except FileNotFoundError:
-            raise NotFoundError(self._missing(digest)) from None
+            inline = self._inline(digest)
+            if inline is None:
+                raise NotFoundError(self._missing(digest)) from None
+            data = inline
         if verify and hash_bytes(data) != digest:
             raise CorruptionError(
                 f"blob {digest} is corrupt (its bytes no longer hash to its name); run verify(repair=True)"
@@ -464,14 +480,23 @@ class BlobStore:
             with open(self._open(digest), "rb") as f:
                 return f.read(limit)
         except FileNotFoundError:
-            raise NotFoundError(self._missing(digest)) from None
+            inline = self._inline(digest)
+            if inline is None:
+                raise NotFoundError(self._missing(digest)) from None
+            return inline[:limit]
 
     def check(self, digest: str) -> bool:
         """Re-hash a stored blob; True when its bytes still match its name."""
         path = self._checked(digest)
         if is_symlink(path):
             return False
-        return hash_file(path, threads=True)[0] == digest
+        try:
+            return hash_file(path, threads=True)[0] == digest
+        except FileNotFoundError:
+            inline = self._inline(digest)  # format 2: content inline in its row
+            if inline is None:
+                raise
+            return hash_bytes(inline) == digest
 
     def iter_blobs(self) -> Iterator[tuple[str, int, float]]:
         """Every stored blob as ``(digest, size, mtime)``."""
@@ -518,7 +543,10 @@ class BlobStore:
         try:
             src_st = self._lstat(digest)
         except FileNotFoundError:
-            raise NotFoundError(self._missing(digest)) from None
+            inline = self._inline(digest)
+            if inline is None:
+                raise NotFoundError(self._missing(digest)) from None
+            return self._materialize_inline(digest, name, inline, verify=verify)
         src = self.layout.blob_path(digest)
         target_dir = self._materialized_dir(digest)
         target = os.path.join(target_dir, name)
@@ -538,6 +566,33 @@ class BlobStore:
         ):
             make_dirs(target_dir)
             clone_file(src, target, self.tmp_dir)
+        return target
+
+    def _materialize_inline(self, digest: str, name: str, data: bytes, *, verify: bool) -> str:
+        """``materialize_file`` of content held inline in its row: written once, read-only, renamed into place."""
+        target_dir = self._materialized_dir(digest)
+        target = os.path.join(target_dir, name)
+        try:
+            st: os.stat_result | None = os.lstat(target)
+        except FileNotFoundError:
+            st = None
+        if st is not None and not stat.S_ISREG(st.st_mode):
+            set_aside_link(self.layout.root, target)
+            st = None
+        if (
+            st is None
+            or st.st_size != len(data)
+            or st.st_mode & 0o222
+            or (verify and not self._copy_matches(target, digest))
+        ):
+            make_dirs(target_dir)
+            with temp_file(self.tmp_dir, "file") as tmp:
+                fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, READ_ONLY)
+                try:
+                    _write_all(fd, data)
+                finally:
+                    os.close(fd)
+                os.replace(tmp, target)
         return target
 
     def _materialized_dir(self, digest: str) -> str:
@@ -585,7 +640,13 @@ class BlobStore:
                 try:
                     self._lstat(e["blob"])
                 except FileNotFoundError:
-                    raise NotFoundError(self._missing(e["blob"])) from None
+                    inline = self._inline(e["blob"])
+                    if inline is None:
+                        raise NotFoundError(self._missing(e["blob"])) from None
+                    with open(dest, "wb") as f:  # staging: renamed into place whole below
+                        f.write(inline)
+                    os.chmod(dest, READ_ONLY)
+                    continue
                 clone_file(self.layout.blob_path(e["blob"]), dest, self.tmp_dir)
             make_dirs(staging)
             make_dirs(os.path.dirname(target))
@@ -663,6 +724,16 @@ class BlobWriter:
             unlink_quietly(self._tmp)
             raise _write_error(exc, "an artifact") from exc
         return PutResult(digest, self.size, created)
+
+    def take_small(self, limit: int) -> bytes | None:
+        """The bytes written, if at most ``limit`` (format 2 keeps them in the row): the writer is
+        then closed and its temp file removed; None (and still open for ``commit``) otherwise."""
+        if self._fd is None or self.size > limit:
+            return None
+        with open(self._tmp, "rb") as f:
+            data = f.read()
+        self.abort()
+        return data
 
     def abort(self) -> None:
         """Drop everything written so far."""

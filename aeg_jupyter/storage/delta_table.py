@@ -30,19 +30,20 @@ import sys
 import threading
 import time
 import warnings
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
 import pyarrow as pa
 import pyarrow.parquet as pq
 
 from ..base.errors import StoreWarning
+from ..base.models import URI_PREFIX
 from .committer import CommitProcess
 from .delta import ROW_GROUP, DataFile, DeltaLakeTable
 from .fsops import unlink_quietly
 from .layout import Layout, Part, PartName
 from .schemas import Row, TableSpec
-from .schemas2 import ROWS_TO_ARROW, SCHEMAS2, labels_from_entries
+from .schemas2 import ROWS_TO_ARROW, SCHEMAS2, labels_from_entries, row_content
 from .tables import COMPACT_AT, Table
 
 _DELTA_WRITER = "delta"  # the writer field of the PartName given to a Delta data file
@@ -89,6 +90,8 @@ class DeltaSpoolTable(Table):
         self._thread: threading.Thread | None = None
         self._committer: CommitProcess | None = None  # the store's commit process, once the flusher runs
         self._stopping = False
+        self._uri_index: dict[str, dict[str, int]] = {}  # data file -> uri -> row (inline_content)
+        self._uri_lock = threading.Lock()
 
     # -- writing -----------------------------------------------------------------------------
     @property
@@ -319,6 +322,74 @@ class DeltaSpoolTable(Table):
             values.update(self.delta.read([column]).column(0).to_pylist())
         values.discard(None)
         return values
+
+    # -- inline content (format 2: content of at most INLINE_MAX bytes lives in its row) ------
+    def inline_content(self, digest: str) -> bytes | None:
+        """The inline content of the artifact row whose URI is ``cas://blake3/<digest>``, or None.
+
+        Looks in this writer's rows not committed yet, then the newest snapshot (a lazily built
+        ``uri -> row`` index per data file, from the ``uri`` column: data files never change), then
+        other writers' spools, then the snapshot once more (a row committed meanwhile has left its
+        spool). Only the ``content`` cell of the row found is read.
+        """
+        uri = URI_PREFIX + digest
+        for r in reversed(self.pending_rows):
+            if r.get("uri") == uri and (data := row_content(r)) is not None:
+                return data
+        data = self._committed_content(uri)
+        if data is not None:
+            return data
+        for path in self.spool_paths():
+            for r in self.read_spool(path)[0]:
+                if r.get("uri") == uri and (data := row_content(r)) is not None:
+                    return data
+        return self._committed_content(uri)
+
+    def _committed_content(self, uri: str) -> bytes | None:
+        if self.spec.name != "artifacts" or not self.delta.exists():
+            return None
+        for attempt in range(2):
+            try:
+                with self._uri_lock:
+                    files = self.delta.files()
+                    current = {f.path for f in files}
+                    for gone in [p for p in self._uri_index if p not in current]:
+                        del self._uri_index[gone]  # compacted away: its rows are in a newer file
+                    for f in files:
+                        index = self._uri_index.get(f.path)
+                        if index is None:
+                            uris = self.delta.read_file(f, ["uri"]).column(0).to_pylist()
+                            index = self._uri_index[f.path] = {u: i for i, u in enumerate(uris)}
+                        row = index.get(uri)
+                        if row is None:
+                            continue
+                        data = self.delta.read_rows(f, [row], ["content"]).column(0)[0].as_py()
+                        if data is not None:
+                            return bytes(data)
+                return None
+            except FileNotFoundError:  # a vacuum in another process: take the newest snapshot
+                if attempt:
+                    raise
+        return None
+
+    def inline_items(self) -> Iterator[tuple[str, bytes]]:
+        """``(digest, content)`` of every row holding inline content: spools first, then the snapshot
+        (``verify`` re-hashes them; gc lets a blob file go whose content is inline)."""
+        for path in self.spool_paths(include_own=True):
+            for r in self.read_spool(path)[0]:
+                uri, data = r.get("uri"), row_content(r)
+                if isinstance(uri, str) and data is not None:
+                    yield uri.rsplit("/", 1)[-1], data
+        if self.spec.name != "artifacts" or not self.delta.exists():
+            return
+        for f in self.delta.files():
+            try:
+                t = self.delta.read_file(f, ["uri", "content"])
+            except FileNotFoundError:
+                continue
+            for uri, data in zip(t.column(0).to_pylist(), t.column(1).to_pylist(), strict=True):
+                if data is not None and isinstance(uri, str):
+                    yield uri.rsplit("/", 1)[-1], bytes(data)
 
     def partition_kinds(self) -> list[str]:
         """The kinds that have data files in the snapshot."""

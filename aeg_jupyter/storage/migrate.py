@@ -36,7 +36,7 @@ import pyarrow.parquet as pq
 
 from ..base.errors import CorruptionError, StoreFormatError
 from ..base.hashing import hash_bytes, is_hex_digest
-from ..base.models import URI_PREFIX
+from ..base.models import DIR_MIME, URI_PREFIX
 from .delta import DataFile, DeltaLakeTable
 from .delta_table import to_format1
 from .fsops import atomic, fsync_path, is_symlink, lock_is_free, make_dirs, remove_tree, try_lock
@@ -464,7 +464,8 @@ def _inline(layout: Layout, rows: list[Row], report: MigrationReport) -> None:
     for r in rows:
         size = r.get("size") or 0
         digest = str(r.get("uri") or "").removeprefix(URI_PREFIX)
-        if size > INLINE_MAX or not is_hex_digest(digest):
+        # a directory's content is its manifest, whose length is not the artifact's size: a blob file
+        if size > INLINE_MAX or r.get("mime") == DIR_MIME or not is_hex_digest(digest):
             continue
         data = _small_blob(layout, digest)
         if data is None:
