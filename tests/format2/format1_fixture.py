@@ -6,8 +6,8 @@ dies by SIGKILL, leaving a dead writer's spool. Then one artifacts part is copie
 as a compaction killed between writing its output and removing its inputs leaves it (duplicate rows).
 
 What is in it: artifacts of several kinds (``save_json``, ``save_text``, ``save_bytes``, ``save_file``,
-``save_dir``) with labels of every type (str, int, float, bool, an int beyond int64), metrics, lineage
-(cells, inputs), two runs; a large blob (64 KiB), small ones and the inline limit's edges (4096 and 4097
+``save_dir`` of a large and of a tiny directory) with labels of every type (str, int, float, bool, an int
+beyond int64), metrics, lineage (cells, inputs), two runs; a large blob (64 KiB), small ones and the inline limit's edges (4096 and 4097
 bytes); pins, an unpin, deletes; events of several kinds with metrics, tags, stages, severities; tool
 results with inputs and outputs; several Parquet parts per table.
 
@@ -65,6 +65,11 @@ async def fill():
         f.write("file b" * 2000)
     await arts.save_file(os.path.join(src, "a.txt"), kind="dataset", labels={"split": "train"})
     await arts.save_dir(src, kind="dataset", labels={"split": "all"})
+    tiny = os.path.join(root, "..", "fixture-tiny")  # a directory of a few bytes: its manifest is no inline content
+    os.makedirs(tiny, exist_ok=True)
+    with open(os.path.join(tiny, "t.txt"), "w") as f:
+        f.write("tiny")
+    await arts.save_dir(tiny, kind="dataset", labels={"split": "tiny"})
     await mem.record_tool_result(
         "tokenize", inputs=[{"name": "text", "value": "hello"}], outputs=[{"name": "tokens", "value": [1, 2, 3]}],
         tags=["nlp"], metrics={"ms": 1.5}, message="ok",

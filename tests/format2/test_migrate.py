@@ -142,8 +142,8 @@ def test_the_fixture_is_a_format_1_store_with_a_dead_writer(made: dict[str, Any]
     spools = [f for w in os.listdir(os.path.join(root, "spool")) for f in os.listdir(os.path.join(root, "spool", w))]
     assert {"artifacts-000000.jsonl", "events-000000.jsonl", "ops-000000.jsonl"} <= set(spools)
     before = made["before"]
-    # 24 saved by the first writer and 4 by the dead one, 2 deleted (the aeg.cell sources are not listed)
-    assert len(before["list"]) == 26
+    # 25 saved by the first writer and 4 by the dead one, 2 deleted (the aeg.cell sources are not listed)
+    assert len(before["list"]) == 27
     types = {k: t for d in before["label types"] for k, t in d.items()}
     assert {types["seed"], types["exp"], types["lr"], types["on"], types["big"]} == {"int", "str", "float", "bool"}
     assert any(len(b) > INLINE_MAX for b in before["bytes"].values() if isinstance(b, bytes))
@@ -178,12 +178,13 @@ def test_the_new_tables_hold_each_row_once_typed_with_small_content_inline(made:
     rows = delta_rows(root, "artifacts")
     for r in rows:
         digest = r["uri"].removeprefix("cas://blake3/")
-        if r["size"] <= INLINE_MAX:
+        if r["size"] <= INLINE_MAX and r["mime"] != DIR_MIME:
             assert r["content"] is not None and hash_bytes(r["content"]) == digest, r["name"]
-        else:
+        else:  # large, or a directory (its manifest is not its content, whatever its size)
             assert r["content"] is None
     by_name = {r["name"]: r for r in rows}
     assert len(by_name["edge.bin"]["content"]) == 4096 and by_name["over.bin"]["content"] is None
+    assert any(r["mime"] == DIR_MIME and r["size"] <= INLINE_MAX for r in rows)  # the tiny directory
     config = next(r for r in rows if r["kind"] == "config" and dict(r["labels"]).get("big"))
     labels = dict(config["labels"])
     assert labels["big"]["j"] == str(2**70) and labels["seed"]["i"] == 3 and labels["on"]["b"] is True
