@@ -265,3 +265,32 @@ def test_recovery_commits_spools_in_seq_order_past_six_digits(tmp_path: Any) -> 
         assert [e.event_id for e in store.event_log.recent(kinds=["log"], limit=10)] == acked
     assert sorted(_event_ids(root)) == sorted(acked)
     assert DeltaTable(os.path.join(root, "tables", "events")).transaction_version(writer) == 1_000_000
+
+
+def test_status_shows_a_failed_background_commit(tmp_path: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    from aeg_jupyter import connect
+    from aeg_jupyter.frontends.commands.runs import store_status
+
+    monkeypatch.setenv("AEG_STORE_FORMAT", "2")
+    ctx = connect(str(tmp_path / "s"))
+    try:
+        table = ctx.store.event_table
+        table.flush_seconds = 0.05
+        ctx.store.event_log.record("log", {"i": 0})
+        _wait_for(lambda: len(_event_ids(ctx.store.root)) == 1, "the first commit")
+        assert "flush " not in str(store_status(ctx))
+        # a file where the new kind's partition directory goes: that commit fails, reads still work
+        blocker = os.path.join(table.dir, "kind=other")
+        with open(blocker, "w") as f:
+            f.write("in the way")
+        ctx.store.event_log.record("other", {"i": 1})
+        _wait_for(lambda: table.flush_error is not None, "the failed commit")
+        status = str(store_status(ctx))
+        lines = [ln for ln in status.splitlines() if ln.startswith("flush ")]
+        assert len(lines) == 1 and "events: could not commit" in lines[0] and "retried" in lines[0], status
+        assert "events     2" in status  # the uncommitted event is counted (it is in the spool)
+        os.remove(blocker)
+        _wait_for(lambda: table.flush_error is None and len(_event_ids(ctx.store.root)) == 2, "the retry", 90)
+        assert "flush " not in str(store_status(ctx))
+    finally:
+        ctx.close()

@@ -71,6 +71,7 @@ class StoreStatus:
     artifact_kinds: list[str]
     event_kinds: list[str]
     writer: str
+    flush_errors: tuple[str, ...] = ()  # format 2: a table whose background commit failed, and why
 
     def line(self) -> str:
         """One line: ``aeg_jupyter: store /x/.aeg | run run-... | 3 artifacts, 12 events``."""
@@ -90,6 +91,7 @@ class StoreStatus:
                 + (f"  ({', '.join(self.artifact_kinds)})" if self.artifact_kinds else ""),
                 f"events     {self.events}" + (f"  ({', '.join(self.event_kinds)})" if self.event_kinds else ""),
                 f"writer     {self.writer}",
+                *(f"flush      {e}" for e in self.flush_errors),
             ]
         )
 
@@ -115,6 +117,10 @@ def store_status(context: KernelContext) -> StoreStatus:
         root=store.root, run_id=context.run_id, graph_id=context.graph_id, node_id=context.node_id,
         artifacts=len(store.artifacts), events=count_events(store), artifact_kinds=store.artifacts.kinds(),
         event_kinds=store.event_log.kinds(), writer=store.writer,
+        flush_errors=tuple(
+            f"{name}: {err}; the rows are kept in the spool and the commit is retried"
+            for name, t in store.tables.items() if (err := getattr(t, "flush_error", None)) is not None
+        ),
     )  # fmt: skip
 
 
