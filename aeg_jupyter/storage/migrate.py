@@ -89,7 +89,9 @@ class MigrationReport:
                 f"  {len(self.missing_blobs)} small blob(s) were missing in format 1 too (kept as references): "
                 + ", ".join(self.missing_blobs[:3])
             )
-        lines.append("  the inlined blob files stay in blobs/ (readers still use them; gc keeps what rows reference)")
+        lines.append(
+            "  the inlined blob files stay in blobs/ until `aeg gc` lets them go (their content is in the rows)"
+        )
         lines.append(
             "  format 2 opens only when asked while it is not the default: connect with AEG_STORE_FORMAT=2 "
             "(or Store(root, format=2))"

@@ -406,3 +406,27 @@ def test_a_write_by_a_release_that_ignores_the_marker_is_not_lost(made: dict[str
     assert not os.path.exists(os.path.join(root, "migrate"))
     assert migrate(root).state == "migrated"
     assert view(root, 2) == made["before"]  # the copied part's rows were duplicates: de-duplicated
+
+
+def test_after_gc_the_inlined_blob_files_go_and_every_byte_reads_from_the_rows(
+    made: dict[str, Any], tmp_path: Any
+) -> None:
+    root = str(tmp_path / "s")
+    shutil.copytree(made["clean"], root, symlinks=True)
+
+    def blob_files() -> int:
+        return sum(len(files) for _, _, files in os.walk(os.path.join(root, "blobs")))
+
+    before = blob_files()
+
+    async def collect() -> Any:
+        ctx = connect(root)
+        try:
+            return await ctx.artifacts().gc(dry_run=False, older_than="3650d")  # no artifact is old enough to go
+        finally:
+            ctx.close()
+
+    with _format(2):
+        asyncio.run(collect())
+    assert blob_files() < before - made["report"].inlined // 2  # the inlined files went with gc
+    assert view(root, 2) == made["before"]  # every listing, answer and byte, now from the rows
