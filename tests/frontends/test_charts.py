@@ -213,6 +213,13 @@ def test_numbers_reads_flat_json_fast_and_everything_else_exactly() -> None:
     got = numbers(texts, "loss")
     want = [0.5, None, None, 3.0, 4.0, -0.001, None, None, None, None, 7.0, 5.0, 2.0]
     assert [None if np.isnan(v) else float(v) for v in got] == want
+    for i in range(len(want)):  # a slice of the array (its offsets start mid-buffer) reads the same
+        assert [None if np.isnan(v) else float(v) for v in numbers(texts.slice(i), "loss")] == want[i:]
+    # a nested row among rows that are not objects, a brace inside a string
+    flat = pa.array(['{"step": 1, "loss": 0.5}', None, '{"step": 2, "loss": 0.25, "s": "}"}', '{"loss": 1}'])
+    assert [None if np.isnan(v) else float(v) for v in numbers(flat, "loss")] == [0.5, None, 0.25, 1.0]
+    mixed = pa.array(['"just a string"', '{"a": {"loss": 9}, "loss": 3}', "[1]", '{"b": 1, "loss": 4}'])
+    assert [None if np.isnan(v) else float(v) for v in numbers(mixed, "loss")] == [None, 3.0, None, 4.0]
 
 
 def test_downsampling_keeps_true_points_and_every_extreme() -> None:
