@@ -86,6 +86,8 @@ KILLED_WRITER = """
 import os, signal, sys
 from aeg_jupyter.core.store import Store
 store = Store(sys.argv[1], format=2)
+for t in store.tables.values():
+    t.flush_seconds = 3600  # no background commit before the kill (a loaded machine can take 2 s here)
 for i in range(20):
     store.artifacts.save_json({"i": i}, kind="note", labels={"i": i})
     store.event_log.record("log", {"i": i})
