@@ -228,7 +228,41 @@ def measure(n: int, tmp: str, trials: int = 3) -> dict[str, Any]:
         shutil.rmtree(root, ignore_errors=True)
 
 
-def render(results: list[dict[str, Any]]) -> str:
+def api_disk(n: int, tmp: str) -> dict[str, Any]:
+    """The store on disk after ``n`` small ``save_json`` calls through the API (content inline in the row,
+    docs/format2.md "Small blobs inline"), flushed and maintained; the sizes above come from rows generated
+    straight into the table, this checks that the API writes the same thing (no file per artifact)."""
+    from aeg_jupyter.core.store import Store
+
+    root = tempfile.mkdtemp(prefix=f"f2disk{n}-", dir=tmp)
+    try:
+        payload = 0
+        t0 = time.perf_counter()
+        with Store(root, format=2) as store:
+            for k in range(n):
+                a = store.artifacts.save_json({"step": k, "note": "a small json artifact", "ok": True}, kind="metrics")
+                payload += a.size
+            store.flush()
+            store.maintain(vacuum_hours=0)
+        seconds = time.perf_counter() - t0
+        files = total = allocated = tables = blob_files = 0
+        for dirpath, _dirs, names in os.walk(root):
+            rel = os.path.relpath(dirpath, root)
+            for name in names:
+                st = os.lstat(os.path.join(dirpath, name))
+                files += 1
+                total += st.st_size
+                allocated += st.st_blocks * 512
+                tables += st.st_size if rel.startswith("tables") else 0
+                blob_files += rel.startswith("blobs")
+        return {"n": n, "seconds": seconds, "files": files, "blob_files": blob_files, "bytes": total,
+                "allocated": allocated, "payload": payload, "tables": tables,
+                "budget_ratio": total / (2 * payload + tables)}  # fmt: skip
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
+
+
+def render(results: list[dict[str, Any]], disk: dict[str, Any] | None = None) -> str:
     lines = [
         "# format 2 bench (bench/format2_bench.py)",
         "",
@@ -250,6 +284,14 @@ def render(results: list[dict[str, Any]]) -> str:
         )
     lines.append("")
     lines.append("pandas imported by the format-2 process: " + ", ".join(str(r["pandas_imported"]) for r in results))
+    if disk is not None:
+        lines.append("")
+        lines.append(
+            f"Through the API: {disk['n']:,} `save_json` calls, flushed and maintained: {disk['files']} files "
+            f"({disk['blob_files']} under blobs/), {disk['bytes']:,} bytes ({disk['allocated']:,} allocated); payload "
+            f"{disk['payload']:,} bytes, tables {disk['tables']:,}: {disk['budget_ratio']:.2f}x the budget "
+            "(2x payload + tables)."
+        )
     return "\n".join(lines) + "\n"
 
 
@@ -259,18 +301,24 @@ def main() -> None:
     ap.add_argument("--quick", action="store_true", help="10,000 artifacts, one trial")
     ap.add_argument("--out", default=os.path.join(REPO, "bench", "results"))
     ap.add_argument("--tmp", default=None, help="scratch directory for the stores")
+    ap.add_argument("--api-disk", type=int, default=None, help="small saves through the API for the disk figure")
     args = ap.parse_args()
     sizes = [10_000] if args.quick else (args.n or [100_000])
     results = []
     for n in sizes:
         results.append(measure(n, args.tmp or tempfile.gettempdir(), trials=1 if args.quick else 3))
         print(json.dumps(results[-1]), flush=True)
-    text = render(results)
+    disk_n = args.api_disk if args.api_disk is not None else (2_000 if args.quick else 10_000)
+    disk = api_disk(disk_n, args.tmp or tempfile.gettempdir()) if disk_n else None
+    text = render(results, disk)
     print(text)
     if not args.quick:
         os.makedirs(args.out, exist_ok=True)
         with open(os.path.join(args.out, "format2_bench.json"), "w") as f:
             json.dump(results, f, indent=1)
+        if disk is not None:
+            with open(os.path.join(args.out, "format2_disk.json"), "w") as f:
+                json.dump(disk, f, indent=1)
         with open(os.path.join(args.out, "format2_bench.md"), "w") as f:
             f.write(text)
 
