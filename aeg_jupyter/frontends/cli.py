@@ -166,7 +166,7 @@ def _main(argv: list[str] | None) -> int:
     head, rest = split_globals(argv)
     opts = _global_parser().parse_args(head)  # prints help / version / mistakes and exits itself
     if not rest:
-        print(overview(PREFIX, in_kernel=False) + MIGRATE_HELP)
+        print(overview(PREFIX, in_kernel=False))  # the same as `aeg help` (`aeg --help` names migrate too)
         return 0
     if rest[0] == "migrate":  # not a store command: it converts a store no `connect()` opens
         return migrate_main(rest[1:], opts.store)
