@@ -33,6 +33,7 @@ import warnings
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
@@ -90,7 +91,7 @@ class DeltaSpoolTable(Table):
         self._thread: threading.Thread | None = None
         self._committer: CommitProcess | None = None  # the store's commit process, once the flusher runs
         self._stopping = False
-        self._uri_index: dict[str, dict[str, int]] = {}  # data file -> uri -> row (inline_content)
+        self._uri_index: dict[str, UriIndex] = {}  # data file -> its uri -> rows index (inline_content)
         self._uri_lock = threading.Lock()
 
     # -- writing -----------------------------------------------------------------------------
@@ -358,14 +359,14 @@ class DeltaSpoolTable(Table):
                     for f in files:
                         index = self._uri_index.get(f.path)
                         if index is None:
-                            uris = self.delta.read_file(f, ["uri"]).column(0).to_pylist()
-                            index = self._uri_index[f.path] = {u: i for i, u in enumerate(uris)}
-                        row = index.get(uri)
-                        if row is None:
+                            index = self._uri_index[f.path] = UriIndex(self.delta.read_file(f, ["uri"]).column(0))
+                        rows = index.rows(uri)
+                        if not rows:
                             continue
-                        data = self.delta.read_rows(f, [row], ["content"]).column(0)[0].as_py()
-                        if data is not None:
-                            return bytes(data)
+                        found = self.delta.read_rows(f, rows, ["uri", "content"])
+                        for u, data in zip(found.column(0).to_pylist(), found.column(1).to_pylist(), strict=True):
+                            if u == uri and data is not None:
+                                return bytes(data)
                 return None
             except FileNotFoundError:  # a vacuum in another process: take the newest snapshot
                 if attempt:
@@ -396,6 +397,64 @@ class DeltaSpoolTable(Table):
         if not self.delta.exists():
             return []
         return sorted({f.kind for f in self.delta.files()})
+
+
+class UriIndex:
+    """The rows of one data file by URI: the first 16 hex digits of each content address as a sorted
+    ``uint64`` array (16 bytes a row with the row numbers: 16 MB at 1M rows, where a dict of the URIs
+    would take ~150 MB), built from the ``uri`` column in one vectorized pass; a file whose URIs are not
+    all ``cas://blake3/<64 hex>`` falls back to a dict.
+
+    Example:
+        >>> UriIndex(pa.array(["cas://blake3/" + "ab" * 32])).rows("cas://blake3/" + "ab" * 32)
+        [0]
+    """
+
+    _LEN = len(URI_PREFIX) + 64
+
+    def __init__(self, uris: pa.Array | pa.ChunkedArray) -> None:
+        arr = uris.combine_chunks() if isinstance(uris, pa.ChunkedArray) else uris
+        self._dict: dict[str, list[int]] | None = None
+        keys = _hex_keys(arr, self._LEN, len(URI_PREFIX))
+        if keys is None:
+            self._dict = {}
+            for i, u in enumerate(arr.to_pylist()):
+                self._dict.setdefault(u, []).append(i)
+            return
+        self._order = np.argsort(keys, kind="stable")
+        self._keys = keys[self._order]
+
+    def rows(self, uri: str) -> list[int]:
+        """Rows that may hold ``uri`` (the caller compares the URI cells: 16 hex digits can collide)."""
+        if self._dict is not None:
+            return self._dict.get(uri, [])
+        if len(uri) != self._LEN:
+            return []
+        try:
+            key = np.uint64(int(uri[len(URI_PREFIX) : len(URI_PREFIX) + 16], 16))
+        except ValueError:
+            return []
+        lo, hi = np.searchsorted(self._keys, key, "left"), np.searchsorted(self._keys, key, "right")
+        return sorted(int(r) for r in self._order[lo:hi])
+
+
+def _hex_keys(arr: pa.Array, width: int, start: int) -> np.ndarray | None:
+    """uint64 of the 16 hex digits at ``start`` of each string of ``arr``, if every one is ``width`` long."""
+    if len(arr) == 0 or arr.null_count or arr.type != pa.string():
+        return None
+    offsets = np.frombuffer(arr.buffers()[1], dtype=np.int32)[arr.offset : arr.offset + len(arr) + 1]
+    if not (np.diff(offsets) == width).all():
+        return None
+    raw = np.frombuffer(arr.buffers()[2], dtype=np.uint8)[offsets[0] : offsets[-1]].reshape(-1, width)
+    nibbles = _HEX[raw[:, start : start + 16]]
+    if (nibbles > 15).any():  # not lower-case hex
+        return None
+    octets = np.ascontiguousarray((nibbles[:, 0::2] << 4) | nibbles[:, 1::2])
+    return octets.view(">u8").ravel().astype(np.uint64)
+
+
+_HEX = np.full(256, 255, dtype=np.uint8)
+_HEX[np.frombuffer(b"0123456789abcdef", dtype=np.uint8)] = np.arange(16, dtype=np.uint8)
 
 
 _COMMITTERS: dict[str, tuple[CommitProcess, int]] = {}  # store root -> (its commit process, tables using it)

@@ -25,6 +25,7 @@ from aeg_jupyter.base.errors import CorruptionError
 from aeg_jupyter.base.hashing import hash_bytes
 from aeg_jupyter.base.models import URI_PREFIX, Artifact
 from aeg_jupyter.core.store import Store
+from aeg_jupyter.storage.delta_table import UriIndex
 from aeg_jupyter.storage.migrate import migrate
 from aeg_jupyter.storage.schemas2 import INLINE_MAX
 
@@ -295,3 +296,18 @@ def test_ten_thousand_small_json_saves_take_at_most_twice_their_payload_plus_the
     assert total <= 2 * payload + tables, (total, payload, tables)
     # what the disk holds, blocks included: format 1 spends a 4 KiB block per blob (40 MB here)
     assert blocks <= 2 * payload + tables + files * 4096, (blocks, payload, tables, files)
+
+
+def test_the_uri_index_finds_every_row_of_a_uri_and_falls_back_for_odd_uris() -> None:
+    uris = [URI_PREFIX + hash_bytes(str(i).encode()) for i in range(5000)]
+    uris[10] = uris[20]  # identical content saved twice
+    index = UriIndex(pa.chunked_array([pa.array(uris[:2500]), pa.array(uris[2500:])]))
+    for i, u in enumerate(uris):
+        assert i in index.rows(u)
+    assert index.rows(uris[20]) == [10, 20]
+    assert index.rows(URI_PREFIX + "0" * 64) == [] and index.rows("cas://blake3/not-hex") == []
+    # same first 16 hex digits, different digest: both are candidates, the caller compares the cells
+    twin = uris[0][: len(URI_PREFIX) + 16] + "f" * 48
+    assert 0 in UriIndex(pa.array([uris[0], twin])).rows(twin)
+    odd = UriIndex(pa.array(["cas://blake3/ABC", uris[3]]))  # not all of one width: a dict
+    assert odd.rows(uris[3]) == [1] and odd.rows("cas://blake3/ABC") == [0]
