@@ -24,6 +24,7 @@ for the next open's recovery).
 
 from __future__ import annotations
 
+import bisect
 import json
 import os
 import sys
@@ -48,6 +49,7 @@ from .schemas2 import ROWS_TO_ARROW, SCHEMAS2, labels_from_entries, row_content
 from .tables import COMPACT_AT, Table
 
 _DELTA_WRITER = "delta"  # the writer field of the PartName given to a Delta data file
+_GROUP_CACHE_BYTES = 8 << 20  # inline content of recently read row groups kept decoded (inline_content)
 FLUSH_SECONDS = 2.0  # the longest a row waits in the spool before the flusher commits it
 RETRY_SECONDS = (0.5, 30.0)  # the flusher's delay after a failed commit: first, and at most (doubling)
 
@@ -93,6 +95,10 @@ class DeltaSpoolTable(Table):
         self._stopping = False
         self._uri_index: dict[str, UriIndex] = {}  # data file -> its uri -> rows index (inline_content)
         self._uri_lock = threading.Lock()
+        self._uri_files: list[DataFile] | None = None  # the data files inline_content last looked at
+        self._groups: dict[tuple[str, int], dict[str, bytes]] = {}  # decoded row groups, oldest first
+        self._group_bytes = 0
+        self._group_starts: dict[str, list[int]] = {}  # data file -> first row of each row group, and the end
 
     # -- writing -----------------------------------------------------------------------------
     @property
@@ -328,50 +334,82 @@ class DeltaSpoolTable(Table):
     def inline_content(self, digest: str) -> bytes | None:
         """The inline content of the artifact row whose URI is ``cas://blake3/<digest>``, or None.
 
-        Looks in this writer's rows not committed yet, then the newest snapshot (a lazily built
-        ``uri -> row`` index per data file, from the ``uri`` column: data files never change), then
-        other writers' spools, then the snapshot once more (a row committed meanwhile has left its
-        spool). Only the ``content`` cell of the row found is read.
+        Looks in this writer's rows not committed yet, then the data files of the last snapshot looked
+        at (a lazily built ``uri -> row`` index per data file, from the ``uri`` column: data files never
+        change), then other writers' spools, then the newest snapshot (a row committed meanwhile has left
+        its spool). Only the row group holding the row found is read (its ``uri`` and ``content``).
         """
         uri = URI_PREFIX + digest
         for r in reversed(self.pending_rows):
             if r.get("uri") == uri and (data := row_content(r)) is not None:
                 return data
-        data = self._committed_content(uri)
+        data = self._committed_content(uri, refresh=False)
         if data is not None:
             return data
         for path in self.spool_paths():
             for r in self.read_spool(path)[0]:
                 if r.get("uri") == uri and (data := row_content(r)) is not None:
                     return data
-        return self._committed_content(uri)
+        return self._committed_content(uri, refresh=True)
 
-    def _committed_content(self, uri: str) -> bytes | None:
-        if self.spec.name != "artifacts" or not self.delta.exists():
+    def _committed_content(self, uri: str, *, refresh: bool) -> bytes | None:
+        if self.spec.name != "artifacts":
             return None
         for attempt in range(2):
             try:
                 with self._uri_lock:
-                    files = self.delta.files()
+                    files = self._uri_files
+                    if refresh or attempt or files is None:
+                        if not self.delta.exists():
+                            return None
+                        files = self._uri_files = self.delta.files()  # refreshes the snapshot
                     current = {f.path for f in files}
                     for gone in [p for p in self._uri_index if p not in current]:
                         del self._uri_index[gone]  # compacted away: its rows are in a newer file
+                        self._group_starts.pop(gone, None)
                     for f in files:
                         index = self._uri_index.get(f.path)
                         if index is None:
                             index = self._uri_index[f.path] = UriIndex(self.delta.read_file(f, ["uri"]).column(0))
-                        rows = index.rows(uri)
-                        if not rows:
-                            continue
-                        found = self.delta.read_rows(f, rows, ["uri", "content"])
-                        for u, data in zip(found.column(0).to_pylist(), found.column(1).to_pylist(), strict=True):
-                            if u == uri and data is not None:
-                                return bytes(data)
+                        for row in index.rows(uri):
+                            data = self._group_content(f, row).get(uri)
+                            if data is not None:
+                                return data
                 return None
             except FileNotFoundError:  # a vacuum in another process: take the newest snapshot
                 if attempt:
                     raise
         return None
+
+    def _group_content(self, f: DataFile, row: int) -> dict[str, bytes]:
+        """uri -> inline content of the row group of ``f`` holding ``row``; the last groups read are kept
+        (up to ``_GROUP_CACHE_BYTES`` of content): loading the artifacts of a list one by one decodes
+        each 2,048-row group once, not once per artifact (~7 ms a group at load 12)."""
+        starts = self._group_starts.get(f.path)
+        if starts is None:
+            with self.delta._open(f) as pf:
+                meta = pf.metadata
+                starts = [0]
+                for g in range(meta.num_row_groups):
+                    starts.append(starts[-1] + meta.row_group(g).num_rows)
+            self._group_starts[f.path] = starts
+        g = bisect.bisect_right(starts, row) - 1
+        key = (f.path, g)
+        got = self._groups.get(key)
+        if got is not None:
+            self._groups[key] = self._groups.pop(key)  # most recently used last
+            return got
+        with self.delta._open(f) as pf:
+            t = pf.read_row_group(g, columns=["uri", "content"])
+        got = {
+            u: bytes(c) for u, c in zip(t.column(0).to_pylist(), t.column(1).to_pylist(), strict=True) if c is not None
+        }
+        self._groups[key] = got
+        self._group_bytes += sum(map(len, got.values()))
+        while self._group_bytes > _GROUP_CACHE_BYTES and len(self._groups) > 1:
+            old = self._groups.pop(next(iter(self._groups)))
+            self._group_bytes -= sum(map(len, old.values()))
+        return got
 
     def inline_items(self) -> Iterator[tuple[str, bytes]]:
         """``(digest, content)`` of every row holding inline content: spools first, then the snapshot
