@@ -225,15 +225,19 @@ def test_format_1_opens_read_only_under_format_2_naming_aeg_migrate(made: dict[s
 
 def test_a_live_writer_is_refused_and_the_store_left_as_it_was(made: dict[str, Any], tmp_path: Any) -> None:
     root = _copy(made, tmp_path)
+    done = str(tmp_path / "done")
     child = spawn_child(
         """
-        import sys
+        import os, sys, time
         from aeg_jupyter.core.store import Store
         store = Store(sys.argv[1], format=1)
         print("open", flush=True)
-        sys.stdin.readline()
+        while not os.path.exists(sys.argv[2]):  # (not stdin: the suite may run with stdin at EOF)
+            time.sleep(0.05)
+        store.close()
         """,
         root,
+        done,
     )
     try:
         assert child.stdout is not None and child.stdout.readline().strip() == "open"
@@ -242,7 +246,9 @@ def test_a_live_writer_is_refused_and_the_store_left_as_it_was(made: dict[str, A
         assert _marker(root) == {"format": 1, "hash": "blake3", "created_by": "aeg_jupyter"}
         assert not os.path.exists(os.path.join(root, "migrate"))
     finally:
-        child.communicate("\n", timeout=60)
+        open(done, "w").close()
+        child.communicate(timeout=60)
+    assert child.returncode == 0
     assert migrate(root).state == "migrated"
 
 
