@@ -83,7 +83,8 @@ def test_after_maintain_every_external_reader_sees_exactly_the_live_artifacts(tm
     assert steps[:2] == ["flush", "fold"] and steps.index("compact") < steps.index("checkpoint") < steps.index("vacuum")
     assert "fold removed 5 deleted rows, set 3 pins" in str(report)
     by_table = {t.table: t for t in report.tables}
-    assert by_table["artifacts"].files_before == files_before > by_table["artifacts"].files_after == 3  # 1 per kind
+    # one file per kind after it (how many before depends on how the background flusher batched the commits)
+    assert by_table["artifacts"].files_before == files_before >= by_table["artifacts"].files_after == 3
 
     api = _assert_readers_equal_api(root)
     assert {a[0] for a in api} == set(made["ids"]) - set(made["deleted"])
