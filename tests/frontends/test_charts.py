@@ -222,6 +222,19 @@ def test_numbers_reads_flat_json_fast_and_everything_else_exactly() -> None:
     assert [None if np.isnan(v) else float(v) for v in numbers(mixed, "loss")] == [None, 3.0, None, 4.0]
 
 
+def test_numbers_of_a_long_column_parsed_on_threads_equal_a_row_by_row_decode() -> None:
+    # long enough to be cut into slices parsed at once; odd rows on either side of each cut
+    odd = ['{"a": {"loss": 9}, "loss": 3}', None, '{"loss":4}', '{"loss": "x"}', "plain", '{"x": [1], "loss": 7}']
+    rows = [odd[i % 6] if i % 1_009 == 0 else f'{{"step": {i}, "loss": {1 / (1 + i)!r}}}' for i in range(450_000)]
+    column = pa.chunked_array([pa.array(rows[:430_000]), pa.array(rows[430_000:])])
+    want = []
+    for raw in rows:
+        value = json.loads(raw).get("loss") if raw and raw.startswith("{") else None
+        want.append(float(value) if isinstance(value, (int, float)) else np.nan)
+    np.testing.assert_array_equal(numbers(column, "loss"), np.array(want))
+    np.testing.assert_array_equal(numbers(column.chunk(0), "loss"), np.array(want[:430_000]))
+
+
 def test_downsampling_keeps_true_points_and_every_extreme() -> None:
     rng = np.random.default_rng(0)
     x = np.arange(1_000_000, dtype=np.float64)
