@@ -548,15 +548,7 @@ class BlobStore:
                 raise NotFoundError(self._missing(digest)) from None
             return self._materialize_inline(digest, name, inline, verify=verify)
         src = self.layout.blob_path(digest)
-        target_dir = self._materialized_dir(digest)
-        target = os.path.join(target_dir, name)
-        try:
-            st: os.stat_result | None = os.lstat(target)
-        except FileNotFoundError:
-            st = None
-        if st is not None and not stat.S_ISREG(st.st_mode):
-            set_aside_link(self.layout.root, target)
-            st = None
+        target_dir, target, st = self._materialized_target(digest, name)
         if (
             st is None
             or st.st_ino == src_st.st_ino  # a hard link to the blob (made by an older version)
@@ -568,8 +560,9 @@ class BlobStore:
             clone_file(src, target, self.tmp_dir)
         return target
 
-    def _materialize_inline(self, digest: str, name: str, data: bytes, *, verify: bool) -> str:
-        """``materialize_file`` of content held inline in its row: written once, read-only, renamed into place."""
+    def _materialized_target(self, digest: str, name: str) -> tuple[str, str, os.stat_result | None]:
+        """The folder and path ``name`` of ``digest`` is materialized at, and the regular file there (if any);
+        anything else planted there (a symlink, a folder) is set aside first."""
         target_dir = self._materialized_dir(digest)
         target = os.path.join(target_dir, name)
         try:
@@ -579,6 +572,11 @@ class BlobStore:
         if st is not None and not stat.S_ISREG(st.st_mode):
             set_aside_link(self.layout.root, target)
             st = None
+        return target_dir, target, st
+
+    def _materialize_inline(self, digest: str, name: str, data: bytes, *, verify: bool) -> str:
+        """``materialize_file`` of content held inline in its row: written once, read-only, renamed into place."""
+        target_dir, target, st = self._materialized_target(digest, name)
         if (
             st is None
             or st.st_size != len(data)
