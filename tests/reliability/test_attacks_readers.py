@@ -7,15 +7,19 @@ sees are checked, so these hold on either store format.
 from __future__ import annotations
 
 import json
+import time
 
 from conftest import run_child, spawn_child
 
 import aeg_jupyter
 
 WRITER = """
-import sys, aeg_jupyter
+import os, sys, time, aeg_jupyter
 store = aeg_jupyter.Store(sys.argv[1], flush_rows=int(sys.argv[3]))
 print("R", flush=True)
+go, deadline = os.path.join(os.path.dirname(sys.argv[1]), "go"), time.monotonic() + 120
+while not os.path.exists(go) and time.monotonic() < deadline:  # the readers are looping first
+    time.sleep(0.01)
 for i in range(int(sys.argv[2])):
     store.event_log.record("log", {"i": i})
 store.close()
@@ -39,6 +43,8 @@ while True:
         if got != want:
             bad.append(f"asked {limit}, got {len(got)} ending at {got[-1]}")
     rounds += 1
+    if rounds == 1:
+        open(os.path.join(os.path.dirname(root), f"ready-{limit}"), "w").close()
     if finished:
         break
 print(json.dumps({"bad": bad[:20], "n_bad": len(bad), "rounds": rounds, "last": got[-1] if got else None}))
@@ -55,6 +61,10 @@ def test_recent_in_another_process_is_exact_while_a_writer_flushes_and_compacts(
     writer = spawn_child(WRITER, store_root, str(total), "40")
     assert writer.stdout is not None and writer.stdout.readline().strip() == "R"
     readers = [spawn_child(READER, store_root, str(limit), "20") for limit in (300, 1500)]
+    deadline = time.monotonic() + 120
+    while not all((tmp_path / f"ready-{n}").exists() for n in (300, 1500)) and time.monotonic() < deadline:
+        time.sleep(0.01)  # both readers loop before the writer starts: they race it from its first row
+    (tmp_path / "go").write_text("")
     _out, err = writer.communicate(timeout=300)
     assert writer.returncode == 0, err
     (tmp_path / "done").write_text("")
