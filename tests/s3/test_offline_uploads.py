@@ -8,6 +8,7 @@ import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -79,7 +80,7 @@ def test_a_staged_blob_lands_and_leaves_the_staging_area(
         assert_landed_once(s3_server, s3_bucket, {digest: ""})
         # the staged bytes were linked into the verified download cache: no download needed
         cached = queue.local_file(digest)
-        assert cached.startswith(objects.cache) and hash_bytes(open(cached, "rb").read()) == digest
+        assert cached.startswith(objects.cache) and hash_bytes(Path(cached).read_bytes()) == digest
         # staging the same digest again after it landed is one more (harmless) create-if-absent
         queue.stage(src, digest)
         assert queue.drain(30)
@@ -260,7 +261,7 @@ def test_the_bound_gives_a_clear_error_and_loses_nothing_acknowledged(
     assert_landed_once(s3_server, s3_bucket, acked)
     # room again once they landed
     queue = UploadQueue(objects.local_state(), objects, max_bytes=3 * MiB, start=False)
-    queue.stage(src, hash_bytes(open(src, "rb").read()))
+    queue.stage(src, hash_bytes(Path(src).read_bytes()))
     assert queue.status().pending == 1
 
 
