@@ -67,6 +67,38 @@ class UploadStatus:
         return f"{text}; last error: {self.last_error}" if self.last_error else text
 
 
+@dataclass(frozen=True)
+class PendingUploads:
+    """What this machine acknowledged and the shared store does not have yet (``Store.pending_uploads()``).
+
+    ``rows``: spooled rows not committed to the shared tables yet; ``blobs`` / ``bytes``: staged
+    blobs not uploaded yet (:class:`UploadStatus`); ``oldest_age`` of the oldest staged blob;
+    ``last_error``: why the last commit or upload failed (credential-free), ``None`` once they succeed.
+
+    Example:
+        >>> str(PendingUploads(rows=3, blobs=1, bytes=2048, oldest_age=4.0, last_error=None))
+        'pending: 3 row(s), 1 blob(s) (2.0 KiB) not uploaded yet'
+    """
+
+    rows: int = 0
+    blobs: int = 0
+    bytes: int = 0
+    oldest_age: float | None = None
+    last_error: str | None = None
+
+    @property
+    def idle(self) -> bool:
+        """True when nothing is waiting and nothing failed."""
+        return not (self.rows or self.blobs or self.last_error)
+
+    def __str__(self) -> str:
+        if not (self.rows or self.blobs):
+            text = "pending: nothing, every row and blob is uploaded"
+        else:
+            text = f"pending: {self.rows} row(s), {self.blobs} blob(s) ({_size(self.bytes)}) not uploaded yet"
+        return f"{text}; last error: {self.last_error}" if self.last_error else text
+
+
 def max_bytes_from_env(environ: Mapping[str, str] | None = None) -> int:
     """The staging bound: ``$AEG_UPLOAD_MAX_BYTES`` (bytes, or with a K/M/G suffix), else 8 GiB.
 
@@ -99,6 +131,8 @@ class UploadQueue:
             area is its ``uploads/`` subdirectory.
         objectstore: where the blobs go.
         max_bytes: the bound on staged bytes (default: :func:`max_bytes_from_env`).
+        keep_in_cache: link a landed blob into the download cache (``False`` when the caller keeps
+            its own local copy, as a store's local ``blobs/`` does).
 
     Example:
         >>> queue = UploadQueue(objects.local_state(), objects)          # doctest: +SKIP
@@ -116,11 +150,13 @@ class UploadQueue:
         max_bytes: int | None = None,
         *,
         start: bool = True,
+        keep_in_cache: bool = True,
     ) -> None:
         self.objects = objectstore
         self.dir = os.path.join(cache_dir, "uploads")
         os.makedirs(self.dir, exist_ok=True)
         self.max_bytes = max_bytes if max_bytes is not None else max_bytes_from_env()
+        self.keep_in_cache = keep_in_cache
         self.backoff_first = BACKOFF_FIRST
         self.backoff_cap = BACKOFF_CAP
         self._cond = threading.Condition()
@@ -138,13 +174,14 @@ class UploadQueue:
         return f"UploadQueue({self.dir!r}, {self.objects!r})"
 
     # -- staging ------------------------------------------------------------------------------------
-    def stage(self, src: str, digest: str, *, move: bool = False) -> str:
+    def stage(self, src: str, digest: str, *, move: bool = False, link: bool = False) -> str:
         """Put the blob ``digest`` (the bytes of ``src``) into the staging area; return its staged path.
 
         Returns once the staged file and its directory entry are on disk. ``move=True`` renames
         ``src`` into place (the caller's temp file; a copy when it is on another file system);
-        otherwise ``src`` is copied and re-hashed on the way (a file that no longer hashes to
-        ``digest`` is refused). A digest already staged is not staged twice.
+        ``link=True`` hard-links it (a read-only blob that never changes, e.g. a store's own local
+        copy: no bytes copied); otherwise ``src`` is copied and re-hashed on the way (a file that no
+        longer hashes to ``digest`` is refused). A digest already staged is not staged twice.
 
         Raises:
             ObjectStoreError: the staging area would pass its bound (nothing is staged).
@@ -168,7 +205,9 @@ class UploadQueue:
         final = os.path.join(self.dir, name)
         tmp = os.path.join(self.dir, tmp_name)
         try:
-            if not (move and self._move_in(src, tmp)):
+            if link and self._link_in(src, tmp):
+                pass
+            elif not (move and self._move_in(src, tmp)):
                 self._copy_in(src, tmp, digest)
                 if move:
                     with contextlib.suppress(OSError):
@@ -209,6 +248,16 @@ class UploadQueue:
             if exc.errno in (errno.EXDEV, errno.EPERM, errno.EACCES):
                 return False  # another file system: copy instead
             raise
+        return True
+
+    def _link_in(self, src: str, tmp: str) -> bool:
+        try:
+            os.link(src, tmp)
+        except OSError as exc:
+            if exc.errno in (errno.EXDEV, errno.EPERM, errno.EACCES, errno.EMLINK, errno.ENOTSUP):
+                return False  # no hard links here: copy instead
+            raise
+        _fsync_file(tmp)
         return True
 
     def _copy_in(self, src: str, tmp: str, digest: str) -> None:
@@ -409,7 +458,8 @@ class UploadQueue:
                 raise ObjectStoreError(
                     f"a staged blob no longer matches its digest {digest} (moved to {aside}); save the artifact again"
                 )
-            self._link_into_cache(path, self._cache_path(digest))
+            if self.keep_in_cache:
+                self._link_into_cache(path, self._cache_path(digest))
             os.unlink(path)
         finally:
             os.close(fd)
@@ -471,6 +521,14 @@ def _alive(pid: int) -> bool:
     except PermissionError:
         return True
     return True
+
+
+def _fsync_file(path: str) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
 
 
 def _fsync_dir(path: str) -> None:

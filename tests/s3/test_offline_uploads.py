@@ -101,6 +101,12 @@ def test_a_moved_source_and_a_changed_source(objects: ObjectStore, tmp_path: Any
         queue.stage(other, hash_bytes(b"something else"))
     assert queue.status().pending == 1
     assert sorted(os.listdir(queue.dir)) == [os.path.basename(staged)]  # no temp file left
+    # a store's own read-only local copy is hard-linked in: no bytes copied, the copy stays
+    kept, kept_digest = write_blob(tmp_path, 3, 7000)
+    os.chmod(kept, 0o444)
+    linked = queue.stage(kept, kept_digest, link=True)
+    assert os.path.exists(kept) and os.stat(linked).st_ino == os.stat(kept).st_ino
+    assert queue.status().pending == 2 and queue.status().bytes == 12000
 
 
 def test_the_server_stopped_mid_run_every_staged_blob_lands_once(
