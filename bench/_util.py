@@ -37,44 +37,94 @@ def summarize(samples_ns: list[int]) -> Stats:
     }
 
 
-def time_calls(fn: Callable[[int], Any], n: int, *, warmup: int = 0) -> Stats:
-    """Call ``fn(i)`` ``n`` times (after ``warmup`` untimed calls) and summarize each call's time."""
+def sleep_5ms() -> None:
+    """What a notebook loop does between two calls while it waits on I/O: the CPU idles for 5 ms."""
+    time.sleep(0.005)
+
+
+_COMPUTE: dict[str, Any] = {}
+
+
+def compute_5ms() -> None:
+    """What a training loop does between two calls: 5 ms of numpy work on a 2 MiB working set
+    (it evicts the caller's code and data from the CPU caches, as real compute does)."""
+    import numpy as np
+
+    if not _COMPUTE:
+        rng = np.random.default_rng(0)
+        _COMPUTE["x"] = rng.random((512, 512))
+        _COMPUTE["w"] = rng.random((512, 512)) / 512
+    x, w = _COMPUTE["x"], _COMPUTE["w"]
+    end = time.perf_counter() + 0.005
+    while time.perf_counter() < end:
+        x = np.tanh(x @ w)
+
+
+GAPS: dict[str, Callable[[], None] | None] = {"back to back": None, "after 5 ms sleep": sleep_5ms,
+                                              "after 5 ms compute": compute_5ms}  # fmt: skip
+
+
+def time_calls(fn: Callable[[int], Any], n: int, *, warmup: int = 0, gap: Callable[[], None] | None = None) -> Stats:
+    """Call ``fn(i)`` ``n`` times (after ``warmup`` untimed calls) and summarize each call's time;
+    ``gap()`` (untimed) runs before each timed call: the spaced loop a notebook lives in."""
     for i in range(warmup):
         fn(i)
     out = []
     clock = time.perf_counter_ns
     for i in range(n):
+        if gap is not None:
+            gap()
         t = clock()
         fn(i)
         out.append(clock() - t)
     return summarize(out)
 
 
-def time_pair(fa: Callable[[int], Any], fb: Callable[[int], Any], n: int, *, warmup: int = 0) -> tuple[Stats, Stats]:
-    """Time ``fa(i)`` and ``fb(i)`` alternately, so both see the same machine (a noisy disk hits both)."""
+def time_pair(
+    fa: Callable[[int], Any],
+    fb: Callable[[int], Any],
+    n: int,
+    *,
+    warmup: int = 0,
+    gap: Callable[[], None] | None = None,
+) -> tuple[Stats, Stats]:
+    """Time ``fa(i)`` and ``fb(i)`` alternately, so both see the same machine (a noisy disk hits both);
+    with ``gap``, it runs (untimed) before each of the two calls."""
     for i in range(warmup):
         fa(i)
         fb(i)
     a, b = [], []
     clock = time.perf_counter_ns
     for i in range(n):
+        if gap is not None:
+            gap()
         t = clock()
         fa(i)
         t2 = clock()
+        if gap is not None:
+            gap()
+            t2b = clock()
+        else:
+            t2b = t2
         fb(i)
         t3 = clock()
         a.append(t2 - t)
-        b.append(t3 - t2)
+        b.append(t3 - t2b)
     return summarize(a), summarize(b)
 
 
-async def time_calls_async(fn: Callable[[int], Any], n: int, *, warmup: int = 0) -> Stats:
-    """``time_calls`` for a coroutine function, awaited in the running loop."""
+async def time_calls_async(
+    fn: Callable[[int], Any], n: int, *, warmup: int = 0, gap: Callable[[], None] | None = None
+) -> Stats:
+    """``time_calls`` for a coroutine function, awaited in the running loop (``gap`` blocks the loop,
+    as a cell's compute does)."""
     for i in range(warmup):
         await fn(i)
     out = []
     clock = time.perf_counter_ns
     for i in range(n):
+        if gap is not None:
+            gap()
         t = clock()
         await fn(i)
         out.append(clock() - t)
