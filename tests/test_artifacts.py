@@ -14,6 +14,7 @@ from conftest import run
 import aeg_jupyter
 from aeg_jupyter import AmbiguousIdError, CorruptionError, InvalidInputError, NotFoundError
 from aeg_jupyter.base.hashing import hash_bytes
+from aeg_jupyter.storage.schemas2 import INLINE_MAX
 
 
 def blob_files(root: str) -> list[str]:
@@ -52,27 +53,31 @@ def test_large_file_parallel_path_and_dedup(context, tmp_path):
 def test_writer_commits_on_exit_and_leaves_nothing_on_error(context):
     arts = context.artifacts()
 
+    rest = b"r" * INLINE_MAX  # over INLINE_MAX in all: a blob file in both formats
+
     async def ok():
         async with arts.writer(kind="plot", planned_ext=".png", labels={"exp": "A"}) as w:
             w.write(b"\x89PNG")
-            w.write(memoryview(b"rest"))
+            w.write(memoryview(rest))
         return arts.last_artifact
 
     art = run(ok())
-    assert art.name == "plot.png" and art.mime == "image/png" and art.size == 8
-    assert run(arts.load_bytes(art)) == b"\x89PNGrest"
+    assert art.name == "plot.png" and art.mime == "image/png" and art.size == 4 + len(rest)
+    assert run(arts.load_bytes(art)) == b"\x89PNG" + rest
 
-    async def boom():
+    async def boom(data: bytes):
         async with arts.writer(kind="plot", planned_ext="png") as w:
-            w.write(b"partial")
+            w.write(data)
             raise RuntimeError("cell failed")
 
-    with pytest.raises(RuntimeError):
-        run(boom())
+    for partial in (b"partial", b"p" * (INLINE_MAX + 1)):  # inline-sized (format 2) and a blob file
+        with pytest.raises(RuntimeError):
+            run(boom(partial))
+        assert not context.store.blobs.available(hash_bytes(partial))  # neither a blob file nor a row
     assert [a.artifact_id for a in run(arts.list(kind="plot"))] == [art.artifact_id]
     assert arts.last_artifact == art
     assert os.listdir(context.store.blobs.tmp_dir) == []
-    assert len(blob_files(context.store.root)) == 1
+    assert blob_files(context.store.root) == [context.store.blobs.path(art.blob_id)]
 
 
 def test_save_dir_and_as_local_dir(context, tmp_path):
@@ -97,14 +102,21 @@ def test_save_dir_and_as_local_dir(context, tmp_path):
         run(arts.as_local_file(art))
 
 
-def test_local_file_is_a_read_only_copy_with_original_name(context, tmp_path):
+@pytest.mark.parametrize("size", [100, INLINE_MAX + 1])  # inline in its row on format 2 / a blob file
+def test_local_file_is_a_read_only_copy_with_original_name(context, tmp_path, size):
     arts = context.artifacts()
     f = tmp_path / "weights.npz"
-    f.write_bytes(b"w" * 100)
+    f.write_bytes(b"w" * size)
     art = run(arts.save_file(f, kind="checkpoint"))
     p = run(arts.as_local_file(art))
     assert os.path.basename(p) == "weights.npz"
-    assert os.stat(p).st_ino != os.stat(context.store.blobs.path(art.blob_id)).st_ino  # never the blob itself
+    blob = context.store.blobs.path(art.blob_id)
+    if context.store.format == 2 and size <= INLINE_MAX:
+        assert not os.path.exists(blob)  # the content is in the row; the copy is made from it
+    else:
+        assert os.stat(p).st_ino != os.stat(blob).st_ino  # never the blob itself
+    with open(p, "rb") as copy:
+        assert copy.read() == b"w" * size
     assert run(arts.as_local_file(art.uri)) == p
     assert run(arts.as_local_file(art.artifact_id[:12])) == p
     assert not os.stat(p).st_mode & stat.S_IWUSR
@@ -190,10 +202,13 @@ def test_best_ties_nan_filters_and_empty(context):
 
 
 @pytest.mark.parametrize("ranking_min", [1, 10**9])  # the ranking walk / scoring the pool
-def test_nan_or_junk_stored_by_another_writer_never_wins(context, monkeypatch, ranking_min):
-    """Metrics are validated finite on save; a NaN or a string that reached the table anyway is ignored."""
+def test_nan_or_junk_stored_by_another_writer_never_wins(tmp_path, monkeypatch, ranking_min):
+    """Metrics are validated finite on save; a NaN or a string that reached the table anyway is ignored.
+
+    Format 1's object catalog and its rankings (format 2: the next test)."""
     monkeypatch.setattr("aeg_jupyter.core.ranking.RANKING_MIN", ranking_min)
-    idx = context.store.artifacts
+    store = aeg_jupyter.Store(str(tmp_path / "s"), format=1)
+    idx = store.artifacts
     good = idx.save_text("x", kind="ckpt", metrics={"m": 1.0})
     bad = idx.save_text("y", kind="ckpt", metrics={"m": 0.0})
     object.__setattr__(bad, "metrics", {"m": math.nan})
@@ -205,6 +220,32 @@ def test_nan_or_junk_stored_by_another_writer_never_wins(context, monkeypatch, r
         object.__setattr__(junk, "metrics", {"m": "high"})
         idx.catalog.rankings.clear()
         assert idx.best(kind="ckpt", metric="m") == good
+    store.close()
+
+
+@pytest.mark.parametrize("metric", ["m", "M"])  # a flat metric.m column / the map only (a capital letter)
+def test_a_nan_committed_by_another_writer_never_wins_on_format_2(tmp_path, metric):
+    """Format 2: a NaN that reached the Delta table (another writer's commit, not our save path) is ignored."""
+    from aeg_jupyter.base.ids import new_ts_id
+    from aeg_jupyter.storage.schemas2 import artifact_rows_to_arrow
+
+    root = str(tmp_path / "s")
+    with aeg_jupyter.Store(root, format=2) as store:
+        idx = store.artifacts
+        good = idx.save_text("x", kind="ckpt", metrics={metric: 1.0})
+        low = idx.save_text("y", kind="ckpt", metrics={metric: 0.5})
+        store.flush()
+        ts, aid = new_ts_id()  # the newest row: it would win every tie
+        row = {"artifact_id": aid, "kind": "ckpt", "created_at": ts, "uri": good.uri, "size": good.size,
+               "metrics": {metric: math.nan}}  # fmt: skip
+        assert store.artifact_table.delta.commit(artifact_rows_to_arrow([row]), app_id="another-writer", seq=0)
+    with aeg_jupyter.Store(root, format=2) as store:
+        idx = store.artifacts
+        assert len(idx.list(kind="ckpt")) == 3  # the row is there
+        assert idx.best(kind="ckpt", metric=metric) == good
+        assert idx.best(kind="ckpt", metric=metric, mode="min") == low
+        assert idx.search(kind="ckpt", metric=metric, limit=5) == [good, low]
+        assert idx.search(kind="ckpt", metric=metric, mode="min", limit=5) == [low, good]
 
 
 def test_scopes_run_graph_node_all(store_root):
@@ -243,26 +284,34 @@ def test_pin_unpin_persist_across_reopen(store_root):
     ctx2.close()
 
 
-def test_delete_and_gc_free_exactly_what_dry_run_reported(context, monkeypatch):
+@pytest.mark.parametrize("pad", [0, INLINE_MAX])  # small (inline in its row on format 2) / blob files in both
+def test_delete_and_gc_free_exactly_what_dry_run_reported(context, monkeypatch, pad):
     import aeg_jupyter.core.maintenance as maintenance_mod
 
     monkeypatch.setattr(maintenance_mod, "GC_GRACE_SECONDS", -1.0)
     arts = context.artifacts()
+    text = [f"old {i}" + "." * pad for i in range(3)]
     keep = run(arts.save_text("pinned", kind="note", pin=True))
-    old = [run(arts.save_text(f"old {i}", kind="note")) for i in range(3)]
-    shared = run(arts.save_text("old 0", kind="other"))  # same bytes as old[0], different artifact
+    old = [run(arts.save_text(t, kind="note")) for t in text]
+    shared = run(arts.save_text(text[0], kind="other"))  # same bytes as old[0], different artifact
     with pytest.raises(InvalidInputError, match="pinned; unpin it first"):
         run(arts.delete(keep))
     dry = run(arts.gc(keep_last=1))
     assert dry.dry_run and set(dry.artifacts) == {old[0].artifact_id, old[1].artifact_id}
-    assert dry.blobs == [old[1].blob_id] and dry.bytes_freed == len("old 1")
+    # a blob file goes; inline content (format 2, at most INLINE_MAX bytes) has no file: it goes with its row
+    inline = context.store.format == 2 and len(text[1]) <= INLINE_MAX
+    freed = [] if inline else [old[1].blob_id]
+    assert dry.blobs == freed and dry.bytes_freed == (0 if inline else len(text[1]))
     real = run(arts.gc(dry_run=False, keep_last=1))
     assert (real.artifacts, real.blobs, real.bytes_freed) == (dry.artifacts, dry.blobs, dry.bytes_freed)
     assert not os.path.exists(context.store.blobs.path(old[1].blob_id))
-    assert run(arts.load_text(shared)) == "old 0" and run(arts.load_text(keep)) == "pinned"
+    assert run(arts.load_text(shared)) == text[0] and run(arts.load_text(keep)) == "pinned"
     with pytest.raises(NotFoundError, match="was deleted"):
         run(arts.get(old[1].artifact_id))
-    assert real.summary() == "gc freed 2 artifacts, 1 blobs, 5 B (5 bytes)"
+    said = {0: "1 blobs, 5 B (5 bytes)", INLINE_MAX: "1 blobs, 4.0 KiB (4101 bytes)"}[pad]
+    if inline:
+        said = "0 blobs, 0 B (0 bytes)"
+    assert real.summary() == f"gc freed 2 artifacts, {said}"
     assert str(real).startswith(real.summary() + ":\n") and old[1].short_id in str(real)  # and the table
 
 
@@ -276,9 +325,11 @@ def test_gc_older_than_keeps_recent_and_grace_protects_new_blobs(context):
 
 
 def test_verify_reports_and_repairs_corruption(context):
+    """Damaged blob files (format 2's damaged inline cells: tests/format2/test_inline.py)."""
     arts = context.artifacts()
+    rot = "will rot" + "." * INLINE_MAX  # a blob file in both formats
     good = run(arts.save_text("fine"))
-    bad = run(arts.save_text("will rot"))
+    bad = run(arts.save_text(rot))
     path = context.store.blobs.path(bad.blob_id)
     os.chmod(path, 0o644)
     with open(path, "r+b") as f:
@@ -293,7 +344,7 @@ def test_verify_reports_and_repairs_corruption(context):
     assert len(repaired.moved_aside) == 1
     after = run(arts.verify())
     assert after.corrupt == [] and after.missing == [(bad.artifact_id, bad.blob_id)]
-    again = run(arts.save_text("will rot"))  # saving the bytes again heals the store
+    again = run(arts.save_text(rot))  # saving the bytes again heals the store
     assert again.uri == bad.uri and run(arts.verify()).ok
     assert run(arts.load_text(good, verify=True)) == "fine"
 
@@ -341,10 +392,10 @@ def test_store_root_that_is_a_file_or_foreign_dir_or_newer_format(tmp_path):
         aeg_jupyter.connect(foreign)
     newer = tmp_path / "newer"
     newer.mkdir()
-    (newer / "aeg-store.json").write_text(json.dumps({"format": 2}))
-    with pytest.raises(aeg_jupyter.StoreFormatError, match="has format 2"):
+    (newer / "aeg-store.json").write_text(json.dumps({"format": 3}))  # a format no release knows yet
+    with pytest.raises(aeg_jupyter.StoreFormatError, match=r"has format 3.*upgrade with `pip install -U aeg-jupyter`"):
         aeg_jupyter.connect(newer)
-    assert json.loads((newer / "aeg-store.json").read_text()) == {"format": 2}  # never overwritten
+    assert json.loads((newer / "aeg-store.json").read_text()) == {"format": 3}  # never overwritten
 
 
 def test_reopen_sees_everything_and_artifact_repr_escapes(store_root):
