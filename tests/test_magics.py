@@ -19,6 +19,7 @@ from aeg_jupyter.base.hashing import hash_bytes
 from aeg_jupyter.core.serialize import PngImage
 from aeg_jupyter.frontends.commands import COMMANDS, StoreStatus
 from aeg_jupyter.frontends.magics import AegMagics
+from aeg_jupyter.storage.schemas2 import INLINE_MAX
 
 
 @dataclasses.dataclass
@@ -475,15 +476,18 @@ def test_gc(ip: Any, checkpoints: list[Artifact]) -> None:
 
 
 def test_verify(ip: Any, checkpoints: list[Artifact]) -> None:
+    """A damaged blob file (format 2's damaged inline cells: tests/format2/test_inline.py)."""
+    ip.user_ns["weights"] = b"w" * (INLINE_MAX + 1)  # a blob file in both formats
+    big = aeg(ip, "save weights --kind weights")
     report = aeg(ip, "verify")
     assert isinstance(report, VerifyReport) and report.ok
     assert ip.display_formatter.format(report)[0]["text/plain"] == str(report)
-    blob = ctx(ip).store.blobs.path(checkpoints[0].blob_id)
+    blob = ctx(ip).store.blobs.path(big.blob_id)
     os.chmod(blob, 0o644)
     with open(blob, "wb") as f:
         f.write(b"rot")
     bad = aeg(ip, "verify")
-    assert not bad.ok and checkpoints[0].blob_id in bad.corrupt
+    assert not bad.ok and bad.corrupt == [big.blob_id]
     assert aeg(ip, "verify --repair").moved_aside
 
 
