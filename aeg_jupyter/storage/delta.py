@@ -16,8 +16,10 @@ protocol needs more than that (deletion vectors, column mapping). See ``docs/for
 from __future__ import annotations
 
 import contextlib
+import functools
 import json
 import os
+import threading
 import time
 import warnings
 from bisect import bisect_right
@@ -33,7 +35,7 @@ from deltalake.exceptions import CommitFailedError, DeltaError, TableNotFoundErr
 
 from ..base.errors import StoreWarning, StoreWriteError
 from .arrays import int64_array, repeated_string
-from .fsops import hold_lock, try_lock, unlink_quietly
+from .fsops import hold_lock, make_dirs, try_lock, unlink_quietly
 from .schemas import Row
 from .schemas2 import PARTITION
 
@@ -52,6 +54,43 @@ ROW_GROUP = 8_192  # rows per row group (events, ops)
 ARTIFACT_ROW_GROUP = 2_048
 _WRITER_PROPERTIES = WriterProperties(compression="ZSTD", max_row_group_size=ROW_GROUP)
 _COMMIT_ATTEMPTS = 8
+
+# delta-rs creates its directories and files with the process umask (0o777 / 0o666 under umask 000):
+# while it writes, the umask also masks group and world write, so nothing the store creates is writable
+# by another account whatever the caller's umask (a stricter one still applies). The umask is the
+# process's: other threads creating files meanwhile get the same mask, never a looser one.
+_UMASK_LOCK = threading.Lock()
+_umask_holders = 0
+_umask_saved = 0
+
+
+@contextlib.contextmanager
+def _store_umask() -> Iterator[None]:
+    """The process umask with group/world write masked while delta-rs creates files (nestable, thread-safe)."""
+    global _umask_holders, _umask_saved
+    with _UMASK_LOCK:
+        if _umask_holders == 0:
+            _umask_saved = os.umask(0o022)
+            os.umask(_umask_saved | 0o022)
+        _umask_holders += 1
+    try:
+        yield
+    finally:
+        with _UMASK_LOCK:
+            _umask_holders -= 1
+            if _umask_holders == 0:
+                os.umask(_umask_saved)
+
+
+def _creates_files(method: Callable[..., Any]) -> Callable[..., Any]:
+    """Run a method that has delta-rs write files under :func:`_store_umask`."""
+
+    @functools.wraps(method)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        with _store_umask():
+            return method(*args, **kwargs)
+
+    return wrapper
 
 
 class CommitConflict(StoreWriteError):
@@ -110,13 +149,14 @@ class DeltaLakeTable:
         """True once the table's first commit exists."""
         return DeltaTable.is_deltatable(self.path)
 
+    @_creates_files
     def create(self) -> DeltaTable:
         """Create the table if it does not exist yet (safe when several processes race to create it)."""
         if self._dt is None:
             try:
                 self._dt = DeltaTable(self.path)
             except TableNotFoundError:
-                os.makedirs(self.path, exist_ok=True)
+                make_dirs(self.path)  # 0755 whatever the umask
                 try:
                     self._dt = DeltaTable.create(
                         self.path, self.schema, mode="ignore", partition_by=[PARTITION], configuration=CONFIGURATION
@@ -141,6 +181,7 @@ class DeltaLakeTable:
         return self.snapshot().transaction_version(app_id)  # type: ignore[no-any-return]
 
     # -- writing -----------------------------------------------------------------------------
+    @_creates_files
     def commit(self, data: pa.Table, *, app_id: str, seq: int) -> bool:
         """Append ``data`` as the commit of spool ``seq`` of writer ``app_id``, unless it is in already.
 
@@ -314,6 +355,7 @@ class DeltaLakeTable:
         return self.snapshot().to_pyarrow_dataset()
 
     # -- maintenance -------------------------------------------------------------------------
+    @_creates_files
     def compact(self, *, kinds: Iterable[str] | None = None, target_size: int | None = None) -> dict[str, Any]:
         """Rewrite small files into bigger ones, one commit per call (readers see either side, never both)."""
         dt = self.snapshot()
@@ -326,10 +368,12 @@ class DeltaLakeTable:
             raise CommitConflict(f"compacting {self.path} met a concurrent commit ({exc}); run it again") from exc
         return dict(metrics)
 
+    @_creates_files
     def checkpoint(self) -> None:
         """Write a checkpoint of the newest version (a cold open then reads one Parquet file, not every commit)."""
         self.snapshot().create_checkpoint()
 
+    @_creates_files
     def vacuum(self, *, retention_hours: int = VACUUM_HOURS) -> list[str]:
         """Delete files that no snapshot of the last ``retention_hours`` refers to; returns them."""
         dt = self.snapshot()
@@ -340,6 +384,7 @@ class DeltaLakeTable:
         except CommitFailedError as exc:  # its commit info lost a race: the files are gone or stay for the next run
             raise CommitConflict(f"vacuuming {self.path} met a concurrent commit ({exc}); run it again") from exc
 
+    @_creates_files
     def delete_where(self, predicate: str) -> int:
         """Delete the rows matching a SQL ``predicate`` in one commit (maintenance's fold); returns how many."""
         try:
@@ -348,6 +393,7 @@ class DeltaLakeTable:
             raise CommitConflict(f"a delete in {self.path} met a concurrent commit ({exc}); run it again") from exc
         return int(metrics.get("num_deleted_rows", 0))
 
+    @_creates_files
     def update_where(self, predicate: str, updates: dict[str, str]) -> int:
         """Set columns to SQL expressions where ``predicate`` holds, in one commit; returns rows updated."""
         try:

@@ -16,6 +16,7 @@ from conftest import run_child
 import aeg_jupyter
 from aeg_jupyter.base.errors import AegError, StoreWarning
 from aeg_jupyter.base.hashing import hash_bytes
+from aeg_jupyter.storage.schemas2 import INLINE_MAX
 
 
 def _outside(tmp_path, name="outside"):
@@ -58,7 +59,8 @@ def test_a_symlinked_blob_fan_does_not_make_blobs_land_outside(store_root, tmp_p
     """Attack 10: blobs/<ab> planted as a link to a directory out of the root."""
     outside = _outside(tmp_path)
     store = aeg_jupyter.Store(store_root)
-    small, big = b"small payload", os.urandom(9 << 20)  # written in place / through a temp file
+    # written in place / through a temp file (both above format 2's INLINE_MAX: blob files, not row content)
+    small, big = b"small payload " * 600, os.urandom(9 << 20)
     for data in (small, big):
         fan = os.path.join(store_root, "blobs", hash_bytes(data)[:2])
         if not os.path.lexists(fan):
@@ -81,16 +83,16 @@ def test_a_blob_replaced_by_a_symlink_is_not_read(store_root, tmp_path):
     """Attack 10: a blob file replaced by a link to a file out of the root is never read through."""
     outside = _outside(tmp_path)
     store = aeg_jupyter.Store(store_root)
-    art = store.artifacts.save_bytes(b"not yours", kind="b")  # same size as the outside file
+    art = store.artifacts.save_bytes(b"not yours" * 500, kind="b")  # a blob file (> INLINE_MAX) on either format
     path = store.blobs.path(art.blob_id)
     os.unlink(path)
     os.symlink(outside / "secret", path)
-    (outside / "secret").write_bytes(b"NOT YOURS")
+    (outside / "secret").write_bytes(b"NOT YOURS" * 500)  # same size as the blob
     with pytest.warns(StoreWarning, match="symlink"), pytest.raises(AegError):
         store.artifacts.load_bytes(art)
     with pytest.raises(AegError):
         store.artifacts.local_file(art)
-    assert (outside / "secret").read_bytes() == b"NOT YOURS"
+    assert (outside / "secret").read_bytes() == b"NOT YOURS" * 500
     store.close()
 
 
@@ -118,22 +120,27 @@ def test_symlinks_in_spool_and_tmp_do_not_make_connect_delete_outside(store_root
     assert {p.name: p.read_bytes() for p in outside.iterdir()} == before
 
 
-def test_a_handed_out_path_is_not_the_blob(store_root, tmp_path):
-    """Attack 12: writing through the path as_local_file gave must not corrupt the blob (or its other artifacts)."""
+@pytest.mark.parametrize("data", [b"shared bytes", b"shared bytes" * 400], ids=["small", "blob_file"])
+def test_a_handed_out_path_is_not_the_blob(store_root, tmp_path, data):
+    """Attack 12: writing through the path as_local_file gave must not corrupt the blob (or its other artifacts).
+
+    ``small`` is row content on format 2 (``INLINE_MAX``), a blob file on format 1; ``blob_file`` is a file on both.
+    """
     store = aeg_jupyter.Store(store_root)
-    a = store.artifacts.save_bytes(b"shared bytes", kind="x", name="a.bin")
-    b = store.artifacts.save_bytes(b"shared bytes", kind="y", name="b.bin")
+    a = store.artifacts.save_bytes(data, kind="x", name="a.bin")
+    b = store.artifacts.save_bytes(data, kind="y", name="b.bin")
     path = store.artifacts.local_file(a)
-    assert os.stat(path).st_ino != os.stat(store.blobs.path(a.blob_id)).st_ino
+    if store.format == 1 or len(data) > INLINE_MAX:
+        assert os.stat(path).st_ino != os.stat(store.blobs.path(a.blob_id)).st_ino
     assert not os.stat(path).st_mode & 0o222  # handed out read-only
     os.chmod(path, 0o644)  # the owner (or root, without chmod) writes through it
     with open(path, "r+b") as f:
         f.write(b"SHARED")
-    assert store.artifacts.load_bytes(b, verify=True) == b"shared bytes"
+    assert store.artifacts.load_bytes(b, verify=True) == data
     assert store.artifacts.verify().ok
     again = store.artifacts.local_file(a, verify=True)  # verify re-checks what it hands out, and repairs it
     with open(again, "rb") as f:
-        assert f.read() == b"shared bytes"
+        assert f.read() == data
     store.close()
 
 

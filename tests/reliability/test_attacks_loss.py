@@ -258,7 +258,7 @@ acked = []
 while not os.path.exists(go):
     time.sleep(0.01)
 for r in range(rounds):
-    data = b"race %d" % r
+    data = b"race %d " % r * 600  # a blob file on either format (format 2 keeps up to INLINE_MAX in the row)
     first = store.artifacts.save_bytes(data, kind="race")
     store.artifacts.delete(first)  # its only artifact is gone: its blob is garbage now ...
     time.sleep(random.uniform(0, 0.02))  # (a gc may decide to free it meanwhile)

@@ -65,12 +65,12 @@ def test_older_than_only_collects_old_artifacts(store_root):
 def test_unreferenced_blobs_of_deleted_artifacts_and_materialized_files_go(store_root, tmp_path):
     store = aeg_jupyter.Store(store_root)
     f = tmp_path / "model.bin"
-    f.write_bytes(b"m" * 1000)
+    f.write_bytes(b"m" * 5000)  # a blob file on either format (format 2 keeps up to INLINE_MAX in the row)
     art = store.artifacts.save_file(f, kind="model")
     local = store.artifacts.local_file(art)
     store.artifacts.delete(art)
     report = store.artifacts.gc(dry_run=False)
-    assert report.blobs == [art.blob_id] and report.bytes_freed == 1000
+    assert report.blobs == [art.blob_id] and report.bytes_freed == 5000
     assert not os.path.exists(local)
     store.close()
 
@@ -108,14 +108,15 @@ def test_bad_retention_rules_are_clear(store_root, kwargs, message):
 def test_blobs_of_deleted_artifacts_go_at_once_but_orphans_wait(store_root, monkeypatch):
     monkeypatch.setattr(maintenance_mod, "GC_GRACE_SECONDS", 120.0)
     store = aeg_jupyter.Store(store_root)
-    gone = store.artifacts.save_text("delete me")
+    text = "delete me " * 500  # a blob file on either format (format 2 keeps up to INLINE_MAX in the row)
+    gone = store.artifacts.save_text(text)
     orphan = store.blobs.put_bytes(b"an interrupted save: a blob with no artifact")
     store.artifacts.delete(gone)
     report = store.artifacts.gc(dry_run=False)
     assert report.blobs == [gone.blob_id]  # freed right away; the orphan is inside the grace period
     assert store.blobs.exists(orphan.digest)
-    again = store.artifacts.save_text("delete me")  # the same bytes saved again later: stored afresh
-    assert store.artifacts.load_text(again) == "delete me"
+    again = store.artifacts.save_text(text)  # the same bytes saved again later: stored afresh
+    assert store.artifacts.load_text(again) == text
     store.close()
 
 

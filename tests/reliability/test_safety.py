@@ -18,7 +18,7 @@ IMG = "<img src=x onerror=alert(1)>"
 def test_blobs_and_materialized_files_are_read_only(store_root, tmp_path):
     store = aeg_jupyter.Store(store_root)
     f = tmp_path / "f.txt"
-    f.write_text("x")
+    f.write_text("x" * 5000)  # a blob file on either format (format 2 keeps up to INLINE_MAX in the row)
     art = store.artifacts.save_file(f, kind="k")
     for path in (store.blobs.path(art.blob_id), store.artifacts.local_file(art)):
         assert not os.stat(path).st_mode & (stat.S_IWUSR | stat.S_IWGRP | stat.S_IWOTH)
