@@ -86,6 +86,7 @@ class Ingest:
         )  # fmt: skip
         if content is not None:  # format 2: the bytes ride in the row (schemas2.row_content)
             row["content_b64"] = base64.b64encode(content).decode("ascii")
+            self._blobs.drop_short(put.digest, len(content))  # a blob file is read before the row
         guard = self._guard
         with guard.lock:
             guard.check_open()

@@ -22,7 +22,7 @@ from ..base.models import Artifact
 from ..base.models import _human_size as human_size
 from ..base.validate import check_limit, parse_duration
 from ..storage.blobs import BlobStore
-from ..storage.delta import VACUUM_HOURS, CommitConflict, DeltaLakeTable, maintenance_lock
+from ..storage.delta import VACUUM_HOURS, CommitConflict, DeltaLakeTable
 from ..storage.delta_table import DeltaSpoolTable
 from ..storage.fsops import move_aside
 from ..storage.root import StoreRoot
@@ -510,7 +510,7 @@ class DeltaMaintenance:
         say = progress or (lambda _line: None)
         report = MaintainReport()
         started = time.monotonic()
-        with maintenance_lock(self._root.layout.maintenance_lock, wait=wait) as held:
+        with self._root.maintenance_lock(wait=wait) as held:
             if not held:
                 report.skipped = "another process is running maintenance on this store"
                 return report

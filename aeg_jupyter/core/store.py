@@ -25,7 +25,8 @@ from ..base.errors import InvalidInputError, StoreWarning, StoreWriteError
 from ..storage.blobs import BlobStore
 from ..storage.delta import VACUUM_HOURS
 from ..storage.delta_table import DeltaSpoolTable
-from ..storage.objectstore import local_root
+from ..storage.location import RemoteBlobStore, RemoteTables
+from ..storage.objectstore import root_name
 from ..storage.root import StoreRoot
 from ..storage.schemas import ARTIFACTS, EVENTS, OPS
 from ..storage.tables import Table
@@ -73,16 +74,21 @@ class Store:
         self.lock = self.guard.lock
         self.store_root = StoreRoot(root, format=format)
         self.format = self.store_root.format
-        self.root = self.store_root.path
+        self.root = self.store_root.name  # the directory, or s3://bucket/prefix
         self.layout = self.store_root.layout
         self.writer = self.store_root.writer
         # a format-1 store opened with format=2 is read-only until `aeg migrate` converts it
         self.guard.read_only = self.store_root.migrate_hint
         fsync = durability == "fsync"
-        self.blobs = BlobStore(self.layout, self.writer, fsync=fsync)
+        objects = self.store_root.objects  # an s3:// root (storage/location.py), else None
+        if objects is None:
+            self.blobs = BlobStore(self.layout, self.writer, fsync=fsync)
+        else:
+            self.blobs = RemoteBlobStore(self.layout, self.writer, objects, fsync=fsync)
         table_class = DeltaSpoolTable if self.format == 2 else Table
+        extra = {} if objects is None else {"remote": RemoteTables(objects)}
         self.artifact_table, self.event_table, self.op_table = (
-            table_class(self.layout, spec, writer=self.writer, flush_rows=flush_rows, fsync=fsync)
+            table_class(self.layout, spec, writer=self.writer, flush_rows=flush_rows, fsync=fsync, **extra)
             for spec in (ARTIFACTS, EVENTS, OPS)
         )
         self.tables = {t.spec.name: t for t in (self.artifact_table, self.event_table, self.op_table)}
@@ -243,7 +249,7 @@ def open_store(
         InvalidInputError: the store is already open here with ``durability="flush"`` and
             ``"fsync"`` is asked for (a stronger guarantee cannot be given silently).
     """
-    key = local_root(root)
+    key = root_name(root)  # the directory, or s3://bucket/prefix
     with _OPEN_LOCK:
         store = _OPEN.get(key)
         if store is None or store.closed:

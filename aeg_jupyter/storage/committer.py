@@ -12,7 +12,8 @@ spool was closed) and commits it with :meth:`~.delta.DeltaLakeTable.commit` (the
 outliving its writer (SIGKILL) finishes at most the commit in hand and exits on the closed pipe: that
 commit and a recovering process's commit of the same spool cannot both land (docs/format2.md).
 
-Protocol: one JSON object a line each way. Request ``{"dir", "table", "writer", "seq", "path"}``;
+Protocol: one JSON object a line each way. Request ``{"dir", "table", "writer", "seq", "path"}`` (``dir``
+a table URI and ``options`` its deltalake ``storage_options`` for an ``s3://`` root);
 answer ``{"ok": true, "rows": n}`` or ``{"ok": false, "error": "..."}``.
 """
 
@@ -52,14 +53,19 @@ class CommitProcess:
         proc = self._proc
         return proc is not None and proc.poll() is None
 
-    def commit(self, *, dir: str, table: str, writer: str, seq: int, path: str) -> int:
+    def commit(
+        self, *, dir: str, table: str, writer: str, seq: int, path: str, storage_options: dict[str, str] | None = None
+    ) -> int:
         """Have the child commit spool ``path`` (``seq`` of ``writer``) into the table at ``dir``; returns
         the rows it committed (0: committed before).
 
         Raises:
             StoreWriteError: the commit failed (the child's message), or the child could not start or died.
         """
-        req = json.dumps({"dir": dir, "table": table, "writer": writer, "seq": seq, "path": path})
+        request: dict[str, Any] = {"dir": dir, "table": table, "writer": writer, "seq": seq, "path": path}
+        if storage_options is not None:  # an s3:// table (credentials go over the pipe only, never logged)
+            request["options"] = storage_options
+        req = json.dumps(request)
         with self._lock:
             proc = self._start()
             assert proc.stdin is not None and proc.stdout is not None
@@ -129,7 +135,13 @@ def serve(stdin: IO[str], stdout: IO[str]) -> None:
             name = req["table"]
             table = tables.get(req["dir"])
             if table is None:
-                table = tables[req["dir"]] = DeltaLakeTable(req["dir"], SCHEMAS2[name], ts_field=ts_fields[name])
+                table = tables[req["dir"]] = DeltaLakeTable(
+                    req["dir"],
+                    SCHEMAS2[name],
+                    ts_field=ts_fields[name],
+                    uri=req["dir"],
+                    storage_options=req.get("options"),
+                )
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")  # a damaged line is skipped (the writer's readers warn of it)
                 rows = read_spool_rows(req["path"])

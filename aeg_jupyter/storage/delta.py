@@ -131,8 +131,22 @@ class DeltaLakeTable:
         1
     """
 
-    def __init__(self, path: str, schema: pa.Schema, *, ts_field: str | None = None) -> None:
+    def __init__(
+        self,
+        path: str,
+        schema: pa.Schema,
+        *,
+        ts_field: str | None = None,
+        uri: str | None = None,
+        storage_options: dict[str, str] | None = None,
+        mirror: Callable[[str, str, list[tuple[str, int | None]]], None] | None = None,
+    ) -> None:
         self.path = path
+        # an s3:// root (storage/location.py): the log and files are at `uri`; `path` holds local copies
+        # of the data files read (`mirror(uri, path, [(relative path, size)])` downloads those missing)
+        self.uri = uri or path
+        self.storage_options = storage_options
+        self._mirror = mirror
         self.schema = schema
         self.ts_field = ts_field
         self._dt: DeltaTable | None = None
@@ -147,22 +161,26 @@ class DeltaLakeTable:
     # -- the snapshot ------------------------------------------------------------------------
     def exists(self) -> bool:
         """True once the table's first commit exists."""
-        return DeltaTable.is_deltatable(self.path)
+        if self._dt is not None and self._mirror is not None:
+            return True  # an s3:// root: a table, once there, stays (no request per look)
+        return DeltaTable.is_deltatable(self.uri, storage_options=self.storage_options)
 
     @_creates_files
     def create(self) -> DeltaTable:
         """Create the table if it does not exist yet (safe when several processes race to create it)."""
         if self._dt is None:
+            opts = self.storage_options
             try:
-                self._dt = DeltaTable(self.path)
+                self._dt = DeltaTable(self.uri, storage_options=opts)
             except TableNotFoundError:
                 make_dirs(self.path)  # 0755 whatever the umask
                 try:
                     self._dt = DeltaTable.create(
-                        self.path, self.schema, mode="ignore", partition_by=[PARTITION], configuration=CONFIGURATION
-                    )
+                        self.uri, self.schema, mode="ignore", partition_by=[PARTITION], configuration=CONFIGURATION,
+                        storage_options=opts,
+                    )  # fmt: skip
                 except DeltaError:  # another process created it between our look and our commit
-                    self._dt = DeltaTable(self.path)
+                    self._dt = DeltaTable(self.uri, storage_options=opts)
         return self._dt
 
     def snapshot(self, *, refresh: bool = True) -> DeltaTable:
@@ -209,11 +227,11 @@ class DeltaLakeTable:
                 time.sleep(0.01 * (attempt + 1))
             except (DeltaError, OSError) as exc:
                 raise StoreWriteError(
-                    f"could not commit to the table {self.path}: {exc}; the rows stay in the spool, "
+                    f"could not commit to the table {self.uri}: {exc}; the rows stay in the spool, "
                     "free some disk space and reopen the store"
                 ) from exc
         raise StoreWriteError(
-            f"could not commit to the table {self.path} after {_COMMIT_ATTEMPTS} conflicting commits; "
+            f"could not commit to the table {self.uri} after {_COMMIT_ATTEMPTS} conflicting commits; "
             "the rows stay in the spool and the next open commits them"
         )
 
@@ -242,9 +260,14 @@ class DeltaLakeTable:
         lo = stat(f"min.{self.ts_field}")
         hi = [None if b is None else b + 999 for b in stat(f"max.{self.ts_field}")]  # ms statistics: see DataFile
         out = []
-        for p, k, n, a, b in zip(paths, kind_col, counts, lo, hi, strict=True):
+        fetch: list[tuple[str, int | None]] = []
+        sizes = actions.column("size_bytes").to_pylist() if "size_bytes" in names else [None] * len(paths)
+        for p, k, n, a, b, size in zip(paths, kind_col, counts, lo, hi, sizes, strict=True):
             if want is None or k in want:
                 out.append(DataFile(os.path.join(self.path, unquote(p)), k, n or 0, a, b))
+                fetch.append((unquote(p), size))
+        if self._mirror is not None and fetch:
+            self._mirror(self.uri, self.path, fetch)  # an s3:// root: local copies of the files read
         return out
 
     def plain_parquet(self) -> bool:
@@ -365,7 +388,7 @@ class DeltaLakeTable:
                 partition_filters=filters, target_size=target_size, writer_properties=self._props
             )
         except CommitFailedError as exc:
-            raise CommitConflict(f"compacting {self.path} met a concurrent commit ({exc}); run it again") from exc
+            raise CommitConflict(f"compacting {self.uri} met a concurrent commit ({exc}); run it again") from exc
         return dict(metrics)
 
     @_creates_files
@@ -382,7 +405,7 @@ class DeltaLakeTable:
                 retention_hours=retention_hours, enforce_retention_duration=False, dry_run=False
             )
         except CommitFailedError as exc:  # its commit info lost a race: the files are gone or stay for the next run
-            raise CommitConflict(f"vacuuming {self.path} met a concurrent commit ({exc}); run it again") from exc
+            raise CommitConflict(f"vacuuming {self.uri} met a concurrent commit ({exc}); run it again") from exc
 
     @_creates_files
     def delete_where(self, predicate: str) -> int:
@@ -390,7 +413,7 @@ class DeltaLakeTable:
         try:
             metrics = self.snapshot().delete(predicate, writer_properties=self._props)
         except CommitFailedError as exc:  # a concurrent compaction rewrote a file this delete read
-            raise CommitConflict(f"a delete in {self.path} met a concurrent commit ({exc}); run it again") from exc
+            raise CommitConflict(f"a delete in {self.uri} met a concurrent commit ({exc}); run it again") from exc
         return int(metrics.get("num_deleted_rows", 0))
 
     @_creates_files
@@ -399,7 +422,7 @@ class DeltaLakeTable:
         try:
             metrics = self.snapshot().update(updates=updates, predicate=predicate, writer_properties=self._props)
         except CommitFailedError as exc:  # a concurrent commit added or rewrote files this update read
-            raise CommitConflict(f"an update in {self.path} met a concurrent commit ({exc}); run it again") from exc
+            raise CommitConflict(f"an update in {self.uri} met a concurrent commit ({exc}); run it again") from exc
         return int(metrics.get("num_updated_rows", 0))
 
 

@@ -44,6 +44,7 @@ from .committer import CommitProcess
 from .delta import ROW_GROUP, DataFile, DeltaLakeTable
 from .fsops import unlink_quietly
 from .layout import Layout, Part, PartName
+from .location import RemoteTables
 from .schemas import Row, TableSpec
 from .schemas2 import ROWS_TO_ARROW, SCHEMAS2, labels_from_entries, row_content
 from .tables import COMPACT_AT, Table
@@ -51,6 +52,7 @@ from .tables import COMPACT_AT, Table
 _DELTA_WRITER = "delta"  # the writer field of the PartName given to a Delta data file
 _GROUP_CACHE_BYTES = 8 << 20  # inline content of recently read row groups kept decoded (inline_content)
 FLUSH_SECONDS = 2.0  # the longest a row waits in the spool before the flusher commits it
+REMOTE_POLL_SECONDS = 1.0  # an s3:// root: how often readers look for other machines' commits
 RETRY_SECONDS = (0.5, 30.0)  # the flusher's delay after a failed commit: first, and at most (doubling)
 
 
@@ -75,10 +77,22 @@ class DeltaSpoolTable(Table):
         writer: str,
         flush_seconds: float = FLUSH_SECONDS,
         background: bool = True,
+        remote: RemoteTables | None = None,
         **kw: Any,
     ) -> None:
         super().__init__(layout, spec, writer=writer, **kw)
-        self.delta = DeltaLakeTable(self.dir, SCHEMAS2[spec.name], ts_field=spec.ts_field)
+        #: an s3:// root (storage/location.py): the Delta table is on the bucket, self.dir its local copies
+        self.remote = remote
+        self._polled = 0.0  # an s3:// root: when tail_others last looked for a new table version
+        self._seen_version: int | None = None
+        if remote is None:
+            self.delta = DeltaLakeTable(self.dir, SCHEMAS2[spec.name], ts_field=spec.ts_field)
+        else:
+            self.delta = DeltaLakeTable(
+                self.dir, SCHEMAS2[spec.name], ts_field=spec.ts_field, uri=remote.uri(spec.name),
+                storage_options=remote.storage_options(), mirror=remote.mirror,
+            )  # fmt: skip
+            self.delta.create()  # once per table (a race of two first opens: one creates, the other opens it)
         self._files: dict[str, DataFile] = {}
         self.flush_seconds = flush_seconds
         self.background = background
@@ -255,7 +269,10 @@ class DeltaSpoolTable(Table):
         ):
             if step is not None:
                 step("committing", seq)
-            committer.commit(dir=self.dir, table=self.spec.name, writer=self.writer, seq=seq, path=path)
+            committer.commit(
+                dir=self.delta.uri, table=self.spec.name, writer=self.writer, seq=seq, path=path,
+                storage_options=self.delta.storage_options,
+            )  # fmt: skip
         else:  # no flusher (background=False), or no commit process could start: commit here
             data = ROWS_TO_ARROW[self.spec.name](rows)
             if step is not None:
@@ -277,6 +294,20 @@ class DeltaSpoolTable(Table):
                 warnings.warn(f"could not compact {self.spec.name} ({exc}); trying again later", StoreWarning, 2)
 
     # -- reading -----------------------------------------------------------------------------
+    def tail_others(self) -> tuple[list[Row], bool]:
+        """Format 1's tail of this machine's other writers; on an s3:// root ``rotated`` is also True when
+        the table has a new version (other machines' commits: their spools are on their own disks),
+        looked at once every :data:`REMOTE_POLL_SECONDS` at most."""
+        rows, rotated = super().tail_others()
+        if self.remote is not None and not rotated:
+            now = time.monotonic()
+            if now - self._polled >= REMOTE_POLL_SECONDS:
+                self._polled = now
+                version = self.delta.version()
+                rotated = self._seen_version is not None and version != self._seen_version
+                self._seen_version = version
+        return rows, rotated
+
     def list_parts(self, kinds: Iterable[str] | None = None) -> list[Part]:
         """The snapshot's data files as parts, newest first by their newest row."""
         if not self.delta.exists():

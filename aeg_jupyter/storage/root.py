@@ -33,10 +33,11 @@ from .fsops import (
     unlink_quietly,
 )
 from .layout import META_NAME, STORE_FORMAT, Layout, parse_spool_name
-from .objectstore import local_root
+from .objectstore import ObjectStore, S3Location, resolve_root
 from .tables import Table
 
 FORMATS = (STORE_FORMAT, 2)  # 2: Delta Lake tables, behind a flag (docs/format2.md)
+LEASE_WAIT_SECONDS = 300.0  # maintenance on an s3:// root waits this long for another machine's run
 STALE_SECONDS = 60.0  # a half-created writer directory older than this belonged to a dead process
 KNOWN_DIRS = ("blobs", "tables", "spool", "tmp", "files")
 QUARANTINE = "quarantine"  # spools (or lines of them) recovery could not flush: kept, never retried
@@ -76,7 +77,16 @@ class StoreRoot:
             format = format_from_env()
         if format not in (None, *FORMATS):
             raise InvalidInputError(f"format must be one of {', '.join(map(str, FORMATS))}, not {format!r}")
-        self.path = local_root(root)  # a URL root never becomes a local folder named 's3:'
+        where = resolve_root(root)  # a URL root never becomes a local folder named 's3:'
+        #: an s3:// root's object store (None for a local root); the root's local state is then
+        #: this machine's directory for it under AEG_CACHE (storage/location.py)
+        self.objects: ObjectStore | None = None
+        if isinstance(where, S3Location):
+            self.objects = ObjectStore(where)
+            where = self.objects.local_state()
+        #: the root's name in messages and `Store.root`: the directory, or s3://bucket/prefix
+        self.name: str = self.objects.location.url if self.objects is not None else where
+        self.path = where  # every local file of the store (for an s3:// root: its local state)
         self.layout = Layout(self.path)
         # `format` picks a new store's format (1 by default); an existing store must be opened with its
         # own, and format 2 only when asked for (it is not complete yet: docs/format2.md)
@@ -85,7 +95,10 @@ class StoreRoot:
         self._migration = migration
         # set when a format-1 store is opened as format 2: it opens read-only, this says how to convert it
         self.migrate_hint: str | None = None
-        self._init_root(format)
+        if self.objects is not None:
+            self._init_remote(format)
+        else:
+            self._init_root(format)
         self.writer = f"p{os.getpid()}x{secrets.token_hex(4)}"
         # why this process cannot write ("read-only", "full", "format 1"), or None: a store whose root
         # cannot take a writer directory still opens, for reading (listing, recall, gc's report, verify)
@@ -185,6 +198,55 @@ class StoreRoot:
         finally:
             os.unlink(tmp)
         self._check_known_dirs()
+
+    def _init_remote(self, wanted: int | None) -> None:
+        """An s3:// root: the marker on the bucket (created if absent), the local state made; always format 2."""
+        assert self.objects is not None
+        url = self.objects.location.url
+        if wanted not in (None, 2):
+            raise StoreFormatError(
+                f"store {url!r}: s3:// roots are format 2 (Delta tables); open it without format={wanted}"
+            )
+        meta = self.objects.ensure_marker(format=2)
+        if meta.get("migrating") and not self._migration:
+            raise StoreFormatError(migrating_message(url))
+        if meta.get("format") != 2:
+            raise StoreFormatError(
+                f"store {url!r} has format {meta.get('format')!r}; this aeg_jupyter opens s3:// stores of format 2: "
+                "upgrade with `pip install -U aeg-jupyter` or use another prefix"
+            )
+        self.format = 2
+        try:
+            make_dirs(self.path)
+        except OSError as exc:
+            raise StoreWriteError(
+                f"cannot create this machine's state for {url} at {self.path!r}: {exc.strerror}; "
+                "set AEG_CACHE to a directory you can write"
+            ) from None
+        self._check_known_dirs()
+
+    @contextlib.contextmanager
+    def maintenance_lock(self, *, wait: bool = True) -> Iterator[bool]:
+        """One maintenance runner at a time: ``maintenance.lock`` (a ``flock``) on this machine, and for
+        an s3:// root also the bucket's lease (:class:`~.objectstore.Lease`: across machines, expiring
+        when its holder dies). Yields True once held; False with ``wait=False`` when another runner has it."""
+        from .delta import maintenance_lock  # (format 1 never imports deltalake for this)
+
+        with maintenance_lock(self.layout.maintenance_lock, wait=wait) as held:
+            if not held or self.objects is None:
+                yield held
+                return
+            lease = self.objects.lease("maintenance")
+            deadline = time.monotonic() + LEASE_WAIT_SECONDS
+            while True:
+                with lease.holding() as lost:
+                    if lost is not None:
+                        yield True
+                        return
+                if not wait or time.monotonic() > deadline:
+                    yield False
+                    return
+                time.sleep(1.0)
 
     def _check_known_dirs(self) -> None:
         """Each of the store's folders is a real directory of the root (created if missing).

@@ -9,13 +9,15 @@ import pytest
 import aeg_jupyter
 from aeg_jupyter import CorruptionError
 from aeg_jupyter.base.errors import StoreWarning
+from aeg_jupyter.storage.schemas2 import INLINE_MAX
 
 
-def _make_store(root: str) -> list[str]:
-    store = aeg_jupyter.Store(root, flush_rows=5)
+def _make_store(root: str, **open_args: object) -> list[str]:
+    store = aeg_jupyter.Store(root, flush_rows=5, **open_args)
     ids = []
     for i in range(12):
-        ids.append(store.artifacts.save_json({"i": i}, kind="ckpt", metrics={"acc": i / 12}).artifact_id)
+        data = {"i": i, "pad": "x" * INLINE_MAX}  # a blob file on either format (format 2 inlines <= INLINE_MAX)
+        ids.append(store.artifacts.save_json(data, kind="ckpt", metrics={"acc": i / 12}).artifact_id)
         store.event_log.record("log", {"i": i})
     store.close()
     return ids
@@ -42,8 +44,9 @@ def test_flipped_blob_byte_is_reported_with_the_artifact_id(store_root):
 
 @pytest.mark.parametrize("damage", ["truncate", "garbage"])
 def test_bad_parquet_part_is_skipped_with_a_warning_and_repairable(store_root, damage):
-    _make_store(store_root)
-    store = aeg_jupyter.Store(store_root, hot_limit=3)
+    """Format 1's own parts (format 2's data files are the Delta log's: see the test below)."""
+    _make_store(store_root, format=1)
+    store = aeg_jupyter.Store(store_root, hot_limit=3, format=1)
     part = store.event_table.list_parts(["log"])[-1]  # the oldest part
     size = os.path.getsize(part.path)
     with open(part.path, "r+b") as f:
@@ -53,7 +56,7 @@ def test_bad_parquet_part_is_skipped_with_a_warning_and_repairable(store_root, d
             f.write(os.urandom(size))
     store.close()
     with pytest.warns(StoreWarning, match=os.path.basename(part.path)):
-        store = aeg_jupyter.Store(store_root, hot_limit=3)
+        store = aeg_jupyter.Store(store_root, hot_limit=3, format=1)
         got = store.event_log.recent(kinds=["log"], limit=100)
     assert [e.data["i"] for e in got] == list(range(5, 12))  # the damaged part held rows 0-4
     report = store.artifacts.verify()
@@ -62,7 +65,7 @@ def test_bad_parquet_part_is_skipped_with_a_warning_and_repairable(store_root, d
     assert fixed.moved_aside and not os.path.exists(part.path)
     assert store.artifacts.verify().ok
     store.close()
-    store = aeg_jupyter.Store(store_root, hot_limit=3)  # no warning any more
+    store = aeg_jupyter.Store(store_root, hot_limit=3, format=1)  # no warning any more
     assert len(store.event_log.recent(kinds=["log"], limit=100)) == 7
     store.close()
 
@@ -110,6 +113,10 @@ def test_a_short_blob_left_by_a_killed_writer_is_rewritten_not_trusted(store_roo
     os.chmod(path, 0o444)
     art = store.artifacts.save_bytes(data, kind="raw")
     assert store.artifacts.load_bytes(art.artifact_id, verify=True) == data
-    assert os.stat(path).st_mode & 0o222 == 0  # blobs stay read-only
+    assert store.artifacts.load_bytes(art.artifact_id) == data
+    if store.format == 2 and size <= INLINE_MAX:  # the content is in the row: the short file must not shadow it
+        assert not os.path.exists(path)
+    else:
+        assert os.stat(path).st_mode & 0o222 == 0  # blobs stay read-only
     assert store.artifacts.verify().corrupt == []
     store.close()

@@ -246,6 +246,7 @@ def _loopback_only(monkeypatch: pytest.MonkeyPatch, tmp_path: Any) -> None:
     monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
     monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "no-aws-config"))
     monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(tmp_path / "no-aws-credentials"))
+    monkeypatch.setenv("AEG_CACHE", str(tmp_path / "aeg-cache"))  # this machine's state of s3:// roots
 
 
 @pytest.fixture(scope="session")

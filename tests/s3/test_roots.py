@@ -13,7 +13,7 @@ import pytest
 from IPython.core.error import UsageError
 
 import aeg_jupyter
-from aeg_jupyter.base.errors import AegError, InvalidInputError
+from aeg_jupyter.base.errors import InvalidInputError, ObjectStoreError
 from aeg_jupyter.frontends.cli import main
 from aeg_jupyter.storage.objectstore import S3Location, is_url, resolve_root
 
@@ -44,11 +44,13 @@ def test_connect_refuses_a_url_it_cannot_open_and_makes_no_folder(cwd: Any, url:
     assert entries(cwd) == []
 
 
-def test_connect_to_s3_says_what_it_can_open_and_makes_no_folder(cwd: Any) -> None:
-    with pytest.raises(AegError, match=r"s3://team-bucket/runs.*local directory") as info:
+def test_connect_to_s3_without_a_server_is_one_error_naming_the_bucket_and_makes_no_folder(cwd: Any) -> None:
+    # (s3:// roots open since issue 14 step 4a; here the endpoint is a loopback port where nobody answers)
+    with pytest.raises(ObjectStoreError, match=r"bucket 'team-bucket' at http://127\.0\.0\.1:9") as info:
         aeg_jupyter.connect("s3://team-bucket/runs/")
     assert "\n" not in str(info.value)
     assert entries(cwd) == []  # before: a folder 's3:' with a store in it
+    assert not os.path.exists(os.environ["AEG_CACHE"])  # nor any local state for a root that did not open
 
 
 def test_aeg_store_env_url_is_refused_by_connect(cwd: Any, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -69,21 +71,21 @@ def test_load_ext_under_an_aeg_store_url_is_one_usage_error(
 
 
 def test_config_store_url_is_one_error_and_keeps_the_old_store(ip: Any, caplog: pytest.LogCaptureFixture) -> None:
+    url_said = "%config AegMagics.store: store root {url!r}: "
     old = ip.user_ns["context"]
     before = entries(os.getcwd())
-    for url in ("s3://bucket/team", "gs://bucket/team"):
+    for url, said in (("s3://bucket/team", "bucket 'bucket' at http://127.0.0.1:9"), ("gs://bucket/team", url_said)):
         caplog.clear()
         ip.run_line_magic("config", f"AegMagics.store = {url!r}")  # %config logs the UsageError
-        assert [r.getMessage() for r in caplog.records] == [caplog.records[0].getMessage()] and caplog.records[
-            0
-        ].getMessage().startswith(f"%config AegMagics.store: store root {url!r}: ")
+        assert [r.getMessage() for r in caplog.records] == [caplog.records[0].getMessage()]
+        assert said.format(url=url) in caplog.records[0].getMessage()
         assert ip.user_ns["context"] is old and not old.store.closed
     assert entries(os.getcwd()) == before  # no 's3:' folder beside the store
 
 
 def test_configured_store_url_at_load_ext_is_one_usage_error(ipython_shell: Any) -> None:
     ipython_shell.config.AegMagics.store = "s3://bucket/team"
-    with pytest.raises(UsageError, match=r"^aeg_jupyter: store root 's3://bucket/team': s3:// roots cannot"):
+    with pytest.raises(UsageError, match=r"^aeg_jupyter: .*bucket 'bucket' at http://127\.0\.0\.1:9"):
         ipython_shell.run_line_magic("load_ext", "aeg_jupyter")
     assert entries(os.getcwd()) == []
 
@@ -99,7 +101,8 @@ def test_configured_store_url_at_load_ext_is_one_usage_error(ipython_shell: Any)
 def test_cli_store_url_exits_1_with_one_line(cwd: Any, capsys: pytest.CaptureFixture[str], argv: list[str]) -> None:
     assert main(argv) == 1
     err = capsys.readouterr().err
-    assert err.startswith("aeg: store root '") and err.count("\n") == 1, err
+    assert err.startswith("aeg: ") and err.count("\n") == 1, err
+    assert "store root '" in err or "bucket 'bucket' at http://127.0.0.1:9" in err, err
     assert "no store at" not in err  # not the local-path message with the cwd glued in front
     assert entries(cwd) == []
 
