@@ -137,7 +137,8 @@ def test_live_processes_see_each_other_without_restart(store_root):
 
 
 def test_compaction_merges_parts_and_keeps_rows_once(store_root):
-    store = aeg_jupyter.Store(store_root, flush_rows=3)
+    """Format 1's per-partition compaction of Parquet parts (format 2: the next test)."""
+    store = aeg_jupyter.Store(store_root, format=1, flush_rows=3)
     for i in range(60):
         store.event_log.record("tick", i)
         store.artifacts.save_text(str(i), kind="n")
@@ -146,22 +147,47 @@ def test_compaction_merges_parts_and_keeps_rows_once(store_root):
     assert store.compact(min_parts=4) > 0
     assert len(store.event_table.list_parts(["tick"])) < before
     store.close()
-    store2 = aeg_jupyter.Store(store_root, hot_limit=5)
+    store2 = aeg_jupyter.Store(store_root, format=1, hot_limit=5)
     assert [e.data for e in store2.event_log.recent(kinds=["tick"], limit=1000)] == list(range(60))
     assert len(store2.artifacts.list(kind="n")) == 60
     store2.close()
 
 
+def test_format_2_compaction_merges_data_files_and_keeps_rows_once(store_root):
+    """Format 2: Delta's optimize merges a partition's data files in one commit; every row stays, once."""
+    from deltalake import DeltaTable
+
+    store = aeg_jupyter.Store(store_root, format=2)
+    for i in range(60):
+        store.event_log.record("tick", i)
+        store.artifacts.save_text(str(i), kind="n")
+        if i % 3 == 2:
+            store.flush()  # one commit, so one data file per partition, every 3 rows
+    before = len(store.event_table.list_parts(["tick"]))
+    assert before >= 4
+    assert store.compact(min_parts=4) > 0
+    assert len(store.event_table.list_parts(["tick"])) < before
+    store.close()
+    store2 = aeg_jupyter.Store(store_root, format=2, hot_limit=5)
+    assert [e.data for e in store2.event_log.recent(kinds=["tick"], limit=1000)] == list(range(60))
+    assert len(store2.artifacts.list(kind="n")) == 60
+    store2.close()
+    for table, id_field, n in (("events", "event_id", 60), ("artifacts", "artifact_id", 60)):
+        ids = DeltaTable(os.path.join(store_root, "tables", table)).to_pyarrow_table(columns=[id_field]).column(0)
+        assert len(ids) == len(set(ids.to_pylist())) == n  # what an external reader sees: no row twice
+
+
 def test_duckdb_reads_the_tables_with_hive_partitioning(store_root):
+    """Format 1's Hive-partitioned Parquet with JSON text columns (format 2: the next test)."""
     duckdb = pytest.importorskip("duckdb")
-    ctx = aeg_jupyter.connect(store_root)
-    idx = ctx.store.artifacts
+    store = aeg_jupyter.Store(store_root, format=1)
+    idx = store.artifacts
     saved = [
         idx.save_json({"i": i}, kind=k, labels={"exp": "A"}, metrics={"acc": i / 10})
         for i, k in enumerate(["ckpt", "ckpt", "plot", "a b/c"])
     ]
-    ctx.store.event_log.record("train_log", {"epoch": 1})
-    ctx.close()
+    store.event_log.record("train_log", {"epoch": 1})
+    store.close()
     glob = os.path.join(store_root, "tables", "artifacts", "*", "*.parquet")
     rows = duckdb.sql(
         f"select artifact_id, kind, metrics->>'acc' as acc, labels->>'exp' as exp, created_at "
@@ -179,6 +205,33 @@ def test_duckdb_reads_the_tables_with_hive_partitioning(store_root):
 
     df = pd.read_parquet(os.path.join(store_root, "tables", "artifacts"))
     assert len(df) == 4 and set(df["kind"].astype(str)) >= {"ckpt", "plot"}
+
+
+def test_duckdb_reads_the_format_2_tables_with_typed_columns(store_root):
+    """Format 2: DuckDB over the Delta snapshot (deltalake's Arrow dataset): typed maps, no JSON functions."""
+    duckdb = pytest.importorskip("duckdb")
+    from deltalake import DeltaTable
+
+    store = aeg_jupyter.Store(store_root, format=2)
+    idx = store.artifacts
+    saved = [
+        idx.save_json({"i": i}, kind=k, labels={"exp": "A"}, metrics={"acc": i / 10})
+        for i, k in enumerate(["ckpt", "ckpt", "plot", "a b/c"])
+    ]
+    store.event_log.record("train_log", {"epoch": 1})
+    store.close()
+    con = duckdb.connect(config={"autoinstall_known_extensions": False, "autoload_known_extensions": False})
+    con.register("artifacts", DeltaTable(os.path.join(store_root, "tables", "artifacts")).to_pyarrow_dataset())
+    con.register("events", DeltaTable(os.path.join(store_root, "tables", "events")).to_pyarrow_dataset())
+    rows = con.sql(
+        "select artifact_id, kind, metrics['acc'] as acc, labels['exp'].s as exp, created_at "
+        "from artifacts order by artifact_id"
+    ).fetchall()
+    assert [r[0] for r in rows] == sorted(a.artifact_id for a in saved)
+    assert [r[1] for r in rows] == [a.kind for a in sorted(saved, key=lambda a: a.artifact_id)]
+    assert [r[2] for r in rows] == [a.metrics["acc"] for a in sorted(saved, key=lambda a: a.artifact_id)]
+    assert {r[3] for r in rows} == {"A"} and rows[0][4].tzinfo is not None
+    assert con.sql("select kind, text from events").fetchall() == [("train_log", '{"epoch": 1}')]
 
 
 def test_core_imports_no_ipython_or_widgets():
