@@ -69,11 +69,13 @@ def _die(root: StoreRoot) -> None:
 
 
 # -- opening -----------------------------------------------------------------------------------
-def test_creates_marker_dirs_and_writer_claim(roots, path):
-    r = _open(roots, path)
-    assert r.path == path
+@pytest.mark.parametrize("fmt", [1, 2])
+def test_creates_marker_dirs_and_writer_claim(roots, path, fmt):
+    r = StoreRoot(path, format=fmt)
+    roots.append(r)
+    assert r.path == path and r.format == fmt
     with open(os.path.join(path, META_NAME)) as f:
-        assert json.load(f) == {"format": 1, "hash": "blake3", "created_by": "aeg_jupyter"}
+        assert json.load(f) == {"format": fmt, "hash": "blake3", "created_by": "aeg_jupyter"}
     for d in KNOWN_DIRS:
         assert os.path.isdir(os.path.join(path, d))
     assert re.fullmatch(rf"p{os.getpid()}x[0-9a-f]{{8}}", r.writer)
@@ -85,14 +87,17 @@ def test_creates_marker_dirs_and_writer_claim(roots, path):
     assert r.move_aside_dir() == os.path.join(path, "corrupt")
 
 
-def test_reopening_keeps_the_existing_marker(roots, path):
+@pytest.mark.parametrize("fmt", [1, 2])
+def test_reopening_keeps_the_existing_marker(roots, path, fmt):
     os.makedirs(path)
     marker = os.path.join(path, META_NAME)
     with open(marker, "w") as f:
-        json.dump({"format": 1, "hash": "blake3", "created_by": "someone else"}, f)
-    _open(roots, path)
+        json.dump({"format": fmt, "hash": "blake3", "created_by": "someone else"}, f)
+    r = StoreRoot(path, format=fmt)
+    roots.append(r)
+    assert r.format == fmt and r.read_only is None
     with open(marker) as f:
-        assert json.load(f)["created_by"] == "someone else"
+        assert json.load(f) == {"format": fmt, "hash": "blake3", "created_by": "someone else"}
 
 
 def test_opens_an_empty_dir_or_one_with_dotfiles_only(roots, tmp_path):
@@ -125,7 +130,7 @@ def test_refuses_a_file_as_root(tmp_path):
 @pytest.mark.parametrize(
     ("marker", "match"),
     [
-        ('{"format": 2}', "has format 2.*upgrade with `pip install -U aeg-jupyter` or open another store"),
+        ('{"format": 3}', "has format 3.*upgrade with `pip install -U aeg-jupyter` or open another store"),
         ('{"hash": "blake3"}', "has format None.*upgrade"),
         ("{not json", "is unreadable.*restore it or open another store"),
         ("[1]", "is unreadable"),
@@ -139,6 +144,25 @@ def test_refuses_an_unknown_format(path, marker, match):
     with pytest.raises(StoreFormatError, match=match):
         StoreRoot(path)
     assert os.listdir(path) == [META_NAME]  # no writer claimed in a store we cannot read
+
+
+@pytest.mark.parametrize(("marker", "wanted"), [(1, 2), (2, 1)])
+def test_a_store_opened_as_another_format_is_never_rewritten(roots, path, marker, wanted):
+    """Format 1 asked to open as format 2 opens read-only naming `aeg migrate`; format 2 asked as 1 refuses."""
+    os.makedirs(path)
+    text = json.dumps({"format": marker, "hash": "blake3", "created_by": "aeg_jupyter"})
+    with open(os.path.join(path, META_NAME), "w") as f:
+        f.write(text)
+    if marker == 1:
+        with pytest.warns(StoreWarning, match=r"is format 1; it is open read-only: convert it with `aeg migrate "):
+            r = StoreRoot(path, format=wanted)
+        roots.append(r)
+        assert (r.format, r.read_only) == (1, "format 1")
+    else:
+        with pytest.raises(StoreFormatError, match="has format 2, not 1"):
+            StoreRoot(path, format=wanted)
+    with open(os.path.join(path, META_NAME)) as f:
+        assert f.read() == text
 
 
 def test_second_root_on_one_path_is_another_writer(roots, path):
