@@ -13,6 +13,7 @@ from aeg_jupyter.base.errors import InvalidInputError
 from aeg_jupyter.base.hashing import hash_bytes
 from aeg_jupyter.storage.blobs import PARALLEL_THRESHOLD, READ_ONLY, BlobStore
 from aeg_jupyter.storage.layout import Layout
+from aeg_jupyter.storage.schemas2 import INLINE_MAX
 
 
 @pytest.fixture
@@ -154,16 +155,23 @@ def test_save_file_move_through_the_store(tmp_path):
     ctx = aeg_jupyter.connect(str(tmp_path / "store"))
     try:
         arts = ctx.store.artifacts
-        src = _write(tmp_path / "tmpXYZ.json", b'{"a": 1}')
+        data = b'{"a": "' + b"x" * INLINE_MAX + b'"}'  # over INLINE_MAX: a blob file in both formats
+        src = _write(tmp_path / "tmpXYZ.json", data)
         ino = os.stat(src).st_ino
         art = arts.save_file(src, kind="checkpoint", name="ckpt.json", metrics={"val_acc": 0.5}, move=True)
         assert not os.path.exists(src) and art.name == "ckpt.json" and art.mime == "application/json"
         assert os.stat(ctx.store.blobs.path(art.uri.rsplit("/", 1)[-1])).st_ino == ino  # renamed into place
-        assert arts.load_bytes(art.uri) == b'{"a": 1}'
+        assert arts.load_bytes(art.uri) == data
+        # a small file moved: a blob file on format 1, its row's content on format 2; the source goes either way
+        small = _write(tmp_path / "small.json", b'{"a": 1}')
+        art_small = arts.save_file(small, kind="checkpoint", move=True)
+        assert not os.path.exists(small) and arts.load_bytes(art_small.uri) == b'{"a": 1}'
+        inline = ctx.store.format == 2
+        assert os.path.exists(ctx.store.blobs.path(art_small.blob_id)) is not inline
         # mime given: kept as given; without move the source stays
         src2 = _write(tmp_path / "blob", b"raw")
         art2 = arts.save_file(src2, kind="bytes", mime="application/octet-stream")
         assert art2.mime == "application/octet-stream" and os.path.exists(src2)
-        assert [a.artifact_id for a in arts.search(kind="checkpoint")] == [art.artifact_id]
+        assert [a.artifact_id for a in arts.search(kind="checkpoint")] == [art_small.artifact_id, art.artifact_id]
     finally:
         ctx.close()
