@@ -191,7 +191,7 @@ def test_every_query_of_the_core_api_agrees_with_format_1(tmp_path: Any) -> None
     finally:
         s1.close()
         s2.close()
-    with Store(str(tmp_path / "f1")) as r1, Store(str(tmp_path / "f2"), format=2) as r2:
+    with Store(str(tmp_path / "f1"), format=1) as r1, Store(str(tmp_path / "f2"), format=2) as r2:
         _compare(_queries(r1, _arts(r1, saved1)), ids1, _queries(r2, _arts(r2, saved2)), ids2)
 
 

@@ -33,7 +33,7 @@ def twin(tmp_path_factory: Any) -> tuple[Store, ColumnarCatalog]:
     """A format-1 store and a columnar catalog over the same artifacts, pins and deletes."""
     tmp_path = tmp_path_factory.mktemp("twin")
     rng = random.Random(18)
-    store = Store(str(tmp_path / "f1"))
+    store = Store(str(tmp_path / "f1"), format=1)
     saved = []
     for i in range(400):
         labels: dict[str, Any] = {"exp": rng.choice("ABC"), "seed": rng.randrange(4)}

@@ -205,7 +205,7 @@ def test_a_migrated_store_reads_inline_and_gc_lets_the_old_small_blob_files_go(t
     src = tmp_path / "d"
     (src / "sub").mkdir(parents=True)
     (src / "sub" / "x.txt").write_bytes(b"inside a directory")
-    with Store(root) as old:  # format 1: every content a blob file
+    with Store(root, format=1) as old:  # format 1: every content a blob file
         small = old.artifacts.save_json({"k": 1}, kind="config")
         big = old.artifacts.save_bytes(b"z" * (INLINE_MAX + 10), kind="blob")
         d = old.artifacts.save_dir(str(src), kind="dataset")

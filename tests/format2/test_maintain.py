@@ -289,7 +289,7 @@ def test_a_hostile_artifact_id_in_the_tables_deletes_only_its_own_row(tmp_path: 
 
 def test_maintain_on_format_1_flushes_and_merges_and_a_closed_store_refuses(tmp_path: Any) -> None:
     root = str(tmp_path / "s")
-    store = Store(root, flush_rows=2)
+    store = Store(root, format=1, flush_rows=2)
     for i in range(33):
         store.artifacts.save_json({"i": i}, kind="config")  # a Parquet part every 2 saves, the last one spooled
     parts = os.path.join(root, "tables", "artifacts", "kind=config")

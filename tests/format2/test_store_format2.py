@@ -1,4 +1,4 @@
-"""`Store(root, format=2)`: format 2 behind a flag in the composition root, format 1 still the default.
+"""`Store(root, format=2)`: format 2 in the composition root; every store here names its format.
 
 Real stores in tmp_path, real child processes killed with SIGKILL; the format-2 store answers through the
 format-1 catalog and event log over Delta tables (storage/delta_table.py)."""
@@ -28,9 +28,9 @@ def _delta_ids(root: str, table: str = "artifacts", id_field: str = "artifact_id
     return DeltaTable(os.path.join(root, "tables", table)).to_pyarrow_table(columns=[id_field]).column(0).to_pylist()
 
 
-def test_format_1_stays_the_default(tmp_path: Any) -> None:
+def test_a_format_1_store_has_no_delta_log(tmp_path: Any) -> None:
     root = str(tmp_path / "s")
-    with Store(root) as store:
+    with Store(root, format=1) as store:
         assert store.format == 1
         store.artifacts.save_json({"a": 1}, kind="config")
     assert _marker(root)["format"] == 1
@@ -58,8 +58,8 @@ def test_a_format_2_store_round_trips_through_the_api(tmp_path: Any) -> None:
     assert os.path.isdir(os.path.join(root, "tables", "artifacts", "_delta_log"))
     assert sorted(_delta_ids(root)) == sorted(a.artifact_id for a in saved)  # every row committed once
 
-    with pytest.raises(StoreFormatError, match="opens only when asked"):
-        Store(root)  # format 2 stays behind its flag
+    with pytest.raises(StoreFormatError, match="has format 2, not 1"):
+        Store(root, format=1)  # a format-2 store never opens as format 1
     with Store(root, format=2) as store:
         assert store.format == 2
         assert len(store.artifacts) == 29
