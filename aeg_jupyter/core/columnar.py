@@ -296,8 +296,10 @@ class ColumnarCatalog:
             present = [n for n in want if n in self.table.file_columns(f)]
             got: dict[str, pa.ChunkedArray] = {}
             if present:
-                table = self.table.read_file(f, present)
-                got = {n: table.column(n) for n in present}
+                table = self.table.read_file(f, present, dictionary=[n for n in present if _dictionary_column(n)])
+                got = {
+                    n: _as_dictionary(table.column(n)) if _dictionary_column(n) else table.column(n) for n in present
+                }
             for n in want:
                 if n not in got:
                     got[n] = self._read(f, n, ())  # a file without the column: from the map (or nulls)
@@ -307,9 +309,12 @@ class ColumnarCatalog:
             if chunks:
                 seg.columns[n] = pa.chunked_array(chunks, type=chunks[0].type)
 
-    def _query_columns(self, items: list[tuple[str, Any]], where: ScopeFilter, metric: str | None) -> list[str]:
-        """The plain columns a query over labels ``items``, scope ``where`` and ``metric`` reads."""
-        names = ["created_at"]
+    def _query_columns(
+        self, items: list[tuple[str, Any]], where: ScopeFilter, metric: str | None, *, created: bool = True
+    ) -> list[str]:
+        """The plain columns a query over labels ``items``, scope ``where`` and ``metric`` reads
+        (``created=False``: not ``created_at``, which ``best`` reads only for its tied rows)."""
+        names = ["created_at"] if created else []
         if metric is not None and FLAT_NAME.match(metric):
             names.append(METRIC_COLUMN + metric)
         for key, want in items:
@@ -337,7 +342,10 @@ class ColumnarCatalog:
             # no row with it (delta-rs writes only a batch's own columns): the map answers
             key, field = flat
             labels = self.table.read_leaves(f, "labels", ("key_value.key", f"key_value.value.{field}"))
-            return _label_from_map(labels, key, field)
+            col = _label_from_map(labels, key, field)
+            return _as_dictionary(col) if _dictionary_column(name) else col
+        if _dictionary_column(name):
+            return _as_dictionary(self.table.read_file(f, [name], dictionary=[name]).column(0))
         return self.table.read_file(f, [name]).column(0)
 
     def _micros(self, kind: str) -> np.ndarray:
@@ -348,6 +356,102 @@ class ColumnarCatalog:
             arr = np.concatenate([numpy_view(c) for c in col.chunks]) if col.num_chunks else np.empty(0, np.int64)
             seg.arrays["created_at"] = arr
         return arr
+
+    def _groups(self, kind: str) -> np.ndarray | None:
+        """The row groups of ``kind``'s files from their footers: one row (file index, group index, first
+        row in the segment, rows, min and max ``created_at`` in us) each; None when a group has no
+        ``created_at`` statistics (then queries read the whole column). Kept per segment."""
+        seg = self._segments[kind]
+        if "groups" in seg.arrays:
+            return seg.arrays["groups"]
+        out: list[tuple[int, int, int, int, int, int]] | None = []
+        for fi, f in enumerate(seg.files):
+            meta = self.table.footer(f)
+            j = next((j for j in range(meta.num_columns) if meta.schema.column(j).path == "created_at"), None)
+            if j is None or "timeUnit=microseconds" not in str(meta.schema.column(j).logical_type):
+                out = None
+                break
+            start = int(seg.starts[fi])
+            for g in range(meta.num_row_groups):
+                rg = meta.row_group(g)
+                st = rg.column(j).statistics
+                if st is None or not st.has_min_max:
+                    out = None
+                    break
+                out.append((fi, g, start, rg.num_rows, int(st.min_raw), int(st.max_raw)))
+                start += rg.num_rows
+            if out is None or start != int(seg.starts[fi + 1]):
+                out = None
+                break
+        arr = np.array(out, dtype=np.int64).reshape(-1, 6) if out is not None else None
+        seg.arrays["groups"] = arr  # type: ignore[assignment]
+        return arr
+
+    def _group_micros(self, kind: str, picks: np.ndarray) -> list[np.ndarray]:
+        """``created_at`` (us) of the row groups ``picks`` (rows of :meth:`_groups`), read at once per
+        file and kept per group."""
+        seg = self._segments[kind]
+        missing: dict[int, list[int]] = {}
+        for fi, g in picks[:, :2].tolist():
+            if ("group_ts", fi, g) not in seg.arrays:
+                missing.setdefault(fi, []).append(g)
+        for fi, gs in missing.items():
+            col = self.table.read_groups(seg.files[fi], gs, ["created_at"]).column(0)
+            ts = np.concatenate([numpy_view(c) for c in col.chunks]) if col.num_chunks else np.empty(0, np.int64)
+            meta = self.table.footer(seg.files[fi])
+            at = 0
+            for g in gs:
+                n = meta.row_group(g).num_rows
+                seg.arrays[("group_ts", fi, g)] = ts[at : at + n]
+                at += n
+        return [seg.arrays[("group_ts", fi, g)] for fi, g in picks[:, :2].tolist()]
+
+    def _micros_at(self, kind: str, rows: np.ndarray) -> np.ndarray:
+        """``created_at`` (us) of a few rows of ``kind``: from the row groups holding them when the
+        whole column was not read (``best`` needs it for its tied rows only)."""
+        seg = self._segments[kind]
+        groups = None if "created_at" in seg.arrays or len(rows) > 256 else self._groups(kind)
+        if groups is None:
+            return self._micros(kind)[rows]
+        at = np.searchsorted(groups[:, 2], rows, side="right") - 1
+        picks = np.unique(at)
+        if len(picks) > 16:
+            return self._micros(kind)[rows]
+        parts = dict(zip(picks.tolist(), self._group_micros(kind, groups[picks]), strict=True))
+        return np.array([parts[a][r - groups[a, 2]] for a, r in zip(at.tolist(), rows.tolist(), strict=True)], np.int64)
+
+    def _newest(self, kind: str, mask: np.ndarray | None, limit: int) -> tuple[np.ndarray, np.ndarray] | None:
+        """The ``limit`` newest rows of ``kind`` that ``mask`` keeps, with their ``created_at``, newest
+        first (ties: the later row first, as :meth:`_order`), reading ``created_at`` only of the row
+        groups that can hold them: groups in descending order of their max statistic, until the next
+        group's max is below the ``limit``-th newest found. None: no statistics (read the column)."""
+        groups = self._groups(kind)
+        if groups is None or limit <= 0:
+            return None
+        todo = groups[np.argsort(-groups[:, 5], kind="stable")]
+        rows_out: list[np.ndarray] = []
+        ts_out: list[np.ndarray] = []
+        found, kth, at, step = 0, None, 0, 1
+        while at < len(todo):
+            if found >= limit and kth is not None and todo[at, 5] < kth:
+                break  # every row left is older than the limit-th newest found
+            batch = todo[at : at + step]
+            for (_fi, _g, start, n, _lo, _hi), ts in zip(batch.tolist(), self._group_micros(kind, batch), strict=True):
+                local = np.arange(n) if mask is None else np.flatnonzero(mask[start : start + n])
+                if len(local):
+                    rows_out.append(local + start)
+                    ts_out.append(ts[local])
+                    found += len(local)
+            if found >= limit:
+                all_ts = np.concatenate(ts_out)
+                kth = int(np.partition(all_ts, len(all_ts) - limit)[len(all_ts) - limit])
+            at += len(batch)
+            step *= 4
+        if not rows_out:
+            return np.empty(0, np.int64), np.empty(0, np.int64)
+        rows, ts = np.concatenate(rows_out), np.concatenate(ts_out)
+        pick = np.lexsort((-rows, -ts))[:limit]
+        return rows[pick], ts[pick]
 
     def _entries(self, kind: str, name: str, leaves: tuple[str, ...] = ()) -> tuple[np.ndarray, pa.Array, pa.Array]:
         """A map column of ``kind`` flattened: (row of each entry, keys, items); see :func:`_flatten`."""
@@ -390,7 +494,7 @@ class ColumnarCatalog:
             if isinstance(want, bool):
                 arr = _bools(pc.equal(self._column(kind, label_column(key, "b")), bool_scalar(want)))
             elif isinstance(want, str):
-                arr = _bools(pc.equal(self._column(kind, label_column(key, "s")), string_scalar(want)))
+                arr = _string_equal(self._column(kind, label_column(key, "s")), want)
             else:  # a number: 1 matches 1.0, as in format 1
                 num = float_scalar(float(want))
                 ints = self._column(kind, label_column(key, "i")).cast(pa.float64(), safe=False)
@@ -464,8 +568,8 @@ class ColumnarCatalog:
             if metric is None:
                 if len(created) < 2 or bool(np.all(created[1:] >= created[:-1])):  # the usual case: rows in time order
                     order = np.arange(len(created) - 1, -1, -1, dtype=np.int64)
-                else:
-                    order = np.argsort(-created, kind="stable")
+                else:  # ties: the later row first, as in the sorted case (and _newest)
+                    order = np.lexsort((-np.arange(len(created)), -created))
             else:
                 vals = self._metric(kind, metric) * sign
                 rows = np.flatnonzero(~np.isnan(vals))
@@ -637,20 +741,24 @@ class ColumnarCatalog:
             if kind in self._segments and memo in self._segments[kind].arrays:
                 found = self._segments[kind].arrays[memo]  # type: ignore[assignment]
             elif kind in self._segments:
-                self._prefetch(kind, self._query_columns(items, where, metric))
-                vals = self._metric(kind, metric) * sign
+                self._prefetch(kind, self._query_columns(items, where, metric, created=False))
+                vals = self._metric(kind, metric)
                 mask = self._mask(kind, items, where)
-                ok = ~np.isnan(vals) if mask is None else mask & ~np.isnan(vals)
+                cand = np.flatnonzero(mask) if mask is not None else None  # a filter keeps few rows: only theirs
+                v = (vals if cand is None else vals[cand]) * sign
+                ok = ~np.isnan(v)
                 if ok.any():
-                    top = np.max(vals[ok])
-                    tied = np.flatnonzero(ok & (vals == top))
-                    created = self._micros(kind)[tied]
-                    tied = tied[created == created.max()]
+                    top = np.max(v[ok])
+                    tied = np.flatnonzero(ok & (v == top))
+                    tied = tied if cand is None else cand[tied]
+                    created = self._micros_at(kind, tied)  # one row group's, unless many rows tie
+                    newest = int(created.max())
+                    tied = tied[created == newest]
                     row = int(tied[0])
                     if len(tied) > 1:  # the same microsecond: the greater id is the newer
                         ids = self._ids(kind, tied.tolist())
                         row = int(tied[max(range(len(ids)), key=ids.__getitem__)])
-                    found = (float(top), int(self._micros(kind)[row]), row)
+                    found = (float(top), newest, row)
                 self._segments[kind].arrays[memo] = found  # type: ignore[assignment]
             winner: Artifact | None = None
             winner_key: tuple[float, int, str] | None = None
@@ -707,12 +815,24 @@ class ColumnarCatalog:
             for k in [kind] if kind is not None else sorted(self._segments):
                 if k not in self._segments or (kind is None and skip_prefix and k.startswith(skip_prefix)):
                     continue
-                self._prefetch(k, self._query_columns(items, where, metric))
+                seg = self._segments[k]
+                # newest first with a limit, the order not built yet: the row groups' created_at
+                # statistics say which groups can hold the answer (only theirs is read)
+                pruned = metric is None and limit is not None and ("order", None, sign) not in seg.arrays
+                pruned = pruned and "created_at" not in seg.arrays
+                self._prefetch(k, self._query_columns(items, where, metric, created=not pruned))
                 mask = self._mask(k, items, where)
-                created = self._micros(k)
-                order = _first(self._order(k, metric, sign), mask, limit)
+                newest = self._newest(k, mask, limit) if pruned and limit is not None else None
+                if newest is not None:
+                    order, stamps = newest
+                else:
+                    order = _first(self._order(k, metric, sign), mask, limit)
+                    stamps = self._micros(k)[order]
                 score = np.zeros(len(order)) if metric is None else self._metric(k, metric)[order] * sign
-                keyed.extend(((float(s), int(created[r])), k, int(r), None) for s, r in zip(score, order, strict=True))
+                keyed.extend(
+                    ((float(s), int(t)), k, int(r), None)
+                    for s, t, r in zip(score.tolist(), stamps.tolist(), order.tolist(), strict=True)
+                )
             for a in self._pending_matches(kind, items, where):
                 if kind is None and skip_prefix and a.kind.startswith(skip_prefix):
                     continue
@@ -781,6 +901,47 @@ def _label_from_map(labels: pa.ChunkedArray, key: str, field: str) -> pa.Chunked
     return pa.chunked_array([pc.take(padded, int64_array(idx))])
 
 
+_DICT_TYPE = pa.dictionary(pa.int32(), pa.string())
+
+
+def _dictionary_column(name: str) -> bool:
+    """True for the flat string label columns (``label.<key>.s``): read as dictionaries (a label takes
+    few values: comparing the dictionary and gathering int32 codes beats decoding a string per row)."""
+    return name.endswith(".s") and parse_label_column(name) is not None
+
+
+def _as_dictionary(col: pa.ChunkedArray) -> pa.ChunkedArray:
+    """``col`` as ``dictionary<int32, string>`` chunks sharing one dictionary (a file read plainly, or
+    computed from the map, is encoded; a file's dictionary of ``string_view`` is cast)."""
+    chunks = []
+    for c in col.chunks:
+        if not pa.types.is_dictionary(c.type):
+            c = pc.dictionary_encode(c.cast(pa.string()) if c.type != pa.string() else c)
+        if c.type != _DICT_TYPE:
+            c = c.cast(_DICT_TYPE)
+        chunks.append(c)
+    return pa.chunked_array(chunks, type=_DICT_TYPE).unify_dictionaries()
+
+
+def _string_equal(col: pa.ChunkedArray, want: str) -> np.ndarray:
+    """Rows of a string (or dictionary of strings) column equal to ``want`` (False for null): for a
+    dictionary, one comparison per distinct value and a gather of the codes."""
+    if not pa.types.is_dictionary(col.type):
+        return _bools(pc.equal(col, string_scalar(want)))
+    if not col.num_chunks:
+        return np.zeros(0, bool)
+    col = col.unify_dictionaries()  # (a no-op when they are already one)
+    hit = _bools(pc.equal(col.chunk(0).dictionary, string_scalar(want)))
+    if not hit.any():
+        return np.zeros(len(col), bool)
+    codes = pa.concat_arrays([c.indices for c in col.chunks])
+    if codes.null_count:  # a null slot's code is undefined: masked
+        valid = _bools(pc.is_valid(codes))
+        idx = np.frombuffer(codes.buffers()[1], dtype=np.int32, count=len(codes), offset=codes.offset * 4)
+        return hit[np.where(valid, idx, 0)] & valid
+    return hit[numpy_view(codes)]
+
+
 def _first(order: np.ndarray, mask: np.ndarray | None, limit: int | None) -> np.ndarray:
     """The first ``limit`` rows of ``order`` that ``mask`` keeps, looking at growing slices of
     ``order`` only (a warm ranked query with a filter costs what its answer needs, not the kind's size)."""
@@ -806,7 +967,7 @@ def _floats(arr: pa.Array) -> np.ndarray:
     NOTE: ``to_numpy`` imports pandas (~0.5 s on a cold open; ``storage/arrays.py``): a view of the
     filled array's buffer instead.
     """
-    return numpy_view(pc.fill_null(arr, float_scalar(math.nan)))
+    return numpy_view(pc.fill_null(arr, float_scalar(math.nan)) if arr.null_count else arr)
 
 
 def _bools(arr: pa.Array | pa.ChunkedArray) -> np.ndarray:

@@ -47,11 +47,13 @@ CONFIGURATION = {
 }
 VACUUM_HOURS = 24
 ROW_GROUP = 8_192  # rows per row group (events, ops)
-# the artifacts table's: building one returned Artifact reads its row group (every column of it), so a
-# cold best + search reads 2-3 of them. Measured at 100k: 2,048 rows made the cold search 51 -> 21 ms
-# and peak RSS 171 -> 164 MB against 8,192; whole-column reads stay within noise; the footer grows
-# (~1 MB at 1M rows, parsed once per process: DeltaLakeTable._open).
-ARTIFACT_ROW_GROUP = 2_048
+# the artifacts table's: building one returned Artifact reads its row group (its catalog columns), so a
+# cold best + search reads 2-3 of them, while a query's whole-column read pays per row group (page
+# decode, and a footer of ~1.5 MB at 1M rows in 2,048-row groups). Measured at 1M, alternating in one
+# run (load 4): cold open + best + search 267 -> 131 ms with 8,192 against 2,048 rows (the column read
+# of best 218 -> 94 ms); a returned row's group read ~4 -> ~10 ms CPU. (2,048 had been chosen at 100k
+# when search read the whole created_at column; it now reads only the newest groups'.)
+ARTIFACT_ROW_GROUP = 8_192
 _WRITER_PROPERTIES = WriterProperties(compression="ZSTD", max_row_group_size=ROW_GROUP)
 _COMMIT_ATTEMPTS = 8
 
@@ -276,25 +278,42 @@ class DeltaLakeTable:
         proto = self.snapshot(refresh=False).protocol()
         return proto.min_reader_version <= 1 and not proto.reader_features
 
-    def read_file(self, f: DataFile, columns: Sequence[str] | None = None) -> pa.Table:
+    def read_file(
+        self, f: DataFile, columns: Sequence[str] | None = None, *, dictionary: Sequence[str] = ()
+    ) -> pa.Table:
         """One data file's ``columns`` (all, if None), the partition column added when asked for.
+        ``dictionary``: string columns read as ``dictionary<int32, string>`` (Parquet's own dictionary
+        pages, not a decoded string per row: a label column of 20 values at 900k rows).
 
         NOTE: ``ParquetFile``, not ``pq.read_table``: the latter goes through ``pyarrow.dataset``,
         which imports pandas (a cold open's budget, docs/format2.md).
         """
         cols = None if columns is None else [c for c in columns if c != PARTITION]
-        with self._open(f) as pf:
+        with self._open(f, dictionary) as pf:
             table = pf.read(columns=cols)
         return self._with_partition(without_views(table), f, columns)
 
+    def read_groups(self, f: DataFile, groups: Sequence[int], columns: Sequence[str]) -> pa.Table:
+        """Row groups ``groups`` (in that order) of one data file, ``columns`` only (no partition column)."""
+        with self._open(f) as pf:
+            return without_views(pf.read_row_groups(list(groups), columns=list(columns)))
+
+    def footer(self, f: DataFile) -> pq.FileMetaData:
+        """One data file's Parquet footer (row groups and their statistics), parsed once per process."""
+        meta = self._footers.get(f.path)
+        if meta is None:
+            with self._open(f) as pf:
+                meta = pf.metadata
+        return meta
+
     @contextlib.contextmanager
-    def _open(self, f: DataFile) -> Iterator[pq.ParquetFile]:
+    def _open(self, f: DataFile, dictionary: Sequence[str] = ()) -> Iterator[pq.ParquetFile]:
         """One data file, its footer parsed once per process (data files never change; at 1M rows a
         footer is ~1 MB, parsed again by every read otherwise)."""
         meta = self._footers.get(f.path)
         # NOTE: an open file, not the path: given a str, pyarrow resolves a filesystem first (~6 ms a call)
         with pa.OSFile(f.path) as src:
-            pf = pq.ParquetFile(src, metadata=meta)
+            pf = pq.ParquetFile(src, metadata=meta, read_dictionary=list(dictionary) or None)
             if meta is None:
                 if len(self._footers) > 4096:
                     self._footers.clear()

@@ -138,15 +138,16 @@ def test_open_reads_no_column_and_a_query_only_its_own(tmp_path: Any) -> None:
     cat = ColumnarCatalog(arts, ops)
     assert all(not seg.columns for seg in cat._segments.values())  # opening read no artifact column
     assert cat.best(kind="ckpt", metric="acc").artifact_id == "01A00009"
-    # the flat metric column, not the map, ids, labels or the rest
-    assert set(cat._segments["ckpt"].columns) == {"metric.acc", "created_at"}
+    # the flat metric column, not the map, ids, labels or the rest (created_at: only the winner's row
+    # group, found by its footer statistics)
+    assert set(cat._segments["ckpt"].columns) == {"metric.acc"}
     assert not cat._segments["cfg"].columns  # nor the other kind
     assert [a.artifact_id for a in cat.search(kind="cfg", labels={"exp": "A"}, limit=2)] == ["01A00008", "01A00006"]
     # of labels, only the flat column of the key's string values: a str label is asked for
-    assert set(cat._segments["cfg"].columns) == {"label.exp.s", "created_at"}
+    assert set(cat._segments["cfg"].columns) == {"label.exp.s"}  # newest first: created_at of the newest group
     assert [a.artifact_id for a in cat.search(kind="cfg", labels={"ex p": "A"}, limit=2)] == []
     # a key that is no identifier: the map's keys and string values (2 of its 6 leaves)
-    assert set(cat._segments["cfg"].columns) == {"label.exp.s", "labels:key_value.key,key_value.value.s", "created_at"}
+    assert set(cat._segments["cfg"].columns) == {"label.exp.s", "labels:key_value.key,key_value.value.s"}
 
 
 def test_pending_rows_then_their_commit_and_later_appends(tmp_path: Any) -> None:
