@@ -14,6 +14,7 @@ Example:
 
 from __future__ import annotations
 
+import io
 import json
 import os
 from collections.abc import Mapping
@@ -218,8 +219,11 @@ def preview(
     if fmt.startswith("table:"):
         from .frames import table_head
 
+        source: str | io.BytesIO = blobs.path(art.blob_id)
+        if not blobs.exists(art.blob_id):  # format 2: small content is inline in its row, not a file
+            source = io.BytesIO(head if whole else blobs.read_bytes(art.blob_id))
         try:
-            frame, total, ncols = table_head(blobs.path(art.blob_id), fmt=fmt.split(":", 1)[1], rows=max_rows)
+            frame, total, ncols = table_head(source, fmt=fmt.split(":", 1)[1], rows=max_rows)
         except Exception as exc:  # a damaged or mislabelled file: say so, never crash the panel
             return Preview("binary", art, note=f"not a readable table ({type(exc).__name__}: {exc})")
         if total is None:

@@ -7,6 +7,7 @@ column per key that occurs.
 
 from __future__ import annotations
 
+import io
 from collections.abc import Sequence
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
@@ -310,8 +311,11 @@ def gc_frame(doomed: Sequence[Any], *, now: datetime | None = None) -> pd.DataFr
     return pd.DataFrame(rows, columns=cols, dtype=object)
 
 
-def table_head(path: str, *, fmt: str, rows: int = 10, max_columns: int = 30) -> tuple[pd.DataFrame, int | None, int]:
-    """The first ``rows`` rows and ``max_columns`` columns of a Parquet or CSV file, read boundedly.
+def table_head(
+    path: str | io.BytesIO, *, fmt: str, rows: int = 10, max_columns: int = 30
+) -> tuple[pd.DataFrame, int | None, int]:
+    """The first ``rows`` rows and ``max_columns`` columns of a Parquet or CSV file (a path, or the bytes
+    of content held inline in its row), read boundedly.
 
     Returns ``(frame, total_rows, total_columns)``; ``total_rows`` is ``None`` when unknown without
     reading the whole file (CSV). Parquet reads the first record batch of the chosen columns; CSV

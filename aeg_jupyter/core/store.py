@@ -21,7 +21,7 @@ import weakref
 from collections.abc import Callable
 from typing import Literal
 
-from ..base.errors import InvalidInputError, StoreWarning, StoreWriteError
+from ..base.errors import InvalidInputError, ObjectStoreError, StoreWarning, StoreWriteError
 from ..storage.blobs import BlobStore
 from ..storage.delta import VACUUM_HOURS
 from ..storage.delta_table import DeltaSpoolTable
@@ -30,6 +30,7 @@ from ..storage.objectstore import root_name
 from ..storage.root import StoreRoot
 from ..storage.schemas import ARTIFACTS, EVENTS, OPS
 from ..storage.tables import Table
+from ..storage.uploads import PendingUploads
 from .artifacts import ArtifactStore
 from .events import EventLog
 from .guard import WriteGuard
@@ -94,6 +95,9 @@ class Store:
         self.tables = {t.spec.name: t for t in (self.artifact_table, self.event_table, self.op_table)}
         if isinstance(self.artifact_table, DeltaSpoolTable):  # format 2: small content is in its row
             self.blobs.inline = self.artifact_table.inline_content
+        if isinstance(self.blobs, RemoteBlobStore) and isinstance(self.artifact_table, DeltaSpoolTable):
+            # an s3:// root: artifact rows are committed only once the blobs they refer to landed
+            self.artifact_table.before_commit = self.blobs.wait_uploaded
         self.recover()
         self.artifacts = ArtifactStore(
             blobs=self.blobs, table=self.artifact_table, ops=self.op_table, tables=self.tables,
@@ -117,6 +121,26 @@ class Store:
         with self.lock:
             for t in self.tables.values():
                 t.flush()
+
+    def pending_uploads(self) -> PendingUploads | None:
+        """An s3:// root: what this machine acknowledged that the shared store does not have yet (spooled
+        rows not committed, staged blobs not uploaded) and the last error; ``None`` for a local root.
+
+        Example:
+            >>> print(store.pending_uploads())          # doctest: +SKIP
+            pending: 12 row(s), 1 blob(s) (3.0 MiB) not uploaded yet; last error: cannot reach bucket ...
+        """
+        if not isinstance(self.blobs, RemoteBlobStore):
+            return None
+        blobs = self.blobs.uploads.status()
+        rows = sum(len(t.pending_rows) for t in self.tables.values() if isinstance(t, DeltaSpoolTable))
+        errors = [str(e) for t in self.tables.values() if (e := getattr(t, "flush_error", None)) is not None]
+        error = blobs.last_error or (errors[0] if errors else None)
+        scrub = self.blobs.objects.settings.scrub
+        return PendingUploads(
+            rows=rows, blobs=blobs.pending, bytes=blobs.bytes, oldest_age=blobs.oldest_age,
+            last_error=scrub(error) if error else None,
+        )  # fmt: skip
 
     def compact(self, *, min_parts: int = 16) -> int:
         """Merge small Parquet parts in every partition; returns how many parts were merged."""
@@ -164,11 +188,13 @@ class Store:
                     t.close()
                 except Exception as exc:  # keep the spool: the next open flushes it
                     errors.append(exc)
+            if isinstance(self.blobs, RemoteBlobStore):  # what is still staged is uploaded at the next open
+                self.blobs.close()
             self.store_root.release(spool_flushed=not errors)
         with _OPEN_LOCK:
             if _OPEN.get(self.root) is self:
                 _OPEN.pop(self.root, None)
-        if errors and all(isinstance(e, StoreWriteError) for e in errors):
+        if errors and all(isinstance(e, (StoreWriteError, ObjectStoreError)) for e in errors):
             # a full (or read-only) disk: every row is safe in the spool, which stays for the next open
             warnings.warn(f"{errors[0]}; the rows stay in the spool and the next open flushes them", StoreWarning, 2)
         elif errors:

@@ -129,7 +129,8 @@ def test_table_and_array_previews(context: KernelContext, tmp_path: Any) -> None
     index = context.store.artifacts
     buf = io.BytesIO()
     pd.DataFrame({c: range(6) for c in "abcd"}).to_parquet(buf)
-    table = index.save_bytes(buf.getvalue(), kind="table", name="t.parquet")
+    table = index.save_bytes(buf.getvalue(), kind="table", name="t.parquet")  # small: inline on format 2
+    csv = index.save_bytes(b"a,b\n1,2\n3,4\n", kind="table", name="t.csv")
     path = tmp_path / "w.npy"
     np.save(path, np.zeros((3, 4), dtype="float32"))
     from_file = index.save_file(path, kind="array")
@@ -139,6 +140,8 @@ def test_table_and_array_previews(context: KernelContext, tmp_path: Any) -> None
         p.select_artifact(table.artifact_id)
         assert "6 rows x 4 columns" in p.artifacts_tab.preview.value
         assert "first 6 6 rows" not in p.artifacts_tab.preview.value
+        p.select_artifact(csv.artifact_id)
+        assert "first 2 rows x 2 columns" in p.artifacts_tab.preview.value
         p.select_artifact(from_file.artifact_id)
         assert "shape (3, 4), float32" in p.artifacts_tab.preview.value  # Before: only "176 B"
     finally:
