@@ -65,20 +65,31 @@ def _tail_stats(ns: list[int]) -> dict[str, float]:
 
 
 def tail(n: int, tmp: str, chunk: int = 10_000) -> dict[str, Any]:
-    """Section 1: every record's time while logging ``n`` events of 1 KiB, in chunks alternating with
-    the same calls on a store whose flushes happen between chunks (untimed) and with a raw os.write
-    (so all three see the same machine: on 2 shared cores, the load swings within a minute)."""
+    """Section 1: every record's time while logging ``n`` events of 1 KiB, in chunks alternating between
+    a store that commits in its commit process, one that commits on its flusher thread (the spool read by
+    pyarrow.json, then delta-rs), the same calls on a store whose flushes happen between chunks
+    (untimed), and a raw os.write (so all see the same machine: on 2 shared cores, the load swings
+    within a minute)."""
     line = (json.dumps({"event_id": "01" + "0" * 24, "ts": 1, "kind": "train_log", "text": PAYLOAD}) + "\n").encode()
     raw_path = os.path.join(tmp, "raw.jsonl")
     fd = os.open(raw_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
     clock = time.perf_counter_ns
-    flushed = Store(os.path.join(tmp, "tail"), format=2)
-    quiet = Store(os.path.join(tmp, "tail-no-flush"), format=2, flush_rows=2**62)
+    stores = {
+        "record": Store(os.path.join(tmp, "tail-process"), format=2),
+        "record_thread": Store(os.path.join(tmp, "tail-thread"), format=2),
+        "record_no_flush": Store(os.path.join(tmp, "tail-no-flush"), format=2, flush_rows=2**62),
+    }
+    stores["record"].event_table.commit_process = True
+    stores["record_thread"].event_table.commit_process = False
+    quiet = stores["record_no_flush"]
     quiet.event_table.background = False  # no flusher: its rows are committed between chunks, untimed
-    commits: list[int] = []
-    flushed.event_table.on_flush_step = lambda step, seq: commits.append(seq) if step == "committed" else None
-    lat: dict[str, list[int]] = {"record": [], "record_no_flush": [], "raw_os_write": []}
-    wall = 0.0
+    commits: dict[str, list[int]] = {"record": [], "record_thread": []}
+    for name, got in commits.items():
+        stores[name].event_table.on_flush_step = lambda step, seq, got=got: (
+            got.append(seq) if step == "committed" else None
+        )
+    lat: dict[str, list[int]] = {"record": [], "record_thread": [], "record_no_flush": [], "raw_os_write": []}
+    wall = {"record": 0.0, "record_thread": 0.0}
     for start in range(0, n, chunk):
         k = min(chunk, n - start)
         for name in lat:
@@ -90,27 +101,32 @@ def tail(n: int, tmp: str, chunk: int = 10_000) -> dict[str, Any]:
                     out[i] = clock() - t
                 os.ftruncate(fd, 0)
             else:
-                record = (flushed if name == "record" else quiet).event_log.record
+                record = stores[name].event_log.record
                 t0 = time.perf_counter()
                 for i in range(k):
                     t = clock()
                     record("train_log", PAYLOAD)
                     out[i] = clock() - t
-                if name == "record":
-                    wall += time.perf_counter() - t0
+                if name in wall:
+                    wall[name] += time.perf_counter() - t0
             lat[name].extend(out)
         quiet.flush()
     os.close(fd)
-    t = time.perf_counter()
-    flushed.close()
-    close_s = time.perf_counter() - t
+    close_s = {}
+    for name in ("record", "record_thread"):
+        t = time.perf_counter()
+        stores[name].close()
+        close_s[name] = round(time.perf_counter() - t, 3)
     quiet.close()
     return {
         "events": n,
         **{name: _tail_stats(v) for name, v in lat.items()},
-        "wall_s": round(wall, 2),
-        "commits_on_the_flusher": len(commits),
-        "close_s": round(close_s, 3),
+        "wall_s": round(wall["record"], 2),
+        "wall_thread_s": round(wall["record_thread"], 2),
+        "commits_on_the_flusher": len(commits["record"]),
+        "commits_on_the_flusher_thread": len(commits["record_thread"]),
+        "close_s": close_s["record"],
+        "close_thread_s": close_s["record_thread"],
     }
 
 
@@ -206,10 +222,12 @@ def recent(m: int, tmp: str) -> dict[str, Any]:
             peak = max(peak, rss_mb())
             child_peak = max(child_peak, _commit_process_rss_mb(store))
     wall = time.perf_counter() - start
+    load = round(os.getloadavg()[0], 1)
     store.close()
     out: dict[str, Any] = {
         "events": m,
         "logging_s": round(wall, 1),
+        "load_while_logging": load,
         "idle_rss_mb": round(idle, 1),
         "peak_rss_while_logging_mb": round(peak, 1),
         "rss_above_idle_mb": round(peak - idle, 1),
@@ -226,56 +244,77 @@ def recent(m: int, tmp: str) -> dict[str, Any]:
 
 
 def render(res: dict[str, Any]) -> str:
-    t, m, r = res["tail"], res["median"], res["recent"]
-    rec, quiet, raw = t["record"], t["record_no_flush"], t["raw_os_write"]
     lines = [
         "# Format 2: record with the background flusher",
         "",
         f"{res['when']}, {res['machine']}; load average at start {res['load_start']}, at end {res['load_end']}.",
         f"`python bench/format2_record_bench.py {res.get('argv', '--full' if res['full'] else '')}`".replace(" `", "`"),
+        f"Commits: {res.get('commits', 'in the commit process')}.",
         "",
-        f"## 1. Every record while logging {t['events']:,} events of 1 KiB",
-        "",
-        "| | p50 us | p99 us | p99.9 us | max ms | calls > 100 us | calls > 20 ms |",
-        "| --- | --- | --- | --- | --- | --- | --- |",
-        f"| `record` (format 2) | {rec['p50_us']} | {rec['p99_us']} | {rec['p999_us']} | {rec['max_ms']} | "
-        f"{rec['over_100us']} | {rec['over_20ms']} |",
-        f"| `record`, no flush during the timed calls (same chunks) | {quiet['p50_us']} | {quiet['p99_us']} | "
-        f"{quiet['p999_us']} | {quiet['max_ms']} | {quiet['over_100us']} | {quiet['over_20ms']} |",
-        f"| raw `os.write` of one line (floor, same chunks) | {raw['p50_us']} | {raw['p99_us']} | "
-        f"{raw['p999_us']} | {raw['max_ms']} | {raw['over_100us']} | {raw['over_20ms']} |",
-        "",
-        f"Budget: p99.9 <= {BUDGET['p999_us']:.0f} us, max <= {BUDGET['max_ms']:.0f} ms. "
-        f"{t['commits_on_the_flusher']} commits on the flusher thread during {t['wall_s']} s of logging; "
-        f"close (the last commit) {t['close_s']} s. The three rows alternate in chunks of 10,000 calls; "
-        "the second store commits its rows between its chunks (untimed): what the machine gives a record "
-        "that no flush touches.",
-        "",
-        "## 2. record median against a raw os.write of one JSON line (alternating)",
-        "",
-        "| loop | record us | raw os.write us | ratio (budget 1.5x) |",
-        "| --- | --- | --- | --- |",
     ]
-    for loop, v in m.items():
-        lines.append(f"| {loop.replace('_', ' ')} | {v['record_us']} | {v['raw_os_write_us']} | {v['ratio']}x |")
-    lines += [
-        "",
-        f"## 3. {r['events']:,} events: cold recent(limit=10), RSS while logging",
-        "",
-        f"Logging took {r['logging_s']} s; RSS {r['idle_rss_mb']} MB idle after open, peak "
-        f"{r['peak_rss_while_logging_mb']} MB while logging: {r['rss_above_idle_mb']} MB above idle "
-        f"(budget < {BUDGET['rss_above_idle_mb']:.0f} MB). The store's commit process (a separate "
-        f"interpreter: pyarrow + deltalake, what it commits in hand) peaked at {r['commit_process_peak_rss_mb']} MB.",
-        "",
-        "| hot window | first recent(limit=10) ms (budget 150) | data files in the table | files opened by the open | by recent |",
-        "| --- | --- | --- | --- | --- |",
-    ]
-    for c in r["cold_recent"]:
-        lines.append(
-            f"| {c['hot_limit']} | {c['recent_ms']} | {c['files_in_table']} | {c['files_opened_at_open']} | "
-            f"{c['files_opened_by_recent']} |"
-        )
-    lines.append("")
+    if "tail" in res:
+        t = res["tail"]
+        rec, quiet, raw = t["record"], t["record_no_flush"], t["raw_os_write"]
+        lines += [
+            f"## 1. Every record while logging {t['events']:,} events of 1 KiB",
+            "",
+            "| | p50 us | p99 us | p99.9 us | max ms | calls > 100 us | calls > 20 ms |",
+            "| --- | --- | --- | --- | --- | --- | --- |",
+            f"| `record` (format 2, commits in the commit process) | {rec['p50_us']} | {rec['p99_us']} | "
+            f"{rec['p999_us']} | {rec['max_ms']} | {rec['over_100us']} | {rec['over_20ms']} |",
+        ]
+        if "record_thread" in t:
+            th = t["record_thread"]
+            lines.append(
+                f"| `record` (format 2, commits on the flusher thread) | {th['p50_us']} | {th['p99_us']} | "
+                f"{th['p999_us']} | {th['max_ms']} | {th['over_100us']} | {th['over_20ms']} |"
+            )
+        lines += [
+            f"| `record`, no flush during the timed calls (same chunks) | {quiet['p50_us']} | {quiet['p99_us']} | "
+            f"{quiet['p999_us']} | {quiet['max_ms']} | {quiet['over_100us']} | {quiet['over_20ms']} |",
+            f"| raw `os.write` of one line (floor, same chunks) | {raw['p50_us']} | {raw['p99_us']} | "
+            f"{raw['p999_us']} | {raw['max_ms']} | {raw['over_100us']} | {raw['over_20ms']} |",
+            "",
+            f"Budget: p99.9 <= {BUDGET['p999_us']:.0f} us, max <= {BUDGET['max_ms']:.0f} ms. "
+            f"{t['commits_on_the_flusher']} commits by the commit process during {t['wall_s']} s of logging, "
+            f"{t.get('commits_on_the_flusher_thread', '-')} on the flusher thread during "
+            f"{t.get('wall_thread_s', '-')} s; close (the last commit) {t['close_s']} s / "
+            f"{t.get('close_thread_s', '-')} s. The rows alternate in chunks of 10,000 calls; "
+            "the second store commits its rows between its chunks (untimed): what the machine gives a record "
+            "that no flush touches.",
+            "",
+        ]
+    if "median" in res:
+        lines += [
+            "## 2. record median against a raw os.write of one JSON line (alternating)",
+            "",
+            "| loop | record us | raw os.write us | ratio (budget 1.5x) |",
+            "| --- | --- | --- | --- |",
+        ]
+        for loop, v in res["median"].items():
+            lines.append(f"| {loop.replace('_', ' ')} | {v['record_us']} | {v['raw_os_write_us']} | {v['ratio']}x |")
+        lines.append("")
+    if "recent" in res:
+        r = res["recent"]
+        lines += [
+            f"## 3. {r['events']:,} events: cold recent(limit=10), RSS while logging",
+            "",
+            f"Logging took {r['logging_s']} s (load average {r.get('load_while_logging', '?')}); RSS "
+            f"{r['idle_rss_mb']} MB idle after open, peak {r['peak_rss_while_logging_mb']} MB while logging: "
+            f"{r['rss_above_idle_mb']} MB above idle (budget < {BUDGET['rss_above_idle_mb']:.0f} MB). The store's "
+            "commit process (a separate interpreter: pyarrow + deltalake, what it commits in hand; 0 when commits "
+            f"run on the flusher thread) peaked at {r['commit_process_peak_rss_mb']} MB.",
+            "",
+            "| hot window | first recent(limit=10) ms (budget 150) | data files in the table | files opened by the open "
+            "| by recent |",
+            "| --- | --- | --- | --- | --- |",
+        ]
+        for c in r["cold_recent"]:
+            lines.append(
+                f"| {c['hot_limit']} | {c['recent_ms']} | {c['files_in_table']} | {c['files_opened_at_open']} | "
+                f"{c['files_opened_by_recent']} |"
+            )
+        lines.append("")
     return "\n".join(lines)
 
 
@@ -285,6 +324,9 @@ def main() -> None:
     ap.add_argument("--events", type=int, default=None, help="events for the tail section")
     ap.add_argument("--recent-events", type=int, default=None, help="events for the recent section")
     ap.add_argument("--calls", type=int, default=300, help="calls per loop of the median section")
+    ap.add_argument(
+        "--sections", default="tail,median,recent", help="comma-separated subset of tail,median,recent (default all)"
+    )
     ap.add_argument("--out", default=os.path.join(REPO, "bench", "results"))
     ap.add_argument("--tmp", default=None, help="scratch directory for the stores")
     args = ap.parse_args()
@@ -298,14 +340,21 @@ def main() -> None:
         "full": args.full,
         "argv": " ".join(a for a in sys.argv[1:] if not a.startswith("--out")),
         "budget": BUDGET,
+        "commits": "on the flusher thread (AEG_COMMIT_PROCESS=0)"
+        if os.environ.get("AEG_COMMIT_PROCESS", "1") == "0"
+        else "in the commit process",
     }
+    sections = set(args.sections.split(","))
     try:
-        res["tail"] = tail(n, tmp)
-        print(json.dumps(res["tail"]), flush=True)
-        res["median"] = median(args.calls, tmp)
-        print(json.dumps(res["median"]), flush=True)
-        res["recent"] = recent(m, tmp)
-        print(json.dumps(res["recent"]), flush=True)
+        if "tail" in sections:
+            res["tail"] = tail(n, tmp)
+            print(json.dumps(res["tail"]), flush=True)
+        if "median" in sections:
+            res["median"] = median(args.calls, tmp)
+            print(json.dumps(res["median"]), flush=True)
+        if "recent" in sections:
+            res["recent"] = recent(m, tmp)
+            print(json.dumps(res["recent"]), flush=True)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     res["load_end"] = round(os.getloadavg()[0], 1)

@@ -491,12 +491,21 @@ class DeltaMaintenance:
         return table.delta
 
     def run(
-        self, *, vacuum_hours: float = VACUUM_HOURS, wait: bool = True, progress: Progress | None = None
+        self,
+        *,
+        vacuum_hours: float = VACUUM_HOURS,
+        wait: bool = True,
+        progress: Progress | None = None,
+        flush: bool = True,
+        stop: Callable[[], bool] | None = None,
     ) -> MaintainReport:
         """Flush, fold, compact, checkpoint and vacuum; returns what was done.
 
         ``wait=False`` returns at once (``skipped``) when another process is running maintenance.
-        ``progress`` is called with a short line before each step.
+        ``progress`` is called with a short line before each step. ``flush=False`` leaves this process's
+        spools to its flushers (the periodic runner: a flush here would hold the store's lock, and a
+        ``record`` would wait for it); ``stop()`` is asked between steps (True: the rest is left for the
+        next run, ``skipped`` says so).
 
         Raises:
             StoreWriteError: the store is read-only, or a commit failed for good (disk full): every
@@ -514,15 +523,20 @@ class DeltaMaintenance:
             if not held:
                 report.skipped = "another process is running maintenance on this store"
                 return report
+            stopping = stop or (lambda: False)
             say("flush: committing spooled rows")
             report.recovered = self._root.recover(self._tables)
-            with self._guard.lock:
-                report.flushed = sum(t.flush() for t in self._tables.values())
+            if flush:
+                with self._guard.lock:
+                    report.flushed = sum(t.flush() for t in self._tables.values())
             names = [n for n in ("artifacts", "events", "ops") if n in self._tables and self._delta(n).exists()]
             report.tables = [TableMaintenance(n, files_before=len(self._delta(n).files())) for n in names]
             say("fold: pins and deletes into the artifacts table")
             self.fold(report)
             for t in report.tables:
+                if stopping():
+                    report.skipped = "stopped: the store is closing (the next run finishes)"
+                    return report
                 say(f"compact: {t.table}")
                 self._compact(t, report)
             for t in report.tables:
@@ -532,6 +546,9 @@ class DeltaMaintenance:
                 t.version = delta.version()
                 t.files_after = len(delta.files())
             for t in report.tables:
+                if stopping():
+                    report.skipped = "stopped: the store is closing (the next run finishes)"
+                    return report
                 say(f"vacuum: {t.table} (files removed more than {vacuum_hours:g} h ago)")
                 try:
                     t.vacuumed = len(self._delta(t.table).vacuum(retention_hours=vacuum_hours))
@@ -612,6 +629,99 @@ class DeltaMaintenance:
                 except (NotFoundError, CorruptionError):
                     pass
         return keep
+
+
+MAINTAIN_COMMITS = 100  # the periodic runner's default: after this many commits of this process's flushers
+MAINTAIN_SECONDS = 600.0  # or this long after its last run, when any process committed meanwhile
+
+
+class PeriodicMaintenance:
+    """The periodic maintenance thread of one open format-2 store (one per ``Store``).
+
+    Its body is :meth:`DeltaMaintenance.run` with ``wait=False`` (another process running maintenance:
+    this round is skipped; ``maintenance.lock`` keeps one runner per store) and ``flush=False`` (the
+    flushers commit; the store's lock is never taken, so no ``record`` waits for it). It runs when the
+    store has grown: every ``every_commits`` commits of this process's flushers, or ``every_seconds``
+    after the last run when the tables' versions moved (any process's commits). It checks once a second
+    (counters only; the tables' versions at most every ``every_seconds``) and stops at :meth:`close`
+    (a run in progress stops between its steps). A failed run is retried at the next trigger; its
+    error is :attr:`error` meanwhile.
+
+    Example:
+        >>> pm = PeriodicMaintenance(runner, commits=lambda: 0, versions=lambda: 0)   # doctest: +SKIP
+        >>> pm.close()                                                                 # doctest: +SKIP
+    """
+
+    def __init__(
+        self,
+        runner: DeltaMaintenance,
+        *,
+        commits: Callable[[], int],
+        versions: Callable[[], int],
+        every_commits: int = MAINTAIN_COMMITS,
+        every_seconds: float = MAINTAIN_SECONDS,
+        poll_seconds: float = 1.0,
+    ) -> None:
+        import threading
+
+        self._runner = runner
+        self._commits = commits
+        self._versions = versions
+        self.every_commits = every_commits
+        self.every_seconds = every_seconds
+        self.poll_seconds = poll_seconds
+        #: reports of the runs so far (the last 20), newest last; :attr:`runs` counts every one
+        self.reports: list[MaintainReport] = []
+        self.runs = 0
+        self.error: Exception | None = None
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._loop, name="aeg-maintain", daemon=True)
+        self._thread.start()
+
+    def _loop(self) -> None:
+        commits_at = self._commits()
+        try:
+            versions_at: int | None = self._versions()
+        except Exception:
+            versions_at = None
+        last = time.monotonic()
+        while not self._stop.wait(self.poll_seconds):
+            due = self._commits() - commits_at >= self.every_commits
+            if not due and time.monotonic() - last >= self.every_seconds:
+                try:
+                    versions = self._versions()
+                except Exception:  # a table being created or vacuumed: look again next time
+                    continue
+                due = versions_at is None or versions > versions_at
+                if not due:
+                    last = time.monotonic()
+            if not due or self._stop.is_set():
+                continue
+            commits_at = self._commits()
+            try:
+                report = self._runner.run(wait=False, flush=False, stop=self._stop.is_set)
+            except Exception as exc:  # e.g. a full disk: every step is safe to repeat at the next trigger
+                self.error = exc
+            else:
+                self.error = None
+                if report.skipped is None:
+                    self.runs += 1
+                self.reports = [*self.reports[-19:], report]
+            last = time.monotonic()
+            try:
+                versions_at = self._versions()
+            except Exception:
+                versions_at = None
+
+    @property
+    def running(self) -> bool:
+        return self._thread.is_alive()
+
+    def close(self) -> None:
+        """Stop the thread (a run in progress stops at its next step) and wait for it."""
+        self._stop.set()
+        if self._thread.is_alive():
+            self._thread.join()
 
 
 def last_ops(ops: Any) -> dict[str, str]:

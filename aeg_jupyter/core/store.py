@@ -34,7 +34,7 @@ from ..storage.uploads import PendingUploads
 from .artifacts import ArtifactStore
 from .events import EventLog
 from .guard import WriteGuard
-from .maintenance import DeltaMaintenance, MaintainReport
+from .maintenance import MAINTAIN_COMMITS, MAINTAIN_SECONDS, DeltaMaintenance, MaintainReport, PeriodicMaintenance
 
 Durability = Literal["flush", "fsync"]
 
@@ -65,6 +65,8 @@ class Store:
         durability: Durability = "flush",
         flush_rows: int = 10_000,
         format: int | None = None,
+        maintain_commits: int = MAINTAIN_COMMITS,
+        maintain_seconds: float = MAINTAIN_SECONDS,
     ) -> None:
         if durability not in ("flush", "fsync"):
             raise InvalidInputError(f"durability must be 'flush' or 'fsync', not {durability!r}")
@@ -104,6 +106,19 @@ class Store:
             root=self.store_root, guard=self.guard,
         )  # fmt: skip
         self.event_log = EventLog(self.event_table, self.guard, hot_limit=hot_limit)
+        #: format 2: the periodic maintenance thread (fold, compact, checkpoint, vacuum as the store grows:
+        #: every ``maintain_commits`` commits of this process, or ``maintain_seconds`` after the last run
+        #: when the tables moved; 0 turns it off), None otherwise
+        self.periodic: PeriodicMaintenance | None = None
+        if self.format == 2 and self.guard.read_only is None and maintain_commits > 0:
+            delta_tables = [t for t in self.tables.values() if isinstance(t, DeltaSpoolTable)]
+            self.periodic = PeriodicMaintenance(
+                DeltaMaintenance(tables=self.tables, root=self.store_root, guard=self.guard),
+                commits=lambda: sum(t.commits for t in delta_tables),
+                versions=lambda: sum(t.delta.version() for t in delta_tables if t.delta.exists()),
+                every_commits=maintain_commits,
+                every_seconds=maintain_seconds,
+            )
         self._holders = 0
         atexit.register(_close_at_exit, weakref.ref(self))
 
@@ -178,6 +193,9 @@ class Store:
 
     def close(self) -> None:
         """Flush spools into Parquet, release the writer lock and remove this writer's temp dir."""
+        periodic = self.periodic
+        if periodic is not None:  # first (it never takes the store's lock): a run in progress stops at a step
+            periodic.close()
         with self.lock:
             if self.guard.closed:
                 return

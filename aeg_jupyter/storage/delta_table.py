@@ -12,10 +12,13 @@ Flushing is off the caller's path: :meth:`DeltaSpoolTable.append` is one ``os.wr
 (format 1's), and a background thread (started by the first append) rotates the spool under the
 table's lock (the writer moves to ``seq + 1`` at once, so an append never waits for a commit) and
 commits the closed spool ``seq`` with the application transaction ``(writer, seq)``, every
-``flush_rows`` rows or every ``flush_seconds`` while rows are pending, and on close. The commit itself
-runs in the store's commit process (``storage/committer.py``: a commit holds the GIL for most of its
-20-150 ms, which in this process would stall the caller's next record); the thread only waits for its
-answer, then removes the spool. Closed spools
+``flush_rows`` rows or every ``flush_seconds`` while rows are pending, and on close. The commit runs
+on that thread: an events spool is parsed by ``pyarrow.json`` (C++) and written by delta-rs (Rust),
+which hold this process's GIL for little of the commit (``storage/committer.spool_to_arrow``; the
+row-by-row conversion it replaces held it for 20-150 ms and stalled the caller's next record), so
+``record``'s tail while logging equals that of a store that commits nothing meanwhile
+(bench/format2_record_bench.py). ``AEG_COMMIT_PROCESS=1`` commits in the store's commit process
+instead (``storage/committer.py``, a second interpreter). Closed spools
 are committed in ``seq`` order; a failed commit keeps its spool, is retried with a growing delay and
 is shown in :attr:`DeltaSpoolTable.flush_error`. Until its commit a row is in :attr:`pending_rows`
 (readers of this process see it) and in its spool file (other processes tail it; a crash leaves it
@@ -40,7 +43,7 @@ import pyarrow.parquet as pq
 
 from ..base.errors import StoreWarning
 from ..base.models import URI_PREFIX
-from .committer import CommitProcess
+from .committer import CommitProcess, spool_to_arrow
 from .delta import ROW_GROUP, DataFile, DeltaLakeTable
 from .fsops import unlink_quietly
 from .layout import Layout, Part, PartName
@@ -100,16 +103,19 @@ class DeltaSpoolTable(Table):
         self.flush_error: Exception | None = None
         #: test hook: called with (step, seq) at "rotated", "committing", "committed" of each spool commit
         self.on_flush_step: Callable[[str, int], None] | None = None
-        #: called with a spool's start (``time.time_ns()``) before its commit; raising keeps the spool for a
-        #: retry (an s3:// root's artifacts: their blobs land first, ``RemoteBlobStore.wait_uploaded``)
-        self.before_commit: Callable[[int], None] | None = None
         self._flush_at = sys.maxsize  # Table.append never flushes on the caller's path: the flusher does
         self._closed: list[tuple[int, list[Row]]] = []  # rotated spools not committed yet, oldest first
-        self._cv = threading.Condition(threading.Lock())  # the table lock: appends, rotations, the flusher's wait
+        self._lock = threading.Lock()  # the table lock: appends, rotations (append takes it bare: no Python frame)
+        self._cv = threading.Condition(self._lock)  # the same lock, for the flusher's wait
         self._commit_lock = threading.Lock()  # one committer at a time (flusher or flush()), so seqs go in order
         self._thread: threading.Thread | None = None
         self._committer: CommitProcess | None = None  # the store's commit process, once the flusher runs
         self._stopping = False
+        #: commit on the flusher thread (False, the default: events are parsed by pyarrow.json and written
+        #: by delta-rs, which hold the GIL for little of a commit) or in the store's commit process
+        #: (True, AEG_COMMIT_PROCESS=1: a second interpreter of 250-750 MB); set before the first append
+        self.commit_process = os.environ.get("AEG_COMMIT_PROCESS", "0") == "1"
+        self.commits = 0  #: spools this process committed (the periodic maintenance counts them)
         self._uri_index: dict[str, UriIndex] = {}  # data file -> its uri -> rows index (inline_content)
         self._uri_lock = threading.Lock()
         self._uri_files: list[DataFile] | None = None  # the data files inline_content last looked at
@@ -132,7 +138,7 @@ class DeltaSpoolTable(Table):
         """Append one row to the spool (one ``os.write``); the flusher commits it later (see the module)."""
         if self._thread is None and self.background:
             self._start()
-        with self._cv:
+        with self._lock:
             Table.append(self, row, line)
             n = len(self._pending)
             if n == 1 or n >= self.flush_rows:  # a first pending row (start the clock), or a full spool
@@ -191,9 +197,7 @@ class DeltaSpoolTable(Table):
                 self.background = False
                 return
             self._thread = thread
-            # AEG_COMMIT_PROCESS=0: commit on the flusher thread (no second interpreter, ~250 MB less
-            # RSS; a commit then holds this process's GIL, and a record may wait for it)
-            if os.environ.get("AEG_COMMIT_PROCESS", "1") != "0":
+            if self.commit_process:
                 self._committer = _acquire_committer(self.layout.root)
 
     def _run(self) -> None:
@@ -258,8 +262,6 @@ class DeltaSpoolTable(Table):
                     self._closed.pop(0)
 
     def _commit_one(self, seq: int, rows: list[Row]) -> int:
-        if self.before_commit is not None:
-            self.before_commit(time.time_ns())
         step = self.on_flush_step
         path = self.layout.spool_file(self.writer, self.spec.name, seq)
         if step is not None:
@@ -279,11 +281,15 @@ class DeltaSpoolTable(Table):
                 storage_options=self.delta.storage_options,
             )  # fmt: skip
         else:  # no flusher (background=False), or no commit process could start: commit here
-            data = ROWS_TO_ARROW[self.spec.name](rows)
+            # events: the spool file through pyarrow.json (C++, no GIL held: committer.spool_to_arrow)
+            data = spool_to_arrow(self.spec.name, path) if self.spec.name == "events" else None
+            if data is None or data.num_rows != len(rows):
+                data = ROWS_TO_ARROW[self.spec.name](rows)
             if step is not None:
                 step("committing", seq)
             self.delta.commit(data, app_id=self.writer, seq=seq)
             self._compact_small_files({r["kind"] for r in rows})
+        self.commits += 1
         if step is not None:
             step("committed", seq)
         unlink_quietly(path)

@@ -222,16 +222,25 @@ def test_a_table_without_background_commits_only_on_flush(tmp_path: Any) -> None
         assert sorted(_event_ids(root)) == sorted(ids)
 
 
-def test_without_a_commit_process_the_flusher_commits_on_its_thread(
-    tmp_path: Any, monkeypatch: pytest.MonkeyPatch
+@pytest.mark.parametrize("mode", [None, "0", "1"])
+def test_the_flusher_commits_on_its_thread_or_in_the_commit_process(
+    tmp_path: Any, monkeypatch: pytest.MonkeyPatch, mode: str | None
 ) -> None:
-    monkeypatch.setenv("AEG_COMMIT_PROCESS", "0")
+    # the default (and AEG_COMMIT_PROCESS=0) commits on the flusher thread; AEG_COMMIT_PROCESS=1 in a child
+    if mode is None:
+        monkeypatch.delenv("AEG_COMMIT_PROCESS", raising=False)
+    else:
+        monkeypatch.setenv("AEG_COMMIT_PROCESS", mode)
     root = str(tmp_path / "s")
     with Store(root, format=2) as store:
         store.event_table.flush_seconds = 0.05
         ids = [store.event_log.record("log", {"i": i}).event_id for i in range(5)]
-        _wait_for(lambda: len(_event_ids(root)) == 5, "the commit on the flusher thread")
-        assert store.event_table._committer is None and sorted(_event_ids(root)) == sorted(ids)
+        ids.append(store.event_log.record("log", "x", tags=["t"], metrics={"m": 1}, stage="s").event_id)
+        _wait_for(lambda: len(_event_ids(root)) == 6, "the background commit")
+        committer = store.event_table._committer
+        assert (committer is not None and committer.running) == (mode == "1")
+        assert sorted(_event_ids(root)) == sorted(ids)
+        assert store.event_table.commits >= 1
 
 
 def test_recovery_commits_spools_in_seq_order_past_six_digits(tmp_path: Any) -> None:
