@@ -103,6 +103,9 @@ class DeltaSpoolTable(Table):
         self.flush_error: Exception | None = None
         #: test hook: called with (step, seq) at "rotated", "committing", "committed" of each spool commit
         self.on_flush_step: Callable[[str, int], None] | None = None
+        #: called with a spool's start (``time.time_ns()``) before its commit; raising keeps the spool for a
+        #: retry (an s3:// root's artifacts: their blobs land first, ``RemoteBlobStore.wait_uploaded``)
+        self.before_commit: Callable[[int], None] | None = None
         self._flush_at = sys.maxsize  # Table.append never flushes on the caller's path: the flusher does
         self._closed: list[tuple[int, list[Row]]] = []  # rotated spools not committed yet, oldest first
         self._lock = threading.Lock()  # the table lock: appends, rotations (append takes it bare: no Python frame)
@@ -262,6 +265,8 @@ class DeltaSpoolTable(Table):
                     self._closed.pop(0)
 
     def _commit_one(self, seq: int, rows: list[Row]) -> int:
+        if self.before_commit is not None:
+            self.before_commit(time.time_ns())
         step = self.on_flush_step
         path = self.layout.spool_file(self.writer, self.spec.name, seq)
         if step is not None:
