@@ -35,18 +35,25 @@ _CACHE_SIZE = 50_000  # AetherGraph Artifacts kept for the artifacts asked about
 _EVERY = 1 << 62  # "all of them" as a limit of our recent()
 _RESULTS = 256  # unranked searches whose answers are kept while nothing changes
 _PLAIN = frozenset((str, int, float, bool, type(None)))  # label values a kept answer can be keyed on
+# one encoder for every occurrence (json.dumps with options builds a new JSONEncoder per call)
+_encode_occurrence = json.JSONEncoder(ensure_ascii=False, default=str).encode
 _RACY_NS = 2_000_000_000  # a directory mtime this recent may not move on the next change (clock ticks)
 
 
 class StoreStamp:
-    """A stamp that moves whenever the artifacts of a format-1 store may have changed, for one ``stat``.
+    """A stamp that moves whenever the artifacts of a store may have changed, for one ``stat``.
 
     This process's saves, pins and deletes move a counter (the store's change listeners); other
     processes can only change the store while they hold a writer directory in ``spool/``, and
     one coming or going moves ``spool/``'s mtime. :meth:`now` is ``None`` (nothing may be cached)
-    while any other writer directory is there, for another format or a store that is not a local
-    folder, and while ``spool/``'s mtime is too recent to trust (it moves once per clock tick, so
-    a change in the same tick as the last look would not show: the racy-git rule).
+    while any other writer directory is there, for a store that is not a local folder, and while
+    ``spool/``'s mtime is too recent to trust (it moves once per clock tick, so a change in the
+    same tick as the last look would not show: the racy-git rule).
+
+    Both formats: on format 2 this process's background flusher commits its own spooled rows to
+    the Delta tables (and maintenance folds pins and deletes in), which changes files but not the
+    artifacts a search sees; another process's commits, maintenance or recovery of a dead
+    writer's spool all run while it holds its own writer directory in ``spool/``.
 
     Example:
         >>> stamp = StoreStamp(store)                  # doctest: +SKIP
@@ -57,7 +64,7 @@ class StoreStamp:
     def __init__(self, store: Store) -> None:
         self._spool = store.layout.spool
         self._writer = store.writer
-        self._usable = store.format == 1 and os.path.isdir(self._spool)
+        self._usable = os.path.isdir(self._spool)
         self._version = 0
         self._alone_at: int | None = None  # spool/'s mtime when only this writer was in it
         self._unsubscribe = store.subscribe(self._changed) if self._usable else None
@@ -374,7 +381,7 @@ class AegArtifactIndex:
         }
         self._events.record(
             OCCURRENCE_KIND,
-            json.dumps(occ, ensure_ascii=False, default=str),
+            _encode_occurrence(occ),
             topic=a.session_id or None,
             origin=Provenance(a.run_id, a.graph_id, a.node_id),
         )

@@ -100,6 +100,8 @@ class Child:
         self.store = os.path.join(base, "store")
         self.netlog = os.path.join(base, "netguard.log")
         env = {k: v for k, v in os.environ.items() if not k.startswith(("AETHERGRAPH_", "AEG_"))}
+        if os.environ.get("AEG_STORE_FORMAT"):  # the graph's store in the format this run of the suite tests
+            env["AEG_STORE_FORMAT"] = os.environ["AEG_STORE_FORMAT"]
         env.update(OFFLINE)
         env.update(
             HOME=os.path.join(base, "home"),
@@ -280,9 +282,13 @@ def test_kept_search_answers_follow_every_change(children: dict[str, Child]) -> 
 
 
 # -- a real kernel's %aeg over the graph's store ---------------------------------------------------------
-def test_magics_in_a_real_kernel_see_the_graph(ours: dict[str, Any], children: dict[str, Child]) -> None:
+def test_magics_in_a_real_kernel_see_the_graph(
+    ours: dict[str, Any], children: dict[str, Child], monkeypatch: pytest.MonkeyPatch
+) -> None:
     nbformat = pytest.importorskip("nbformat")
     nbclient = pytest.importorskip("nbclient")
+    # the kernel imports this checkout, as every other child here does (not whatever is installed)
+    monkeypatch.setenv("PYTHONPATH", REPO + os.pathsep + os.environ.get("PYTHONPATH", ""))
     root, run_id = children["ours"].store, ours["run_id"]
     cells = [
         f"import os\nos.environ['AEG_STORE'] = {root!r}",
