@@ -25,9 +25,11 @@ from ..base.errors import CorruptionError, NotFoundError
 from ..base.hashing import CHUNK, hash_bytes, hasher, is_hex_digest
 from .blobs import READ_ONLY, BlobStore, BlobWriter, PutResult
 from .layout import Layout
-from .objectstore import MULTIPART_MIN, ObjectStore, _error_code
+from .objectstore import ObjectStore, _error_code
+from .uploads import UploadQueue
 
 DOWNLOAD_THREADS = 8  # data files fetched at once when a snapshot brings several new ones
+UPLOAD_WAIT_SECONDS = 60.0  # a commit of artifact rows waits this long for their blobs while uploads progress
 
 
 class RemoteTables:
@@ -101,29 +103,42 @@ class RemoteTables:
 class RemoteBlobStore(BlobStore):
     """A :class:`~.blobs.BlobStore` over the bucket's ``blobs/``; the local ``blobs/`` is this machine's cache.
 
-    Saves write the local blob as on a local root, then :meth:`_upload` it (create-if-absent: a blob
-    another machine stored already is not sent again). Reads use the local copy, downloading (and
-    verifying) it first when this machine has none. ``verify`` re-hashes the bucket's bytes, ``gc``
-    lists and deletes the bucket's keys.
+    Saves write the local blob as on a local root, then :meth:`_upload` stages it for the background
+    upload (:class:`~.uploads.UploadQueue`: a hard link in ``uploads/`` of the local state, sent
+    create-if-absent, retried while the server is unreachable; a blob another machine stored already
+    is not sent again). Reads use the local copy (a blob still waiting for its upload reads offline),
+    downloading (and verifying) it first when this machine has none. ``verify`` re-hashes the bucket's
+    bytes (a blob not uploaded yet: the local copy's), ``gc`` lists and deletes the bucket's keys.
     """
 
     def __init__(self, layout: Layout, writer: str, objects: ObjectStore, *, fsync: bool = False) -> None:
         super().__init__(layout, writer, fsync=fsync)
         self.objects = objects
         self._sent = threading.local()  # the digest put_bytes just uploaded (put_file sends it once)
+        # what a process that died left staged here starts uploading now; otherwise at the first save
+        self.uploads = UploadQueue(layout.root, objects, start=None, keep_in_cache=False)
 
     # -- writes: local first, then the bucket -----------------------------------------------------
     def _upload(self, path: str, digest: str) -> None:
-        """Send the blob at ``path`` (local, complete, named by ``digest``) to the bucket.
+        """Stage the blob at ``path`` (local, complete, read-only, named by ``digest``) for the bucket.
 
-        NOTE: the one call site of every upload: uploads are synchronous for now; the background
-        queue (``storage/uploads.py``) replaces this body.
+        NOTE: the one call site of every upload. Acknowledged at local-disk speed (a hard link, fsynced);
+        the queue's thread sends it (a big blob already in the bucket is not sent again); the rows that
+        refer to it are committed only once it landed (:meth:`wait_uploaded`).
         """
-        objects = self.objects
-        size = os.path.getsize(path)
-        if size >= MULTIPART_MIN and objects.has_blob(digest):
-            return  # a big blob another machine (or an earlier save) stored: nothing to send
-        objects.put_file(path)
+        self.uploads.stage(path, digest, link=True)
+
+    def wait_uploaded(self, before_ns: int, *, timeout: float = UPLOAD_WAIT_SECONDS) -> None:
+        """Before a commit of artifact rows: wait until the blobs staged before ``before_ns`` landed.
+
+        Raises:
+            ObjectStoreError: they have not (the server is unreachable): the commit is retried later.
+        """
+        self.uploads.wait_landed(before_ns, timeout=timeout)
+
+    def close(self, timeout: float = 0.0) -> bool:
+        """Stop the upload thread (after up to ``timeout`` s of draining); what is left is uploaded at the next open."""
+        return self.uploads.close(timeout)
 
     def put_bytes(self, data: bytes | bytearray | memoryview) -> PutResult:
         put = super().put_bytes(data)
@@ -209,7 +224,10 @@ class RemoteBlobStore(BlobStore):
             raise objects.error(exc, "read a blob") from None
 
     def check(self, digest: str) -> bool:
-        """Re-hash the bucket's bytes of the blob (inline content: its row's); True when they match."""
+        """Re-hash the bucket's bytes of the blob (inline content: its row's; a blob waiting for its
+        upload: the local copy's); True when they match."""
+        if self.uploads.staged_path(digest) is not None:
+            return super().check(digest)
         inline = self._inline(digest)
         objects = self.objects
         try:
@@ -237,14 +255,33 @@ class RemoteBlobStore(BlobStore):
                     fan, _, name = rest.partition("/")
                     digest = fan + name
                     if len(fan) == 2 and is_hex_digest(digest):
-                        yield digest, int(item["Size"]), item["LastModified"].timestamp()
+                        mtime = item["LastModified"].timestamp()
+                        self._listed_at()[digest] = mtime
+                        yield digest, int(item["Size"]), mtime
         except Exception as exc:
             raise objects.error(exc, "list the blobs") from None
 
     def delete(self, digest: str) -> None:
-        """Remove a blob from the bucket and from this machine's cache (gc only)."""
-        self.objects.delete_blob(digest)
+        """Remove a blob from the bucket and from this machine's cache (gc only).
+
+        A blob touched since gc's listing chose it (a save on another machine found it and is using it:
+        ``ObjectStore.touch_key``) is kept: gc's sweep cannot see that machine's row before it is committed.
+        """
+        objects = self.objects
+        listed = self._listed_at().pop(digest, None)
+        if listed is not None:
+            now = objects.last_modified(objects.blob_key(digest))
+            if now is not None and now > listed:
+                return
+        objects.delete_blob(digest)
         super().delete(digest)
+
+    def _listed_at(self) -> dict[str, float]:
+        """digest -> ``Last-Modified`` as gc's last listing (:meth:`iter_blobs`) saw it."""
+        listed: dict[str, float] | None = self.__dict__.get("_listed")
+        if listed is None:
+            listed = self.__dict__["_listed"] = {}
+        return listed
 
     def move_aside(self, digest: str, aside: str) -> str:
         """A damaged blob: the bucket's copy is moved to ``corrupt/blobs/<digest>`` (a server-side copy, then

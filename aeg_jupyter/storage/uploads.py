@@ -131,6 +131,8 @@ class UploadQueue:
             area is its ``uploads/`` subdirectory.
         objectstore: where the blobs go.
         max_bytes: the bound on staged bytes (default: :func:`max_bytes_from_env`).
+        start: start the uploader now (``None``: now if anything is staged, e.g. by a process that
+            died, else at the first :meth:`stage`; ``False``: only when :meth:`start` is called).
         keep_in_cache: link a landed blob into the download cache (``False`` when the caller keeps
             its own local copy, as a store's local ``blobs/`` does).
 
@@ -149,7 +151,7 @@ class UploadQueue:
         objectstore: ObjectStore,
         max_bytes: int | None = None,
         *,
-        start: bool = True,
+        start: bool | None = True,
         keep_in_cache: bool = True,
     ) -> None:
         self.objects = objectstore
@@ -167,7 +169,8 @@ class UploadQueue:
         self._remove_dead_temps()
         self._rescan()
         self._thread: threading.Thread | None = None
-        if start:
+        self._autostart = start is None
+        if start or (start is None and self._pending):
             self.start()
 
     def __repr__(self) -> str:
@@ -224,6 +227,8 @@ class UploadQueue:
             self._pending.pop(tmp_name, None)
             self._pending[name] = size
             self._cond.notify_all()
+        if self._autostart and self._thread is None:
+            self.start()
         return final
 
     def _check_room(self, size: int) -> None:
@@ -355,6 +360,34 @@ class UploadQueue:
                     return False
                 self._cond.wait(min(left, 0.5) if left is not None else 0.5)
         return True
+
+    def wait_landed(self, before_ns: int, *, timeout: float, give_up_on_error: float = 1.0) -> None:
+        """Wait until every blob staged before ``before_ns`` (``time.time_ns()``) has landed.
+
+        For a commit of rows that refer to staged blobs: rows never become visible to other machines
+        before their blobs. Waits up to ``timeout`` seconds while uploads progress, and only
+        ``give_up_on_error`` seconds once an upload failed (the caller retries later).
+
+        Raises:
+            ObjectStoreError: some are still staged; the message says how many and why.
+        """
+        started = time.monotonic()
+        with self._cond:
+            while True:
+                early = [n for n in self._pending if not n.startswith(_TMP) and int(n.split("-", 1)[0]) < before_ns]
+                if not early:
+                    return
+                waited = time.monotonic() - started
+                limit = give_up_on_error if self._last_error else timeout
+                if waited >= limit:
+                    why = f": {self._last_error}" if self._last_error else " yet"
+                    raise ObjectStoreError(
+                        f"{len(early)} blob(s) these rows refer to are not uploaded to {self.objects.location.url}"
+                        f"{why}; the rows stay in the local spool and are committed once the blobs land"
+                    )
+                if self._thread is None:
+                    self.start()
+                self._cond.wait(min(0.2, limit - waited))
 
     def start(self) -> None:
         """Start the uploader thread (done by the constructor unless ``start=False``)."""
