@@ -396,12 +396,46 @@ class ObjectStore:
     def put_bytes(self, data: bytes | memoryview, digest: str | None = None) -> str:
         """Store ``data`` under its digest unless it is already there; return the digest."""
         digest = digest or hash_bytes(data)
+        key = self.blob_key(digest)
+        for _attempt in range(3):
+            try:
+                self.client.put_object(Bucket=self.bucket, Key=key, Body=bytes(data), IfNoneMatch="*")
+                return digest
+            except Exception as exc:
+                if not _already_there(exc):
+                    raise self.error(exc, "upload") from None
+            if self.touch_key(key):  # there already: a save is using it now (gc's grace, see touch_key)
+                return digest
+        return digest  # (collected and stored again by others twice in a row: it is there now)
+
+    def touch_key(self, key: str) -> bool:
+        """Refresh an object's ``Last-Modified`` (a server-side copy onto itself; its bytes do not move);
+        False when there is no such object (collected meanwhile: the caller stores it again).
+
+        NOTE: gc's safety across machines: a save that finds its blob already in the bucket touches it,
+        so a gc on another machine, which lets an unreferenced blob go only once it is older than the
+        grace period (``GC_GRACE_SECONDS``) and looks again just before the delete
+        (``RemoteBlobStore.delete``), keeps it until that save's row is committed and seen.
+        """
         try:
-            self.client.put_object(Bucket=self.bucket, Key=self.blob_key(digest), Body=bytes(data), IfNoneMatch="*")
+            self.client.copy_object(
+                Bucket=self.bucket, Key=key, CopySource={"Bucket": self.bucket, "Key": key},
+                MetadataDirective="REPLACE", Metadata={"aeg-touched": "1"},
+            )  # fmt: skip
         except Exception as exc:
-            if not _already_there(exc):
-                raise self.error(exc, "upload") from None
-        return digest
+            if _error_code(exc)[1] == 404 or _error_code(exc)[0] in ("NoSuchKey", "404"):
+                return False
+            raise self.error(exc, "refresh a blob") from None
+        return True
+
+    def last_modified(self, key: str) -> float | None:
+        """An object's ``Last-Modified`` (seconds since the epoch), or None when there is none."""
+        try:
+            return float(self.client.head_object(Bucket=self.bucket, Key=key)["LastModified"].timestamp())
+        except Exception as exc:
+            if _error_code(exc)[1] == 404:
+                return None
+            raise self.error(exc, "read") from None
 
     def put_file(self, path: str | os.PathLike[str]) -> tuple[str, int]:
         """Store a file's bytes under their digest; return ``(digest, size)``.
@@ -428,6 +462,8 @@ class ObjectStore:
             sent = False
             if not self.exists_key(key):  # identical content already there: nothing to send
                 sent = self._upload_parts(f.fileno(), size, key)
+            if not sent and not self.touch_key(key):  # (in use again: see touch_key)
+                sent = self._upload_parts(f.fileno(), size, key)  # collected just now: send it after all
             after = os.fstat(f.fileno())
         if (after.st_size, after.st_mtime_ns, after.st_ctime_ns) != (size, before.st_mtime_ns, before.st_ctime_ns):
             if sent:  # what went up may not be the bytes that were hashed (never delete a blob we did not send)

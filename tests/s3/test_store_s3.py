@@ -389,3 +389,39 @@ def test_no_credential_in_any_object_or_local_file(
             data = f.read()
         assert secret not in data, path
     assert s3_server.secret_key not in repr(ctx) + repr(ctx.store) + repr(ctx.store.blobs.objects)
+
+
+def test_gc_keeps_a_blob_another_machine_saves_again_meanwhile(
+    s3_server: SeaweedServer, s3_bucket: str, root: str, ctx: Any
+) -> None:
+    # gc's safety across machines: the save gate is per machine, so a save elsewhere that finds its blob
+    # in the bucket touches it (ObjectStore.touch_key), and gc's delete looks at it once more first
+    arts = ctx.artifacts()
+    data = os.urandom(50_000)
+    art = run(arts.save_bytes(data, kind="blob"))
+    digest = art.uri.rsplit("/", 1)[1]
+    key = f"team/blobs/{digest[:2]}/{digest[2:]}"
+    run(arts.delete(art))
+    ctx.store.flush()
+    blobs = ctx.store.blobs
+    assert isinstance(blobs, RemoteBlobStore)
+    _wait_for_key(s3_server, s3_bucket, key)  # (uploads may be in the background)
+    listed = {d for d, _size, _mtime in blobs.iter_blobs()}  # gc's listing chose it ...
+    assert digest in listed
+    time.sleep(1.1)  # (Last-Modified has whole seconds)
+    other = ObjectStore(S3Location.parse(root))  # ... then another machine saves the same bytes
+    assert other.put_bytes(data) == digest
+    blobs.delete(digest)  # ... and gc's delete comes after: the blob stays
+    assert key in bucket_objects(s3_server, s3_bucket)
+    report = run(arts.gc(dry_run=False))  # touched after the deleted artifact was made: the grace period holds
+    assert digest not in report.blobs and key in bucket_objects(s3_server, s3_bucket)
+
+
+def _wait_for_key(server: SeaweedServer, bucket: str, key: str, seconds: float = 30.0) -> None:
+    client = server.client()
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if client.list_objects_v2(Bucket=bucket, Prefix=key).get("KeyCount", 0):
+            return
+        time.sleep(0.1)
+    raise AssertionError(f"{key} never reached the bucket")
