@@ -92,10 +92,6 @@ class MigrationReport:
         lines.append(
             "  the inlined blob files stay in blobs/ until `aeg gc` lets them go (their content is in the rows)"
         )
-        lines.append(
-            "  format 2 opens only when asked while it is not the default: connect with AEG_STORE_FORMAT=2 "
-            "(or Store(root, format=2))"
-        )
         return "\n".join(lines)
 
 

@@ -36,14 +36,15 @@ from .layout import META_NAME, STORE_FORMAT, Layout, parse_spool_name
 from .objectstore import ObjectStore, S3Location, resolve_root
 from .tables import Table
 
-FORMATS = (STORE_FORMAT, 2)  # 2: Delta Lake tables, behind a flag (docs/format2.md)
+FORMATS = (STORE_FORMAT, 2)  # 1: Hive Parquet (read-only unless named; `aeg migrate`), 2: Delta Lake
+DEFAULT_FORMAT = 2  # what a new store gets when the caller and AEG_STORE_FORMAT name none (docs/format2.md)
 LEASE_WAIT_SECONDS = 300.0  # maintenance on an s3:// root waits this long for another machine's run
 STALE_SECONDS = 60.0  # a half-created writer directory older than this belonged to a dead process
 KNOWN_DIRS = ("blobs", "tables", "spool", "tmp", "files")
 QUARANTINE = "quarantine"  # spools (or lines of them) recovery could not flush: kept, never retried
 
 
-FORMAT_ENV = "AEG_STORE_FORMAT"  # the format asked for when the caller names none (tests run the suite on 2)
+FORMAT_ENV = "AEG_STORE_FORMAT"  # the format asked for when the caller names none (`=1` runs the suite on 1)
 
 
 def format_from_env() -> int | None:
@@ -88,9 +89,9 @@ class StoreRoot:
         self.name: str = self.objects.location.url if self.objects is not None else where
         self.path = where  # every local file of the store (for an s3:// root: its local state)
         self.layout = Layout(self.path)
-        # `format` picks a new store's format (1 by default); an existing store must be opened with its
-        # own, and format 2 only when asked for (it is not complete yet: docs/format2.md)
-        self.format: int = format or STORE_FORMAT
+        # `format` picks a new store's format (DEFAULT_FORMAT when None); an existing format-2 store opens as
+        # itself, a format-1 store read-only (with `aeg migrate`'s name) unless format=1 is named
+        self.format: int = format or DEFAULT_FORMAT
         # `aeg migrate` opens a store whose marker says "migrating" (every other open refuses it)
         self._migration = migration
         # set when a format-1 store is opened as format 2: it opens read-only, this says how to convert it
@@ -150,17 +151,12 @@ class StoreRoot:
                 raise StoreFormatError(migrating_message(root))
             if fmt not in FORMATS:
                 raise StoreFormatError(
-                    f"store {root!r} has format {fmt!r}, this aeg_jupyter reads format {STORE_FORMAT}; "
+                    f"store {root!r} has format {fmt!r}, this aeg_jupyter reads formats "
+                    f"{' and '.join(map(str, FORMATS))}; "
                     "upgrade with `pip install -U aeg-jupyter` or open another store"
                 )
-            if fmt == 2 and wanted is None:
-                raise StoreFormatError(
-                    f"store {root!r} has format 2, which this aeg_jupyter opens only when asked "
-                    "(Store(root, format=2): format 2 is not complete yet); "
-                    "upgrade with `pip install -U aeg-jupyter` or open another store"
-                )
-            if fmt == STORE_FORMAT and wanted == 2 and not self._migration:
-                # format-2 code over a format-1 store: it opens for reading, and says how to convert it
+            if fmt == STORE_FORMAT and wanted != STORE_FORMAT and not self._migration:
+                # a format-1 store not opened as format 1: it opens for reading, and says how to convert it
                 self.migrate_hint = (
                     f"store {root!r} is format 1; it is open read-only: convert it with `aeg migrate {root}` "
                     "(the old tables are kept until the new ones are whole), then open it again"
@@ -170,7 +166,7 @@ class StoreRoot:
             if wanted is not None and fmt != wanted and not self._migration:
                 raise StoreFormatError(
                     f"store {root!r} has format {fmt}, not {wanted}; open it without format={wanted} "
-                    "(converting a store between formats is not available yet) or pick a new directory"
+                    f"(or unset {FORMAT_ENV}) or pick a new directory"
                 )
             self.format = fmt
             self._check_known_dirs()

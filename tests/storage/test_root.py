@@ -16,7 +16,7 @@ import pytest
 from aeg_jupyter.base.errors import InvalidInputError, StoreFormatError, StoreWarning
 from aeg_jupyter.storage.fsops import lock_is_free, try_lock
 from aeg_jupyter.storage.layout import META_NAME, PartName
-from aeg_jupyter.storage.root import KNOWN_DIRS, STALE_SECONDS, StoreRoot
+from aeg_jupyter.storage.root import DEFAULT_FORMAT, KNOWN_DIRS, STALE_SECONDS, StoreRoot
 from aeg_jupyter.storage.schemas import ARTIFACTS, EVENTS, OPS
 from aeg_jupyter.storage.tables import Table
 
@@ -345,5 +345,22 @@ def test_aeg_store_format_names_the_format_when_the_caller_names_none(roots, pat
     with pytest.raises(InvalidInputError, match=r"AEG_STORE_FORMAT='3' is not a store format; set it to one of 1, 2"):
         _open(roots, path)
     monkeypatch.delenv("AEG_STORE_FORMAT")
-    with pytest.raises(StoreFormatError, match="has format 2"):
-        _open(roots, path)  # a format-2 store still opens only when asked, by the caller or the variable
+    assert _open(roots, path).format == 2  # a format-2 store opens as itself whatever the default
+
+
+def test_a_new_store_is_format_2_and_a_format_1_store_opens_read_only_unless_named(roots, tmp_path, monkeypatch):
+    monkeypatch.delenv("AEG_STORE_FORMAT", raising=False)
+    new = _open(roots, str(tmp_path / "new"))
+    assert new.format == DEFAULT_FORMAT == 2 and new.migrate_hint is None
+    old = str(tmp_path / "old")
+    StoreRoot(old, format=1).release()
+    with pytest.warns(StoreWarning, match=r"is format 1; it is open read-only: convert it with `aeg migrate "):
+        r = _open(roots, old)
+    assert r.format == 1 and r.migrate_hint is not None
+    assert "cannot save" in (r.save_gate.refusal or "")
+    r.release()
+    monkeypatch.setenv("AEG_STORE_FORMAT", "1")  # named (the variable or format=1): writable as before
+    named = _open(roots, old)
+    assert named.format == 1 and named.migrate_hint is None
+    with open(os.path.join(old, META_NAME), encoding="utf-8") as f:
+        assert json.load(f)["format"] == 1  # never rewritten by any of these opens
