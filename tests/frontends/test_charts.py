@@ -33,6 +33,7 @@ from aeg_jupyter.core.series import (
 )
 from aeg_jupyter.storage.layout import PartName
 from aeg_jupyter.storage.schemas import EVENTS_SCHEMA
+from aeg_jupyter.storage.schemas2 import EVENTS2_SCHEMA
 
 EVIL = "<img src=x onerror=alert(1)>"
 
@@ -260,7 +261,8 @@ def test_smoothing_is_a_trailing_mean() -> None:
 
 
 def _write_events_part(context: KernelContext, n: int, run_id: str) -> None:
-    """``n`` train_log events as one Parquet part, written through the storage layer's own part writer."""
+    """``n`` train_log events as one Parquet part (format 1) or one Delta commit (format 2), written
+    through the storage layer's own writer."""
     table = context.store.event_table
     ts0, _ = new_ts_id()
     ts = ts0 - n + np.arange(n, dtype=np.int64)
@@ -284,6 +286,12 @@ def _write_events_part(context: KernelContext, n: int, run_id: str) -> None:
         "stage": pa.nulls(n, pa.string()),
         "version": pa.array(np.ones(n, np.int32)),
     }
+    if context.store.format == 2:
+        typed = {"inputs", "outputs", "metrics", "tags"}  # JSON text in format 1, typed (null here) in format 2
+        cols = {k: v for k, v in cols.items() if k not in typed} | {"kind": pa.array(["train_log"] * n)}
+        cols = {f.name: cols.get(f.name, pa.nulls(n, f.type)) for f in EVENTS2_SCHEMA}  # not set here: nulls
+        assert table.delta.commit(pa.table(cols, schema=EVENTS2_SCHEMA), app_id="testwriter", seq=0)
+        return
     cols = {f.name: cols.get(f.name, pa.nulls(n, f.type)) for f in EVENTS_SCHEMA}  # columns not set here: nulls
     part = pa.table(cols, schema=EVENTS_SCHEMA)
     pdir = table.layout.partition_dir("events", "train_log")
