@@ -8,7 +8,9 @@ remaining artifacts still use (:func:`referenced`), and the sweep deletes the re
 
 from __future__ import annotations
 
+import errno
 import time
+import warnings
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import timedelta
@@ -16,7 +18,7 @@ from typing import Any
 
 import pyarrow as pa
 
-from ..base.errors import CorruptionError, NotFoundError, StoreWriteError
+from ..base.errors import CorruptionError, NotFoundError, StoreWarning, StoreWriteError
 from ..base.hashing import hash_bytes
 from ..base.models import Artifact
 from ..base.models import _human_size as human_size
@@ -36,6 +38,7 @@ from .search import ArtifactSearch
 
 GC_GRACE_SECONDS = 120.0  # unreferenced blobs younger than this may belong to a save in flight
 Manifest = Callable[[Artifact], list[dict[str, object]]]
+_FULL = (errno.ENOSPC, errno.EDQUOT, errno.EFBIG)  # a write that failed for want of space
 
 
 @dataclass(slots=True)
@@ -210,7 +213,19 @@ class Maintenance:
         delta = self._delta_maintenance()
         if delta is not None:
             # format 2: the deletes reach the artifacts table (fold) before any blob of theirs goes
-            report.maintenance = delta.run()
+            try:
+                report.maintenance = delta.run()
+            except StoreWriteError as exc:
+                if getattr(exc.__cause__, "errno", None) not in _FULL:
+                    raise
+                # a full disk: the blobs of rows the fold could not remove stay (the sweep keeps every
+                # blob a row refers to); the rest of gc frees what it can, which is what makes space
+                warnings.warn(
+                    f"gc: maintenance could not finish ({exc}); the blobs of deleted artifacts whose rows "
+                    "are still in the tables are freed by the next gc with free space",
+                    StoreWarning,
+                    stacklevel=3,
+                )
         # outside the store's lock: the sweep takes the save gate first, as every save does
         kept = set(self.sweep(report.blobs))
         if kept:  # saved again by another kernel meanwhile

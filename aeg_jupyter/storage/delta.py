@@ -16,9 +16,11 @@ protocol needs more than that (deletion vectors, column mapping). See ``docs/for
 from __future__ import annotations
 
 import contextlib
+import errno
 import functools
 import json
 import os
+import re
 import threading
 import time
 import warnings
@@ -84,13 +86,39 @@ def _store_umask() -> Iterator[None]:
                 os.umask(_umask_saved)
 
 
+_OS_ERROR = re.compile(r"\(os error (\d+)\)")
+_NO_SPACE = (errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EROFS, errno.EACCES, errno.EPERM)
+
+
+def os_cause(exc: BaseException) -> BaseException:
+    """The ``OSError`` (with its errno) a delta-rs error reports as ``(os error N)`` in its text, else ``exc``:
+    callers tell a full disk (defer and retry) from damage by ``errno``, as for format 1's writes."""
+    m = _OS_ERROR.search(str(exc))
+    if m is None:
+        return exc
+    code = int(m.group(1))
+    err = OSError(code, os.strerror(code))
+    err.__cause__ = exc
+    return err
+
+
 def _creates_files(method: Callable[..., Any]) -> Callable[..., Any]:
-    """Run a method that has delta-rs write files under :func:`_store_umask`."""
+    """Run a method that has delta-rs write files under :func:`_store_umask`; a full disk (or a read-only
+    one) is a ``StoreWriteError`` whose cause carries the errno, not a raw ``DeltaError``."""
 
     @functools.wraps(method)
-    def wrapper(*args: Any, **kwargs: Any) -> Any:
+    def wrapper(self: DeltaLakeTable, *args: Any, **kwargs: Any) -> Any:
         with _store_umask():
-            return method(*args, **kwargs)
+            try:
+                return method(self, *args, **kwargs)
+            except DeltaError as exc:
+                cause = os_cause(exc)
+                if getattr(cause, "errno", None) not in _NO_SPACE:
+                    raise
+                raise StoreWriteError(
+                    f"{method.__name__} of the table {self.uri} could not write ({cause}); "
+                    "free some disk space and run it again"
+                ) from cause
 
     return wrapper
 
@@ -231,7 +259,7 @@ class DeltaLakeTable:
                 raise StoreWriteError(
                     f"could not commit to the table {self.uri}: {exc}; the rows stay in the spool, "
                     "free some disk space and reopen the store"
-                ) from exc
+                ) from os_cause(exc)
         raise StoreWriteError(
             f"could not commit to the table {self.uri} after {_COMMIT_ATTEMPTS} conflicting commits; "
             "the rows stay in the spool and the next open commits them"

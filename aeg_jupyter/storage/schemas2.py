@@ -14,12 +14,15 @@ from __future__ import annotations
 
 import base64
 import json
+import math
 import re
+import warnings
 from collections.abc import Iterable, Mapping
 from typing import Any
 
 import pyarrow as pa
 
+from ..base.errors import StoreWarning
 from ..base.models import Artifact
 from ..base.times import ts_to_datetime
 from .schemas import Row, as_micros
@@ -179,21 +182,58 @@ def labels_from_entries(entries: Iterable[tuple[str, Mapping[str, Any] | None]] 
     return {k: label_from_struct(v) for k, v in entries}
 
 
-def metrics_to_entries(metrics: Mapping[str, float] | str | None) -> list[tuple[str, float]]:
-    """A metrics dict (or format 1's JSON text) as map entries."""
+def clean_metrics(metrics: Mapping[str, Any] | str | None) -> dict[str, float]:
+    """A metrics dict (or format 1's JSON text) with finite numbers only, as format 1 reads one: a damaged
+    cell reads as ``{}`` and a value that is not a finite number (``{"acc": "high"}`` from a foreign
+    writer's spool) is dropped, each with a ``StoreWarning``.
+
+    Example:
+        >>> clean_metrics('{"acc": 0.5}')
+        {'acc': 0.5}
+    """
     if isinstance(metrics, str):
-        metrics = _json_object(metrics)
+        metrics = _json_object(metrics, "metrics")
     if not metrics:
-        return []
-    return [(k, float(v)) for k, v in metrics.items()]
+        return {}
+    out = {
+        k: float(v)
+        for k, v in metrics.items()
+        if isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+    }
+    if len(out) != len(metrics):
+        bad = [k for k in metrics if k not in out][:3]
+        warnings.warn(f"non-numeric metrics {bad} in a spooled row are ignored", StoreWarning, stacklevel=2)
+    return out
 
 
-def _json_object(text: str) -> dict[str, Any]:
+def metrics_to_entries(metrics: Mapping[str, Any] | str | None) -> list[tuple[str, float]]:
+    """A metrics dict (or format 1's JSON text) as map entries (:func:`clean_metrics`)."""
+    return list(clean_metrics(metrics).items())
+
+
+def tags_from_json(tags: str | list[str] | None) -> list[str] | None:
+    """An event's tags (a list, or JSON text); a damaged cell reads as null with a ``StoreWarning``."""
+    if not isinstance(tags, str):
+        return tags
+    try:
+        value = json.loads(tags)
+    except (ValueError, RecursionError):
+        value = None
+    if not isinstance(value, list) or not all(isinstance(t, str) for t in value):
+        warnings.warn("an event's damaged tags cell reads as null", StoreWarning, stacklevel=2)
+        return None
+    return value
+
+
+def _json_object(text: str, what: str = "labels") -> dict[str, Any]:
     try:
         obj = json.loads(text) if text else {}
-    except ValueError:
+    except (ValueError, RecursionError):
+        obj = None
+    if not isinstance(obj, dict):
+        warnings.warn(f"a damaged {what} cell in a spooled row reads as {{}}", StoreWarning, stacklevel=3)
         return {}
-    return obj if isinstance(obj, dict) else {}
+    return obj
 
 
 # -- artifacts -------------------------------------------------------------------------------------
@@ -215,6 +255,7 @@ def artifact_rows_to_arrow(rows: list[Row]) -> pa.Table:
         [('seed', {'s': None, 'i': 3, 'f': None, 'b': None, 'j': None})]
     """
     cols: dict[str, list[Any]] = {f.name: [] for f in ARTIFACTS2_SCHEMA}
+    metrics: list[dict[str, float]] = []
     for r in rows:
         cols["artifact_id"].append(r["artifact_id"])
         cols["kind"].append(r["kind"])
@@ -225,13 +266,14 @@ def artifact_rows_to_arrow(rows: list[Row]) -> pa.Table:
             cols[name].append(r.get(name))
         cols["pinned"].append(bool(r.get("pinned")))
         cols["labels"].append(labels_to_entries(r.get("labels")))
-        cols["metrics"].append(metrics_to_entries(r.get("metrics")))
+        metrics.append(clean_metrics(r.get("metrics")))
+        cols["metrics"].append(list(metrics[-1].items()))
         cols["content"].append(row_content(r))
         for name in ("source_path", "cell_id", "execution_count", "source_hash"):
             cols[name].append(r.get(name))
         cols["inputs"].append(_id_list(r.get("inputs")))
     table = pa.Table.from_pydict(cols, schema=ARTIFACTS2_SCHEMA)
-    table = with_metric_columns(table, [r.get("metrics") for r in rows])
+    table = with_metric_columns(table, metrics)
     return with_label_columns(table, cols["labels"])
 
 
@@ -349,7 +391,7 @@ def event_rows_to_arrow(rows: list[Row]) -> pa.Table:
         cols["outputs"].append(_values(r.get("outputs")))
         cols["metrics"].append(metrics_to_entries(r.get("metrics")) if r.get("metrics") is not None else None)
         tags = r.get("tags")
-        cols["tags"].append(json.loads(tags) if isinstance(tags, str) else tags)
+        cols["tags"].append(tags_from_json(tags))
         cols["severity"].append(r.get("severity") if r.get("severity") is not None else 2)
         cols["version"].append(r.get("version") or 1)
     return pa.Table.from_pydict(cols, schema=EVENTS2_SCHEMA)

@@ -59,11 +59,24 @@ print(json.dumps(out))
 """
 
 
+def _format(root: str) -> int:
+    with open(os.path.join(root, "aeg-store.json")) as f:
+        return int(json.load(f)["format"])
+
+
+def _freed_on_a_full_disk(root: str) -> int:
+    """Blobs gc frees on the full disk: format 1 frees the deleted artifact's; format 2 keeps it while its
+    row is still in a spool or the table (the fold that removes it needs space: an external reader of
+    the table never sees a row whose blob is gone), and frees it once there is space (``_check_after``)."""
+    return 1 if _format(root) == 1 else 0
+
+
 def _check_after(root: str, *, recorded: bool) -> None:
     store = aeg_jupyter.Store(root)  # space again: the deferred recovery runs now
     assert [a.kind for a in store.artifacts.list()] == ["note"]
     assert len(store.event_log.recent(kinds=["log"], limit=100)) == 50 + recorded
     assert store.artifacts.verify().ok
+    assert len(store.artifacts.gc(dry_run=False).blobs) == 1 - _freed_on_a_full_disk(root)
     store.close()
     assert os.listdir(os.path.join(root, "spool")) == []  # every spool flushed at last
 
@@ -72,7 +85,7 @@ def test_a_store_on_a_full_disk_opens_lists_collects_and_verifies(store_root):
     run_child(DIES_WITH_SPOOLED_ROWS, store_root)
     out = json.loads(run_child(USE_IT, store_root, "fsize").stdout)
     assert out["list"] == ["note"] and out["recent"] == 50, out
-    assert out["gc_dry"] == 1 and out["gc"] == 1 and out["verify"], out  # the deleted blob is freed
+    assert out["gc_dry"] == 1 and out["gc"] == _freed_on_a_full_disk(store_root) and out["verify"], out
     assert any("next open tries again" in w for w in out["warnings"]), out
     _check_after(store_root, recorded=out["record"] == "stored")
 
@@ -103,7 +116,8 @@ def test_a_store_on_a_really_full_disk_then_a_read_only_one(small_disk):
         except OSError:
             pass
     out = json.loads(run_child(USE_IT, root, "full").stdout)
-    assert out["list"] == ["note"] and out["recent"] == 50 and out["gc"] == 1 and out["verify"], out
+    assert out["list"] == ["note"] and out["recent"] == 50 and out["verify"], out
+    assert out["gc"] == _freed_on_a_full_disk(root), out
     assert any("next open tries again" in w for w in out["warnings"]), out
     recorded = out["record"] == "stored"  # (gc freed 20 kB: the record may fit)
     os.unlink(os.path.join(small_disk, "filler"))
