@@ -102,7 +102,22 @@ async def main(out_path: str, root: str) -> None:
     quick = other_process(root, "from-quick-writer")
     assert quick.wait(timeout=120) == 0
     await names("after_quick")
-    uninstall()
+    # staging: a planned path is the caller's to create; saved unwritten it is an empty artifact
+    store = backend.artifact_store
+    planned = await arts.stage_path(".json")
+    out["planned_exists"] = os.path.lexists(planned)
+    out["planned_in_staging"] = os.path.dirname(planned) == store.staging_dir
+    empty = await arts.save_file(planned, kind="staged", name="empty.json")
+    out["empty_loaded"] = (await arts.load_bytes(empty.uri)).decode()
+    written = await arts.stage_path(".json")
+    with open(written, "w") as f:
+        f.write('{"w": 1}')
+    small = await arts.save_file(written, kind="staged", name="small.json")
+    out["small_loaded"] = (await arts.load_bytes(small.uri)).decode()
+    uninstall()  # (waits for the staged files being removed)
+    out["staged_left"] = sorted(
+        n for n in os.listdir(store.staging_dir) if n in (os.path.basename(planned), os.path.basename(written))
+    )
     with open(out_path, "w") as f:
         json.dump(out, f)
 

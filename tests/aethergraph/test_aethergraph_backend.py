@@ -279,6 +279,10 @@ def test_kept_search_answers_follow_every_change(children: dict[str, Child]) -> 
     assert got["other_closed"] == ["from-open-writer", "c4", "c2"]
     assert got["before_quick"] == got["other_closed"]
     assert got["after_quick"] == ["from-quick-writer", *got["other_closed"]]
+    # staging paths are planned, not created; saved, each is gone (the bytes are in the store)
+    assert got["planned_exists"] is False and got["planned_in_staging"] is True
+    assert got["empty_loaded"] == "" and got["small_loaded"] == '{"w": 1}'
+    assert got["staged_left"] == []
 
 
 # -- a real kernel's %aeg over the graph's store ---------------------------------------------------------
