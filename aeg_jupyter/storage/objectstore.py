@@ -237,7 +237,10 @@ class S3Settings:
 
     def storage_options(self) -> dict[str, str]:
         """deltalake's ``storage_options`` for this store (credentials included: never print this)."""
-        opts = {"AWS_REGION": self.region}
+        # commits are create-if-absent PUTs of the log's next entry (If-None-Match, which SeaweedFS, MinIO and
+        # AWS honour): never AWS_S3_ALLOW_UNSAFE_RENAME, no DynamoDB lock. Measured on SeaweedFS: 6 processes x 5
+        # appends to one table, 30/30 commits and rows (so were deltalake 1.6.6's defaults; this pins it)
+        opts = {"AWS_REGION": self.region, "aws_conditional_put": "etag"}
         if self.endpoint:
             opts["AWS_ENDPOINT_URL"] = self.endpoint
         if self.allow_http:
