@@ -214,10 +214,21 @@ class DeltaLakeTable:
         return self._dt
 
     def snapshot(self, *, refresh: bool = True) -> DeltaTable:
-        """The table at its newest version (``refresh=False``: the version this object last saw)."""
+        """The table at its newest version (``refresh=False``: the version this object last saw).
+
+        An s3:// root whose server does not answer: the last snapshot seen (reads go on offline; the
+        error is kept in :attr:`refresh_error` until a refresh succeeds). A local table raises.
+        """
         dt = self.create()
         if refresh:
-            dt.update_incremental()
+            try:
+                dt.update_incremental()
+            except (OSError, DeltaError) as exc:
+                if self._mirror is None:
+                    raise
+                self.refresh_error: Exception | None = exc
+                return dt
+            self.refresh_error = None
         return dt
 
     def version(self) -> int:
@@ -226,7 +237,9 @@ class DeltaLakeTable:
 
     def committed_seq(self, app_id: str) -> int | None:
         """The highest spool sequence committed for ``app_id`` (a writer id), or None."""
-        return self.snapshot().transaction_version(app_id)  # type: ignore[no-any-return]
+        dt = self.create()
+        dt.update_incremental()  # never judged on a stale snapshot (snapshot() keeps one offline)
+        return dt.transaction_version(app_id)  # type: ignore[no-any-return]
 
     # -- writing -----------------------------------------------------------------------------
     @_creates_files

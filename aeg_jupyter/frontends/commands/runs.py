@@ -19,6 +19,7 @@ from .session import Session
 
 if TYPE_CHECKING:
     from ...api.context import KernelContext
+    from ...storage.uploads import PendingUploads
 
 
 @subcommand("runs", "every run that wrote something, most recent first", "runs -n 5", _limit)
@@ -72,13 +73,18 @@ class StoreStatus:
     event_kinds: list[str]
     writer: str
     flush_errors: tuple[str, ...] = ()  # format 2: a table whose background commit failed, and why
+    uploads: PendingUploads | None = None  # an s3:// root: rows and blobs not uploaded yet, the last error
 
     def line(self) -> str:
         """One line: ``aeg_jupyter: store /x/.aeg | run run-... | 3 artifacts, 12 events``."""
-        return (
+        line = (
             f"aeg_jupyter: store {self.root} | run {self.run_id} | "
             f"{_plural(self.artifacts, 'artifact')}, {_plural(self.events, 'event')}"
         )
+        up = self.uploads
+        if up is not None and (up.rows or up.blobs):
+            line += f" | pending upload: {_plural(up.rows, 'row')}, {_plural(up.blobs, 'blob')}"
+        return line
 
     def __str__(self) -> str:
         return "\n".join(
@@ -92,6 +98,7 @@ class StoreStatus:
                 f"events     {self.events}" + (f"  ({', '.join(self.event_kinds)})" if self.event_kinds else ""),
                 f"writer     {self.writer}",
                 *(f"flush      {e}" for e in self.flush_errors),
+                *([f"uploads    {self.uploads}"] if self.uploads is not None else []),
             ]
         )
 
@@ -117,6 +124,7 @@ def store_status(context: KernelContext) -> StoreStatus:
         root=store.root, run_id=context.run_id, graph_id=context.graph_id, node_id=context.node_id,
         artifacts=len(store.artifacts), events=count_events(store), artifact_kinds=store.artifacts.kinds(),
         event_kinds=store.event_log.kinds(), writer=store.writer,
+        uploads=store.pending_uploads(),
         flush_errors=tuple(
             f"{name}: {err}; the rows are kept in the spool and the commit is retried"
             for name, t in store.tables.items() if (err := getattr(t, "flush_error", None)) is not None

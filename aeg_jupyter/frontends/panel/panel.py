@@ -89,6 +89,8 @@ class Panel(widgets.VBox):
             f"{CSS}<b>aeg</b> <span class='aeg-title-note'>{esc(context.store.root)} · run {esc(context.run_id)}</span>"
         )
         self.status = widgets.HTML()
+        self.uploads = widgets.HTML()  # an s3:// root: rows and blobs not uploaded yet, the last error
+        self.uploads.add_class("aeg-uploads")
         self.refresh_button = widgets.Button(
             description="Refresh", icon="refresh", tooltip="read other kernels' writes and redraw",
             layout=widgets.Layout(width="100px"),
@@ -100,7 +102,7 @@ class Panel(widgets.VBox):
         self.auto.add_class("aeg-auto")
         self.every.add_class("aeg-every")
         header = widgets.HBox(
-            [self.title, self.refresh_button, self.auto, self.every, widgets.HTML("s"), self.status],
+            [self.title, self.uploads, self.refresh_button, self.auto, self.every, widgets.HTML("s"), self.status],
             layout=widgets.Layout(align_items="center", flex_flow="row wrap"),
         )
 
@@ -221,6 +223,7 @@ class Panel(widgets.VBox):
         self._busy = True
         self.refresh_button.disabled = True
         try:
+            self._show_uploads()
             self._stale.discard(tab)
             self._say("")
             self._pages[tab].refresh()
@@ -255,6 +258,20 @@ class Panel(widgets.VBox):
         if not started:
             self.auto.value = False
             self._say("auto-refresh needs the kernel's event loop (run the panel in Jupyter); use Refresh")
+
+    def _show_uploads(self) -> None:
+        """The header's note of what this machine has not uploaded yet (s3:// roots; empty when all landed)."""
+        pending = self.context.store.pending_uploads()
+        if pending is None or pending.idle:
+            self.uploads.value = ""
+            return
+        parts = []
+        if pending.rows or pending.blobs:
+            parts.append(f"pending upload: {pending.rows} row(s), {pending.blobs} blob(s)")
+        note = f"<span class='aeg-title-note'>{esc(' · '.join(parts))}</span>" if parts else ""
+        if pending.last_error:
+            note += f" <span style='color:#b00' title='{esc(pending.last_error)}'>{esc(pending.last_error)}</span>"
+        self.uploads.value = note
 
     def _say(self, message: str, *, error: bool = False) -> None:
         color = "#b00" if error else "#555"
