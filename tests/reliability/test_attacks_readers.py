@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import time
 
+import pytest
 from conftest import run_child, spawn_child
 
 import aeg_jupyter
@@ -78,7 +79,7 @@ def test_recent_in_another_process_is_exact_while_a_writer_flushes_and_compacts(
 
 HOLDER = """
 import os, sys, time, aeg_jupyter
-store = aeg_jupyter.Store(sys.argv[1])
+store = aeg_jupyter.Store(sys.argv[1], format=1)  # format 1's parts (format 2: test_flusher's kill points)
 for i in range(6):
     store.event_log.record("log", {"i": i})
 store.flush()  # a part with rows 0-5 ...
@@ -93,11 +94,13 @@ store.close()
 
 def test_recent_is_exact_in_the_moment_a_row_is_both_in_a_spool_and_in_a_part(store_root, tmp_path):
     """Item 8, the moment between a flush's part and its spool's removal, held still: the same
-    rows in a live writer's spool and in a part (as a flush leaves them for an instant)."""
+    rows in a live writer's spool and in a part (as a flush leaves them for an instant). Format 1's
+    parts; on format 2 the moment is a commit before its spool's removal, whose ``txn`` makes readers
+    skip the spool (tests/format2/test_flusher.py kills a writer there)."""
     import glob
     import shutil
 
-    aeg_jupyter.Store(store_root).close()
+    aeg_jupyter.Store(store_root, format=1).close()
     release = tmp_path / "release"
     holder = spawn_child(HOLDER, store_root, str(release))
     assert holder.stdout is not None
@@ -119,7 +122,7 @@ def test_recent_is_exact_in_the_moment_a_row_is_both_in_a_spool_and_in_a_part(st
         out = run_child(
             """
 import json, sys, aeg_jupyter
-store = aeg_jupyter.Store(sys.argv[1], hot_limit=1)
+store = aeg_jupyter.Store(sys.argv[1], hot_limit=1, format=1)
 print(json.dumps([[e.data["i"] for e in store.event_log.recent(limit=n)] for n in (3, 8, 12, 50)]))
 store.close()
 """,
@@ -135,7 +138,7 @@ COMPACT_KILLED = """
 import os, signal, sys, aeg_jupyter
 import aeg_jupyter.storage.compaction as compaction
 root, n = sys.argv[1], int(sys.argv[2])
-store = aeg_jupyter.Store(root)
+store = aeg_jupyter.Store(root, format=1)
 steps = [0, False]  # file system changes made by the compaction so far; counting?
 
 
@@ -175,11 +178,12 @@ def _duckdb_rows(root: str) -> tuple[int, int]:
 def test_a_compaction_killed_at_any_step_never_shows_duplicates_to_duckdb(store_root, tmp_path):
     """Item 13: the compacting process is SIGKILLed right after each of its file system steps in
     turn; at every such moment DuckDB over the artifacts folder sees every row exactly once, and
-    so does the next open."""
+    so does the next open. Format 1's compaction of Hive parts; format 2's is one Delta commit, killed
+    around it below."""
     import shutil
 
     base = str(tmp_path / "base")
-    store = aeg_jupyter.Store(base, flush_rows=3)
+    store = aeg_jupyter.Store(base, flush_rows=3, format=1)
     kind = "损" * 28  # a hashed partition: its _kind file is one more entry the swap keeps
     ids = {store.artifacts.save_text(f"t{i}", kind=kind).artifact_id for i in range(12)}
     store.close()  # 4 parts in one partition
@@ -195,8 +199,24 @@ def test_a_compaction_killed_at_any_step_never_shows_duplicates_to_duckdb(store_
         assert proc.returncode == -9, proc.stderr
         kills += 1
         assert _duckdb_rows(root) == (12, 12), f"killed after step {n}"
-        store = aeg_jupyter.Store(root)
+        store = aeg_jupyter.Store(root, format=1)
         assert {a.artifact_id for a in store.artifacts.list(limit=100)} == ids
         store.close()
         assert _duckdb_rows(root) == (12, 12), f"reopened after a kill after step {n}"
     assert kills >= 3
+
+
+@pytest.mark.parametrize(("point", "seed"), [("compact-after-commit", 11), ("random", 5), ("random", 6)])
+def test_a_format_2_compaction_killed_never_shows_duplicates_to_duckdb(tmp_path, point, seed):
+    """Item 13 on format 2: a compaction is one Delta commit (remove + add), so the moments to kill it
+    are around that commit; the harness of tests/format2/test_external_readers.py kills a writer right
+    after it (and, ``random``, at a random moment of saves + maintenance). DuckDB over the table (and
+    deltalake, Polars) never sees a row twice, and after the next maintenance each equals the API."""
+    from format2.test_external_readers import _check_after_maintain, _final_states, _kill_at, _no_duplicates_anywhere
+
+    root = str(tmp_path / "s")
+    lines = _kill_at(root, point, seed=seed)
+    _no_duplicates_anywhere(root)
+    saved, deleted, pinned = _final_states(lines)
+    assert saved
+    _check_after_maintain(root, saved, deleted, pinned if point != "random" else None)

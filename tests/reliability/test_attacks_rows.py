@@ -53,8 +53,8 @@ CELL_CASES = {
 }
 
 
-def _base(root: str) -> tuple[str, str]:
-    store = aeg_jupyter.Store(root)
+def _base(root: str, **open_args: object) -> tuple[str, str]:
+    store = aeg_jupyter.Store(root, **open_args)
     art = store.artifacts.save_json({"ok": 1}, kind="ckpt", metrics={"acc": 0.5})
     ev = store.event_log.record("log", {"ok": 1})
     store.close()
@@ -71,9 +71,9 @@ def _plant_spool(root: str, table: str, row: dict[str, object]) -> str:
     return path
 
 
-def _exercise(root: str) -> tuple[list[str], list[str], aeg_jupyter.VerifyReport]:
+def _exercise(root: str, **open_args: object) -> tuple[list[str], list[str], aeg_jupyter.VerifyReport]:
     """Open, query every way, compact, verify with repair: returns (event ids, artifact ids, report)."""
-    store = aeg_jupyter.Store(root, hot_limit=1)  # a tiny hot window: queries reach the Parquet parts
+    store = aeg_jupyter.Store(root, hot_limit=1, **open_args)  # a tiny hot window: queries reach the Parquet parts
     events = [e.event_id for e in store.event_log.recent(limit=100)]
     store.event_log.recent(kinds=["log"], limit=100)
     store.event_log.last_by_name("nothing")
@@ -131,20 +131,35 @@ PART_CASES = {"foreign_schema": _foreign_schema, "ts_as_string": _ts_as_string, 
 @pytest.mark.parametrize("case", sorted(PART_CASES))
 def test_a_part_of_another_shape_is_read_skipped_or_set_aside_never_a_crash(store_root, case):
     """Foreign-schema parts are skipped with a warning and moved aside by verify(repair=True); a
-    part missing only optional columns reads as nulls there, and compaction merges it."""
-    good_art, good_ev = _base(store_root)
+    part missing only optional columns reads as nulls there, and compaction merges it.
+
+    Format 1's own parts (a format-2 table reads only the files its Delta log names: the test below)."""
+    good_art, good_ev = _base(store_root, format=1)
     part = os.path.join(store_root, "tables", "events", "kind=log", f"{TS:016d}-foreign-000000.parquet")
     pq.write_table(PART_CASES[case](), part)
     if case == "missing_columns":
-        events, arts, report = _exercise(store_root)
+        events, arts, report = _exercise(store_root, format=1)
         assert sorted(events) == sorted([good_ev, EID]) and report.ok
-        events, _, _ = _exercise(store_root)  # after the compaction merged it
+        events, _, _ = _exercise(store_root, format=1)  # after the compaction merged it
         assert sorted(events) == sorted([good_ev, EID])
         return
     with pytest.warns(StoreWarning) as rec:
-        events, arts, report = _exercise(store_root)
+        events, arts, report = _exercise(store_root, format=1)
     assert any(part in str(w.message) for w in rec), [str(w.message) for w in rec]
     assert events == [good_ev] and arts == [good_art]
     assert report.bad_parts == [part] and not os.path.exists(part)  # moved to corrupt/
-    events, _, report = _exercise(store_root)  # quiet from now on
+    events, _, report = _exercise(store_root, format=1)  # quiet from now on
     assert events == [good_ev] and report.ok
+
+
+@pytest.mark.parametrize("case", sorted(PART_CASES))
+def test_a_file_planted_beside_a_delta_table_is_never_read(store_root, case):
+    """Format 2's counterpart: a file a hostile writer drops into a Delta table's partition folder is
+    not in the table (the log names every data file), so no query, compaction or verify reads it, and
+    every answer stays the table's."""
+    good_art, good_ev = _base(store_root, format=2)
+    part = os.path.join(store_root, "tables", "events", "kind=log", f"{TS:016d}-foreign-000000.parquet")
+    pq.write_table(PART_CASES[case](), part)
+    for _ in range(2):  # and again after the compaction
+        events, arts, report = _exercise(store_root, format=2)
+        assert events == [good_ev] and arts == [good_art] and report.ok

@@ -14,7 +14,8 @@ root, name, n = sys.argv[1], sys.argv[2], int(sys.argv[3])
 store = aeg_jupyter.Store(root, flush_rows=7)
 kept, deleted, events = [], [], []
 for i in range(n):
-    a = store.artifacts.save_json({"w": name, "i": i}, kind="ckpt", labels={"w": name}, metrics={"acc": i / n})
+    data = {"w": name, "i": i, "pad": "x" * 5000}  # a blob file on either format (format 2 inlines <= 4 KiB)
+    a = store.artifacts.save_json(data, kind="ckpt", labels={"w": name}, metrics={"acc": i / n})
     if i % 4 == 3:
         store.artifacts.delete(a)
         deleted.append(a.artifact_id)
