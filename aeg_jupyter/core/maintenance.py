@@ -538,7 +538,12 @@ class DeltaMaintenance:
             if not held:
                 report.skipped = "another process is running maintenance on this store"
                 return report
-            stopping = stop or (lambda: False)
+            asked = stop or (lambda: False)
+            lost = self._root.maintenance_lost  # an s3:// root: the lease was taken over (we stalled past it)
+
+            def stopping() -> bool:
+                return asked() or (lost is not None and lost.is_set())
+
             say("flush: committing spooled rows")
             report.recovered = self._root.recover(self._tables)
             if flush:
@@ -550,7 +555,11 @@ class DeltaMaintenance:
             self.fold(report)
             for t in report.tables:
                 if stopping():
-                    report.skipped = "stopped: the store is closing (the next run finishes)"
+                    report.skipped = (
+                        "stopped: another machine took the maintenance lease over (its run finishes the work)"
+                        if lost is not None and lost.is_set()
+                        else "stopped: the store is closing (the next run finishes)"
+                    )
                     return report
                 say(f"compact: {t.table}")
                 self._compact(t, report)
@@ -562,7 +571,11 @@ class DeltaMaintenance:
                 t.files_after = len(delta.files())
             for t in report.tables:
                 if stopping():
-                    report.skipped = "stopped: the store is closing (the next run finishes)"
+                    report.skipped = (
+                        "stopped: another machine took the maintenance lease over (its run finishes the work)"
+                        if lost is not None and lost.is_set()
+                        else "stopped: the store is closing (the next run finishes)"
+                    )
                     return report
                 say(f"vacuum: {t.table} (files removed more than {vacuum_hours:g} h ago)")
                 try:

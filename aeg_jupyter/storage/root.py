@@ -96,6 +96,8 @@ class StoreRoot:
         self._migration = migration
         # set when a format-1 store is opened as format 2: it opens read-only, this says how to convert it
         self.migrate_hint: str | None = None
+        #: while maintenance holds an s3:// root's lease: an event set if the lease is lost (stop at the next step)
+        self.maintenance_lost: threading.Event | None = None
         if self.objects is not None:
             self._init_remote(format)
         else:
@@ -237,7 +239,11 @@ class StoreRoot:
             while True:
                 with lease.holding() as lost:
                     if lost is not None:
-                        yield True
+                        self.maintenance_lost = lost  # set if another machine takes the lease over
+                        try:
+                            yield True
+                        finally:
+                            self.maintenance_lost = None
                         return
                 if not wait or time.monotonic() > deadline:
                     yield False

@@ -425,3 +425,28 @@ def _wait_for_key(server: SeaweedServer, bucket: str, key: str, seconds: float =
             return
         time.sleep(0.1)
     raise AssertionError(f"{key} never reached the bucket")
+
+
+def test_maintenance_stops_at_the_next_step_when_its_lease_is_taken_over(
+    s3_server: SeaweedServer, s3_bucket: str, root: str, ctx: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    short = ObjectStore.lease
+    monkeypatch.setattr(
+        ObjectStore, "lease", lambda self, name, **kw: short(self, name, seconds=1.5)
+    )  # renewed every 0.5 s
+    arts, mem = ctx.artifacts(), ctx.memory()
+    run(arts.save_json({"a": 1}, kind="k"))
+    run(mem.record(kind="e", data={"b": 2}))
+    client = s3_server.client()
+
+    def progress(line: str) -> None:
+        if line == "compact: artifacts":  # a machine that found the lease expired takes it over
+            client.put_object(Bucket=s3_bucket, Key="team/leases/maintenance", Body=b'{"holder": "other"}')
+            time.sleep(1.5)  # the next renewal is refused: the lease is lost
+
+    report = ctx.store.maintain(progress=progress)
+    assert report.skipped and "another machine took the maintenance lease over" in report.skipped
+    # the other holder's lease is left alone (nothing deleted that is not ours)
+    assert json.loads(client.get_object(Bucket=s3_bucket, Key="team/leases/maintenance")["Body"].read()) == {
+        "holder": "other"
+    }
