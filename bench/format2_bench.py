@@ -15,7 +15,10 @@ maintenance leaves it, and the same rows are written to one Parquet file. Then, 
 - the floor: ``pyarrow.parquet`` reads the same columns (the flat ``metric.val_acc`` and ``label.exp.s``)
   of the one file, the same filter + argmax, and the newest 10 of the label filter, computed the same way.
 
-Then warm ``best`` / ``search`` in the format-2 process (median of 200 calls each). Writes
+Then warm ``best`` / ``search`` in the format-2 process (median of 200 calls each), and
+``%load_ext aeg_jupyter`` on the store in a real IPython kernel (``jupyter_client``, ``AEG_STORE`` set;
+3 fresh kernels): the wall of the cell measured inside the kernel (the package's import included, as a
+notebook's first ``%load_ext`` pays it) and the client's round trip. Writes
 ``bench/results/format2_bench.json`` and ``.md`` (``--out DIR`` to put them elsewhere).
 """
 
@@ -207,7 +210,46 @@ def child(code: str, arg: str) -> dict[str, Any]:
     return json.loads(out.stdout.strip().splitlines()[-1])  # type: ignore[no-any-return]
 
 
-def measure(n: int, tmp: str, trials: int = 3) -> dict[str, Any]:
+LOAD_EXT_CELL = """
+import time as _t
+_s = _t.perf_counter()
+get_ipython().run_line_magic("load_ext", "aeg_jupyter")
+print("AEG_LOAD_EXT_MS", 1e3 * (_t.perf_counter() - _s))
+"""
+
+
+def load_ext(root: str, trials: int = 3) -> dict[str, float]:
+    """``%load_ext aeg_jupyter`` on ``root`` in fresh real kernels: medians of the in-kernel wall (import
+    included) and of the client's round trip for that cell (ms)."""
+    from jupyter_client.manager import start_new_kernel
+
+    inside, trip = [], []
+    env = dict(os.environ, AEG_STORE=root, PYTHONPATH=REPO + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    for _ in range(trials):
+        km, kc = start_new_kernel(kernel_name="python3", env=env, cwd=tempfile.gettempdir())
+        try:
+            out: list[str] = []
+
+            def keep(msg: dict[str, Any], out: list[str] = out) -> None:
+                if msg["msg_type"] == "stream":
+                    out.append(msg["content"]["text"])
+                elif msg["msg_type"] == "error":
+                    out.append("\n".join(msg["content"]["traceback"]))
+
+            t0 = time.perf_counter()
+            reply = kc.execute_interactive(LOAD_EXT_CELL, timeout=120, output_hook=keep)
+            trip.append(1e3 * (time.perf_counter() - t0))
+            text = "".join(out)
+            if reply["content"]["status"] != "ok" or "AEG_LOAD_EXT_MS" not in text:
+                raise RuntimeError(f"%load_ext failed in the kernel: {text}")
+            inside.append(float(text.split("AEG_LOAD_EXT_MS")[1].split()[0]))
+        finally:
+            kc.stop_channels()
+            km.shutdown_kernel(now=True)
+    return {"load_ext_ms": statistics.median(inside), "load_ext_roundtrip_ms": statistics.median(trip)}
+
+
+def measure(n: int, tmp: str, trials: int = 3, kernel: bool = True) -> dict[str, Any]:
     root = tempfile.mkdtemp(prefix=f"f2bench{n}-", dir=tmp)
     try:
         info = build(root, n)
@@ -220,6 +262,9 @@ def measure(n: int, tmp: str, trials: int = 3) -> dict[str, Any]:
         for a, b in zip(f2, fl, strict=True):
             assert a["best"] == b["best"] and a["search"] == b["search"], (a, b)
         med = {k: statistics.median(r[k] for r in f2) for k in f2[0] if isinstance(f2[0][k], float)}
+        if kernel:
+            med.update(load_ext(root, trials))
+            load.append(os.getloadavg()[0])
         floor = {k: statistics.median(r[k] for r in fl) for k in ("total_ms", "peak_rss_mb", "rss_after_imports_mb")}
         return {"n": n, **info, "format2": med, "floor": floor, "pandas_imported": f2[0]["pandas"],
                 "load_average": [round(x, 1) for x in load],  # 1-minute, before and after each trial (2 cores)
@@ -269,8 +314,8 @@ def render(results: list[dict[str, Any]], disk: dict[str, Any] | None = None) ->
         "Cold process, imports excluded: open + `best(kind, metric, filters)` + `search(kind, labels, limit=10)`;",
         "the floor is a bare pyarrow read of one Parquet file with the same filter + argmax (+ newest 10). Medians of 3.",
         "",
-        "| artifacts | format 2 cold total | open / best / search | floor | ratio | peak RSS (after imports) | floor RSS | warm best / ranked top 10 / label search | table on disk / payload | files | load average |",
-        "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |",
+        "| artifacts | format 2 cold total | open / best / search | floor | ratio | peak RSS (after imports) | floor RSS | warm best / ranked top 10 / label search | `%load_ext` in a kernel (round trip) | table on disk / payload | files | load average |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |",
     ]
     for r in results:
         f, fl = r["format2"], r["floor"]
@@ -279,7 +324,8 @@ def render(results: list[dict[str, Any]], disk: dict[str, Any] | None = None) ->
             f"| {fl['total_ms']:.0f} ms | {r['ratio_to_floor']:.2f}x | {f['peak_rss_mb']:.0f} MB ({f['rss_after_imports_mb']:.0f}) "
             f"| {fl['peak_rss_mb']:.0f} MB ({fl['rss_after_imports_mb']:.0f}) "
             f"| {f['warm_best_ms']:.3f} / {f['warm_ranked_ms']:.3f} / {f['warm_search_ms']:.3f} ms "
-            f"| {r['table_bytes'] / 2**20:.1f} MiB / {r['payload_bytes'] / 2**20:.1f} MiB | {r['files']} "
+            + (f"| {f['load_ext_ms']:.0f} ms ({f['load_ext_roundtrip_ms']:.0f}) " if "load_ext_ms" in f else "| - ")
+            + f"| {r['table_bytes'] / 2**20:.1f} MiB / {r['payload_bytes'] / 2**20:.1f} MiB | {r['files']} "
             f"| {min(r['load_average']):.0f}-{max(r['load_average']):.0f} |"
         )
     lines.append("")
