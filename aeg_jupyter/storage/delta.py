@@ -123,6 +123,12 @@ def _creates_files(method: Callable[..., Any]) -> Callable[..., Any]:
     return wrapper
 
 
+# an s3:// bucket whose server did not answer a snapshot refresh: reads use their last snapshot without
+# asking again until then (bucket -> time.monotonic() deadline)
+OFFLINE_RETRY_SECONDS = 5.0
+_OFFLINE_UNTIL: dict[str, float] = {}
+
+
 class CommitConflict(StoreWriteError):
     """A maintenance commit (delete, update, compaction) lost to a concurrent commit; computing it again
     on the newest snapshot and retrying is safe (maintenance does)."""
@@ -221,14 +227,20 @@ class DeltaLakeTable:
         """
         dt = self.create()
         if refresh:
+            where = self.uri.split("/")[2] if self._mirror is not None else None  # the bucket
+            if where is not None and time.monotonic() < _OFFLINE_UNTIL.get(where, 0.0):
+                return dt  # it did not answer a moment ago: no request (each failed one costs seconds)
             try:
                 dt.update_incremental()
             except (OSError, DeltaError) as exc:
-                if self._mirror is None:
+                if where is None:
                     raise
                 self.refresh_error: Exception | None = exc
+                _OFFLINE_UNTIL[where] = time.monotonic() + OFFLINE_RETRY_SECONDS
                 return dt
             self.refresh_error = None
+            if where is not None:
+                _OFFLINE_UNTIL.pop(where, None)
         return dt
 
     def version(self) -> int:
