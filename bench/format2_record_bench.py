@@ -340,9 +340,9 @@ def main() -> None:
         "full": args.full,
         "argv": " ".join(a for a in sys.argv[1:] if not a.startswith("--out")),
         "budget": BUDGET,
-        "commits": "on the flusher thread (AEG_COMMIT_PROCESS=0)"
-        if os.environ.get("AEG_COMMIT_PROCESS", "1") == "0"
-        else "in the commit process",
+        "commits": "in the commit process (AEG_COMMIT_PROCESS=1)"
+        if os.environ.get("AEG_COMMIT_PROCESS", "0") == "1"
+        else "on the flusher thread (the default; section 1 runs both)",
     }
     sections = set(args.sections.split(","))
     try:
