@@ -27,9 +27,13 @@ import pytest
 
 import aeg_jupyter
 
-pytestmark = pytest.mark.skipif(
-    importlib.util.find_spec("aethergraph") is None, reason="needs aethergraph==0.1.0a15 (pip install -e '.[test]')"
-)
+pytestmark = [
+    pytest.mark.skipif(
+        importlib.util.find_spec("aethergraph") is None, reason="needs aethergraph==0.1.0a15 (pip install -e '.[test]')"
+    ),
+    # the first test waits for four AetherGraph children (each imports it: 10-20 s, minutes at load 25)
+    pytest.mark.timeout(900),
+]
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.dirname(os.path.dirname(HERE))
