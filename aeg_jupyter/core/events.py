@@ -48,6 +48,7 @@ class EventLog:
         # the last origin seen by `_record`, its non-null fields and their spool-line JSON
         self._origin_cache: tuple[Provenance, tuple[dict[str, str | int], str]] = (_NO_ORIGIN, ({}, ""))
         self._absent_topics: set[str] = set()
+        self._last_kind: object = None  # the last kind `_record` checked
         self._fill()
 
     # -- filling and following ---------------------------------------------------------------
@@ -143,7 +144,9 @@ class EventLog:
         origin: Provenance,
     ) -> Event:
         # (positional, so that the public methods and the async facade add one cheap call each)
-        check_kind(kind)
+        if kind is not self._last_kind:  # a loop records one kind: checked once (str is immutable)
+            check_kind(kind)
+            self._last_kind = kind
         text = data if data is None or isinstance(data, str) else _dumps(data, "data")
         if topic is not None and not isinstance(topic, str):
             raise InvalidInputError(f"topic must be a string, got {type(topic).__name__}")
@@ -183,10 +186,12 @@ class EventLog:
         )  # fmt: skip
         guard = self._guard
         with guard.lock:
-            guard.check_open()
+            if guard.closed or guard.read_only is not None:
+                guard.check_open()  # raises, saying why
             self.table.append(row, line)
             self.hot.add(ts, ev)
-        guard.notify("events")
+        if guard._listeners:  # (notify's own test, without its call: the `record` budget)
+            guard.notify("events")
         return ev
 
     def record_tool_result(
