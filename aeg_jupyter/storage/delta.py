@@ -195,6 +195,12 @@ class DeltaLakeTable:
         )
 
     # -- the snapshot ------------------------------------------------------------------------
+    @property
+    def loaded(self) -> bool:
+        """True once this object has loaded the table's log (its snapshot may be older than the newest
+        version: another object's commit, or another process's, since)."""
+        return self._dt is not None
+
     def exists(self) -> bool:
         """True once the table's first commit exists."""
         if self._dt is not None and self._mirror is not None:
@@ -249,9 +255,14 @@ class DeltaLakeTable:
 
     def committed_seq(self, app_id: str) -> int | None:
         """The highest spool sequence committed for ``app_id`` (a writer id), or None."""
+        return self._fresh().transaction_version(app_id)  # type: ignore[no-any-return]
+
+    def _fresh(self) -> DeltaTable:
+        """The newest version, always asked for: writes are never based on the stale snapshot that
+        :meth:`snapshot` keeps for reads while an s3:// server does not answer."""
         dt = self.create()
-        dt.update_incremental()  # never judged on a stale snapshot (snapshot() keeps one offline)
-        return dt.transaction_version(app_id)  # type: ignore[no-any-return]
+        dt.update_incremental()
+        return dt
 
     # -- writing -----------------------------------------------------------------------------
     @_creates_files
@@ -266,7 +277,7 @@ class DeltaLakeTable:
         """
         for attempt in range(_COMMIT_ATTEMPTS):
             try:
-                dt = self.snapshot()  # (a log that cannot be read fails here: the same StoreWriteError)
+                dt = self._fresh()  # (a log that cannot be read fails here: the same StoreWriteError)
                 done = dt.transaction_version(app_id)
                 if done is not None and done >= seq:
                     return False
@@ -453,7 +464,7 @@ class DeltaLakeTable:
     @_creates_files
     def compact(self, *, kinds: Iterable[str] | None = None, target_size: int | None = None) -> dict[str, Any]:
         """Rewrite small files into bigger ones, one commit per call (readers see either side, never both)."""
-        dt = self.snapshot()
+        dt = self._fresh()
         filters = [(PARTITION, "in", list(kinds))] if kinds is not None else None
         try:
             metrics = dt.optimize.compact(
@@ -466,12 +477,12 @@ class DeltaLakeTable:
     @_creates_files
     def checkpoint(self) -> None:
         """Write a checkpoint of the newest version (a cold open then reads one Parquet file, not every commit)."""
-        self.snapshot().create_checkpoint()
+        self._fresh().create_checkpoint()
 
     @_creates_files
     def vacuum(self, *, retention_hours: int = VACUUM_HOURS) -> list[str]:
         """Delete files that no snapshot of the last ``retention_hours`` refers to; returns them."""
-        dt = self.snapshot()
+        dt = self._fresh()
         try:
             return dt.vacuum(  # type: ignore[no-any-return]
                 retention_hours=retention_hours, enforce_retention_duration=False, dry_run=False
@@ -483,7 +494,7 @@ class DeltaLakeTable:
     def delete_where(self, predicate: str) -> int:
         """Delete the rows matching a SQL ``predicate`` in one commit (maintenance's fold); returns how many."""
         try:
-            metrics = self.snapshot().delete(predicate, writer_properties=self._props)
+            metrics = self._fresh().delete(predicate, writer_properties=self._props)
         except CommitFailedError as exc:  # a concurrent compaction rewrote a file this delete read
             raise CommitConflict(f"a delete in {self.uri} met a concurrent commit ({exc}); run it again") from exc
         return int(metrics.get("num_deleted_rows", 0))
@@ -492,7 +503,7 @@ class DeltaLakeTable:
     def update_where(self, predicate: str, updates: dict[str, str]) -> int:
         """Set columns to SQL expressions where ``predicate`` holds, in one commit; returns rows updated."""
         try:
-            metrics = self.snapshot().update(updates=updates, predicate=predicate, writer_properties=self._props)
+            metrics = self._fresh().update(updates=updates, predicate=predicate, writer_properties=self._props)
         except CommitFailedError as exc:  # a concurrent commit added or rewrote files this update read
             raise CommitConflict(f"an update in {self.uri} met a concurrent commit ({exc}); run it again") from exc
         return int(metrics.get("num_updated_rows", 0))

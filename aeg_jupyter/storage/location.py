@@ -21,7 +21,7 @@ import threading
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 
-from ..base.errors import CorruptionError, NotFoundError
+from ..base.errors import AegError, CorruptionError, NotFoundError
 from ..base.hashing import CHUNK, hash_bytes, hasher, is_hex_digest
 from .blobs import READ_ONLY, BlobStore, BlobWriter, PutResult
 from .layout import Layout
@@ -244,7 +244,10 @@ class RemoteBlobStore(BlobStore):
         return hash_bytes(inline) == digest
 
     def iter_blobs(self) -> Iterator[tuple[str, int, float]]:
-        """Every blob in the bucket as ``(digest, size, last modified)``."""
+        """Every blob in the bucket as ``(digest, size, last modified)`` (this machine's staged blobs land first,
+        up to a minute, so gc sees them)."""
+        with contextlib.suppress(AegError):
+            self.uploads.drain(UPLOAD_WAIT_SECONDS)
         objects = self.objects
         prefix = objects.location.key("blobs") + "/"
         try:

@@ -164,6 +164,7 @@ class UploadQueue:
         self._cond = threading.Condition()
         self._pending: dict[str, int] = {}  # staged name -> size (this queue's view of the directory)
         self._last_error: str | None = None
+        self._error_at = 0.0  # time.monotonic() of the last failed upload
         self._closed = False
         self._busy = False
         self._remove_dead_temps()
@@ -373,12 +374,14 @@ class UploadQueue:
         """
         started = time.monotonic()
         with self._cond:
+            self._cond.notify_all()  # an uploader waiting out a backoff tries again now
             while True:
                 early = [n for n in self._pending if not n.startswith(_TMP) and int(n.split("-", 1)[0]) < before_ns]
                 if not early:
                     return
                 waited = time.monotonic() - started
-                limit = give_up_on_error if self._last_error else timeout
+                failed_since = self._last_error is not None and self._error_at >= started  # (not an old error)
+                limit = give_up_on_error if failed_since else timeout
                 if waited >= limit:
                     why = f": {self._last_error}" if self._last_error else " yet"
                     raise ObjectStoreError(
@@ -424,6 +427,7 @@ class UploadQueue:
                 wait *= 0.5 + random.random() / 2  # jitter: machines coming back do not retry in step
                 with self._cond:
                     self._last_error = self.objects.settings.scrub(text)
+                    self._error_at = time.monotonic()
                     self._cond.notify_all()
                     if not self._closed:
                         self._cond.wait(wait)

@@ -156,8 +156,10 @@ def _run(
             s3_server.start()
         (work / "back").touch()
         committed = [read_until(i, "committed")[1] for i in range(writers)]
+        errs: list[str] = []
         for p in procs:
             assert p.wait(60) == 0, p.stderr.read() if p.stderr else ""
+            errs.append(p.stderr.read() if p.stderr else "")
     finally:
         for p in procs:
             if p.poll() is None:
@@ -184,7 +186,8 @@ def _run(
             break
         assert seen - last_commit <= VISIBLE_WITHIN, (
             f"{len(acked_arts - set(got_arts))} artifact(s) and {len(acked_events - set(got_events))} "
-            f"event(s) still not visible {seen - last_commit:.1f} s after the last commit"
+            f"event(s) still not visible {seen - last_commit:.1f} s after the last commit; writers said: "
+            + " | ".join(e[-600:] for e in errs)
         )
         time.sleep(0.1)
     assert seen - last_commit <= VISIBLE_WITHIN

@@ -164,7 +164,8 @@ def test_status_magic_and_panel_header_show_pending_uploads_and_the_last_error(
             run(context.artifacts().save_file(str(src), kind="model"))
             ipython_shell.run_line_magic("aeg", "log train_log loss=0.5")
             store = context.store
-            wait_for(lambda: store.pending_uploads().last_error is not None, 30, "no error while the server is down")
+            uploads = store.blobs.uploads
+            wait_for(lambda: uploads.status().last_error is not None, 30, "no upload error while the server is down")
             status_obj = ipython_shell.run_line_magic("aeg", "status")
             text = str(status_obj)
             assert "pending: " in text and " blob(s)" in text and "last error: cannot reach" in text
