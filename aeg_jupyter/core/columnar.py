@@ -25,7 +25,6 @@ from typing import Any, TypeVar
 
 import numpy as np
 import pyarrow as pa
-import pyarrow.compute as pc
 
 from ..base.errors import InvalidInputError
 from ..base.models import Artifact, ScopeFilter
@@ -44,6 +43,20 @@ from ..storage.schemas2 import (
     parse_label_column,
 )
 
+
+class _Compute:
+    """``pyarrow.compute``, imported on first use: its import builds a wrapper per kernel (80-130 ms CPU
+    here), and ``%load_ext`` (an open and a count) needs none of it. Methods of arrays that call it
+    (``cast``) are kept off the open path too (``view`` for timestamps)."""
+
+    def __getattr__(self, name: str) -> Any:
+        import pyarrow.compute
+
+        globals()["pc"] = pyarrow.compute
+        return getattr(pyarrow.compute, name)
+
+
+pc: Any = _Compute()
 _MISSING = object()
 _BUILT_MAX = 10_000  # Artifacts kept per kind for warm calls
 _INT64_MIN, _INT64_MAX = -(2**63), 2**63 - 1
@@ -120,17 +133,20 @@ class ColumnarCatalog:
         """
         with self._lock:
             first = self._version < 0 and self._ops_version < 0
+            # a table object this process loaded before (its flusher's commits) may be behind the newest
+            # version: only one loaded here and now is known to be at it (no second look at the log)
+            stale = self.table.loaded
+            stale_ops = self.ops is not None and self.ops.loaded
             if first and self.ops is not None and _exists(self.ops) and _exists(self.table):
                 # the two logs load at once (delta-rs releases the GIL): ~20 ms of a cold open
                 opener = threading.Thread(target=self.ops.create, name="aeg-open-ops", daemon=True)
                 opener.start()
                 self.table.create()
                 opener.join()
-            changed = self._refresh_ops()
+            changed = self._refresh_ops(stale=stale_ops)
             if not _exists(self.table):
                 return changed
-            # a table object just loaded is at its newest version: no second look at the log
-            version = self.table.snapshot(refresh=not first).version()
+            version = self.table.snapshot(refresh=not first or stale).version()
             if version == self._version:
                 return changed
             self._version = version
@@ -197,15 +213,15 @@ class ColumnarCatalog:
             done.extend(i for i, hit in zip(ids, _bools(found).tolist(), strict=True) if hit)
         return done
 
-    def _refresh_ops(self) -> bool:
+    def _refresh_ops(self, *, stale: bool = True) -> bool:
         if self.ops is None or not _exists(self.ops):
             return False
-        version = self.ops.snapshot(refresh=self._ops_version >= 0).version()
+        version = self.ops.snapshot(refresh=self._ops_version >= 0 or stale).version()
         if version == self._ops_version:
             return False
         self._ops_version = version
         ops = self.ops.read(["op_id", "ts", "kind", "artifact_id"])
-        ts = ops.column("ts").cast(pa.int64()).to_pylist()
+        ts = [t for c in ops.column("ts").chunks for t in c.view(pa.int64()).to_pylist()]  # (no cast: see _Compute)
         state: dict[str, tuple[int, str, str]] = {}
         committed: set[str] = set()
         for t, oid, op, aid in zip(
