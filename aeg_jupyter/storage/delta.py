@@ -260,6 +260,8 @@ class DeltaLakeTable:
     def _fresh(self) -> DeltaTable:
         """The newest version, always asked for: writes are never based on the stale snapshot that
         :meth:`snapshot` keeps for reads while an s3:// server does not answer."""
+        if self._mirror is None:
+            return self.snapshot()  # a local table: snapshot() always refreshes (and tests can hook it)
         dt = self.create()
         dt.update_incremental()
         return dt
