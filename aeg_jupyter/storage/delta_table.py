@@ -36,12 +36,13 @@ import time
 import warnings
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any
+from urllib.parse import quote
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from ..base.errors import StoreWarning
+from ..base.errors import InvalidInputError, StoreWarning
 from ..base.models import URI_PREFIX
 from .committer import CommitProcess, spool_to_arrow
 from .delta import ROW_GROUP, DataFile, DeltaLakeTable
@@ -57,6 +58,33 @@ _GROUP_CACHE_BYTES = 8 << 20  # inline content of recently read row groups kept 
 FLUSH_SECONDS = 2.0  # the longest a row waits in the spool before the flusher commits it
 REMOTE_POLL_SECONDS = 1.0  # an s3:// root: how often readers look for other machines' commits
 RETRY_SECONDS = (0.5, 30.0)  # the flusher's delay after a failed commit: first, and at most (doubling)
+
+
+MAX_DIR_NAME_BYTES = 255  # a directory name on ext4, xfs, btrfs, APFS, NTFS (255 UTF-16 units)
+
+
+def check_partition_value(kind: str) -> str:
+    """``kind`` if its Delta partition folder ``kind=<value>`` fits a directory name, else a clear error.
+
+    delta-rs names the folder ``kind=`` + the value percent-encoded as ``urllib.parse.quote(value,
+    safe="")`` does (measured: ``ü`` -> ``%C3%BC``, ``/`` -> ``%2F``, ``~._-`` kept), so every kind of
+    ASCII letters fits (``check_kind`` keeps kinds to 120 characters), and one of 28 CJK characters
+    (9 bytes each encoded) does not. Format 1
+    stored such kinds under a digest-named partition; format 2 refuses them before they are spooled,
+    since a commit of their rows would fail forever.
+
+    Example:
+        >>> check_partition_value("checkpoint")
+        'checkpoint'
+    """
+    size = len("kind=") + len(quote(kind, safe=""))
+    if size > MAX_DIR_NAME_BYTES:
+        raise InvalidInputError(
+            f"kind {kind[:24]!r}... is too long for a table partition ({size} bytes once percent-encoded, at most "
+            f"{MAX_DIR_NAME_BYTES}: 27 characters of a script outside ASCII, 41 accented letters); "
+            "use a shorter kind and put the rest in labels"
+        )
+    return kind
 
 
 class DeltaSpoolTable(Table):
@@ -125,6 +153,7 @@ class DeltaSpoolTable(Table):
         self._groups: dict[tuple[str, int], dict[str, bytes]] = {}  # decoded row groups, oldest first
         self._group_bytes = 0
         self._group_starts: dict[str, list[int]] = {}  # data file -> first row of each row group, and the end
+        self._kinds_ok: set[str] = set()  # kinds whose partition folder name fits (check_partition_value)
 
     # -- writing -----------------------------------------------------------------------------
     @property
@@ -138,7 +167,14 @@ class DeltaSpoolTable(Table):
             return rows
 
     def append(self, row: Row, line: str | None = None) -> None:
-        """Append one row to the spool (one ``os.write``); the flusher commits it later (see the module)."""
+        """Append one row to the spool (one ``os.write``); the flusher commits it later (see the module).
+
+        Raises:
+            InvalidInputError: the row's kind makes a partition folder name no file system takes
+                (nothing is written: a row that can never commit is refused, not spooled).
+        """
+        if row["kind"] not in self._kinds_ok:
+            self._kinds_ok.add(check_partition_value(row["kind"]))
         if self._thread is None and self.background:
             self._start()
         with self._lock:

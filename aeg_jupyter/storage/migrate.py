@@ -34,11 +34,11 @@ from urllib.parse import unquote
 
 import pyarrow.parquet as pq
 
-from ..base.errors import CorruptionError, StoreFormatError
+from ..base.errors import CorruptionError, InvalidInputError, StoreFormatError
 from ..base.hashing import hash_bytes, is_hex_digest
 from ..base.models import DIR_MIME, URI_PREFIX
 from .delta import DataFile, DeltaLakeTable
-from .delta_table import to_format1
+from .delta_table import check_partition_value, to_format1
 from .fsops import atomic, fsync_path, is_symlink, lock_is_free, make_dirs, remove_tree, try_lock
 from .layout import META_NAME, Layout, Part, PartName
 from .root import STALE_SECONDS, StoreRoot
@@ -349,6 +349,19 @@ def _plan(layout: Layout, mdir: str, tables: dict[str, Table]) -> list[Unit]:
                 f"{len(bad)} Parquet part(s) of {t.spec.name} cannot be read ({bad[0]}); the migration would "
                 f"lose their rows: run `aeg verify --repair` first (it moves them aside), then `aeg migrate`"
             )
+    too_long = []
+    for t in tables.values():
+        for kind in t.partition_kinds():
+            try:
+                check_partition_value(kind)
+            except InvalidInputError:
+                too_long.append(kind)
+    if too_long:  # refused before anything is written: delta-rs cannot make their partition folders
+        raise StoreFormatError(
+            f"{len(too_long)} kind(s) of this store are too long for a format-2 partition folder (more than 255 "
+            f"bytes percent-encoded), e.g. {too_long[0][:24]!r}...: format 2 cannot hold them; keep using the store "
+            "as format 1 (`connect(root, format=1)` or AEG_STORE_FORMAT=1), nothing was changed"
+        )
     units: list[Unit] = []
     for spec in SPECS:
         t = tables[spec.name]
