@@ -1107,6 +1107,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--tmp", default=None, help="scratch directory (default: a new temporary directory)")
     ap.add_argument("--format", choices=("1", "2"), default=None,
                     help="store format of every store the bench opens (default: what a new store gets)")  # fmt: skip
+    ap.add_argument("--f2-recent-events", type=int, default=None,
+                    help="events of the format2 section's cold-recent store (full: 10,000,000, ~15 min of logging)")  # fmt: skip
     ap.add_argument("--render", metavar="RESULTS_JSON", help="only re-render results.md and scaling.png from a JSON")
     args = ap.parse_args(argv)
     if args.render:
@@ -1116,7 +1118,11 @@ def main(argv: list[str] | None = None) -> int:
         res["budgets"] = budgets(res)
         write_results(res, args.out)
         return 0
-    cfg = QUICK if args.quick else FULL
+    cfg = dict(QUICK if args.quick else FULL)
+    if args.f2_recent_events:
+        args_ = list(cfg["f2_record_args"])
+        args_[args_.index("--recent-events") + 1] = str(args.f2_recent_events)
+        cfg["f2_record_args"] = args_
     if args.format:
         os.environ["AEG_STORE_FORMAT"] = args.format  # children and kernels inherit it
     only = [s.strip() for s in args.only.split(",") if s.strip()]
