@@ -597,7 +597,8 @@ class ColumnarCatalog:
     def _artifacts(self, kind: str, rows: list[int]) -> list[Artifact]:
         """``Artifact`` objects for rows of one kind's segment, in the order given (pins applied)."""
         seg = self._segments[kind]
-        missing = [r for r in rows if r not in seg.built]
+        got = {r: seg.built[r] for r in rows if r in seg.built}
+        missing = [r for r in rows if r not in got]
         if missing:
             files = np.searchsorted(seg.starts, np.asarray(missing, dtype=np.int64), side="right") - 1
             by_file: dict[int, list[int]] = {}
@@ -606,10 +607,12 @@ class ColumnarCatalog:
             for fi, rs in by_file.items():
                 local = [r - int(seg.starts[fi]) for r in rs]
                 table = self.table.read_rows(seg.files[fi], local, ARTIFACT_COLUMNS)
-                if len(seg.built) > _BUILT_MAX:
-                    seg.built.clear()
-                seg.built.update(zip(rs, artifacts_from_arrow(table, kind), strict=True))
-        return [self._with_ops(seg.built[r]) for r in rows]
+                got.update(zip(rs, artifacts_from_arrow(table, kind), strict=True))
+            # the warm cache is bounded: emptied when it would pass _BUILT_MAX (this answer is in `got`)
+            if len(seg.built) + len(missing) > _BUILT_MAX:
+                seg.built.clear()
+            seg.built.update((r, got[r]) for r in missing)
+        return [self._with_ops(got[r]) for r in rows]
 
     def _with_ops(self, art: Artifact) -> Artifact:
         state = self._state.get(art.artifact_id)
