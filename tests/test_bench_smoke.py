@@ -32,12 +32,13 @@ def test_bench_quick_runs(tmp_path: object) -> None:
     with open(os.path.join(out, "results.json"), encoding="utf-8") as f:
         res = json.load(f)
     assert res["meta"]["mode"] == "quick"
-    for section in ("write_latency", "small_saves", "events", "artifacts", "save_file"):
+    for section in ("write_latency", "spaced", "small_saves", "events", "artifacts", "save_file", "format2", "s3"):
         assert section in res, section
     for peer in ("mlflow", "aethergraph"):
         assert peer in res["meta"]["peers"] or peer in res["meta"]["skipped"], peer
     ops = " ".join(b["operation"] for b in res["budgets"])
-    for name in ("memory.record", "recent", "cold", "search", "best", "save_file", "save_json", "RSS"):
+    for name in ("memory.record", "recent", "cold", "search", "best", "save_file", "save_json", "RSS",
+                 "after 5 ms sleep", "after 5 ms compute", "format 2", "`s3://` root"):  # fmt: skip
         assert name in ops, name
     assert all(b["met"] in (True, False) for b in res["budgets"])
     # a repeated save of the same bytes writes no new blob
