@@ -294,10 +294,16 @@ class DeltaLakeTable:
                 # concurrent schema change, a conflicting maintenance commit): look again
                 time.sleep(0.01 * (attempt + 1))
             except (DeltaError, OSError) as exc:
+                cause = os_cause(exc)
+                if getattr(cause, "errno", None) in _NO_SPACE:
+                    advice = "free some disk space and reopen the store"
+                elif "://" in self.uri:  # an object store: unreachable, refused or throttled
+                    advice = "they are committed once the object store answers again (see `%aeg status`)"
+                else:
+                    advice = "the next open commits them; if this repeats, run `aeg verify`"
                 raise StoreWriteError(
-                    f"could not commit to the table {self.uri}: {exc}; the rows stay in the spool, "
-                    "free some disk space and reopen the store"
-                ) from os_cause(exc)
+                    f"could not commit to the table {self.uri}: {exc}; the rows stay in the spool: {advice}"
+                ) from cause
         raise StoreWriteError(
             f"could not commit to the table {self.uri} after {_COMMIT_ATTEMPTS} conflicting commits; "
             "the rows stay in the spool and the next open commits them"
