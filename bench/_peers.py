@@ -127,6 +127,12 @@ class AetherGraphPeer:
     def __init__(self, root: str) -> None:
         warnings.filterwarnings("ignore")
         logging.getLogger("aethergraph").setLevel(logging.ERROR)
+        # offline and contained, as the tests keep it: no hosted search or embeddings, no LLM, its
+        # workspace here (AetherGraph otherwise calls a hosted embeddings service on saves and records)
+        for key, value in (("AETHERGRAPH_SEARCH__BACKEND", "none"), ("AETHERGRAPH_KNOWLEDGE__SEARCH__BACKEND", "none"),
+                           ("AETHERGRAPH_EMBED__ENABLED", "false"), ("AETHERGRAPH_LLM__ENABLED", "false"),
+                           ("AETHERGRAPH_WORKSPACE", root)):  # fmt: skip
+            os.environ[key] = value
         t = time.perf_counter()
         import aethergraph
         from aethergraph.config.config import AppSettings
