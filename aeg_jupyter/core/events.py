@@ -49,6 +49,7 @@ class EventLog:
         self._origin_cache: tuple[Provenance, tuple[dict[str, str | int], str]] = (_NO_ORIGIN, ({}, ""))
         self._absent_topics: set[str] = set()
         self._last_kind: object = None  # the last kind `_record` checked
+        self._kind_json = ""  # its JSON string
         self._fill()
 
     # -- filling and following ---------------------------------------------------------------
@@ -144,55 +145,92 @@ class EventLog:
         origin: Provenance,
     ) -> Event:
         # (positional, so that the public methods and the async facade add one cheap call each)
+        kind_json = self._kind_json
         if kind is not self._last_kind:  # a loop records one kind: checked once (str is immutable)
             check_kind(kind)
+            kind_json = self._kind_json = json_str(kind)
             self._last_kind = kind
         text = data if data is None or isinstance(data, str) else _dumps(data, "data")
-        if topic is not None and not isinstance(topic, str):
-            raise InvalidInputError(f"topic must be a string, got {type(topic).__name__}")
-        # hot path (`record` budget, docs/architecture.md): `x is None` fast paths throughout
-        tag_list = _check_tags(tags) if tags is not None else []
-        if severity.__class__ is not int:
-            if isinstance(severity, bool) or not isinstance(severity, int):
-                raise InvalidInputError(f"severity must be an int (0 debug .. 4 critical), got {severity!r}")
-            severity = int(severity)
-        if stage is not None and not isinstance(stage, str):
-            raise InvalidInputError(f"stage must be a string, got {type(stage).__name__}")
-        metrics_ = (check_metrics(metrics) or None) if metrics is not None else None
-        ins = _check_values(inputs, "inputs") if inputs is not None else []
-        outs = _check_values(outputs, "outputs") if outputs is not None else []
-        ts, eid = new_ts_id()
-        cached = self._origin_cache  # (one tuple, swapped whole: safe with threads)
-        if cached[0] is not origin:  # the facade passes the same Provenance until a cell or run changes
-            fields = {
-                "run_id": origin.run_id, "graph_id": origin.graph_id, "node_id": origin.node_id,
-                "source_path": origin.source_path, "cell_id": origin.cell_id,
-                "execution_count": origin.execution_count, "source_hash": origin.source_hash,
-            }  # fmt: skip
-            cached = (origin, ({k: v for k, v in fields.items() if v is not None}, optional_json(fields)))
-            self._origin_cache = cached
-        row, line = event_row(
-            eid, ts, kind, severity, cached[1], text, topic,
-            values_to_text(ins, _dumps_values) if ins else None,
-            values_to_text(outs, _dumps_values) if outs else None,
-            _encode_ascii(metrics_) if metrics_ else None,
-            _encode_ascii(tag_list) if tag_list else None,
-            stage,
-        )  # fmt: skip
+        # hot path (`record` budget, docs/format2.md "record"): `x is None` fast paths throughout
+        if (
+            topic is None and tags is None and stage is None and metrics is None and inputs is None
+            and outputs is None and severity.__class__ is int and text is not None
+        ):  # fmt: skip
+            # the common call, `record(kind, data)`: the row and its line built here (event_row's work,
+            # without its call), the data's JSON escaped once into the line (one C call)
+            ts, eid = new_ts_id()
+            cached = self._origin_cache
+            if cached[0] is not origin:
+                cached = self._cache_origin(origin)
+            row: Row = cached[1][0].copy()
+            row["event_id"], row["ts"], row["kind"], row["severity"], row["version"], row["text"] = (
+                eid, ts, kind, severity, 1, text,
+            )  # fmt: skip
+            line = (
+                f'{{"event_id":"{eid}","ts":{ts},"kind":{kind_json},"severity":{severity},"version":1'
+                f'{cached[1][1]},"text":{json_str(text)}}}\n'
+            )
+            tag_list: list[str] = []
+            metrics_ = None
+            ins: list[Value] = []
+            outs: list[Value] = []
+        else:
+            if topic is not None and not isinstance(topic, str):
+                raise InvalidInputError(f"topic must be a string, got {type(topic).__name__}")
+            tag_list = _check_tags(tags) if tags is not None else []
+            if severity.__class__ is not int:
+                if isinstance(severity, bool) or not isinstance(severity, int):
+                    raise InvalidInputError(f"severity must be an int (0 debug .. 4 critical), got {severity!r}")
+                severity = int(severity)
+            if stage is not None and not isinstance(stage, str):
+                raise InvalidInputError(f"stage must be a string, got {type(stage).__name__}")
+            metrics_ = (check_metrics(metrics) or None) if metrics is not None else None
+            ins = _check_values(inputs, "inputs") if inputs is not None else []
+            outs = _check_values(outputs, "outputs") if outputs is not None else []
+            ts, eid = new_ts_id()
+            cached = self._origin_cache  # (one tuple, swapped whole: safe with threads)
+            if cached[0] is not origin:  # the facade passes the same Provenance until a cell or run changes
+                cached = self._cache_origin(origin)
+            row, line = event_row(
+                eid, ts, kind, severity, cached[1], text, topic,
+                values_to_text(ins, _dumps_values) if ins else None,
+                values_to_text(outs, _dumps_values) if outs else None,
+                _encode_ascii(metrics_) if metrics_ else None,
+                _encode_ascii(tag_list) if tag_list else None,
+                stage,
+            )  # fmt: skip
         ev = Event(
             eid, ts_to_iso(ts), kind, topic, ins or None, outs or None, metrics_, text, 1,
             origin.run_id, origin.graph_id, origin.node_id, tag_list or None, severity, stage,
             origin.source_path, origin.cell_id, origin.execution_count, origin.source_hash,
         )  # fmt: skip
         guard = self._guard
+        hot = self.hot
         with guard.lock:
             if guard.closed or guard.read_only is not None:
                 guard.check_open()  # raises, saying why
             self.table.append(row, line)
-            self.hot.add(ts, ev)
+            items = hot.items
+            if items and ts > items[-1][0] and not outs and len(items) < 2 * hot.limit:
+                # HotWindow.add's common case inlined: our stamp is newer than all held (base/ids.observe)
+                items.append((ts, eid, ev))
+                hot._ids.add(eid)
+            else:
+                hot.add(ts, ev)
         if guard._listeners:  # (notify's own test, without its call: the `record` budget)
             guard.notify("events")
         return ev
+
+    def _cache_origin(self, origin: Provenance) -> tuple[Provenance, tuple[dict[str, str | int], str]]:
+        """``origin``'s non-null fields and their spool-line JSON, cached until the next origin."""
+        fields = {
+            "run_id": origin.run_id, "graph_id": origin.graph_id, "node_id": origin.node_id,
+            "source_path": origin.source_path, "cell_id": origin.cell_id,
+            "execution_count": origin.execution_count, "source_hash": origin.source_hash,
+        }  # fmt: skip
+        cached = (origin, ({k: v for k, v in fields.items() if v is not None}, optional_json(fields)))
+        self._origin_cache = cached
+        return cached
 
     def record_tool_result(
         self,

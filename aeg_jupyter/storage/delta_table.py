@@ -28,6 +28,7 @@ for the next open's recovery).
 from __future__ import annotations
 
 import bisect
+import errno
 import json
 import os
 import sys
@@ -49,9 +50,9 @@ from .delta import ROW_GROUP, DataFile, DeltaLakeTable
 from .fsops import unlink_quietly
 from .layout import Layout, Part, PartName
 from .location import RemoteTables
-from .schemas import Row, TableSpec
+from .schemas import Row, TableSpec, encode_row
 from .schemas2 import ROWS_TO_ARROW, SCHEMAS2, labels_from_entries, row_content
-from .tables import COMPACT_AT, Table
+from .tables import COMPACT_AT, SURROGATES, Table
 
 _DELTA_WRITER = "delta"  # the writer field of the PartName given to a Delta data file
 _GROUP_CACHE_BYTES = 8 << 20  # inline content of recently read row groups kept decoded (inline_content)
@@ -140,6 +141,7 @@ class DeltaSpoolTable(Table):
         self._cv = threading.Condition(self._lock)  # the same lock, for the flusher's wait
         self._commit_lock = threading.Lock()  # one committer at a time (flusher or flush()), so seqs go in order
         self._thread: threading.Thread | None = None
+        self._idle = False  # the flusher waits for rows (in _wait_for_work): append notifies it
         self._committer: CommitProcess | None = None  # the store's commit process, once the flusher runs
         self._stopping = False
         #: commit on the flusher thread (False, the default: events are parsed by pyarrow.json and written
@@ -177,11 +179,28 @@ class DeltaSpoolTable(Table):
             self._kinds_ok.add(check_partition_value(row["kind"]))
         if self._thread is None and self.background:
             self._start()
+        # Table.append inlined (the `record` budget: one frame, one lock, one os.write)
+        try:
+            data = (line if line is not None else encode_row(row) + "\n").encode()
+        except UnicodeEncodeError:
+            raise InvalidInputError(SURROGATES) from None
         with self._lock:
-            Table.append(self, row, line)
-            n = len(self._pending)
-            if n == 1 or n >= self.flush_rows:  # a first pending row (start the clock), or a full spool
-                self._cv.notify()
+            fd = self._fd
+            if fd is None or self.fsync:  # no spool open yet, or one fsync a row: format 1's way
+                Table.append(self, row, line)
+            else:
+                try:
+                    n = os.write(fd, data)
+                    if n != len(data):
+                        raise OSError(errno.ENOSPC, "short write")
+                except OSError as exc:
+                    raise self._write_failed(fd, exc) from exc
+                self._spool_size += n
+                self._pending.append(row)
+            if self._idle:  # the flusher waits: a first pending row starts its clock, a full spool ends it
+                n = len(self._pending)
+                if n == 1 or n >= self.flush_rows:
+                    self._cv.notify()
 
     def flush(self) -> int:
         """Commit every spooled row now, from this thread (after the flusher's commit in flight, if any).
@@ -259,14 +278,18 @@ class DeltaSpoolTable(Table):
         if delay:  # after a failed commit (close cuts the wait short)
             self._cv.wait(delay)
             return not self._stopping
-        while not self._stopping and not self._pending and not self._closed:
-            self._cv.wait()
-        deadline = time.monotonic() + self.flush_seconds
-        while not self._stopping and len(self._pending) < self.flush_rows:
-            left = deadline - time.monotonic()
-            if left <= 0:
-                break
-            self._cv.wait(left)
+        self._idle = True  # (append signals only a waiting flusher)
+        try:
+            while not self._stopping and not self._pending and not self._closed:
+                self._cv.wait()
+            deadline = time.monotonic() + self.flush_seconds
+            while not self._stopping and len(self._pending) < self.flush_rows:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    break
+                self._cv.wait(left)
+        finally:
+            self._idle = False
         return not self._stopping
 
     def _rotate(self) -> None:

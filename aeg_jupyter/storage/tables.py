@@ -48,6 +48,10 @@ from .schemas import ARTIFACTS, EVENTS, OPS, Row, TableSpec, as_micros, bad_row,
 ROW_GROUP = 65_536
 
 
+SURROGATES = (
+    "the text holds unpaired surrogate characters, which UTF-8 cannot store; "
+    "clean it first, e.g. s.encode('utf-8', 'replace').decode()"
+)
 COMPACT_AT = 32  # parts in one partition before a flush merges the small ones
 _LOCAL = pafs.LocalFileSystem()
 
@@ -110,10 +114,7 @@ class Table:
         try:
             data = (line if line is not None else encode_row(row) + "\n").encode()
         except UnicodeEncodeError:
-            raise InvalidInputError(
-                "the text holds unpaired surrogate characters, which UTF-8 cannot store; "
-                "clean it first, e.g. s.encode('utf-8', 'replace').decode()"
-            ) from None
+            raise InvalidInputError(SURROGATES) from None
         if self._fd is None:
             try:
                 self._open_spool()
@@ -128,12 +129,7 @@ class Table:
             if self.fsync:
                 os.fsync(fd)
         except OSError as exc:
-            # Leave no half line behind: cut the spool back to the last whole row.
-            try:
-                os.ftruncate(fd, self._spool_size)
-            except OSError:
-                pass
-            raise StoreWriteError(_cannot_write(self.spec.name, self.layout.root, exc)) from exc
+            raise self._write_failed(fd, exc) from exc
         self._spool_size += n
         self._pending.append(row)
         if len(self._pending) >= self._flush_at:
@@ -148,6 +144,15 @@ class Table:
                     StoreWarning,
                     stacklevel=3,
                 )
+
+    def _write_failed(self, fd: int, exc: OSError) -> StoreWriteError:
+        """After a failed spool write: no half line left behind (the spool cut back to its last whole
+        row); the error to raise."""
+        try:
+            os.ftruncate(fd, self._spool_size)
+        except OSError:
+            pass
+        return StoreWriteError(_cannot_write(self.spec.name, self.layout.root, exc))
 
     def _open_spool(self) -> None:
         path = self.layout.spool_file(self.writer, self.spec.name, self._seq)

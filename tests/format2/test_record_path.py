@@ -1,0 +1,93 @@
+"""`record`'s fast path (a kind and data only, EventLog._record): the row, its spool line and the hot
+window are what the general path (event_row, HotWindow.add) makes, on both formats (issue 18, the
+`record` budget)."""
+
+from __future__ import annotations
+
+import json
+import os
+
+import pytest
+
+from aeg_jupyter.base.errors import InvalidInputError
+from aeg_jupyter.base.ids import new_ts_id
+from aeg_jupyter.base.models import Provenance
+from aeg_jupyter.core.store import Store
+from aeg_jupyter.storage.schemas import event_row, optional_json
+
+TEXTS = ['plain', 'with "quotes", \\ backslash, \n newline, \x00 nul, \u2028 and ünïcode 模型', ""]
+
+
+def _spool_lines(store: Store) -> list[str]:
+    table = store.event_table
+    path = table.layout.spool_file(table.writer, table.spec.name, table._seq)
+    with open(path, encoding="utf-8") as f:
+        return [x + "\n" for x in f.read().split("\n")[:-1]]  # (not splitlines: U+2028 is in a line)
+
+
+@pytest.mark.parametrize("fmt", [1, 2])
+def test_fast_path_line_and_row_equal_event_rows(tmp_path, fmt):
+    store = Store(str(tmp_path / "s"), format=fmt, flush_rows=10**6)
+    if fmt == 2:
+        store.event_table.background = False  # the rows stay in the open spool to be read back
+    origin = Provenance(run_id="r1", cell_id="c/1", execution_count=3)
+    fields = {"run_id": "r1", "cell_id": "c/1", "execution_count": 3}
+    data = [{"step": 1, "note": TEXTS[1]}, TEXTS[1], TEXTS[2], 5, [1.5, None]]
+    events = [store.event_log.record('kind "q" ü', d, origin=origin) for d in data]
+    events.append(store.event_log.record("plain_kind", "no origin"))
+    lines = _spool_lines(store)
+    rows = store.event_table.pending_rows
+    assert len(lines) == len(rows) == len(events)
+    for ev, line, row in zip(events, lines, rows):
+        o = fields if ev.kind != "plain_kind" else {}
+        want_row, want_line = event_row(
+            ev.event_id, row["ts"], ev.kind, 2, (o, optional_json(o)), ev.text, None, None, None, None, None, None
+        )
+        assert line == want_line and row == want_row  # byte for byte what the general path writes
+        assert json.loads(line) == row
+    assert [e.data for e in events[:5]] == data
+    assert events[0].run_id == "r1" and events[0].execution_count == 3 and events[-1].run_id is None
+    # the hot window holds them newest last, each once, and answers recent() with them
+    assert [e.event_id for e in store.event_log.recent(limit=10)] == [e.event_id for e in events]
+    store.close()
+    reopened = Store(str(tmp_path / "s"), format=fmt)
+    assert [e.text for e in reopened.event_log.recent(limit=10)] == [e.text for e in events]
+    reopened.close()
+
+
+@pytest.mark.parametrize("fmt", [1, 2])
+def test_fast_path_after_a_newer_stamp_and_past_the_window(tmp_path, fmt):
+    """An event stamped after ours already in the window (another writer's) goes through HotWindow.add,
+    and the window is trimmed to its limit as before."""
+    store = Store(str(tmp_path / "s"), format=fmt, hot_limit=5)
+    log = store.event_log
+    for i in range(23):
+        log.record("k", {"i": i})
+    assert len(log.hot.items) <= 10 and [e.data["i"] for e in log.recent(limit=5)] == [18, 19, 20, 21, 22]
+    items = log.hot.items
+    # another writer's event in the future (ours come after it once observed: base/ids.observe)
+    ts, eid = new_ts_id()
+    later = log.record("k", {"i": "later"})
+    assert items[-1][2] is later and items[-1][0] > ts
+    keys = [(t, i) for t, i, _e in items]
+    assert keys == sorted(keys) and len(set(keys)) == len(keys)
+    store.close()
+
+
+@pytest.mark.parametrize("fmt", [1, 2])
+def test_fast_path_refuses_surrogates_and_keeps_the_spool_whole(tmp_path, fmt):
+    store = Store(str(tmp_path / "s"), format=fmt)
+    store.event_log.record("k", "first")
+    with pytest.raises(InvalidInputError, match="surrogate"):
+        store.event_log.record("k", "bad \ud800 text")
+    with pytest.raises(InvalidInputError, match="surrogate"):
+        store.event_log.record("k", {"bad": "\udfff"})
+    store.event_log.record("k", "second")
+    lines = _spool_lines(store) if fmt == 1 or store.event_table._fd is not None else []
+    assert all(json.loads(x) for x in lines)
+    assert [e.text for e in store.event_log.recent(limit=5)] == ["first", "second"]
+    store.close()
+    reopened = Store(str(tmp_path / "s"), format=fmt)
+    assert [e.text for e in reopened.event_log.recent(limit=5)] == ["first", "second"]
+    reopened.close()
+    assert not os.path.exists(str(tmp_path / "s" / "corrupt"))
