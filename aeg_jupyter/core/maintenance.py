@@ -9,6 +9,7 @@ remaining artifacts still use (:func:`referenced`), and the sweep deletes the re
 from __future__ import annotations
 
 import errno
+import os
 import time
 import warnings
 from collections.abc import Callable, Iterable, Iterator, Mapping
@@ -98,6 +99,9 @@ class VerifyReport:
     bad_parts: list[str] = field(default_factory=list)
     moved_aside: list[str] = field(default_factory=list)
     partial: list[str] = field(default_factory=list)  # unreferenced, incomplete: left to `gc`
+    #: format 2: damaged data files a repair took out of their table: ``table``, ``file``, ``rows`` (the
+    #: log's count), ``ids`` (None where unreadable), ``moved_to`` (the copy under corrupt/)
+    lost: list[dict[str, Any]] = field(default_factory=list)
 
     @property
     def ok(self) -> bool:
@@ -118,6 +122,14 @@ class VerifyReport:
             text += f"; {len(self.moved_aside)} bad files moved aside"
         elif self.corrupt or self.bad_parts:
             text += "; run verify with repair=True (`aeg verify --repair`) to move them aside"
+        for e in self.lost:
+            ids = e["ids"]
+            more = " ..." if ids is not None and len(ids) > 10 else ""
+            shown = "ids unreadable" if ids is None else "ids " + ", ".join(ids[:10]) + more
+            text += (
+                f"\n  lost: {e['rows']} rows of the {e['table']} table in {e['file']} ({shown}); "
+                f"removed from the table{', a copy in ' + e['moved_to'] if e['moved_to'] else ''}"
+            )
         return text
 
 
@@ -285,9 +297,9 @@ class Maintenance:
         if damaged:
             shown = ", ".join(damaged[:3]) + (" ..." if len(damaged) > 3 else "")
             raise CorruptionError(
-                f"{what} refused: {len(damaged)} part(s) or spool(s) of the store cannot be read ({shown}) and may "
-                "hold pins or rows that keep blobs; run `aeg verify --repair` (verify(repair=True)) to move them "
-                f"aside, then {what} again"
+                f"{what} refused: {len(damaged)} data file(s), part(s) or spool(s) of the store cannot be read "
+                f"({shown}) and may hold pins or rows that keep blobs; run `aeg verify --repair` "
+                f"(verify(repair=True)) to move them aside, then {what} again"
             )
 
     def sweep(self, digests: Iterable[str]) -> list[str]:
@@ -328,7 +340,28 @@ class Maintenance:
         self._catalog.catch_up()
         report = VerifyReport()
         present = set()
-        live = self._catalog.live()
+        # format 2: damaged data files first (a read of them raises); a repair takes them out of their
+        # table, under maintenance.lock, before anything is read from the tables
+        bad_delta = {
+            name: table.unreadable_parts(full=name != "events")
+            for name, table in self._tables.items()
+            if isinstance(table, DeltaSpoolTable)
+        }
+        skip: set[str] = set()
+        if any(bad_delta.values()):
+            if repair:
+                aside = self._root.move_aside_dir()
+                with self._root.maintenance_lock():
+                    for name, paths in bad_delta.items():
+                        if paths:
+                            table = self._tables[name]
+                            assert isinstance(table, DeltaSpoolTable)
+                            report.lost.extend(table.drop_damaged(paths, aside))
+                report.moved_aside.extend(e["moved_to"] for e in report.lost if e["moved_to"])
+                self._catalog.refresh()  # type: ignore[union-attr]
+            else:
+                skip = {p for paths in bad_delta.values() for p in paths}
+        live = self._catalog.live(skip=skip) if skip else self._catalog.live()  # type: ignore[call-arg]
         refs = referenced(live, self._lookup.manifest)
         for digest, _size, _mtime in self._blobs.iter_blobs():
             report.checked += 1
@@ -350,7 +383,10 @@ class Maintenance:
         for a in live:
             if a.blob_id not in present:
                 report.missing.append((a.artifact_id, a.blob_id))
-        for table in self._tables.values():
+        for name, table in self._tables.items():
+            if name in bad_delta:
+                report.bad_parts.extend(bad_delta[name])
+                continue
             # the small tables are read whole: a damaged page there may hide a pin
             report.bad_parts.extend(table.unreadable_parts(full=table.spec.name != "events"))
         if repair:
@@ -359,7 +395,8 @@ class Maintenance:
                 if self._blobs.exists(digest) and not self._blobs.check(digest):  # an inline row: no file to move
                     report.moved_aside.append(self._blobs.move_aside(digest, aside))
             for path in report.bad_parts:
-                report.moved_aside.append(move_aside(self._root.path, path, aside))
+                if os.path.lexists(path):  # (format 2's were taken out of their table above)
+                    report.moved_aside.append(move_aside(self._root.path, path, aside))
         return report
 
 
@@ -499,6 +536,11 @@ class DeltaMaintenance:
         self._tables = tables
         self._root = root
         self._guard = guard
+
+    @property
+    def deferred_rows(self) -> int:
+        """Rows of dead writers' spools the last recover left for later (the object store did not answer)."""
+        return self._root.deferred_rows
 
     def _delta(self, name: str) -> DeltaLakeTable:
         table = self._tables[name]
@@ -661,6 +703,7 @@ class DeltaMaintenance:
 
 MAINTAIN_COMMITS = 100  # the periodic runner's default: after this many commits of this process's flushers
 MAINTAIN_SECONDS = 600.0  # or this long after its last run, when any process committed meanwhile
+DEFERRED_RETRY_SECONDS = 10.0  # or this often while recovery left closed sessions' spools (an s3 outage)
 
 
 class PeriodicMaintenance:
@@ -673,7 +716,9 @@ class PeriodicMaintenance:
     after the last run when the tables' versions moved (any process's commits). It checks once a second
     (counters only; the tables' versions at most every ``every_seconds``) and stops at :meth:`close`
     (a run in progress stops between its steps). A failed run is retried at the next trigger; its
-    error is :attr:`error` meanwhile.
+    error is :attr:`error` meanwhile. While a recovery left dead writers' spools for later (an s3:// root
+    whose server did not answer: ``StoreRoot.deferred_rows``) it runs every :data:`DEFERRED_RETRY_SECONDS`,
+    so its recover commits them once the server is back.
 
     Example:
         >>> pm = PeriodicMaintenance(runner, commits=lambda: 0, versions=lambda: 0)   # doctest: +SKIP
@@ -715,6 +760,8 @@ class PeriodicMaintenance:
         last = time.monotonic()
         while not self._stop.wait(self.poll_seconds):
             due = self._commits() - commits_at >= self.every_commits
+            if not due and self._runner.deferred_rows and time.monotonic() - last >= DEFERRED_RETRY_SECONDS:
+                due = True  # closed sessions' spools wait for the object store: its recover retries them
             if not due and time.monotonic() - last >= self.every_seconds:
                 try:
                     versions = self._versions()

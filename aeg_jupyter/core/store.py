@@ -149,8 +149,9 @@ class Store:
             return None
         blobs = self.blobs.uploads.status()
         rows = sum(len(t.pending_rows) for t in self.tables.values() if isinstance(t, DeltaSpoolTable))
+        rows += self.store_root.deferred_rows  # closed sessions' spools recovery had to leave for later
         errors = [str(e) for t in self.tables.values() if (e := getattr(t, "flush_error", None)) is not None]
-        error = blobs.last_error or (errors[0] if errors else None)
+        error = blobs.last_error or (errors[0] if errors else None) or self.store_root.deferred_error
         scrub = self.blobs.objects.settings.scrub
         return PendingUploads(
             rows=rows, blobs=blobs.pending, bytes=blobs.bytes, oldest_age=blobs.oldest_age,

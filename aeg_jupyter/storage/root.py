@@ -19,7 +19,7 @@ import time
 import warnings
 from collections.abc import Iterator, Mapping
 
-from ..base.errors import InvalidInputError, StoreFormatError, StoreWarning, StoreWriteError
+from ..base.errors import InvalidInputError, ObjectStoreError, StoreFormatError, StoreWarning, StoreWriteError
 from .fsops import (
     DIR_MODE,
     FILE_MODE,
@@ -98,6 +98,10 @@ class StoreRoot:
         self.migrate_hint: str | None = None
         #: while maintenance holds an s3:// root's lease: an event set if the lease is lost (stop at the next step)
         self.maintenance_lost: threading.Event | None = None
+        #: an s3:// root: rows of dead writers' spools the last :meth:`recover` left for later (the object
+        #: store did not answer), and why; ``Store.pending_uploads()`` counts them
+        self.deferred_rows = 0
+        self.deferred_error: str | None = None
         if self.objects is not None:
             self._init_remote(format)
         else:
@@ -290,9 +294,15 @@ class StoreRoot:
 
         Returns the writers recovered. Safe to run from several processes at once. A store
         opened for reading only (:attr:`read_only`) defers this: other writers' spools are read
-        where they are.
+        where they are. On an s3:// root, artifact rows are committed only once the blobs staged
+        before (the dead writer's among them: its staging area is this machine's) landed
+        (``DeltaSpoolTable.write_parts``); while the object store does not answer, every spool left
+        stays where it is (one :class:`StoreWarning` naming ``%aeg status``, counted in
+        :attr:`deferred_rows`) for the next open or the periodic maintenance's recover to commit.
         """
         recovered: list[str] = []
+        deferred = [0]  # rows left in spools for a later recover (the object store did not answer)
+        offline: ObjectStoreError | None = None
         spool_root = self.layout.spool
         if self.read_only is not None:
             return recovered
@@ -322,13 +332,30 @@ class StoreRoot:
             if fd is None:
                 continue  # alive
             try:
-                complete = _flush_dead_spools(tables, name, wdir, self.path)
+                if offline is not None:  # nobody answers: leave the rest for the next recover
+                    deferred[0] += _count_spooled_rows(wdir)
+                    continue
+                try:
+                    complete = _flush_dead_spools(tables, name, wdir, self.path, self.objects)
+                except _Unreachable as exc:
+                    offline = exc.error
+                    deferred[0] += _count_spooled_rows(wdir)
+                    continue
                 remove_tree(self.layout.writer_tmp_dir(name))
                 if complete:
                     remove_tree(wdir)
                     recovered.append(name)
             finally:
                 os.close(fd)
+        self.deferred_rows, self.deferred_error = deferred[0], None if offline is None else str(offline)
+        if offline is not None:
+            warnings.warn(
+                f"the object store of {self.name} does not answer ({offline}); the spools of closed sessions "
+                f"on this machine ({deferred[0]} row(s)) stay in {spool_root} and are committed by the next open "
+                "or the periodic maintenance once it answers (`%aeg status` shows what is pending)",
+                StoreWarning,
+                stacklevel=3,
+            )
         # temp directories with no writer behind them
         live = set(os.listdir(spool_root))
         for name in tmp_names:
@@ -431,21 +458,42 @@ def _spool_order(name: str) -> tuple[int, str]:
     return (-1 if parsed is None else parsed[1], name)
 
 
-def _flush_dead_spools(tables: Mapping[str, Table], writer: str, wdir: str, root: str) -> bool:
+class _Unreachable(Exception):
+    """Recovery met an object store that does not answer: every spool left stays for a later recover."""
+
+    def __init__(self, error: ObjectStoreError) -> None:
+        super().__init__(str(error))
+        self.error = error
+
+
+def _flush_dead_spools(
+    tables: Mapping[str, Table],
+    writer: str,
+    wdir: str,
+    root: str,
+    objects: ObjectStore | None = None,
+) -> bool:
     """Flush a dead writer's spool files into ``tables``; False if some spool is left behind.
 
     A spool of a table not in ``tables`` (one a newer version writes) holds acknowledged rows: it
     stays, with its directory, for a process that knows that table. So does a spool that cannot
     be flushed for want of space or write access (with a warning: the next open tries again). A
     spool that fails to flush for any other reason, and the damaged lines of any spool, are moved
-    to ``quarantine/<writer>/`` with a warning: never lost, never retried forever.
+    to ``quarantine/<writer>/`` with a warning: never lost, never retried forever. A spool left
+    behind keeps the later spools of its table behind it too (format 2 skips a ``(writer, seq)``
+    at or below the newest one committed, so a later seq committed first would drop it).
+
+    Raises:
+        _Unreachable: an s3:// root whose object store does not answer (``objects``): the spool being
+            flushed and every later one stay where they are, never quarantined.
     """
     complete = True
+    held_back: set[str] = set()  # tables with a spool left behind: their later spools wait too
     for fname in sorted(os.listdir(wdir), key=_spool_order):
         parsed = parse_spool_name(fname)
         if parsed is None:
             continue
-        if parsed[0] not in tables:
+        if parsed[0] not in tables or parsed[0] in held_back:
             complete = False
             continue
         table = tables[parsed[0]]
@@ -464,9 +512,12 @@ def _flush_dead_spools(tables: Mapping[str, Table], writer: str, wdir: str, root
                 table.write_parts(unique, writer, parsed[1])
             if bad:
                 _quarantine_lines(root, writer, fname, bad)
-        except OSError as exc:  # StoreWriteError is one
+        except (OSError, ObjectStoreError) as exc:  # StoreWriteError is an OSError
+            offline = _unreachable(objects, exc)
+            if offline is not None:
+                raise _Unreachable(offline) from None
             cause = exc.__cause__ if isinstance(exc.__cause__, OSError) else exc
-            if cause.errno in _NO_SPACE:
+            if isinstance(cause, OSError) and cause.errno in _NO_SPACE:
                 warnings.warn(
                     f"could not flush the spool {path} of a closed session now ({cause.strerror or cause}); "
                     "its rows are kept and the next open tries again (free some space)",
@@ -474,6 +525,7 @@ def _flush_dead_spools(tables: Mapping[str, Table], writer: str, wdir: str, root
                     stacklevel=4,
                 )
                 complete = False
+                held_back.add(parsed[0])
                 continue
             dest = _quarantine_file(root, writer, path)
             warnings.warn(
@@ -485,6 +537,37 @@ def _flush_dead_spools(tables: Mapping[str, Table], writer: str, wdir: str, root
             continue
         unlink_quietly(path)
     return complete
+
+
+def _unreachable(objects: ObjectStore | None, exc: BaseException) -> ObjectStoreError | None:
+    """The object store's error when a failed commit of recovery is the object store not answering (or
+    refusing the keys), else None (a local root, or a server that answers: the spool itself is at fault)."""
+    if objects is None:
+        return None
+    if isinstance(exc, ObjectStoreError):
+        return exc
+    try:
+        objects.check()  # fails fast (and names the bucket) when nobody answers
+    except ObjectStoreError as error:
+        return error
+    return None
+
+
+def _count_lines(path: str) -> int:
+    try:
+        with open(path, "rb") as f:
+            return sum(chunk.count(b"\n") for chunk in iter(lambda: f.read(1 << 20), b""))
+    except OSError:
+        return 0
+
+
+def _count_spooled_rows(wdir: str) -> int:
+    """Rows (lines) in a writer's spool files (what ``%aeg status`` counts as pending)."""
+    try:
+        names = os.listdir(wdir)
+    except OSError:
+        return 0
+    return sum(_count_lines(os.path.join(wdir, n)) for n in names if parse_spool_name(n) is not None)
 
 
 def _quarantine_file(root: str, writer: str, path: str) -> str:

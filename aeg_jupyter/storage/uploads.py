@@ -333,7 +333,9 @@ class UploadQueue:
 
     # -- state ---------------------------------------------------------------------------------------
     def status(self) -> UploadStatus:
-        """Pending blobs, their bytes, the oldest one's age and the last error."""
+        """Pending blobs, their bytes, the oldest one's age and the last error (the directory looked at
+        again: a process that died, or another one on this ``AEG_CACHE``, may have staged some)."""
+        self._rescan()
         with self._cond:
             staged = {n: s for n, s in self._pending.items() if not n.startswith(_TMP)}
             error = self._last_error
@@ -369,10 +371,14 @@ class UploadQueue:
         before their blobs. Waits up to ``timeout`` seconds while uploads progress, and only
         ``give_up_on_error`` seconds once an upload failed (the caller retries later).
 
+        The staging directory is looked at first: the blobs of a process that died (its rows are being
+        recovered) or of another process on this ``AEG_CACHE`` count too.
+
         Raises:
             ObjectStoreError: some are still staged; the message says how many and why.
         """
         started = time.monotonic()
+        self._rescan()
         with self._cond:
             self._cond.notify_all()  # an uploader waiting out a backoff tries again now
             while True:
