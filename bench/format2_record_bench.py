@@ -23,6 +23,8 @@ Writes ``bench/results/format2_record_bench.json`` and ``.md`` (``--out DIR`` el
 from __future__ import annotations
 
 import argparse
+import bisect
+import gc
 import json
 import os
 import platform
@@ -84,10 +86,29 @@ def tail(n: int, tmp: str, chunk: int = 10_000) -> dict[str, Any]:
     quiet = stores["record_no_flush"]
     quiet.event_table.background = False  # no flusher: its rows are committed between chunks, untimed
     commits: dict[str, list[int]] = {"record": [], "record_thread": []}
-    for name, got in commits.items():
-        stores[name].event_table.on_flush_step = lambda step, seq, got=got: (
-            got.append(seq) if step == "committed" else None
-        )
+    spans: list[tuple[int, int, str]] = []  # (start, end, what): every commit and every gc pass, on one clock
+    opened: dict[str, int] = {}
+
+    def step(name: str, what: str, seq: int) -> None:
+        if what == "committing":
+            opened[name] = clock()
+        elif what == "committed":
+            commits[name].append(seq)
+            if name in opened:
+                spans.append((opened.pop(name), clock(), "commit"))
+
+    for name in commits:
+        stores[name].event_table.on_flush_step = lambda what, seq, name=name: step(name, what, seq)
+    gc_at: list[int] = [0]
+
+    def on_gc(phase: str, info: dict[str, int]) -> None:
+        if phase == "start":
+            gc_at[0] = clock()
+        else:
+            spans.append((gc_at[0], clock(), f"gc{info['generation']}"))
+
+    gc.callbacks.append(on_gc)
+    starts: dict[str, list[int]] = {name: [] for name in ("record", "record_thread", "record_no_flush", "raw_os_write")}
     lat: dict[str, list[int]] = {"record": [], "record_thread": [], "record_no_flush": [], "raw_os_write": []}
     wall = {"record": 0.0, "record_thread": 0.0}
     for start in range(0, n, chunk):
@@ -95,23 +116,28 @@ def tail(n: int, tmp: str, chunk: int = 10_000) -> dict[str, Any]:
         for name in lat:
             out = [0] * k
             if name == "raw_os_write":
+                at = [0] * k
                 for i in range(k):
-                    t = clock()
+                    t = at[i] = clock()
                     os.write(fd, line)
                     out[i] = clock() - t
                 os.ftruncate(fd, 0)
+                starts[name].extend(at)
             else:
                 record = stores[name].event_log.record
                 t0 = time.perf_counter()
+                at = [0] * k
                 for i in range(k):
-                    t = clock()
+                    t = at[i] = clock()
                     record("train_log", PAYLOAD)
                     out[i] = clock() - t
+                starts[name].extend(at)
                 if name in wall:
                     wall[name] += time.perf_counter() - t0
             lat[name].extend(out)
         quiet.flush()
     os.close(fd)
+    gc.callbacks.remove(on_gc)
     close_s = {}
     for name in ("record", "record_thread"):
         t = time.perf_counter()
@@ -127,7 +153,27 @@ def tail(n: int, tmp: str, chunk: int = 10_000) -> dict[str, Any]:
         "commits_on_the_flusher_thread": len(commits["record_thread"]),
         "close_s": close_s["record"],
         "close_thread_s": close_s["record_thread"],
+        "slow_calls": {name: _attribute(starts[name], lat[name], spans) for name in lat},
+        "gc_passes": {g: sum(1 for s in spans if s[2] == g) for g in ("gc0", "gc1", "gc2")},
+        "gc2_ms": sorted(round((e - s) / 1e6, 1) for s, e, w in spans if w == "gc2"),
     }
+
+
+def _attribute(starts: list[int], ns: list[int], spans: list[tuple[int, int, str]]) -> dict[str, int]:
+    """Calls over 1 ms by what ran meanwhile: a gc pass (of this process: the GIL holder stops every
+    thread), a commit (of either store), both, or neither (the machine: the process was not scheduled)."""
+    spans = sorted(spans)
+    begins = [s for s, _e, _w in spans]
+    out: dict[str, int] = {}
+    for t, d in zip(starts, ns, strict=True):
+        if d <= 1_000_000:
+            continue
+        end = t + d
+        lo = bisect.bisect_left(begins, end)
+        whats = {w.rstrip("012") for s, e, w in spans[max(0, lo - 64) : lo] if e > t}
+        key = "+".join(sorted(whats)) or "neither"
+        out[key] = out.get(key, 0) + 1
+    return out
 
 
 def _spin(seconds: float) -> None:
@@ -284,6 +330,17 @@ def render(res: dict[str, Any]) -> str:
             "that no flush touches.",
             "",
         ]
+        if "slow_calls" in t:
+            lines += [
+                "Calls over 1 ms by what ran meanwhile (gc: a collection of this process, which stops every "
+                "thread; commit: either store's flusher; neither: the process was not scheduled): "
+                + "; ".join(
+                    f"{name.replace('_', ' ')} " + (", ".join(f"{k} {v}" for k, v in sorted(d.items())) or "none")
+                    for name, d in t["slow_calls"].items()
+                )
+                + f". gc passes meanwhile {t['gc_passes']}, generation 2 ones took {t['gc2_ms']} ms.",
+                "",
+            ]
     if "median" in res:
         lines += [
             "## 2. record median against a raw os.write of one JSON line (alternating)",
