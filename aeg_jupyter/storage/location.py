@@ -245,10 +245,12 @@ class RemoteBlobStore(BlobStore):
 
     def iter_blobs(self) -> Iterator[tuple[str, int, float]]:
         """Every blob in the bucket as ``(digest, size, last modified)`` (this machine's staged blobs land first,
-        up to a minute, so gc sees them)."""
+        up to a minute, so gc sees them). The listing starts after a mark on the server's clock
+        (:meth:`~.objectstore.ObjectStore.server_mark`, up to a second's wait), which :meth:`delete` compares with."""
         with contextlib.suppress(AegError):
             self.uploads.drain(UPLOAD_WAIT_SECONDS)
         objects = self.objects
+        self.__dict__["_mark"] = objects.server_mark()
         prefix = objects.location.key("blobs") + "/"
         try:
             pages = objects.client.get_paginator("list_objects_v2").paginate(Bucket=objects.bucket, Prefix=prefix)
@@ -269,12 +271,16 @@ class RemoteBlobStore(BlobStore):
 
         A blob touched since gc's listing chose it (a save on another machine found it and is using it:
         ``ObjectStore.touch_key``) is kept: gc's sweep cannot see that machine's row before it is committed.
+        "Since the listing" is judged on the server's clock alone: the blob's ``Last-Modified`` now is past
+        the mark taken before the listing (:meth:`iter_blobs`), so a touch in the same second as the save
+        and the listing counts too, and no machine's clock matters.
         """
         objects = self.objects
         listed = self._listed_at().pop(digest, None)
         if listed is not None:
             now = objects.last_modified(objects.blob_key(digest))
-            if now is not None and now > listed:
+            mark: float | None = self.__dict__.get("_mark")
+            if now is not None and (now > listed or (mark is not None and now > mark)):
                 return
         objects.delete_blob(digest)
         super().delete(digest)

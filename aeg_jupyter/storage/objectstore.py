@@ -431,6 +431,29 @@ class ObjectStore:
             raise self.error(exc, "refresh a blob") from None
         return True
 
+    def server_mark(self, name: str = "gc") -> float:
+        """A moment on the server's own clock that has passed: the ``Last-Modified`` (whole seconds) of a
+        marker object written now (``<prefix>/marks/<name>``), returned once the server's ``Date`` is in
+        a later second. Whatever the server stamps from now on is later than the mark, whatever the
+        clocks of the machines and however coarse the server's ``Last-Modified``.
+
+        NOTE: gc across machines (``RemoteBlobStore.iter_blobs`` / ``delete``): a blob touched after gc's
+        listing has a ``Last-Modified`` past the mark, even when the touch came in the same second as the
+        blob's save and the listing (comparing with the listed ``Last-Modified`` alone missed that).
+        """
+        key = self.location.key("marks", name)
+        try:
+            self.client.put_object(Bucket=self.bucket, Key=key, Body=b"{}")
+            head = self.client.head_object(Bucket=self.bucket, Key=key)
+            mark = float(head["LastModified"].timestamp())
+            deadline = time.monotonic() + 5.0
+            while _server_time(head) < mark + 1 and time.monotonic() < deadline:
+                time.sleep(0.1)
+                head = self.client.head_object(Bucket=self.bucket, Key=key)
+        except Exception as exc:
+            raise self.error(exc, "mark the server's time") from None
+        return mark
+
     def last_modified(self, key: str) -> float | None:
         """An object's ``Last-Modified`` (seconds since the epoch), or None when there is none."""
         try:

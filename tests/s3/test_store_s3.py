@@ -417,6 +417,25 @@ def test_gc_keeps_a_blob_another_machine_saves_again_meanwhile(
     assert digest not in report.blobs and key in bucket_objects(s3_server, s3_bucket)
 
 
+def test_gc_keeps_a_blob_saved_again_elsewhere_in_the_same_second_as_its_listing(
+    s3_server: SeaweedServer, s3_bucket: str, root: str, ctx: Any
+) -> None:
+    # Last-Modified has whole seconds: a blob saved, listed by gc and touched by another machine's save all
+    # within one second looks untouched when compared with the listed Last-Modified; gc's listing starts
+    # after a mark on the server's clock instead (ObjectStore.server_mark), and a touch comes after it
+    blobs = ctx.store.blobs
+    assert isinstance(blobs, RemoteBlobStore)
+    other = ObjectStore(S3Location.parse(root))  # another machine
+    data = os.urandom(50_000)
+    time.sleep(1.02 - time.time() % 1)  # the start of a second (the server's clock is this machine's)
+    digest = other.put_bytes(data)  # the blob lands ...
+    listed = {d for d, _size, _mtime in blobs.iter_blobs()}  # ... gc's listing chooses it ...
+    assert digest in listed
+    assert other.put_bytes(data) == digest  # ... another machine saves the same bytes (a touch) ...
+    blobs.delete(digest)  # ... and gc's delete comes after: the blob stays
+    assert f"team/blobs/{digest[:2]}/{digest[2:]}" in bucket_objects(s3_server, s3_bucket)
+
+
 def _wait_for_key(server: SeaweedServer, bucket: str, key: str, seconds: float = 30.0) -> None:
     client = server.client()
     deadline = time.monotonic() + seconds
