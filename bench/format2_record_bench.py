@@ -395,7 +395,11 @@ def main() -> None:
         "machine": f"{platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}",
         "load_start": round(os.getloadavg()[0], 1),
         "full": args.full,
-        "argv": " ".join(a for a in sys.argv[1:] if not a.startswith("--out")),
+        "argv": " ".join(  # without --out / --tmp and their values (paths of this machine)
+            a
+            for i, a in enumerate(sys.argv[1:])
+            if not a.startswith(("--out", "--tmp")) and sys.argv[i] not in ("--out", "--tmp")
+        ),
         "budget": BUDGET,
         "commits": "in the commit process (AEG_COMMIT_PROCESS=1)"
         if os.environ.get("AEG_COMMIT_PROCESS", "0") == "1"
