@@ -57,7 +57,7 @@ class DeltaCatalog:
             # in the snapshot; one in both is dropped by add_rows
             rows, _ = table.tail_others()
             op_rows, _ = ops.tail_others()
-            self.columns = ColumnarCatalog(table.delta, ops.delta)
+            self.columns = ColumnarCatalog(table.delta, ops.delta, uri_index=table.uri_index)
             self._checked = time.monotonic()
             self._own_mark = self._mark()
             self._take(rows, op_rows)
@@ -135,9 +135,15 @@ class DeltaCatalog:
         self.catch_up()
         return self.columns.metric_names(kind)
 
-    def live(self) -> list[Artifact]:
-        """Every live artifact, oldest first (built from whole files: gc, lineage, run summaries)."""
-        return self.columns.all()
+    def live(self, *, skip: set[str] | frozenset[str] = frozenset()) -> list[Artifact]:
+        """Every live artifact, oldest first (built from whole files: gc, lineage, run summaries);
+        ``skip``: data files left out (damaged ones, for ``verify``)."""
+        return self.columns.all(skip=skip)
+
+    def by_uri(self, uri: str) -> Artifact | None:
+        """The newest live artifact with this URI, found by the ``uri`` column (no walk over every
+        artifact: see :meth:`ColumnarCatalog.by_uri`)."""
+        return self.columns.by_uri(uri)
 
     def id_index(self) -> _IdLookup:
         """Ids by prefix and by suffix, answered from the id columns."""

@@ -62,10 +62,14 @@ class Lookup:
         ref = ref.strip()
         if ref.startswith(URI_PREFIX):
             self.digest_of_uri(ref)
-            hits = [a for a in self._catalog.live() if a.uri == ref]
-            if not hits:
+            by_uri = getattr(self._catalog, "by_uri", None)
+            if by_uri is not None:  # format 2: the uri column answers (DeltaCatalog.by_uri)
+                found = by_uri(ref)
+            else:  # format 1: the artifacts are objects in memory already
+                found = max((a for a in self._catalog.live() if a.uri == ref), key=order_key, default=None)
+            if found is None:
                 raise NotFoundError(f"no artifact has the content {ref}")
-            return max(hits, key=order_key)
+            return found
         if "/" in ref or "\\" in ref or "\x00" in ref or ".." in ref:
             raise InvalidInputError(f"{ref!r} is not an artifact id; ids look like 01J8Z3... (see `list()`)")
         art = self._catalog.by_id.get(ref.upper())

@@ -9,6 +9,7 @@ remaining artifacts still use (:func:`referenced`), and the sweep deletes the re
 from __future__ import annotations
 
 import errno
+import os
 import time
 import warnings
 from collections.abc import Callable, Iterable, Iterator, Mapping
@@ -98,6 +99,9 @@ class VerifyReport:
     bad_parts: list[str] = field(default_factory=list)
     moved_aside: list[str] = field(default_factory=list)
     partial: list[str] = field(default_factory=list)  # unreferenced, incomplete: left to `gc`
+    #: format 2: damaged data files a repair took out of their table: ``table``, ``file``, ``rows`` (the
+    #: log's count), ``ids`` (None where unreadable), ``moved_to`` (the copy under corrupt/)
+    lost: list[dict[str, Any]] = field(default_factory=list)
 
     @property
     def ok(self) -> bool:
@@ -118,6 +122,14 @@ class VerifyReport:
             text += f"; {len(self.moved_aside)} bad files moved aside"
         elif self.corrupt or self.bad_parts:
             text += "; run verify with repair=True (`aeg verify --repair`) to move them aside"
+        for e in self.lost:
+            ids = e["ids"]
+            more = " ..." if ids is not None and len(ids) > 10 else ""
+            shown = "ids unreadable" if ids is None else "ids " + ", ".join(ids[:10]) + more
+            text += (
+                f"\n  lost: {e['rows']} rows of the {e['table']} table in {e['file']} ({shown}); "
+                f"removed from the table{', a copy in ' + e['moved_to'] if e['moved_to'] else ''}"
+            )
         return text
 
 
@@ -285,9 +297,9 @@ class Maintenance:
         if damaged:
             shown = ", ".join(damaged[:3]) + (" ..." if len(damaged) > 3 else "")
             raise CorruptionError(
-                f"{what} refused: {len(damaged)} part(s) or spool(s) of the store cannot be read ({shown}) and may "
-                "hold pins or rows that keep blobs; run `aeg verify --repair` (verify(repair=True)) to move them "
-                f"aside, then {what} again"
+                f"{what} refused: {len(damaged)} data file(s), part(s) or spool(s) of the store cannot be read "
+                f"({shown}) and may hold pins or rows that keep blobs; run `aeg verify --repair` "
+                f"(verify(repair=True)) to move them aside, then {what} again"
             )
 
     def sweep(self, digests: Iterable[str]) -> list[str]:
@@ -328,7 +340,28 @@ class Maintenance:
         self._catalog.catch_up()
         report = VerifyReport()
         present = set()
-        live = self._catalog.live()
+        # format 2: damaged data files first (a read of them raises); a repair takes them out of their
+        # table, under maintenance.lock, before anything is read from the tables
+        bad_delta = {
+            name: table.unreadable_parts(full=name != "events")
+            for name, table in self._tables.items()
+            if isinstance(table, DeltaSpoolTable)
+        }
+        skip: set[str] = set()
+        if any(bad_delta.values()):
+            if repair:
+                aside = self._root.move_aside_dir()
+                with self._root.maintenance_lock():
+                    for name, paths in bad_delta.items():
+                        if paths:
+                            table = self._tables[name]
+                            assert isinstance(table, DeltaSpoolTable)
+                            report.lost.extend(table.drop_damaged(paths, aside))
+                report.moved_aside.extend(e["moved_to"] for e in report.lost if e["moved_to"])
+                self._catalog.refresh()  # type: ignore[union-attr]
+            else:
+                skip = {p for paths in bad_delta.values() for p in paths}
+        live = self._catalog.live(skip=skip) if skip else self._catalog.live()  # type: ignore[call-arg]
         refs = referenced(live, self._lookup.manifest)
         for digest, _size, _mtime in self._blobs.iter_blobs():
             report.checked += 1
@@ -350,7 +383,10 @@ class Maintenance:
         for a in live:
             if a.blob_id not in present:
                 report.missing.append((a.artifact_id, a.blob_id))
-        for table in self._tables.values():
+        for name, table in self._tables.items():
+            if name in bad_delta:
+                report.bad_parts.extend(bad_delta[name])
+                continue
             # the small tables are read whole: a damaged page there may hide a pin
             report.bad_parts.extend(table.unreadable_parts(full=table.spec.name != "events"))
         if repair:
@@ -359,7 +395,8 @@ class Maintenance:
                 if self._blobs.exists(digest) and not self._blobs.check(digest):  # an inline row: no file to move
                     report.moved_aside.append(self._blobs.move_aside(digest, aside))
             for path in report.bad_parts:
-                report.moved_aside.append(move_aside(self._root.path, path, aside))
+                if os.path.lexists(path):  # (format 2's were taken out of their table above)
+                    report.moved_aside.append(move_aside(self._root.path, path, aside))
         return report
 
 

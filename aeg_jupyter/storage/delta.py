@@ -35,9 +35,9 @@ import pyarrow.parquet as pq
 from deltalake import CommitProperties, DeltaTable, Transaction, WriterProperties, write_deltalake
 from deltalake.exceptions import CommitFailedError, DeltaError, TableNotFoundError
 
-from ..base.errors import StoreWarning, StoreWriteError
+from ..base.errors import CorruptionError, StoreWarning, StoreWriteError
 from .arrays import int64_array, repeated_string
-from .fsops import hold_lock, make_dirs, try_lock, unlink_quietly
+from .fsops import hold_lock, make_dirs, move_aside, try_lock, unlink_quietly
 from .schemas import Row
 from .schemas2 import PARTITION
 
@@ -57,6 +57,11 @@ ROW_GROUP = 8_192  # rows per row group (events, ops)
 # when search read the whole created_at column; it now reads only the newest groups'.)
 ARTIFACT_ROW_GROUP = 8_192
 _WRITER_PROPERTIES = WriterProperties(compression="ZSTD", max_row_group_size=ROW_GROUP)
+# the file size the flusher's compaction merges small files up to (DeltaLakeTable.compact_small): a
+# file of half of it or more is never rewritten by a logging process. 16 MiB of events is ~550k rows
+# (~30 bytes a row compressed): 10M events are ~20 files, and a merge holds one such file in memory.
+TARGET_FILE_BYTES = 16 << 20
+ARTIFACT_TARGET_FILE_BYTES = 64 << 20  # 1M small artifacts are ~77 MiB of table: 2 files, as before
 _COMMIT_ATTEMPTS = 8
 
 # delta-rs creates its directories and files with the process umask (0o777 / 0o666 under umask 000):
@@ -134,6 +139,21 @@ class CommitConflict(StoreWriteError):
     on the newest snapshot and retrying is safe (maintenance does)."""
 
 
+class DamagedDataFile(CorruptionError):
+    """A data file the table's log names cannot be read (truncated, zeroed, garbage) or is missing.
+
+    ``path`` is the file. ``aeg verify --repair`` takes it out of the table (a copy in ``corrupt/``).
+    """
+
+    def __init__(self, table: str, path: str, problem: str) -> None:
+        self.path = path
+        super().__init__(
+            f"the table {table} is damaged: its data file {path} {problem}; its rows cannot be read. "
+            "Run `aeg verify --repair` (verify(repair=True)) to take the file out of the table "
+            "(a copy is kept in corrupt/, its rows are reported as lost)"
+        )
+
+
 @dataclass(frozen=True, slots=True)
 class DataFile:
     """One Parquet file of the current snapshot: its local path, partition value and row count.
@@ -149,6 +169,13 @@ class DataFile:
     rows: int
     min_ts: int | None = None
     max_ts: int | None = None
+    #: the least and greatest ``uri`` in the file (Delta's statistics; None without them): a URI lookup
+    #: skips a file whose range cannot hold it (``ColumnarCatalog.by_uri``)
+    min_uri: str | None = None
+    max_uri: str | None = None
+    #: the file's size in bytes from its add action (None if the log lacks it): compaction leaves a file
+    #: of at least half its target alone (:meth:`DeltaLakeTable.compact_small`)
+    size: int | None = None
 
 
 class DeltaLakeTable:
@@ -188,11 +215,15 @@ class DeltaLakeTable:
         self._dt: DeltaTable | None = None
         self._file_columns: dict[str, frozenset[str]] = {}
         self._footers: dict[str, pq.FileMetaData] = {}
+        #: data files of the log a read of this process found damaged or missing (verify reports them)
+        self.damaged: set[str] = set()
         self._props = (
             WriterProperties(compression="ZSTD", max_row_group_size=ARTIFACT_ROW_GROUP)
             if "content" in schema.names  # the artifacts table
             else _WRITER_PROPERTIES
         )
+        #: the size a small-file compaction merges up to (:meth:`compact_small`)
+        self.target_file_bytes = ARTIFACT_TARGET_FILE_BYTES if "content" in schema.names else TARGET_FILE_BYTES
 
     # -- the snapshot ------------------------------------------------------------------------
     @property
@@ -333,12 +364,15 @@ class DeltaLakeTable:
 
         lo = stat(f"min.{self.ts_field}")
         hi = [None if b is None else b + 999 for b in stat(f"max.{self.ts_field}")]  # ms statistics: see DataFile
+        has_uri = "min.uri" in names and "max.uri" in names
+        lo_uri = actions.column("min.uri").to_pylist() if has_uri else [None] * len(paths)
+        hi_uri = actions.column("max.uri").to_pylist() if has_uri else [None] * len(paths)
         out = []
         fetch: list[tuple[str, int | None]] = []
         sizes = actions.column("size_bytes").to_pylist() if "size_bytes" in names else [None] * len(paths)
-        for p, k, n, a, b, size in zip(paths, kind_col, counts, lo, hi, sizes, strict=True):
+        for p, k, n, a, b, size, ua, ub in zip(paths, kind_col, counts, lo, hi, sizes, lo_uri, hi_uri, strict=True):
             if want is None or k in want:
-                out.append(DataFile(os.path.join(self.path, unquote(p)), k, n or 0, a, b))
+                out.append(DataFile(os.path.join(self.path, unquote(p)), k, n or 0, a, b, ua, ub, size=size))
                 fetch.append((unquote(p), size))
         if self._mirror is not None and fetch:
             self._mirror(self.uri, self.path, fetch)  # an s3:// root: local copies of the files read
@@ -384,13 +418,82 @@ class DeltaLakeTable:
         footer is ~1 MB, parsed again by every read otherwise)."""
         meta = self._footers.get(f.path)
         # NOTE: an open file, not the path: given a str, pyarrow resolves a filesystem first (~6 ms a call)
-        with pa.OSFile(f.path) as src:
-            pf = pq.ParquetFile(src, metadata=meta, read_dictionary=list(dictionary) or None)
-            if meta is None:
-                if len(self._footers) > 4096:
-                    self._footers.clear()
-                self._footers[f.path] = pf.metadata
-            yield pf
+        try:
+            src = pa.OSFile(f.path)
+        except FileNotFoundError:
+            # removed by a vacuum after a snapshot we had not seen (the callers retry on the newest),
+            # unless the newest snapshot still names it: then it is damage
+            if self._mirror is None and self.listed(f.path):
+                self.damaged.add(f.path)
+                raise DamagedDataFile(self.path, f.path, "is missing (the log names it)") from None
+            raise
+        with src:
+            try:
+                pf = pq.ParquetFile(src, metadata=meta, read_dictionary=list(dictionary) or None)
+                if meta is None:
+                    if len(self._footers) > 4096:
+                        self._footers.clear()
+                    self._footers[f.path] = pf.metadata
+                yield pf
+            except (OSError, ValueError, pa.ArrowException) as exc:  # a bad footer, page or schema
+                self.damaged.add(f.path)
+                self._footers.pop(f.path, None)
+                raise DamagedDataFile(self.path, f.path, f"cannot be read ({exc})") from exc
+
+    def listed(self, path: str) -> bool:
+        """True when the newest snapshot names the data file ``path``."""
+        return self.exists() and any(f.path == path for f in self.files())
+
+    def check_files(self, *, full: bool = False) -> list[str]:
+        """Data files of the newest snapshot that are missing or cannot be read: their footers (and,
+        with ``full``, every page of every column) are read. ``aeg verify`` reports them."""
+        if not self.exists():
+            return []
+        bad = []
+        for f in self.files():
+            try:
+                with self._open(f) as pf:
+                    if full:
+                        pf.read()
+            except DamagedDataFile:
+                bad.append(f.path)
+            except FileNotFoundError:  # a vacuum meanwhile (s3:// mirror): not damage
+                continue
+        return bad
+
+    @_creates_files
+    def drop_damaged(self, paths: Iterable[str], aside: str, root: str, id_column: str) -> list[dict[str, Any]]:
+        """Take damaged data files out of the table: each is moved under ``aside`` (never deleted),
+        then one Delta commit (delta-rs's ``repair``, FSCK) removes every file the log names that is
+        not on disk; nothing else is touched. Returns one entry per file removed: ``table``, ``file``,
+        ``rows`` (the log's count), ``ids`` (of ``id_column``, where that column still reads; else
+        None) and ``moved_to``. The caller holds ``maintenance.lock`` (no compaction reads them)."""
+        by_path = {f.path: f for f in self.files()}
+        entries: dict[str, dict[str, Any]] = {}
+        for path in paths:
+            f = by_path.get(path)
+            if f is None:
+                continue  # not in the table (any more)
+            ids: list[str] | None = None
+            try:
+                with pa.OSFile(path) as src:
+                    ids = [str(v) for v in pq.ParquetFile(src).read(columns=[id_column]).column(0).to_pylist()]
+            except (OSError, ValueError, pa.ArrowException):
+                ids = None
+            moved = move_aside(root, path, aside) if os.path.lexists(path) else None
+            self._footers.pop(path, None)
+            entries[path] = {"table": os.path.basename(self.path), "file": path, "rows": f.rows, "ids": ids,
+                             "moved_to": moved}  # fmt: skip
+        if not entries:
+            return []
+        removed = self._fresh().repair(dry_run=False).get("files_removed", [])
+        gone = {os.path.join(self.path, unquote(p)) for p in removed}
+        for path in gone - set(entries):  # another file of the log that was missing: removed too
+            f = by_path.get(path)
+            entries[path] = {"table": os.path.basename(self.path), "file": path, "rows": f.rows if f else None,
+                             "ids": None, "moved_to": None}  # fmt: skip
+        self.damaged.difference_update(gone)
+        return [entries[p] for p in sorted(entries) if p in gone]
 
     def file_columns(self, f: DataFile) -> frozenset[str]:
         """The top-level columns a data file holds (files written before a flat column was added lack it)."""
@@ -434,11 +537,14 @@ class DeltaLakeTable:
             table = table.select(list(columns))
         return table
 
-    def read(self, columns: Sequence[str] | None = None, kinds: Iterable[str] | None = None) -> pa.Table:
+    def read(
+        self, columns: Sequence[str] | None = None, kinds: Iterable[str] | None = None, *, skip_damaged: bool = False
+    ) -> pa.Table:
         """The snapshot's rows as one Arrow table (``columns`` only; ``kinds`` only).
 
         A file removed by a vacuum while we read (our snapshot was older than the retention) makes
-        the read start again on the newest snapshot.
+        the read start again on the newest snapshot. A damaged data file raises
+        :class:`DamagedDataFile`, or with ``skip_damaged`` is left out with a ``StoreWarning``.
         """
         names = list(columns) if columns is not None else self.schema.names
         schema = pa.schema([self.schema.field(n) for n in names])
@@ -446,7 +552,14 @@ class DeltaLakeTable:
             try:
                 if not self.plain_parquet():
                     return self._read_dataset(names, kinds)
-                parts = [self.read_file(f, names) for f in self.files(kinds)]
+                parts = []
+                for f in self.files(kinds):
+                    try:
+                        parts.append(self.read_file(f, names))
+                    except DamagedDataFile as exc:
+                        if not skip_damaged:
+                            raise
+                        warnings.warn(f"skipping: {exc}", StoreWarning, stacklevel=2)
                 if not parts:
                     return pa.Table.from_batches([], schema=schema)  # NOTE: empty_table() imports pandas
                 return pa.concat_tables([p.cast(schema) if not p.schema.equals(schema) else p for p in parts])
@@ -470,17 +583,48 @@ class DeltaLakeTable:
 
     # -- maintenance -------------------------------------------------------------------------
     @_creates_files
-    def compact(self, *, kinds: Iterable[str] | None = None, target_size: int | None = None) -> dict[str, Any]:
-        """Rewrite small files into bigger ones, one commit per call (readers see either side, never both)."""
+    def compact(
+        self, *, kinds: Iterable[str] | None = None, target_size: int | None = None, max_tasks: int | None = None
+    ) -> dict[str, Any]:
+        """Rewrite small files into bigger ones, one commit per call (readers see either side, never both).
+
+        ``target_size``: delta-rs's bin size in bytes (default: the table's ``delta.targetFileSize``, else
+        100 MiB); a file bigger than it is left alone. ``max_tasks``: bins rewritten at once (each holds
+        up to a file of ``target_size`` in memory while it is written)."""
         dt = self._fresh()
         filters = [(PARTITION, "in", list(kinds))] if kinds is not None else None
         try:
             metrics = dt.optimize.compact(
-                partition_filters=filters, target_size=target_size, writer_properties=self._props
-            )
+                partition_filters=filters, target_size=target_size, max_concurrent_tasks=max_tasks,
+                writer_properties=self._props,
+            )  # fmt: skip
         except CommitFailedError as exc:
             raise CommitConflict(f"compacting {self.uri} met a concurrent commit ({exc}); run it again") from exc
         return dict(metrics)
+
+    def small_files(self, kind: str, *, target_size: int | None = None) -> list[DataFile]:
+        """The data files of partition ``kind`` under half of ``target_size`` (default :attr:`target_file_bytes`)
+        by the sizes in the Delta log: those a small-file compaction merges (a file without a size counts)."""
+        half = (target_size or self.target_file_bytes) // 2
+        return [f for f in self.files([kind]) if f.size is None or f.size < half]
+
+    def compact_small(self, kind: str, *, min_files: int, target_size: int | None = None) -> int:
+        """Merge partition ``kind``'s small files when it has at least ``min_files`` of them (one commit);
+        returns how many files were merged away.
+
+        A logging process's compaction (the flusher's, after its commits): files of at least half of
+        ``target_size`` (default :attr:`target_file_bytes`) are never rewritten, so the cost of a merge is
+        bounded by the target and not by the partition, which grows with every commit (before, at 10M
+        events the whole growing partition was rewritten every 32 commits: +391 MB of RSS while logging).
+        delta-rs's own planner skips files over the target and drops bins of one file; this counts the
+        small files from the Delta log's sizes first, so a partition of files at target costs no optimize
+        call at all. One bin at a time (``max_tasks=1``): one file of at most the target in memory.
+        """
+        target = target_size or self.target_file_bytes
+        small = self.small_files(kind, target_size=target)
+        if len(small) < min_files:
+            return 0
+        return int(self.compact(kinds=[kind], target_size=target, max_tasks=1).get("numFilesRemoved", 0))
 
     @_creates_files
     def checkpoint(self) -> None:
@@ -609,8 +753,10 @@ def commit_spool(
 
 __all__ = [
     "CONFIGURATION",
+    "TARGET_FILE_BYTES",
     "VACUUM_HOURS",
     "CommitConflict",
+    "DamagedDataFile",
     "DataFile",
     "DeltaLakeTable",
     "commit_spool",

@@ -41,16 +41,15 @@ from urllib.parse import quote
 
 import numpy as np
 import pyarrow as pa
-import pyarrow.parquet as pq
 
 from ..base.errors import InvalidInputError, StoreWarning
 from ..base.models import URI_PREFIX
 from .committer import CommitProcess, spool_to_arrow
-from .delta import ROW_GROUP, DataFile, DeltaLakeTable
+from .delta import ROW_GROUP, DamagedDataFile, DataFile, DeltaLakeTable, without_views
 from .fsops import unlink_quietly
 from .layout import Layout, Part, PartName
 from .location import RemoteTables
-from .schemas import Row, TableSpec, encode_row
+from .schemas import Row, TableSpec, as_micros, encode_row
 from .schemas2 import ROWS_TO_ARROW, SCHEMAS2, labels_from_entries, row_content
 from .tables import COMPACT_AT, SURROGATES, Table
 
@@ -367,11 +366,12 @@ class DeltaSpoolTable(Table):
         return len(rows)
 
     def _compact_small_files(self, kinds: set[str]) -> None:
-        """Keep partitions to a few files (reads open every file): off the caller's path, after a commit."""
+        """Keep partitions to a few files (reads open every file): off the caller's path, after a commit,
+        more than ``COMPACT_AT`` small files are merged up to the table's target size; files at it stay
+        (``DeltaLakeTable.compact_small``: the growing partition is not rewritten again and again)."""
         for kind in kinds:
             try:
-                if len(self.delta.files([kind])) > COMPACT_AT:
-                    self.compact(kind, min_parts=COMPACT_AT // 2)
+                self.delta.compact_small(kind, min_files=COMPACT_AT + 1)
             except Exception as exc:  # the rows are committed: a merge can wait for the next commit
                 warnings.warn(f"could not compact {self.spec.name} ({exc}); trying again later", StoreWarning, 2)
 
@@ -408,13 +408,134 @@ class DeltaSpoolTable(Table):
     ) -> pa.Table | None:
         """One data file as format 1's columns (``None`` if a vacuum removed it meanwhile).
 
-        ``columns`` is taken for format 1's signature; every column is returned (which it allows)."""
+        ``columns``: only these columns, in this order (a chart of 1M events reads 4 of 19: the others,
+        ``inputs`` / ``outputs`` above all, would cost seconds of per-row JSON text)."""
+        f = self._files.get(part.path) or DataFile(part.path, part.kind, 0)
         try:
-            with pq.ParquetFile(part.path) as pf:
-                table = pf.read_row_groups(row_groups) if row_groups is not None else pf.read()
+            with self.delta._open(f) as pf:
+                have = None if columns is None else [c for c in columns if c in pf.schema_arrow.names]
+                if row_groups is not None:
+                    table = pf.read_row_groups(row_groups, columns=have)
+                else:
+                    table = pf.read(columns=have)
         except FileNotFoundError:
             return None
-        return to_format1(self.spec, table)
+        except DamagedDataFile as exc:  # events: the log reads on past it; `aeg verify --repair` removes it
+            self.skip_damaged(part.path, f"skipping: {exc}")
+            table = pa.Table.from_batches([], schema=self.delta.schema)  # NOTE: empty_table() imports pandas
+        return to_format1(self.spec, table, columns=columns)
+
+    def newest_rows(
+        self,
+        limit: int,
+        kinds: Iterable[str] | None = None,
+        *,
+        before: tuple[int, str] | None = None,
+        whole_below: int = 0,
+    ) -> tuple[list[Row], bool]:
+        """The ``limit`` newest rows of the newest snapshot's data files (of ``kinds``; only those whose
+        ``(ts, id)`` key may be older than ``before``), in format 1's row shape, newest first; and whether
+        they are every such row. A table of at most ``whole_below`` rows is returned whole.
+
+        The cold newest-first scan of format 2 (``EventLog``'s hot window fill and its fallback scan):
+        units (a data file of one row group, else each row group of a compacted file) are taken in
+        descending order of their newest time, from the Delta log's file statistics and the footers'
+        row-group statistics, until the ``limit``-th newest time found is newer than the next unit's;
+        only the time column of those units is read, then only the chosen rows are decoded into rows
+        (never a whole file through ``to_format1``, whose Python-value conversions import pandas: 0.5-1 s
+        of a cold open). Rows whose time equals ``before``'s are returned on top of ``limit`` (the
+        caller compares the ids).
+        """
+        ts_name = self.spec.ts_field
+        for attempt in range(2):
+            try:
+                files = self.delta.files(kinds) if self.delta.exists() else []
+                if whole_below and sum(f.rows for f in files) <= whole_below:
+                    limit = max(limit, whole_below)
+                return self._newest_rows(files, ts_name, limit, before)
+            except FileNotFoundError:  # a vacuum in another process removed a file: the newest snapshot
+                if attempt:
+                    raise
+        raise AssertionError("unreachable")
+
+    def _newest_rows(
+        self, files: list[DataFile], ts_name: str, limit: int, before: tuple[int, str] | None
+    ) -> tuple[list[Row], bool]:
+        units: list[tuple[int, int, DataFile, int | None]] = [
+            (f.max_ts if f.max_ts is not None else 2**62, i, f, None) for i, f in enumerate(files) if f.rows
+        ]
+        units.sort(key=lambda u: (u[0], u[1]), reverse=True)
+        cut = before[0] if before is not None else None
+        chosen_ts = np.empty(0, dtype=np.int64)  # candidates: time, unit number, row within the unit
+        chosen_unit = np.empty(0, dtype=np.int64)
+        chosen_row = np.empty(0, dtype=np.int64)
+        read: list[tuple[DataFile, int | None]] = []  # the units whose time column was read
+        complete = True
+        i = 0
+        while i < len(units):
+            max_ts, order, f, group = units[i]
+            i += 1
+            ties = int((chosen_ts == cut).sum()) if cut is not None and len(chosen_ts) else 0
+            if len(chosen_ts) >= limit + ties and int(np.partition(chosen_ts, len(chosen_ts) - limit - ties)[
+                len(chosen_ts) - limit - ties]) > max_ts:  # fmt: skip
+                complete = False  # every unit left is older than the limit-th newest found
+                break
+            if group is None and f.rows > ROW_GROUP:
+                meta = self.delta.footer(f)
+                if meta.num_row_groups > 1:  # a compacted file: its row groups, by their own statistics
+                    units[i:] = sorted(
+                        units[i:] + [(g_max, order, f, g) for g, g_max in _group_maxima(meta, ts_name, max_ts)],
+                        key=lambda u: (u[0], u[1]), reverse=True,
+                    )  # fmt: skip
+                    continue
+            ts = self._unit_micros(f, group, ts_name)
+            rows = np.arange(len(ts), dtype=np.int64)
+            if cut is not None:
+                keep = ts <= cut
+                if not keep.all():
+                    complete = False
+                ts, rows = ts[keep], rows[keep]
+            read.append((f, group))
+            chosen_ts = np.concatenate([chosen_ts, ts])
+            chosen_unit = np.concatenate([chosen_unit, np.full(len(ts), len(read) - 1, dtype=np.int64)])
+            chosen_row = np.concatenate([chosen_row, rows])
+            ties = int((chosen_ts == cut).sum()) if cut is not None else 0
+            if len(chosen_ts) > limit + ties:  # keep the newest (every row of the limit-th newest time)
+                kth = np.partition(chosen_ts, len(chosen_ts) - limit - ties)[len(chosen_ts) - limit - ties]
+                keep = chosen_ts >= kth
+                if not keep.all():
+                    complete = False
+                chosen_ts, chosen_unit, chosen_row = chosen_ts[keep], chosen_unit[keep], chosen_row[keep]
+        out: list[Row] = []
+        for u in sorted(set(chosen_unit.tolist())):  # (np.unique imports numpy.ma: 0.1-0.4 s cold)
+            f, group = read[u]
+            out.extend(self._unit_rows(f, group, np.sort(chosen_row[chosen_unit == u])))
+        out.sort(key=lambda r: (r[ts_name], r[self.spec.id_field]), reverse=True)
+        return out, complete
+
+    def _unit_micros(self, f: DataFile, group: int | None, ts_name: str) -> np.ndarray:
+        """The time column of one unit (a file, or one row group of it) as int64 microseconds."""
+        with self.delta._open(f) as pf:
+            t = pf.read_row_group(group, columns=[ts_name]) if group is not None else pf.read(columns=[ts_name])
+        col = t.column(0)
+        if not col.num_chunks:
+            return np.empty(0, dtype=np.int64)
+        return np.concatenate([np.frombuffer(c.buffers()[1], dtype=np.int64)[c.offset : c.offset + len(c)]
+                               for c in col.chunks])  # fmt: skip
+
+    def _unit_rows(self, f: DataFile, group: int | None, rows: np.ndarray) -> list[Row]:
+        """Rows ``rows`` (sorted indices within the unit) of one unit, in format 1's row shape."""
+        with self.delta._open(f) as pf:
+            names = [n for n in self.spec.schema.names if n in pf.schema_arrow.names]
+            t = pf.read_row_group(group, columns=names) if group is not None else pf.read(columns=names)
+        t = without_views(t)
+        out: list[Row] = []
+        # contiguous runs of rows as zero-copy slices (Table.take would import pyarrow.compute)
+        starts = np.flatnonzero(np.diff(rows, prepend=-2) != 1)
+        ends = np.append(starts[1:], len(rows))
+        for a, b in zip(starts, ends, strict=True):
+            out.extend(format1_rows(self.spec, t.slice(int(rows[a]), int(rows[b - 1] - rows[a] + 1)), f.kind))
+        return out
 
     def _row_group_ranges(self, part: Part) -> list[tuple[int, int]] | None:
         """A newest-first scan's units of one data file: the file itself when its add action says it is
@@ -426,8 +547,28 @@ class DeltaSpoolTable(Table):
         return super()._row_group_ranges(part)
 
     def unreadable_parts(self, *, full: bool = False) -> list[str]:
-        """Delta files are checked by delta-rs when the snapshot loads; none is reported here."""
-        return []
+        """Data files of the newest snapshot that are missing or whose footer (``full``: any page)
+        cannot be read, and those a read of this process found damaged (``DeltaLakeTable.check_files``)."""
+        bad = self.delta.check_files(full=full)
+        if full:
+            bad.extend(p for p in sorted(self.delta.damaged | self._damaged) if p not in bad and self.delta.listed(p))
+        return bad
+
+    def damaged_files(self, *, thorough: bool = True) -> list[str]:
+        """Damaged data files (:meth:`unreadable_parts`, if ``thorough``), those reads met, and spools."""
+        found = set(super().damaged_files(thorough=thorough))
+        found.update(p for p in self.delta.damaged if self.delta.listed(p))
+        return sorted(found)
+
+    def drop_damaged(self, paths: Iterable[str], aside: str) -> list[dict[str, Any]]:
+        """Take damaged data files out of the table with one Delta commit, a copy of each under ``aside``;
+        returns what was lost (``DeltaLakeTable.drop_damaged``)."""
+        lost = self.delta.drop_damaged(paths, aside, self.layout.root, self.spec.id_field)
+        self._damaged.difference_update(e["file"] for e in lost)
+        with self._uri_lock:
+            for e in lost:
+                self._uri_index.pop(e["file"], None)
+        return lost
 
     def column_values(self, column: str) -> set[Any]:
         """Every value of ``column`` in any writer's spool (this one's too), then in the newest snapshot.
@@ -481,10 +622,7 @@ class DeltaSpoolTable(Table):
                         del self._uri_index[gone]  # compacted away: its rows are in a newer file
                         self._group_starts.pop(gone, None)
                     for f in files:
-                        index = self._uri_index.get(f.path)
-                        if index is None:
-                            index = self._uri_index[f.path] = UriIndex(self.delta.read_file(f, ["uri"]).column(0))
-                        for row in index.rows(uri):
+                        for row in self._uri_index_of(f).rows(uri):
                             data = self._group_content(f, row).get(uri)
                             if data is not None:
                                 return data
@@ -493,6 +631,18 @@ class DeltaSpoolTable(Table):
                 if attempt:
                     raise
         return None
+
+    def uri_index(self, f: DataFile) -> UriIndex:
+        """The ``uri -> rows`` index of one data file of this table (built once from its ``uri`` column,
+        shared by inline reads and the catalog's URI lookups: ``ColumnarCatalog.by_uri``)."""
+        with self._uri_lock:
+            return self._uri_index_of(f)
+
+    def _uri_index_of(self, f: DataFile) -> UriIndex:
+        index = self._uri_index.get(f.path)
+        if index is None:
+            index = self._uri_index[f.path] = UriIndex.of_file(self.delta, f)
+        return index
 
     def _group_content(self, f: DataFile, row: int) -> dict[str, bytes]:
         """uri -> inline content of the row group of ``f`` holding ``row``; the last groups read are kept
@@ -537,7 +687,7 @@ class DeltaSpoolTable(Table):
         for f in self.delta.files():
             try:
                 t = self.delta.read_file(f, ["uri", "content"])
-            except FileNotFoundError:
+            except (FileNotFoundError, DamagedDataFile):  # (verify reports a damaged one)
                 continue
             for uri, data in zip(t.column(0).to_pylist(), t.column(1).to_pylist(), strict=True):
                 if data is not None and isinstance(uri, str):
@@ -574,6 +724,25 @@ class UriIndex:
             return
         self._order = np.argsort(keys, kind="stable")
         self._keys = keys[self._order]
+
+    @classmethod
+    def of_file(cls, delta: DeltaLakeTable, f: DataFile) -> UriIndex:
+        """The index of one data file, its ``uri`` column read a row group at a time (at 1M rows the whole
+        column is ~80 MB of text; the index is 16 MB): the keys of each group are kept, not its text."""
+        keys: list[np.ndarray] = []
+        with delta._open(f) as pf:
+            for g in range(pf.metadata.num_row_groups):
+                col = without_views(pf.read_row_group(g, columns=["uri"])).column(0).combine_chunks()
+                k = _hex_keys(col, cls._LEN, len(URI_PREFIX)) if len(col) else np.empty(0, np.uint64)
+                if k is None:  # odd URIs: the dict of the whole column
+                    return cls(delta.read_file(f, ["uri"]).column(0))
+                keys.append(k)
+        index = cls.__new__(cls)
+        index._dict = None
+        all_keys = np.concatenate(keys) if keys else np.empty(0, np.uint64)
+        index._order = np.argsort(all_keys, kind="stable")
+        index._keys = all_keys[index._order]
+        return index
 
     def rows(self, uri: str) -> list[int]:
         """Rows that may hold ``uri`` (the caller compares the URI cells: 16 hex digits can collide)."""
@@ -632,12 +801,14 @@ def _release_committer(root: str) -> None:
         proc.close()
 
 
-def to_format1(spec: TableSpec, table: pa.Table) -> pa.Table:
-    """Typed format-2 columns of one data file -> format 1's schema (JSON text for nested values)."""
+def to_format1(spec: TableSpec, table: pa.Table, *, columns: list[str] | None = None) -> pa.Table:
+    """Typed format-2 columns of one data file -> format 1's schema (JSON text for nested values);
+    ``columns``: only these of format 1's columns, in this order."""
     n = table.num_rows
     names = set(table.column_names)
     cols: dict[str, Any] = {}
-    for f in spec.schema:
+    fields = list(spec.schema) if columns is None else [spec.schema.field(c) for c in columns]
+    for f in fields:
         if f.name not in names:
             cols[f.name] = pa.nulls(n, f.type)
             continue
@@ -649,14 +820,76 @@ def to_format1(spec: TableSpec, table: pa.Table) -> pa.Table:
         elif f.name == "inputs" and spec.name == "artifacts":  # list<string> of ids -> JSON text
             cols[f.name] = pa.array([json.dumps(v) if v else None for v in col.to_pylist()], pa.string())
         elif f.name in ("metrics",):
-            cols[f.name] = pa.array([None if v is None else _json(dict(v)) for v in col.to_pylist()], pa.string())
+            cols[f.name] = _metrics_text(col)
         elif f.name in ("inputs", "outputs"):
             cols[f.name] = pa.array([_values_text(v) for v in col.to_pylist()], pa.string())
         elif f.name == "tags":
             cols[f.name] = pa.array([None if v is None else json.dumps(v) for v in col.to_pylist()], pa.string())
         else:
             cols[f.name] = col.cast(f.type)
-    return pa.table(cols, schema=spec.schema)
+    return pa.table(cols, schema=spec.schema if columns is None else pa.schema(fields))
+
+
+def _metrics_text(col: pa.Array | pa.ChunkedArray) -> pa.Array:
+    """A ``map<string, double>`` column as JSON text; only non-empty maps go through Python (events
+    mostly carry none: a 1M-event file was 1M ``json.dumps`` of ``{}``)."""
+    if isinstance(col, pa.ChunkedArray):
+        col = col.combine_chunks() if col.num_chunks != 1 else col.chunk(0)
+    lengths = np.diff(np.asarray(col.offsets.to_numpy(zero_copy_only=False), dtype=np.int64))
+    text = np.where(col.is_null().to_numpy(zero_copy_only=False), None, "{}").astype(object)
+    for i in np.flatnonzero(lengths > 0):
+        text[i] = _json(dict(col[int(i)].as_py()))
+    return pa.array(text, pa.string())
+
+
+def format1_rows(spec: TableSpec, table: pa.Table, kind: str) -> list[Row]:
+    """Typed format-2 rows of one data file -> format 1's rows (what ``Table.arrow_to_rows`` gives for
+    :func:`to_format1` of the same rows: nested values as JSON text, times as int microseconds), without
+    building Arrow arrays from Python values (which imports pandas): for the few rows a query returns."""
+    names = set(table.column_names)
+    cols: list[tuple[str, list[Any]]] = []
+    n = table.num_rows
+    for f in spec.schema:
+        if f.name not in names:
+            cols.append((f.name, [None] * n))
+            continue
+        col = table.column(f.name)
+        micros = f.name == spec.ts_field and pa.types.is_timestamp(col.type)  # as arrow_to_rows gives it
+        values = as_micros(col).to_pylist() if micros else col.to_pylist()
+        if col.type == f.type or micros:
+            pass
+        elif f.name == "labels":
+            values = [_json(labels_from_entries(v)) for v in values]
+        elif f.name == "inputs" and spec.name == "artifacts":
+            values = [json.dumps(v) if v else None for v in values]
+        elif f.name == "metrics":
+            values = [None if v is None else _json(dict(v)) for v in values]
+        elif f.name in ("inputs", "outputs"):
+            values = [_values_text(v) for v in values]
+        elif f.name == "tags":
+            values = [None if v is None else json.dumps(v) for v in values]
+        cols.append((f.name, values))
+    out: list[Row] = []
+    keys = [c[0] for c in cols]
+    for vals in zip(*(c[1] for c in cols), strict=True):
+        r = dict(zip(keys, vals, strict=True))
+        r["kind"] = kind
+        out.append(r)
+    return out
+
+
+def _group_maxima(meta: Any, ts_name: str, file_max: int) -> list[tuple[int, int]]:
+    """``[(row group, newest time)]`` of a Parquet footer from its statistics (``file_max`` without them)."""
+    try:
+        col = meta.schema.names.index(ts_name)
+    except ValueError:
+        return [(g, file_max) for g in range(meta.num_row_groups)]
+    out = []
+    for g in range(meta.num_row_groups):
+        st = meta.row_group(g).column(col).statistics
+        # max_raw: the stored int64 (`.max` boxes a timestamp through pandas, importing it)
+        out.append((g, int(st.max_raw) if st is not None and st.has_min_max else file_max))
+    return out
 
 
 def _json(obj: dict[str, Any]) -> str:
