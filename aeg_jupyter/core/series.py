@@ -100,22 +100,61 @@ class SeriesSet:
 
 
 # -- reading the event log as columns ------------------------------------------------------------
-@dataclass(frozen=True, slots=True)
 class EventColumns:
-    """The events of one kind as Arrow columns, sorted by time, one row per event."""
+    """The events of one kind as Arrow columns, in time order, one row per event.
 
-    table: pa.Table
+    The rows are kept as read (``raw``) with ``order``, the permutation that puts them in time order
+    (Delta files hold a few sorted runs each): the numbers of a column are cut out of the raw text
+    and permuted as floats (:meth:`numbers`), so a 1M-event chart never copies its JSON text to sort it.
+    :attr:`table` is the sorted table, built on first use.
+    """
+
+    __slots__ = ("_sorted", "order", "raw")
+
+    def __init__(self, table: pa.Table, order: np.ndarray | None = None) -> None:
+        self.raw = table
+        self.order = order
+        self._sorted: pa.Table | None = table if order is None else None
+
+    @property
+    def table(self) -> pa.Table:
+        if self._sorted is None:
+            self._sorted = self.raw.take(pa.array(self.order))
+        return self._sorted
 
     def __len__(self) -> int:
-        return self.table.num_rows
+        return self.raw.num_rows
 
     def column(self, name: str) -> pa.Array:
-        col = self.table.column(name)
-        return col.combine_chunks() if isinstance(col, pa.ChunkedArray) else col
+        col = self.raw.column(name)
+        col = col.combine_chunks() if isinstance(col, pa.ChunkedArray) else col
+        return col if self.order is None else col.take(pa.array(self.order))
+
+    def sample(self, name: str) -> list[Any]:
+        """The first and last :data:`_SAMPLE` values of column ``name`` (all of them if few), in time order."""
+        n = len(self)
+        rows = np.arange(n) if n <= 2 * _SAMPLE else np.r_[0:_SAMPLE, n - _SAMPLE : n]
+        if self.order is not None:
+            rows = self.order[rows]
+        return self.raw.column(name).take(pa.array(rows)).to_pylist()  # type: ignore[no-any-return]
+
+    def numbers(self, name: str, key: str) -> np.ndarray:
+        """:func:`numbers` of column ``name`` (JSON text), in time order."""
+        values = numbers(self.raw.column(name), key)
+        return values if self.order is None else values[self.order]
+
+    def codes(self, name: str) -> tuple[np.ndarray, list[Any]]:
+        """``(codes, values)``: column ``name`` dictionary-encoded (-1 for null), codes in time order."""
+        col = self.raw.column(name)
+        col = col.combine_chunks() if isinstance(col, pa.ChunkedArray) else col
+        encoded = col.dictionary_encode()
+        codes = np.asarray(pc.fill_null(encoded.indices, -1).to_numpy(zero_copy_only=False), dtype=np.int64)
+        return (codes if self.order is None else codes[self.order]), encoded.dictionary.to_pylist()
 
     @property
     def ts(self) -> np.ndarray:
-        return np.asarray(self.column("ts").to_numpy(zero_copy_only=False), dtype=np.int64)
+        ts = np.asarray(self.raw.column("ts").to_numpy(), dtype=np.int64)
+        return ts if self.order is None else ts[self.order]
 
 
 def read_event_columns(
@@ -145,13 +184,13 @@ def read_event_columns(
     need += [c for c, on in (("graph_id", where.graph_id is not None or by == "graph"),
                              ("node_id", where.node_id is not None or by == "node"),
                              ("topic", by == "topic"), ("event_id", ids)) if on]  # fmt: skip
-    pieces: list[pa.Table] = []
-    for part in reversed(table.list_parts([kind])):  # oldest first: the rows come out mostly in time order
+
+    def read(part: Any) -> pa.Table | None:
         overlaps = oldest_spooled is not None and part.name.max_ts >= oldest_spooled
         cols = need if ("event_id" in need or not overlaps) else [*need, "event_id"]
         t = table.read_part_table(part, columns=cols)
         if t is None or t.num_rows == 0:
-            continue
+            return None
         n = t.num_rows
         t = pa.table(
             [as_micros(t.column("ts")) if f.name == "ts" else
@@ -161,7 +200,12 @@ def read_event_columns(
         ).cast(_SCHEMA)  # fmt: skip
         if overlaps and len(ids_spooled):
             t = t.filter(pc.invert(pc.is_in(t.column("event_id"), value_set=ids_spooled)))
-        pieces.append(t)
+        return t
+
+    parts = list(reversed(table.list_parts([kind])))  # oldest first: the rows come out mostly in time order
+    # Parquet decoding releases the GIL: the parts are read on the pool's threads at once
+    read_all = _pool().map(read, parts) if len(parts) > 1 and (os.cpu_count() or 1) > 1 else map(read, parts)
+    pieces: list[pa.Table] = [t for t in read_all if t is not None]
     if unique:
         pieces.append(pa.Table.from_pylist(list(unique.values()), schema=_SCHEMA))
     t = pa.concat_tables(pieces) if pieces else _SCHEMA.empty_table()
@@ -175,7 +219,7 @@ def read_event_columns(
             t = t.filter(mask)
     ts = np.asarray(t.column("ts").to_numpy(), dtype=np.int64)
     if len(ts) > 1 and not bool(np.all(ts[1:] >= ts[:-1])):
-        t = t.take(pa.array(np.argsort(ts, kind="stable")))
+        return EventColumns(t, np.argsort(ts, kind="stable"))
     return EventColumns(t)
 
 
@@ -329,13 +373,6 @@ def numeric_keys(texts: Iterable[str | None]) -> list[str]:
     return list(seen)
 
 
-def _sample(arr: pa.Array) -> list[str | None]:
-    n = len(arr)
-    if n <= 2 * _SAMPLE:
-        return arr.to_pylist()  # type: ignore[no-any-return]
-    return arr.slice(0, _SAMPLE).to_pylist() + arr.slice(n - _SAMPLE).to_pylist()  # type: ignore[no-any-return]
-
-
 @dataclass(frozen=True, slots=True)
 class KindKeys:
     """The numeric ``data`` keys and metric names of one event kind (from a sample of its events)."""
@@ -360,26 +397,25 @@ def kind_keys(cols: EventColumns) -> KindKeys:
         >>> kind_keys(read_event_columns(log, "train_log")).data    # doctest: +SKIP
         ['step', 'loss']
     """
-    return KindKeys(numeric_keys(_sample(cols.column("text"))), numeric_keys(_sample(cols.column("metrics"))))
+    return KindKeys(numeric_keys(cols.sample("text")), numeric_keys(cols.sample("metrics")))
 
 
 def values_of(cols: EventColumns, key: str, keys: KindKeys | None = None) -> np.ndarray:
     """``key`` of each event: from ``data``, else from the metrics (NaN where neither has it)."""
     keys = keys or kind_keys(cols)
     if key in keys.data or key not in keys.metrics:
-        y = numbers(cols.table.column("text"), key)
+        y = cols.numbers("text", key)
         if key in keys.data or not np.isnan(y).all():
             return y
-    return numbers(cols.table.column("metrics"), key)
+    return cols.numbers("metrics", key)
 
 
 def _groups(cols: EventColumns, by: str) -> tuple[np.ndarray, list[str]]:
     """``(codes, names)``: the group of each event as an index into ``names`` (first seen first)."""
     column = {"run": "run_id", "graph": "graph_id", "node": "node_id", "topic": "topic"}.get(by)
     if column is not None:
-        encoded = cols.column(column).dictionary_encode()
-        codes = np.asarray(pc.fill_null(encoded.indices, -1).to_numpy(zero_copy_only=False), dtype=np.int64)
-        names = [str(v) for v in encoded.dictionary.to_pylist()]
+        codes, values = cols.codes(column)
+        names = [str(v) for v in values]
         if (codes < 0).any():
             codes = np.where(codes < 0, len(names), codes)
             names.append(NO_VALUE)
