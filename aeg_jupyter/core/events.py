@@ -75,9 +75,16 @@ class EventLog:
                     heapq.heapreplace(newest, k)
 
         push(rows)
-        for batch in self.table.iter_newest(stop=enough):
+        newest_rows = getattr(self.table, "newest_rows", None)  # format 2: DeltaSpoolTable.newest_rows
+        if newest_rows is not None:  # the newest `need` rows from the Delta statistics, only those decoded
+            batch, whole = newest_rows(need, whole_below=2 * need)
+            stopped = not whole
             rows.extend(batch)
             push(batch)
+        else:
+            for batch in self.table.iter_newest(stop=enough):
+                rows.extend(batch)
+                push(batch)
         unique = {r["event_id"]: r for r in rows}
         ordered = sorted(unique.values(), key=lambda r: (r["ts"], r["event_id"]))
         if ordered:  # what other writers stamped: our next stamps come after it (base/ids.observe)
@@ -276,12 +283,16 @@ class EventLog:
                     break
         if len(found) < limit_ and not self.hot.complete:
             match = _row_filter(kind_set, where, topic)
-            found.extend(self._scan(kind_set, match, limit_ - len(found), before=self.hot.oldest))
+            plain = not where and topic is None  # no row filter: the table can pick the newest rows itself
+            found.extend(self._scan(kind_set, match, limit_ - len(found), before=self.hot.oldest, plain=plain))
         found.reverse()
         return found
 
-    def _scan(self, kinds: set[str] | None, match: RowFilter, limit: int, *, before: Key) -> list[Event]:
-        """Newest-first scan of spools and Parquet for events older than ``before``."""
+    def _scan(
+        self, kinds: set[str] | None, match: RowFilter, limit: int, *, before: Key, plain: bool = False
+    ) -> list[Event]:
+        """Newest-first scan of spools and Parquet for events older than ``before`` (``plain``: ``match``
+        filters nothing but ``kinds``, so a format-2 table reads only the newest rows of its files)."""
         heap: list[tuple[Key, Row]] = []  # min-heap of the best `limit` rows, each id once
         held: set[str] = set()  # the ids in `heap`
 
@@ -308,8 +319,12 @@ class EventLog:
         def enough(max_ts: int) -> bool:
             return len(heap) >= limit and heap[0][0][0] > max_ts
 
-        for batch in self.table.iter_newest(kinds, stop=enough):
-            take(batch)
+        newest_rows = getattr(self.table, "newest_rows", None)
+        if plain and newest_rows is not None:
+            take(newest_rows(limit, kinds, before=before)[0])
+        else:
+            for batch in self.table.iter_newest(kinds, stop=enough):
+                take(batch)
         return [row_to_event(r) for _k, r in sorted(heap, key=lambda t: t[0], reverse=True)]
 
     def recent_data(

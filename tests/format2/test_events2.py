@@ -19,19 +19,27 @@ FILES, PER_FILE = 20, 10
 
 COUNTING_CHILD = """
 import json, os, sys
+import pyarrow as pa
 import pyarrow.parquet as pq
 from aeg_jupyter.core.store import Store
 root, hot, limit, call = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), sys.argv[4]
 events_dir = os.path.join(root, "tables", "events")
-opened = []
-real_init = pq.ParquetFile.__init__
+opened = []  # events data files opened, each counted once per phase (a read may open a file twice:
+real_init = pq.ParquetFile.__init__  # its time column, then the rows chosen)
 def counting(self, source, *a, **kw):
     if str(source).startswith(events_dir):
         opened.append(os.path.basename(str(source)))
     real_init(self, source, *a, **kw)
 pq.ParquetFile.__init__ = counting
+real_osfile = pa.OSFile  # DeltaLakeTable._open hands ParquetFile an open file, not a path
+def counting_osfile(path, *a, **kw):
+    if str(path).startswith(events_dir):
+        opened.append(os.path.basename(str(path)))
+    return real_osfile(path, *a, **kw)
+pa.OSFile = counting_osfile
 store = Store(root, format=2, hot_limit=hot)
-at_open = len(opened)
+at_open = len(set(opened))
+opened_at_open = len(opened)
 log = store.event_log
 if call == "recent":
     got = [e.event_id for e in log.recent(kinds=["log"], limit=limit)]
@@ -43,7 +51,7 @@ else:
     got = log.last_by_name(call)
 files = len(store.event_table.delta.files())
 store.close()
-print(json.dumps({"got": got, "at_open": at_open, "by_call": len(opened) - at_open, "files": files}))
+print(json.dumps({"got": got, "at_open": at_open, "by_call": len(set(opened[opened_at_open:])), "files": files}))
 """
 
 

@@ -1,0 +1,166 @@
+"""Format 2's events at scale (issue 18, the 10M-events row): the flusher's small-file compaction leaves
+files at its target size alone (so a growing partition is not rewritten again and again), and the cold
+newest-first read (``DeltaSpoolTable.newest_rows``, what a fresh process's ``recent`` runs on) gives the
+same rows as reading every data file whole through format 1's row path, without importing pandas.
+Real Delta tables in ``tmp_path``, real child processes."""
+
+from __future__ import annotations
+
+import json
+import os
+from typing import Any
+
+from conftest import run_child
+
+from aeg_jupyter.core.store import Store
+from aeg_jupyter.storage.delta import DeltaLakeTable
+from aeg_jupyter.storage.delta_table import DeltaSpoolTable
+from aeg_jupyter.storage.schemas2 import EVENTS2_SCHEMA, event_rows_to_arrow
+
+T0 = 1_767_225_600_000_000  # 2026-01-01 UTC, microseconds
+
+
+def _row(n: int, us: int, kind: str = "log") -> dict[str, Any]:
+    return {"event_id": f"01JB{n:022d}", "ts": us, "kind": kind, "text": f"row {n} " + "x" * 40}
+
+
+def test_compaction_leaves_files_at_target_size_alone(tmp_path: Any) -> None:
+    table = DeltaLakeTable(str(tmp_path / "events"), EVENTS2_SCHEMA, ts_field="ts")
+    target = 40_000
+    table.target_file_bytes = target
+    # every file of at least half the target seen at any point (a merge's output is smaller than its inputs,
+    # compressed together: 4 files of 10 kB make one of ~20 kB, so "at target" is what compact_small
+    # does not count as small)
+    at_target: set[str] = set()
+    n = 0
+    merges = 0
+    for seq in range(60):
+        table.commit(event_rows_to_arrow([_row(n + i, T0 + (n + i) * 10) for i in range(400)]), app_id="w", seq=seq)
+        n += 400
+        before = table.version()
+        merged = table.compact_small("log", min_files=6)
+        if merged:
+            merges += 1
+        else:  # too few small files: no optimize at all, so no commit
+            assert table.version() == before
+        files = table.files(["log"])
+        paths = {f.path for f in files}
+        assert at_target <= paths, "a file at its target size was rewritten"
+        at_target.update(f.path for f in files if f.size is not None and f.size >= target // 2)
+        assert sum(1 for f in files if f.size is None or f.size < target // 2) < 6 + 1
+    assert merges >= 5 and len(at_target) >= 3, (merges, len(at_target))
+    assert all(f.size is not None for f in table.files())
+    # nothing lost, nothing twice
+    ids = table.read(["event_id"]).column(0).to_pylist()
+    assert len(ids) == len(set(ids)) == n
+    # the default target of a table, and the artifacts table's larger one
+    assert DeltaLakeTable(str(tmp_path / "x"), EVENTS2_SCHEMA).target_file_bytes == 16 << 20
+
+
+def _full_read(table: DeltaSpoolTable) -> list[dict[str, Any]]:
+    """Every row of every data file through format 1's whole-file path (read_part -> to_format1), newest first."""
+    rows = [r for part in table.list_parts() for r in table.read_part(part) or []]
+    return sorted(rows, key=lambda r: (r["ts"], r["event_id"]), reverse=True)
+
+
+def test_newest_rows_equal_a_full_read_of_every_file(tmp_path: Any) -> None:
+    root = str(tmp_path / "s")
+    with Store(root, format=2) as store:
+        store.event_table.background = False
+        log = store.event_log
+        for batch in range(3):  # 3 commits of 6,000, compacted below into one file of several row groups
+            for i in range(6000):
+                n = batch * 6000 + i
+                if n % 10 == 9:
+                    log.record_tool_result(
+                        "train.step", outputs=[{"name": "val_acc", "kind": "number", "value": n / 1e4}],
+                        inputs=[{"name": "lr", "kind": "json", "value": {"lr": 0.1}}], tags=["t", "ü"],
+                        metrics={"loss": 1.0 / (n + 1)},
+                    )  # fmt: skip
+                else:
+                    log.record("train_log", {"i": n}, stage="fit" if n % 3 else None)
+            store.flush()
+        table = store.event_table
+        assert isinstance(table, DeltaSpoolTable)
+        table.delta.compact(kinds=["train_log"])  # one file of 16,200 rows: more than one row group
+        for i in range(300):  # and two small newer commits
+            log.record("train_log", {"late": i})
+            if i == 150:
+                store.flush()
+        store.flush()
+    with Store(root, format=2, hot_limit=1) as store:
+        table = store.event_table
+        assert isinstance(table, DeltaSpoolTable)
+        big = max(table.delta.files(["train_log"]), key=lambda f: f.rows)
+        assert big.rows > 8192 and table.delta.footer(big).num_row_groups > 1
+        full = _full_read(table)
+        assert len(full) == 18_300
+        for limit in (1, 10, 151, 1000, 9000):
+            got, whole = table.newest_rows(limit)
+            assert got == full[:limit] and not whole, limit
+        got, whole = table.newest_rows(20_000)
+        assert got == full and whole
+        got, whole = table.newest_rows(5, whole_below=20_000)  # a table this small comes whole
+        assert got == full and whole
+        tools = [r for r in full if r["kind"] == "tool_result"]
+        got, _ = table.newest_rows(25, ["tool_result"])
+        assert got == tools[:25] and json.loads(got[0]["outputs"])[0]["name"] == "val_acc"
+        assert json.loads(got[0]["tags"]) == ["t", "ü"] and json.loads(got[0]["metrics"])["loss"] > 0
+        for at in (0, 149, 150, 500, 12_000):  # older than a key (the hot window's oldest)
+            key = (full[at]["ts"], full[at]["event_id"])
+            got, _ = table.newest_rows(10, before=key)
+            assert [r for r in got if (r["ts"], r["event_id"]) < key] == full[at + 1 : at + 11], at
+        # through the API: a window of one, so recent scans cold
+        ev = store.event_log.recent(limit=40)
+        assert [e.event_id for e in ev] == [r["event_id"] for r in reversed(full[:40])]
+        ev = store.event_log.recent(kinds=["tool_result"], limit=3)
+        assert [e.event_id for e in ev] == [r["event_id"] for r in reversed(tools[:3])]
+
+
+def test_newest_rows_keep_every_row_of_a_tied_time(tmp_path: Any) -> None:
+    # two writers stamped the same microsecond: both rows are the newest, whichever file holds them
+    root = str(tmp_path / "s")
+    Store(root, format=2).close()
+    table = DeltaLakeTable(os.path.join(root, "tables", "events"), EVENTS2_SCHEMA, ts_field="ts")
+    table.commit(event_rows_to_arrow([_row(1, T0 + 5), _row(2, T0 + 9)]), app_id="a", seq=0)
+    table.commit(event_rows_to_arrow([_row(3, T0 + 9), _row(4, T0 + 1)]), app_id="b", seq=0)
+    with Store(root, format=2, hot_limit=1) as store:
+        t = store.event_table
+        assert isinstance(t, DeltaSpoolTable)
+        got, _ = t.newest_rows(1)
+        assert sorted(r["event_id"] for r in got) == [_row(2, 0)["event_id"], _row(3, 0)["event_id"]]
+        got, _ = t.newest_rows(1, before=(T0 + 9, _row(3, 0)["event_id"]))  # the tie comes on top of the limit
+        assert {r["event_id"] for r in got} >= {_row(2, 0)["event_id"], _row(1, 0)["event_id"]}
+        assert [e.text for e in store.event_log.recent(limit=4)] == [_row(n, 0)["text"] for n in (4, 1, 2, 3)]
+
+
+COLD_CHILD = """
+import json, sys
+from aeg_jupyter.core.store import Store
+store = Store(sys.argv[1], format=2, hot_limit=int(sys.argv[2]))
+got = [e.event_id for e in store.event_log.recent(limit=10)]
+print(json.dumps({"got": got, "pandas": "pandas" in sys.modules}))
+store.close()
+"""
+
+
+def test_a_cold_open_and_recent_over_events_do_not_import_pandas(tmp_path: Any) -> None:
+    """The hot window's fill used to read whole row groups through to_format1, whose Python-value
+    conversions made pyarrow import pandas: 0.5-1 s of a cold open at 1M events."""
+    root = str(tmp_path / "s")
+    with Store(root, format=2) as store:
+        store.event_table.background = False
+        for i in range(3000):
+            if i % 5 == 0:
+                store.event_log.record_tool_result(
+                    "step", outputs=[{"name": "acc", "kind": "number", "value": i}], metrics={"m": 1.0}, tags=["a"]
+                )  # fmt: skip
+            else:
+                store.event_log.record("train_log", {"i": i})
+            if i % 1000 == 999:
+                store.flush()
+        want = [e.event_id for e in store.event_log.recent(limit=10)]
+    for hot in (1000, 1):
+        proc = run_child(COLD_CHILD, root, str(hot))
+        res = json.loads(proc.stdout.strip().splitlines()[-1])
+        assert res["got"] == want and res["pandas"] is False, (hot, res)
