@@ -19,7 +19,7 @@ import json
 import math
 import os
 import threading
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any, TypeVar
 
@@ -98,6 +98,70 @@ class _Segment:
         return int(self.starts[-1])
 
 
+class _PendingRows(dict[str, Artifact]):
+    """The pending rows by id (a ``dict``), with an index by kind and by (kind, label, value) kept as
+    rows come and go, so a query over them is proportional to the rows it could match (the first
+    search after a save walked every one, ~600 us with a few thousand). Both indexes keep arrival order."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.by_kind: dict[str, dict[str, Artifact]] = {}
+        self.by_label: dict[tuple[str, str, bool, Any], dict[str, Artifact]] = {}
+
+    def __setitem__(self, aid: str, art: Artifact) -> None:
+        if aid in self:
+            del self[aid]
+        super().__setitem__(aid, art)
+        self.by_kind.setdefault(art.kind, {})[aid] = art
+        for k, v in art.labels.items():
+            key = _pending_key(art.kind, k, v)
+            if key is not None:
+                self.by_label.setdefault(key, {})[aid] = art
+
+    def __delitem__(self, aid: str) -> None:
+        art = self[aid]
+        super().__delitem__(aid)
+        same = self.by_kind[art.kind]
+        del same[aid]
+        if not same:
+            del self.by_kind[art.kind]
+        for k, v in art.labels.items():
+            key = _pending_key(art.kind, k, v)
+            posting = self.by_label.get(key) if key is not None else None
+            if posting is not None:
+                posting.pop(aid, None)
+                if not posting:
+                    del self.by_label[key]  # type: ignore[arg-type]
+
+    def candidates(self, kind: str | None, items: list[tuple[str, Any]]) -> Any:
+        """Rows that may match ``kind`` and labels ``items`` (a superset, in arrival order)."""
+        if kind is None:
+            return self.values()
+        pool = self.by_kind.get(kind)
+        if pool is None:
+            return ()
+        for k, v in items:
+            key = _pending_key(kind, k, v)
+            if key is None:
+                continue
+            posting = self.by_label.get(key)
+            if posting is None:
+                return ()
+            if len(posting) < len(pool):
+                pool = posting
+        return pool.values()
+
+
+def _pending_key(kind: str, key: str, value: Any) -> tuple[str, str, bool, Any] | None:
+    """A label's key in :class:`_PendingRows`' index (``1`` and ``1.0`` share one, ``True`` does not);
+    None for a value that is not hashable (a list: such rows are found by the kind's index)."""
+    try:
+        hash(value)
+    except TypeError:
+        return None
+    return (kind, key, type(value) is bool, value)
+
+
 class ColumnarCatalog:
     """The live artifacts of a format-2 store as columns.
 
@@ -126,7 +190,7 @@ class ColumnarCatalog:
         self._uri_indexes: dict[str, UriIndex] = {}
         self._lock = threading.RLock()
         self._segments: dict[str, _Segment] = {}
-        self._pending: dict[str, Artifact] = {}  # uncommitted rows (spools), by id
+        self._pending = _PendingRows()  # uncommitted rows (spools), by id, indexed by kind and label
         self._state: dict[str, tuple[int, str, str]] = {}  # artifact id -> (ts, op_id, op) of its last op
         self._deleted: set[str] = set()
         self._table_state: dict[str, tuple[int, str, str]] = {}  # the ops table's fold alone
@@ -607,9 +671,16 @@ class ColumnarCatalog:
         return order
 
     # -- building the answers ----------------------------------------------------------------
-    def _artifacts(self, kind: str, rows: list[int]) -> list[Artifact]:
-        """``Artifact`` objects for rows of one kind's segment, in the order given (pins applied)."""
-        seg = self._segments[kind]
+    def _artifacts(
+        self,
+        kind: str,
+        rows: list[int],
+        seg: _Segment | None = None,
+        states: dict[str, tuple[int, str, str]] | None = None,
+    ) -> list[Artifact]:
+        """``Artifact`` objects for rows of one kind's segment, in the order given, pins applied (``seg``,
+        ``states``: an earlier segment of the kind and fold of the ops, which a :class:`SearchAnswer` holds)."""
+        seg = self._segments[kind] if seg is None else seg
         got = {r: seg.built[r] for r in rows if r in seg.built}
         missing = [r for r in rows if r not in got]
         if missing:
@@ -625,17 +696,20 @@ class ColumnarCatalog:
             if len(seg.built) + len(missing) > _BUILT_MAX:
                 seg.built.clear()
             seg.built.update((r, got[r]) for r in missing)
-        return [self._with_ops(got[r]) for r in rows]
+        return [self._with_ops(got[r], states) for r in rows]
 
-    def _with_ops(self, art: Artifact) -> Artifact:
-        state = self._state.get(art.artifact_id)
+    def _with_ops(self, art: Artifact, states: dict[str, tuple[int, str, str]] | None = None) -> Artifact:
+        """``art`` with its pin state as of the last op (of ``states``: an earlier fold, if given)."""
+        state = (self._state if states is None else states).get(art.artifact_id)
         if state is not None and state[2] != "delete" and art.pinned != (state[2] == "pin"):
             return replace(art, pinned=state[2] == "pin")
         return art
 
     def _pending_matches(self, kind: str | None, items: list[tuple[str, Any]], where: ScopeFilter) -> list[Artifact]:
+        """Pending rows matching a query, in the order they came: only those of the kind's (or of its
+        rarest label's) index are looked at, not every row this writer has not committed yet."""
         out = []
-        for a in self._pending.values():
+        for a in self._pending.candidates(kind, items):
             if (
                 (kind is None or a.kind == kind)
                 and a.artifact_id not in self._deleted
@@ -662,7 +736,7 @@ class ColumnarCatalog:
             if kind in self._segments:
                 live = self._live(kind)
                 n = self._segments[kind].rows if live is None else int(live.sum())
-            return n + sum(1 for a in self._pending.values() if a.kind == kind and a.artifact_id not in self._deleted)
+            return n + sum(1 for aid in self._pending.by_kind.get(kind, ()) if aid not in self._deleted)
 
     @_retried
     def metric_names(self, kind: str | None = None) -> list[str]:
@@ -870,8 +944,9 @@ class ColumnarCatalog:
         where: ScopeFilter = ScopeFilter(),
         limit: int | None = None,
         skip_prefix: str | None = None,
-    ) -> list[Artifact]:
-        """Artifacts matching ``kind``, every label in ``labels`` (exact) and the scope.
+    ) -> SearchAnswer:
+        """Artifacts matching ``kind``, every label in ``labels`` (exact) and the scope, as a
+        :class:`SearchAnswer` (rows found, ``Artifact`` objects built when asked for).
 
         Without ``metric``: newest first. With ``metric``: ranked by it (``mode`` "max" by default),
         artifacts lacking the metric left out, ties broken by the newest. ``skip_prefix``: without a
@@ -885,8 +960,13 @@ class ColumnarCatalog:
             check_mode(mode)
         sign = 1.0 if (mode or "max") == "max" else -1.0
         with self._lock:
-            # candidates: (sort key, kind, row) for committed rows, (sort key, art) for pending ones
-            keyed: list[tuple[tuple[float, int], str | None, int, Artifact | None]] = []
+            # candidates as arrays (no Python object per row): sort keys, source (a kind's index in
+            # `kinds`, or -1 for a pending row) and row (in the kind's segment, or in `pending`)
+            kinds: list[str] = []
+            segs: list[_Segment] = []
+            scores: list[np.ndarray] = []
+            stamps_all: list[np.ndarray] = []
+            rows_all: list[np.ndarray] = []
             for k in [kind] if kind is not None else sorted(self._segments):
                 if k not in self._segments or (kind is None and skip_prefix and k.startswith(skip_prefix)):
                     continue
@@ -903,29 +983,35 @@ class ColumnarCatalog:
                 else:
                     order = _first(self._order(k, metric, sign), mask, limit)
                     stamps = self._micros(k)[order]
-                score = np.zeros(len(order)) if metric is None else self._metric(k, metric)[order] * sign
-                keyed.extend(
-                    ((float(s), int(t)), k, int(r), None)
-                    for s, t, r in zip(score.tolist(), stamps.tolist(), order.tolist(), strict=True)
-                )
+                kinds.append(k)
+                segs.append(seg)
+                scores.append(np.zeros(len(order)) if metric is None else self._metric(k, metric)[order] * sign)
+                stamps_all.append(np.asarray(stamps, dtype=np.int64))
+                rows_all.append(np.asarray(order, dtype=np.int64))
+            pending: list[Artifact] = []
+            p_score: list[float] = []
             for a in self._pending_matches(kind, items, where):
                 if kind is None and skip_prefix and a.kind.startswith(skip_prefix):
                     continue
-                if metric is None:
-                    keyed.append(((0.0, _micros_of(a)), None, -1, a))
-                else:
-                    v = a.metrics.get(metric)
-                    if v is not None and not math.isnan(v):
-                        keyed.append(((v * sign, _micros_of(a)), None, -1, a))
-            keyed.sort(key=lambda t: t[0], reverse=True)
+                v = 0.0 if metric is None else a.metrics.get(metric)
+                if v is not None and not math.isnan(v):
+                    pending.append(a)
+                    p_score.append(v * sign)
+            sources = [np.full(len(r), i, dtype=np.int32) for i, r in enumerate(rows_all)]
+            if pending:
+                scores.append(np.array(p_score, dtype=np.float64))
+                stamps_all.append(np.array([_micros_of(a) for a in pending], dtype=np.int64))
+                rows_all.append(np.arange(len(pending), dtype=np.int64))
+                sources.append(np.full(len(pending), -1, dtype=np.int32))
+            if not rows_all:
+                return SearchAnswer(self, [], [], np.empty(0, np.int32), np.empty(0, np.int64), [])
+            src, rows = np.concatenate(sources), np.concatenate(rows_all)
+            if len(rows_all) > 1 or pending:  # a kind's part is in order already; ties keep part order
+                pick = np.lexsort((-np.concatenate(stamps_all), -np.concatenate(scores)))  # (stable)
+                src, rows = src[pick], rows[pick]
             if limit is not None:
-                keyed = keyed[:limit]
-            wanted: dict[str, list[int]] = {}
-            for _, k, r, a in keyed:
-                if a is None and k is not None:
-                    wanted.setdefault(k, []).append(r)
-            built = {(k, r): art for k, rs in wanted.items() for r, art in zip(rs, self._artifacts(k, rs), strict=True)}
-            return [a if a is not None else built[(k, r)] for _, k, r, a in keyed]  # type: ignore[index]
+                src, rows = src[:limit], rows[:limit]
+            return SearchAnswer(self, kinds, segs, src, rows, pending)
 
     @_retried
     def __len__(self) -> int:
@@ -934,6 +1020,61 @@ class ColumnarCatalog:
             if self._deleted:
                 committed -= sum(int((~live).sum()) for k in self._segments if (live := self._live(k)) is not None)
             return committed + sum(1 for a in self._pending.values() if a.artifact_id not in self._deleted)
+
+
+class SearchAnswer:
+    """The answer of :meth:`ColumnarCatalog.search` as rows: a kind's segment and row (or a pending
+    artifact) per answer, in answer order; ``Artifact`` objects are built by :meth:`build`, for the
+    answers asked for only (``core/search.py``'s ``LazyArtifactList`` is the list people get).
+
+    It holds the segments it was found in and the fold of the ops at the time (a list answer does not
+    change after it was given): a refresh since (new files, a compaction) does not move its rows, a pin
+    since does not show. Their files stay on disk for the vacuum's retention (24 h by default).
+    """
+
+    __slots__ = ("_catalog", "_kinds", "_pending", "_rows", "_segs", "_src", "_states")
+
+    def __init__(
+        self,
+        catalog: ColumnarCatalog,
+        kinds: list[str],
+        segs: list[_Segment],
+        src: np.ndarray,
+        rows: np.ndarray,
+        pending: list[Artifact],
+    ) -> None:
+        self._catalog, self._kinds, self._segs = catalog, kinds, segs
+        self._src, self._rows, self._pending = src, rows, pending
+        self._states = catalog._state  # (a fold replaces the dict, never changes it)
+
+    def __len__(self) -> int:
+        return len(self._rows)
+
+    def __iter__(self) -> Iterator[Artifact]:
+        for start in range(0, len(self._rows), 1024):
+            yield from self.build(slice(start, start + 1024))
+
+    def __getitem__(self, at: int | slice) -> Any:
+        if isinstance(at, slice):
+            return self.build(at)
+        if not -len(self._rows) <= at < len(self._rows):
+            raise IndexError("answer index out of range")
+        return self.build([at])[0]
+
+    def build(self, at: slice | np.ndarray | list[int]) -> list[Artifact]:
+        """The ``Artifact`` objects of answers ``at`` (a slice, or positions), in that order."""
+        src, rows = self._src[at], self._rows[at]
+        out: list[Artifact | None] = [None] * len(rows)
+        with self._catalog._lock:
+            for ki in np.unique(src).tolist():
+                sel = np.flatnonzero(src == ki)
+                if ki < 0:
+                    got = [self._pending[r] for r in rows[sel].tolist()]  # (pins applied when found)
+                else:
+                    got = self._catalog._artifacts(self._kinds[ki], rows[sel].tolist(), self._segs[ki], self._states)
+                for j, a in zip(sel.tolist(), got, strict=True):
+                    out[j] = a
+        return out  # type: ignore[return-value]
 
 
 def _flatten(m: pa.Array) -> tuple[np.ndarray, pa.Array, pa.Array]:
@@ -1072,4 +1213,4 @@ def _label_equal(got: Any, want: Any) -> bool:
     return got is not _MISSING and got == want and isinstance(got, bool) == isinstance(want, bool)
 
 
-__all__ = ["ColumnarCatalog"]
+__all__ = ["ColumnarCatalog", "SearchAnswer"]

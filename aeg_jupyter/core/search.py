@@ -10,8 +10,9 @@ from __future__ import annotations
 import heapq
 import itertools
 import math
+import operator
 from collections.abc import Callable, Iterable, Iterator, Mapping
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from ..base.errors import InvalidInputError
 from ..base.models import RESERVED_KIND_PREFIX, Artifact, ScopeFilter
@@ -33,12 +34,119 @@ class ArtifactList(list[Artifact]):
         """The artifacts as a DataFrame, in list order."""
         from .frames import artifacts_frame
 
-        return artifacts_frame(self)
+        return artifacts_frame(list(self))  # (a lazy list built once, not once per column)
 
     def _repr_html_(self) -> str:
         if not self:
             return "<p><i>no artifacts</i></p>"
         return self.df.to_html(max_rows=50, escape=True)
+
+
+class _Answer(Protocol):
+    """What :class:`LazyArtifactList` reads (``columnar.SearchAnswer``)."""
+
+    def __len__(self) -> int: ...
+
+    def build(self, at: Any) -> list[Artifact]: ...
+
+
+_CHUNK = 1024  # artifacts built at once while iterating a lazy answer
+
+
+def _materialized(method: Callable[..., Any]) -> Callable[..., Any]:
+    """A list method of :class:`LazyArtifactList` that needs the whole list: built once, then list's own."""
+
+    def run(self: LazyArtifactList, *args: Any, **kw: Any) -> Any:
+        self._materialize()
+        return method(self, *args, **kw)
+
+    run.__name__ = method.__name__
+    run.__doc__ = method.__doc__
+    return run
+
+
+class LazyArtifactList(ArtifactList):
+    """An :class:`ArtifactList` whose ``Artifact`` objects are built when they are looked at (format 2's
+    answers: 10,000 hits cost their rows' arrays, not 10,000 objects, until iterated).
+
+    ``len``, ``bool``, an index or a slice build only what they return; iterating builds a chunk at a
+    time; anything else (``==``, ``repr``, ``+``, ``in``, every change) builds the whole list once, after
+    which it is a plain list. It is a ``list``: ``isinstance(hits, list)`` holds.
+    """
+
+    __slots__ = ("_answer",)
+
+    def __init__(self, answer: _Answer) -> None:
+        super().__init__()
+        self._answer: _Answer | None = answer
+
+    def _materialize(self) -> None:
+        if self._answer is not None:
+            answer, self._answer = self._answer, None
+            list.extend(self, answer.build(slice(None)))
+
+    def __len__(self) -> int:
+        return len(self._answer) if self._answer is not None else list.__len__(self)
+
+    def __bool__(self) -> bool:
+        return len(self) > 0
+
+    def __getitem__(self, at: Any) -> Any:
+        if self._answer is None:
+            return list.__getitem__(self, at)
+        n = len(self._answer)
+        if isinstance(at, slice):
+            return ArtifactList(self._answer.build(at) if n else [])
+        i = operator.index(at)
+        if not -n <= i < n:
+            raise IndexError("list index out of range")
+        return self._answer.build([i % n])[0]
+
+    def __iter__(self) -> Iterator[Artifact]:
+        if self._answer is None:
+            yield from list.__iter__(self)
+            return
+        answer = self._answer
+        for start in range(0, len(answer), _CHUNK):
+            yield from answer.build(slice(start, start + _CHUNK))
+
+    def __reversed__(self) -> Iterator[Artifact]:
+        self._materialize()
+        return list.__reversed__(self)
+
+    def __reduce__(self) -> Any:
+        return (ArtifactList, (list(self),))
+
+    def __copy__(self) -> ArtifactList:
+        return ArtifactList(self)
+
+    __eq__ = _materialized(list.__eq__)
+    __ne__ = _materialized(list.__ne__)
+    __lt__ = _materialized(list.__lt__)
+    __le__ = _materialized(list.__le__)
+    __gt__ = _materialized(list.__gt__)
+    __ge__ = _materialized(list.__ge__)
+    __hash__ = None  # type: ignore[assignment]
+    __repr__ = _materialized(list.__repr__)
+    __contains__ = _materialized(list.__contains__)
+    __add__ = _materialized(list.__add__)
+    __mul__ = _materialized(list.__mul__)
+    __rmul__ = _materialized(list.__rmul__)
+    __iadd__ = _materialized(list.__iadd__)
+    __imul__ = _materialized(list.__imul__)
+    __setitem__ = _materialized(list.__setitem__)
+    __delitem__ = _materialized(list.__delitem__)
+    append = _materialized(list.append)
+    extend = _materialized(list.extend)
+    insert = _materialized(list.insert)
+    pop = _materialized(list.pop)
+    remove = _materialized(list.remove)
+    clear = _materialized(list.clear)
+    sort = _materialized(list.sort)
+    reverse = _materialized(list.reverse)
+    index = _materialized(list.index)
+    count = _materialized(list.count)
+    copy = _materialized(list.copy)
 
 
 def _not_reserved(a: Artifact) -> bool:
@@ -322,7 +430,7 @@ class ColumnarSearch:
             kind=kind, labels=labels, metric=metric, mode=mode, where=where, limit=limit,
             skip_prefix=RESERVED_KIND_PREFIX,
         )  # fmt: skip
-        return ArtifactList(found)
+        return LazyArtifactList(found)
 
     def iter_ranked(
         self,
@@ -344,7 +452,7 @@ class ColumnarSearch:
             got = self._catalog.columns.search(
                 kind=kind, labels=labels, metric=metric, mode=mode, where=where, limit=done + page
             )
-            yield from got[done:]
+            yield from got.build(slice(done, None))
             if len(got) < done + page:
                 return
             done, page = len(got), page * 4
