@@ -467,6 +467,7 @@ class MaintainReport:
     skipped: str | None = None
     notes: list[str] = field(default_factory=list)
     merged: int = 0  # format 1: small Parquet parts merged
+    pruned: int = 0  # an s3:// root: local copies of replaced data files deleted
     format: int = 2
 
     def summary(self) -> str:
@@ -547,6 +548,18 @@ class DeltaMaintenance:
         assert isinstance(table, DeltaSpoolTable), "format-2 maintenance runs on Delta tables only"
         return table.delta
 
+    def prune_copies(self) -> int:
+        """An s3:// root: delete this machine's ``AEG_CACHE`` copies of data files no table has any more."""
+        pruned = 0
+        for name in ("artifacts", "events", "ops"):
+            if name in self._tables:
+                try:
+                    pruned += self._delta(name).prune_copies()
+                except Exception as exc:  # the server does not answer: the copies wait for the next run
+                    warnings.warn(f"could not prune the local copies of {name} ({exc}); trying again later",
+                                  StoreWarning, 2)  # fmt: skip
+        return pruned
+
     def run(
         self,
         *,
@@ -576,6 +589,8 @@ class DeltaMaintenance:
         say = progress or (lambda _line: None)
         report = MaintainReport()
         started = time.monotonic()
+        # an s3:// root: this machine's copies of replaced data files go (local: no lease needed)
+        report.pruned = self.prune_copies()
         with self._root.maintenance_lock(wait=wait) as held:
             if not held:
                 report.skipped = "another process is running maintenance on this store"

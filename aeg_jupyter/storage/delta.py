@@ -131,6 +131,7 @@ def _creates_files(method: Callable[..., Any]) -> Callable[..., Any]:
 # an s3:// bucket whose server did not answer a snapshot refresh: reads use their last snapshot without
 # asking again until then (bucket -> time.monotonic() deadline)
 OFFLINE_RETRY_SECONDS = 5.0
+COPY_GRACE_SECONDS = 600.0  # an s3:// root: a local copy the snapshot dropped stays this long (prune_copies)
 _OFFLINE_UNTIL: dict[str, float] = {}
 
 
@@ -377,6 +378,42 @@ class DeltaLakeTable:
         if self._mirror is not None and fetch:
             self._mirror(self.uri, self.path, fetch)  # an s3:// root: local copies of the files read
         return out
+
+    def prune_copies(self, *, older_than: float = COPY_GRACE_SECONDS) -> int:
+        """An s3:// root: delete this machine's copies of data files the newest snapshot no longer has.
+
+        A compaction or a vacuum on any machine replaces data files; the copies :meth:`files` downloaded
+        of the old ones would stay in ``AEG_CACHE`` for ever. A copy (or a stale half download) goes once
+        the snapshot lacks it and it is ``older_than`` seconds old (a reader of an older snapshot in
+        another process of this machine may still open a younger one; a reader that loses a copy asks
+        the newest snapshot again, as after a vacuum). Returns the files deleted; a local root: 0.
+        """
+        if self._mirror is None or self._dt is None or not os.path.isdir(self.path):
+            return 0
+        dt = self.snapshot()
+        if getattr(self, "refresh_error", None) is not None:
+            return 0  # offline: a copy another process took from a newer snapshot may be all it has
+        actions = pa.RecordBatchReader.from_stream(dt.get_add_actions(flatten=True)).read_all()
+        live = {unquote(p) for p in actions.column("path").to_pylist()} if actions.num_rows else set()
+        cutoff = time.time() - older_than
+        pruned = 0
+        for top, dirs, names in os.walk(self.path):  # (does not follow links to directories)
+            dirs[:] = [d for d in dirs if d != "_delta_log"]
+            for name in names:
+                path = os.path.join(top, name)
+                if not (name.endswith(".parquet") or name.startswith(".part-")):
+                    continue
+                if os.path.relpath(path, self.path) in live:
+                    continue
+                try:
+                    if os.lstat(path).st_mtime > cutoff:
+                        continue
+                    os.unlink(path)
+                except FileNotFoundError:  # another process of this machine pruned it first
+                    continue
+                self._footers.pop(path, None)
+                pruned += 1
+        return pruned
 
     def plain_parquet(self) -> bool:
         """True when every file can be read as plain Parquet (no reader features: no deletion vectors,

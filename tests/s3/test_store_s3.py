@@ -349,9 +349,24 @@ def test_gc_and_verify_work_on_the_bucket_and_maintenance_waits_for_the_lease(
 ) -> None:
     arts = ctx.artifacts()
     keep = run(arts.save_bytes(os.urandom(50_000), kind="blob"))
-    gone = run(arts.save_bytes(os.urandom(50_000), kind="blob"))
-    digest_keep, digest_gone = (a.uri.rsplit("/", 1)[1] for a in (keep, gone))
-    key = f"team/blobs/{digest_gone[:2]}/{digest_gone[2:]}"
+    objects = ObjectStore(S3Location.parse(root))
+    # gc frees a deleted artifact's blob only when the bucket's Last-Modified of it (its upload's landing,
+    # on the server's 1-second clock) is not past the artifact's own time; a blob whose upload lands in a
+    # later second than its row waits out GC_GRACE_SECONDS instead (kept longer, never lost). So the blob
+    # to collect is one whose upload landed within its row's second (a loaded machine may need a retry).
+    for _attempt in range(5):
+        time.sleep(1 - time.time() % 1)  # at the start of a second
+        gone = run(arts.save_bytes(os.urandom(50_000), kind="blob"))
+        digest_gone = gone.uri.rsplit("/", 1)[1]
+        key = f"team/blobs/{digest_gone[:2]}/{digest_gone[2:]}"
+        assert ctx.store.blobs.uploads.drain(30)
+        landed = objects.last_modified(key)
+        assert landed is not None
+        if int(landed) <= int(gone.created_at.timestamp()):
+            break
+    else:
+        pytest.fail("no upload landed within its row's second in 5 tries")
+    digest_keep = keep.uri.rsplit("/", 1)[1]
     assert run(arts.verify()).ok
     run(arts.delete(gone))
     ctx.store.flush()
@@ -469,3 +484,26 @@ def test_maintenance_stops_at_the_next_step_when_its_lease_is_taken_over(
     assert json.loads(client.get_object(Bucket=s3_bucket, Key="team/leases/maintenance")["Body"].read()) == {
         "holder": "other"
     }
+
+
+def test_local_copies_of_replaced_data_files_are_pruned(s3_server: SeaweedServer, root: str, tmp_path: Any) -> None:
+    # one commit per save: many small data files, each downloaded into AEG_CACHE by the reads below
+    store = Store(root, flush_rows=1, maintain_commits=0)
+    try:
+        for i in range(6):
+            store.artifacts.save_json({"i": i}, kind="ckpt", metrics={"acc": i / 10})
+            store.flush()
+        delta = store.artifact_table.delta
+        assert store.artifacts.best(kind="ckpt", metric="acc").metrics["acc"] == 0.5
+        before = [f for f in local_files(delta.path) if f.endswith(".parquet")]
+        assert len(before) >= 6  # the local copies the reads downloaded
+        report = store.maintain()  # compaction: one file replaces them in the snapshot
+        assert report.pruned == 0  # copies younger than the grace period stay (another reader may hold one)
+        assert delta.prune_copies(older_than=0) >= 5
+        live = {os.path.normpath(f.path) for f in delta.files()}
+        after = {os.path.normpath(f) for f in local_files(delta.path) if f.endswith(".parquet")}
+        assert after <= live  # only the snapshot's files are left on this machine
+        assert len(store.artifacts.search(kind="ckpt")) == 6  # and reads go on (missing copies come down again)
+        assert store.artifacts.best(kind="ckpt", metric="acc").metrics["acc"] == 0.5
+    finally:
+        store.close()
