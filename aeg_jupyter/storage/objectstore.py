@@ -583,14 +583,22 @@ class ObjectStore:
         return digest, total
 
     def _copy_if_absent(self, source: str, target: str, size: int) -> None:
+        """Copy ``source`` to ``target`` unless ``target`` is there; when it is, touch it (gc's grace, see
+        :meth:`touch_key`), and copy after all if it was collected in between."""
+        for _attempt in range(3):
+            if self._copy_once(source, target, size) or self.touch_key(target):
+                return
+
+    def _copy_once(self, source: str, target: str, size: int) -> bool:
+        """True if this call created ``target``; False if it was there already."""
         client = self.client
         src = {"Bucket": self.bucket, "Key": source}
         try:
             if size <= COPY_MAX:
                 client.copy_object(Bucket=self.bucket, Key=target, CopySource=src, IfNoneMatch="*")
-                return
+                return True
             if self.exists_key(target):  # NOTE: parts copied, then completed only if still absent
-                return
+                return False
             upload_id = client.create_multipart_upload(Bucket=self.bucket, Key=target)["UploadId"]
             try:
                 done = []
@@ -612,6 +620,8 @@ class ObjectStore:
         except Exception as exc:
             if not _already_there(exc):
                 raise self.error(exc, "upload") from None
+            return False
+        return True
 
     def delete_blob(self, digest: str) -> None:
         """Remove a blob (gc); a blob already gone is fine."""

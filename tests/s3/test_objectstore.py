@@ -100,9 +100,13 @@ def test_large_files_and_streams_go_up_in_parts(
     assert source.read_bytes == len(data)  # one read of the source
     assert keys(s3_server, objects.bucket) == [objects.blob_key(digest)]  # the staging object is gone
     assert not s3_server.client().list_multipart_uploads(Bucket=objects.bucket).get("Uploads")
+    client = s3_server.client()
+    assert "aeg-touched" not in client.head_object(Bucket=objects.bucket, Key=objects.blob_key(digest))["Metadata"]
     again = CountingReader(data)
     assert objects.put_stream(again, len(data)) == (digest, len(data))  # the copy finds it there (412): fine
     assert keys(s3_server, objects.bucket) == [objects.blob_key(digest)]
+    # ... and touches it, as every save that finds its blob there does (gc's grace across machines)
+    assert client.head_object(Bucket=objects.bucket, Key=objects.blob_key(digest))["Metadata"]["aeg-touched"] == "1"
     path = tmp_path / "big.bin"
     path.write_bytes(data)
     assert objects.put_file(path) == (digest, len(data))  # a file: hashed, found there, nothing sent
