@@ -4,6 +4,7 @@ window are what the general path (event_row, HotWindow.add) makes, on both forma
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 
@@ -15,7 +16,7 @@ from aeg_jupyter.base.models import Provenance
 from aeg_jupyter.core.store import Store
 from aeg_jupyter.storage.schemas import event_row, optional_json
 
-TEXTS = ['plain', 'with "quotes", \\ backslash, \n newline, \x00 nul, \u2028 and ünïcode 模型', ""]
+TEXTS = ["plain", 'with "quotes", \\ backslash, \n newline, \x00 nul, \u2028 and ünïcode 模型', ""]
 
 
 def _spool_lines(store: Store) -> list[str]:
@@ -38,7 +39,7 @@ def test_fast_path_line_and_row_equal_event_rows(tmp_path, fmt):
     lines = _spool_lines(store)
     rows = store.event_table.pending_rows
     assert len(lines) == len(rows) == len(events)
-    for ev, line, row in zip(events, lines, rows):
+    for ev, line, row in zip(events, lines, rows, strict=True):
         o = fields if ev.kind != "plain_kind" else {}
         want_row, want_line = event_row(
             ev.event_id, row["ts"], ev.kind, 2, (o, optional_json(o)), ev.text, None, None, None, None, None, None
@@ -65,10 +66,13 @@ def test_fast_path_after_a_newer_stamp_and_past_the_window(tmp_path, fmt):
         log.record("k", {"i": i})
     assert len(log.hot.items) <= 10 and [e.data["i"] for e in log.recent(limit=5)] == [18, 19, 20, 21, 22]
     items = log.hot.items
-    # another writer's event in the future (ours come after it once observed: base/ids.observe)
-    ts, eid = new_ts_id()
-    later = log.record("k", {"i": "later"})
-    assert items[-1][2] is later and items[-1][0] > ts
+    # an event in the window stamped a second ahead of our clock (another writer's, not observed):
+    # our next record is older than it and takes HotWindow.add's sorted insert, not the append
+    ahead = dataclasses.replace(items[-1][2], event_id="7ZZZZZZZZZZZZZZZZZZZZZZZZZ")
+    ts_ahead = new_ts_id()[0] + 1_000_000
+    log.hot.add(ts_ahead, ahead)
+    ours = log.record("k", {"i": "ours"})
+    assert items[-1][2] is ahead and items[-2][2] is ours
     keys = [(t, i) for t, i, _e in items]
     assert keys == sorted(keys) and len(set(keys)) == len(keys)
     store.close()
