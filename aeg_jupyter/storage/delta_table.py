@@ -41,6 +41,7 @@ from urllib.parse import quote
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.parquet as pq
 
 from ..base.errors import InvalidInputError, StoreWarning
 from ..base.models import URI_PREFIX
@@ -410,19 +411,19 @@ class DeltaSpoolTable(Table):
 
         ``columns``: only these columns, in this order (a chart of 1M events reads 4 of 19: the others,
         ``inputs`` / ``outputs`` above all, would cost seconds of per-row JSON text)."""
-        f = self._files.get(part.path) or DataFile(part.path, part.kind, 0)
         try:
-            with self.delta._open(f) as pf:
+            with pq.ParquetFile(part.path) as pf:
                 have = None if columns is None else [c for c in columns if c in pf.schema_arrow.names]
                 if row_groups is not None:
                     table = pf.read_row_groups(row_groups, columns=have)
                 else:
                     table = pf.read(columns=have)
         except FileNotFoundError:
-            return None
-        except DamagedDataFile as exc:  # events: the log reads on past it; `aeg verify --repair` removes it
-            self.skip_damaged(part.path, f"skipping: {exc}")
-            table = pa.Table.from_batches([], schema=self.delta.schema)  # NOTE: empty_table() imports pandas
+            if not self.delta.listed(part.path):
+                return None  # a vacuum removed it meanwhile
+            table = self._skip_damaged_file(part.path, "is missing (the log names it)")
+        except (OSError, ValueError, pa.ArrowException) as exc:
+            table = self._skip_damaged_file(part.path, f"cannot be read ({exc})")
         return to_format1(self.spec, table, columns=columns)
 
     def newest_rows(
@@ -480,15 +481,20 @@ class DeltaSpoolTable(Table):
                 len(chosen_ts) - limit - ties]) > max_ts:  # fmt: skip
                 complete = False  # every unit left is older than the limit-th newest found
                 break
-            if group is None and f.rows > ROW_GROUP:
-                meta = self.delta.footer(f)
-                if meta.num_row_groups > 1:  # a compacted file: its row groups, by their own statistics
-                    units[i:] = sorted(
-                        units[i:] + [(g_max, order, f, g) for g, g_max in _group_maxima(meta, ts_name, max_ts)],
-                        key=lambda u: (u[0], u[1]), reverse=True,
-                    )  # fmt: skip
-                    continue
-            ts = self._unit_micros(f, group, ts_name)
+            try:  # a damaged file (events: read at open) is skipped with a warning naming it
+                meta = self.delta.footer(f) if group is None and f.rows > ROW_GROUP else None
+                ts = self._unit_micros(f, group, ts_name) if meta is None or meta.num_row_groups <= 1 else None
+            except DamagedDataFile as exc:
+                self.skip_damaged(exc.path, f"skipping: {exc}")
+                complete = False
+                continue
+            if meta is not None and meta.num_row_groups > 1:  # a compacted file: its row groups, by their statistics
+                units[i:] = sorted(
+                    units[i:] + [(g_max, order, f, g) for g, g_max in _group_maxima(meta, ts_name, max_ts)],
+                    key=lambda u: (u[0], u[1]), reverse=True,
+                )  # fmt: skip
+                continue
+            assert ts is not None
             rows = np.arange(len(ts), dtype=np.int64)
             if cut is not None:
                 keep = ts <= cut
@@ -509,7 +515,11 @@ class DeltaSpoolTable(Table):
         out: list[Row] = []
         for u in sorted(set(chosen_unit.tolist())):  # (np.unique imports numpy.ma: 0.1-0.4 s cold)
             f, group = read[u]
-            out.extend(self._unit_rows(f, group, np.sort(chosen_row[chosen_unit == u])))
+            try:
+                out.extend(self._unit_rows(f, group, np.sort(chosen_row[chosen_unit == u])))
+            except DamagedDataFile as exc:  # its time column read, another column does not
+                self.skip_damaged(exc.path, f"skipping: {exc}")
+                complete = False
         out.sort(key=lambda r: (r[ts_name], r[self.spec.id_field]), reverse=True)
         return out, complete
 
@@ -536,6 +546,13 @@ class DeltaSpoolTable(Table):
         for a, b in zip(starts, ends, strict=True):
             out.extend(format1_rows(self.spec, t.slice(int(rows[a]), int(rows[b - 1] - rows[a] + 1)), f.kind))
         return out
+
+    def _skip_damaged_file(self, path: str, problem: str) -> pa.Table:
+        """An events (or ops) data file that cannot be read: noted, warned about naming it and
+        ``aeg verify --repair``, and read as no rows (the log reads on past it)."""
+        self.delta.damaged.add(path)
+        self.skip_damaged(path, f"skipping: {DamagedDataFile(self.delta.path, path, problem)}")
+        return pa.Table.from_batches([], schema=self.delta.schema)  # NOTE: empty_table() imports pandas
 
     def _row_group_ranges(self, part: Part) -> list[tuple[int, int]] | None:
         """A newest-first scan's units of one data file: the file itself when its add action says it is
