@@ -169,6 +169,22 @@ def table_ids(root: str, table: str) -> list[str]:
     return sorted(dt.to_pyarrow_table(columns=[column]).column(0).to_pylist())
 
 
+def assert_all_landed_once(
+    s3_server: Any, bucket: str, root: str, cache: str, acked: list[Any], ids: list[str], *, prefix: str
+) -> None:
+    """Every acknowledged artifact is in the shared table exactly once, the one event too, no spool is left
+    (nor set aside), and every blob file it staged is in the bucket whole."""
+    assert table_ids(root, "artifacts") == ids
+    assert len(table_ids(root, "events")) == 1
+    assert not dead_spools(cache) and not quarantined(cache)
+    client = s3_server.client()
+    for _tag, _id, uri, size in acked:
+        if size > 4096:  # (smaller content is inline in its row)
+            digest = uri.rsplit("/", 1)[1]
+            head = client.head_object(Bucket=bucket, Key=f"{prefix}/blobs/{digest[:2]}/{digest[2:]}")
+            assert head["ContentLength"] == size
+
+
 def test_recovery_commits_a_dead_writers_rows_only_after_their_blobs_landed(
     s3_server: SeaweedServer, s3_env: dict[str, str], s3_bucket: str, tmp_path: Any
 ) -> None:
@@ -203,15 +219,7 @@ def test_recovery_commits_a_dead_writers_rows_only_after_their_blobs_landed(
     report = json.loads(out.strip().splitlines()[-1])
     assert report["bad"] == [], f"rows visible before their blobs landed: {report} {err}"
     assert report["seen"] == ids and report["api"] == ids, (report, err)
-    assert table_ids(root, "artifacts") == ids  # exactly once in the shared table
-    assert len(table_ids(root, "events")) == 1
-    assert not dead_spools(env_a["AEG_CACHE"]) and not quarantined(env_a["AEG_CACHE"])
-    client = s3_server.client()
-    for _tag, _id, uri, size in acked:
-        if size > 4096:
-            digest = uri.rsplit("/", 1)[1]
-            head = client.head_object(Bucket=s3_bucket, Key=f"dead/blobs/{digest[:2]}/{digest[2:]}")
-            assert head["ContentLength"] == size
+    assert_all_landed_once(s3_server, s3_bucket, root, env_a["AEG_CACHE"], acked, ids, prefix="dead")
 
 
 def test_recovery_while_the_server_is_down_defers_the_spool_and_lands_it_later(
@@ -260,11 +268,4 @@ def test_recovery_while_the_server_is_down_defers_the_spool_and_lands_it_later(
     finally:
         ctx.close()
     ids = sorted(p[1] for p in acked)
-    assert table_ids(root, "artifacts") == ids
-    assert len(table_ids(root, "events")) == 1
-    assert not dead_spools(env_a["AEG_CACHE"]) and not quarantined(env_a["AEG_CACHE"])
-    client = s3_server.client()
-    for _tag, _id, uri, size in acked:
-        if size > 4096:
-            digest = uri.rsplit("/", 1)[1]
-            assert client.head_object(Bucket=s3_bucket, Key=f"deferred/blobs/{digest[:2]}/{digest[2:]}")
+    assert_all_landed_once(s3_server, s3_bucket, root, env_a["AEG_CACHE"], acked, ids, prefix="deferred")
