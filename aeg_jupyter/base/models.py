@@ -67,6 +67,14 @@ class ScopeFilter:
             and (self.node_id is None or obj.node_id == self.node_id)
         )
 
+    def matches_row(self, row: Mapping[str, Any]) -> bool:
+        """:meth:`matches` for a table row (a dict: absent keys are null)."""
+        return (
+            (self.run_id is None or row.get("run_id") == self.run_id)
+            and (self.graph_id is None or row.get("graph_id") == self.graph_id)
+            and (self.node_id is None or row.get("node_id") == self.node_id)
+        )
+
 
 @dataclass(frozen=True, slots=True)
 class Provenance:

@@ -91,7 +91,7 @@ class EventLog:
             observe(ordered[-1]["ts"])
         complete = not stopped and len(ordered) <= 2 * need
         for r in ordered if complete else ordered[-need:]:
-            self.hot.add(r["ts"], row_to_event(r))
+            self.hot.add(r)
         self.hot.complete = complete
 
     def catch_up(self) -> None:
@@ -113,7 +113,7 @@ class EventLog:
             observe(rows[-1]["ts"])  # our next stamps come after what we have now seen
             with self._guard.lock:
                 for r in rows:
-                    self.hot.add(r["ts"], row_to_event(r))
+                    self.hot.add(r)
 
     # -- recording ---------------------------------------------------------------------------
     def record(
@@ -218,12 +218,13 @@ class EventLog:
                 guard.check_open()  # raises, saying why
             self.table.append(row, line)
             items = hot.items
-            if items and ts > items[-1][0] and not outs and len(items) < 2 * hot.limit:
-                # HotWindow.add's common case inlined: our stamp is newer than all held (base/ids.observe)
-                items.append((ts, eid, ev))
+            if items and ts > items[-1]["ts"] and not outs and len(items) < 2 * hot.limit:
+                # HotWindow.add's common case inlined: our stamp is newer than all held (base/ids.observe);
+                # the window keeps the row, which the gc does not track (core/hotwindow.py), not `ev`
+                items.append(row)
                 hot._ids.add(eid)
             else:
-                hot.add(ts, ev)
+                hot.add(row, outs)
         if guard._listeners:  # (notify's own test, without its call: the `record` budget)
             guard.notify("events")
         return ev
@@ -271,20 +272,18 @@ class EventLog:
         if limit_ == 0:
             return []
         self.catch_up()
+        hot = self.hot
+        plain = not where and topic is None  # no row filter but the kinds
+        match = _row_filter(kind_set, where, topic)
         found: list[Event] = []
-        for _ts, _id, ev in reversed(self.hot.items):
-            if (
-                (kind_set is None or ev.kind in kind_set)
-                and (topic is None or ev.topic == topic)
-                and (not where or where.matches(ev))
-            ):
-                found.append(ev)
+        for r in reversed(hot.items):
+            if (kind_set is None or r["kind"] in kind_set) and (plain or match(r)):
+                found.append(hot.event(r))
                 if len(found) >= limit_:
                     break
-        if len(found) < limit_ and not self.hot.complete:
-            match = _row_filter(kind_set, where, topic)
-            plain = not where and topic is None  # no row filter: the table can pick the newest rows itself
-            found.extend(self._scan(kind_set, match, limit_ - len(found), before=self.hot.oldest, plain=plain))
+        if len(found) < limit_ and not hot.complete:
+            # (plain: the table can pick the newest rows itself)
+            found.extend(self._scan(kind_set, match, limit_ - len(found), before=hot.oldest, plain=plain))
         found.reverse()
         return found
 
@@ -361,7 +360,8 @@ class EventLog:
             self._absent_names.add(name)
             return None
         ev = found[0]
-        self.hot.note_outputs(_key_of(ev), ev)
+        assert ev.outputs is not None
+        self.hot.note_outputs(_key_of(ev), ev.topic, ev.outputs)
         return self.hot.last_values[name][1]
 
     def last_outputs_by_topic(self, topic: str) -> dict[str, Any]:
@@ -380,14 +380,16 @@ class EventLog:
         if not found:
             self._absent_topics.add(topic)
             return {}
-        self.hot.note_outputs(_key_of(found[0]), found[0])
+        ev = found[0]
+        assert ev.outputs is not None
+        self.hot.note_outputs(_key_of(ev), ev.topic, ev.outputs)
         return dict(self.hot.last_outputs[topic][1])
 
     def kinds(self) -> list[str]:
         """Event kinds present in the store."""
         self.catch_up()
         kinds = set(self.table.partition_kinds())
-        kinds.update(ev.kind for _t, _i, ev in self.hot.items)
+        kinds.update(r["kind"] for r in self.hot.items)
         return sorted(kinds)
 
 
@@ -411,12 +413,7 @@ def _kind_set(kinds: Iterable[str] | str | None) -> set[str] | None:
 
 def _row_filter(kinds: set[str] | None, where: ScopeFilter, topic: str | None) -> RowFilter:
     def match(r: Row) -> bool:
-        return (
-            (where.run_id is None or r.get("run_id") == where.run_id)
-            and (where.graph_id is None or r.get("graph_id") == where.graph_id)
-            and (where.node_id is None or r.get("node_id") == where.node_id)
-            and (topic is None or r.get("topic") == topic)
-        )
+        return where.matches_row(r) and (topic is None or r.get("topic") == topic)
 
     return match
 

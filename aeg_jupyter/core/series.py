@@ -19,6 +19,7 @@ Example:
 
 from __future__ import annotations
 
+import bisect
 import functools
 import json
 import math
@@ -337,6 +338,10 @@ def _to_float(token: str | None) -> float:
         return float(token) if token is not None else math.nan
     except ValueError:
         return math.nan
+
+
+def _row_key(r: dict[str, Any]) -> tuple[int, str]:
+    return (r["ts"], r["event_id"])
 
 
 def _loads(raw: str | None) -> Any:
@@ -677,8 +682,7 @@ class LiveSeries:
 
     def _reload(self) -> None:
         self.reloads += 1
-        hot = self.log.hot
-        cursor = (hot.items[-1][0], hot.items[-1][1]) if hot.items else (0, "")
+        cursor = self.log.hot.newest
         cols = read_event_columns(self.log, self.kind, self.where, ids=True)
         if len(cols) == 0:
             raise NotFoundError(f"no {self.kind!r} events in this scope; record some, or try --scope all")
@@ -703,11 +707,11 @@ class LiveSeries:
         hot = self.log.hot
         items = hot.items
         cursor = self._cursor
-        if not items or (items[-1][0], items[-1][1]) <= cursor:
+        if not items or hot.newest <= cursor:
             return 0
-        if not hot.complete and (items[0][0], items[0][1]) > cursor:
+        if not hot.complete and hot.oldest > cursor:
             rows = self._rows_since(cursor)
-            newest = max(cursor, (items[-1][0], items[-1][1]))
+            newest = max(cursor, hot.newest)
             if rows:
                 newest = max(newest, max((r["ts"], r["event_id"]) for r in rows))
             self._cursor = newest
@@ -716,19 +720,18 @@ class LiveSeries:
                 [r["ts"] for r in rows], [r.get("run_id") for r in rows], [r.get("text") for r in rows],
                 lambda i: _loads(metrics[i]),
             )  # fmt: skip
-        lo, hi = 0, len(items)
-        while lo < hi:  # first item newer than the cursor
-            mid = (lo + hi) // 2
-            if (items[mid][0], items[mid][1]) <= cursor:
-                lo = mid + 1
-            else:
-                hi = mid
+        lo = bisect.bisect_right(items, cursor, key=_row_key)  # the first row newer than the cursor
+        where = self.where
         new = [
-            ev for _ts, _eid, ev in items[lo:] if ev.kind == self.kind and (not self.where or self.where.matches(ev))
-        ]
-        ts = [t for t, _eid, ev in items[lo:] if ev.kind == self.kind and (not self.where or self.where.matches(ev))]
-        self._cursor = (items[-1][0], items[-1][1])
-        return self._take(ts, [ev.run_id for ev in new], [ev.text for ev in new], lambda i: new[i].metrics)
+            r for r in items[lo:]
+            if r["kind"] == self.kind and (not where or where.matches_row(r))
+        ]  # fmt: skip
+        self._cursor = hot.newest
+        metrics = [r.get("metrics") for r in new]
+        return self._take(
+            [r["ts"] for r in new], [r.get("run_id") for r in new], [r.get("text") for r in new],
+            lambda i: _loads(metrics[i]),
+        )  # fmt: skip
 
     def _rows_since(self, cursor: tuple[int, str]) -> list[dict[str, Any]]:
         """Rows of this kind newer than ``cursor``: parts flushed since, then this writer's spool."""
@@ -737,12 +740,7 @@ class LiveSeries:
         out: dict[str, dict[str, Any]] = {}
 
         def keep(r: dict[str, Any]) -> bool:
-            return (
-                (r["ts"], r["event_id"]) > cursor
-                and (where.run_id is None or r.get("run_id") == where.run_id)
-                and (where.graph_id is None or r.get("graph_id") == where.graph_id)
-                and (where.node_id is None or r.get("node_id") == where.node_id)
-            )
+            return (r["ts"], r["event_id"]) > cursor and where.matches_row(r)
 
         for part in table.list_parts([self.kind]):
             if part.name.max_ts < cursor[0]:

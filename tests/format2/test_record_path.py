@@ -4,7 +4,7 @@ window are what the general path (event_row, HotWindow.add) makes, on both forma
 
 from __future__ import annotations
 
-import dataclasses
+import gc
 import json
 import os
 
@@ -68,12 +68,13 @@ def test_fast_path_after_a_newer_stamp_and_past_the_window(tmp_path, fmt):
     items = log.hot.items
     # an event in the window stamped a second ahead of our clock (another writer's, not observed):
     # our next record is older than it and takes HotWindow.add's sorted insert, not the append
-    ahead = dataclasses.replace(items[-1][2], event_id="7ZZZZZZZZZZZZZZZZZZZZZZZZZ")
     ts_ahead = new_ts_id()[0] + 1_000_000
-    log.hot.add(ts_ahead, ahead)
+    ahead = dict(items[-1], event_id="7ZZZZZZZZZZZZZZZZZZZZZZZZZ", ts=ts_ahead)
+    log.hot.add(ahead)
     ours = log.record("k", {"i": "ours"})
-    assert items[-1][2] is ahead and items[-2][2] is ours
-    keys = [(t, i) for t, i, _e in items]
+    assert items[-1] is ahead and items[-2]["event_id"] == ours.event_id
+    assert log.recent(limit=2)[0] == ours  # the Event built from the window's row equals the one record returned
+    keys = [(r["ts"], r["event_id"]) for r in items]
     assert keys == sorted(keys) and len(set(keys)) == len(keys)
     store.close()
 
@@ -95,3 +96,31 @@ def test_fast_path_refuses_surrogates_and_keeps_the_spool_whole(tmp_path, fmt):
     assert [e.text for e in reopened.event_log.recent(limit=5)] == ["first", "second"]
     reopened.close()
     assert not os.path.exists(str(tmp_path / "s" / "corrupt"))
+
+
+@pytest.mark.parametrize("fmt", [1, 2])
+def test_the_window_holds_nothing_the_gc_tracks(tmp_path, fmt):
+    """The hot window keeps rows (str/int values: dicts the gc does not track), not Events: a logging loop
+    leaves no object for the collector to promote, so no full collection is ever due to it (issue 18,
+    `record`'s max latency: each full pass walked the whole process)."""
+    store = Store(str(tmp_path / "s"), format=fmt, hot_limit=500, flush_rows=10**6)
+    if fmt == 2:
+        store.event_table.background = False  # no flusher thread allocating beside the loop
+    log = store.event_log
+    for i in range(200):
+        log.record("warm", {"i": i})
+    log.record("tool_result", None, topic="t", outputs=[{"name": "x", "kind": "number", "value": 1}])
+    gc.collect()
+    gc.disable()
+    try:
+        before = len(gc.get_objects())
+        for i in range(3000):  # the window fills past 2 * hot_limit and is trimmed
+            log.record("train_log", {"step": i, "loss": 1 / (i + 1)})
+        grown = len(gc.get_objects()) - before
+    finally:
+        gc.enable()
+    assert grown < 50, f"{grown} gc-tracked objects kept by 3,000 records"
+    assert not any(gc.is_tracked(r) for r in log.hot.items) and 500 <= len(log.hot.items) <= 1000
+    assert [e.data["step"] for e in log.recent(kinds="train_log", limit=3)] == [2997, 2998, 2999]
+    assert log.last_by_name("x") == 1
+    store.close()
