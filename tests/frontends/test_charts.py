@@ -431,6 +431,62 @@ def test_a_live_record_adds_a_point_to_the_chart(context: KernelContext) -> None
     assert reloads == 1  # taken from the hot window, not by reading the store again
 
 
+def test_a_live_redraw_takes_new_kinds_from_the_hot_window_and_refresh_lists_the_store(
+    context: KernelContext, store_root: str
+) -> None:
+    """A live redraw (this kernel's writes) does not list the data files: a kind this kernel records
+    shows at once; one another process committed shows on Refresh (which lists the store again)."""
+    from tests.conftest import run_child
+
+    record_run(context, [1.0, 0.5])
+    log = context.store.event_log
+    panel = _panel(context, live_interval=0.0)  # every write redraws, in the writing call
+    tab = panel.charts_tab
+    try:
+        run_child(
+            f"""
+            import aeg_jupyter
+            ctx = aeg_jupyter.connect({store_root!r}, graph_id="other")
+            ctx.store.event_log.record("their_kind", {{"step": 0, "v": 1.0}}, origin=ctx.origin)
+            ctx.close()
+            """
+        )
+        renders = panel.renders
+        log.record("my_kind", {"step": 0, "v": 2.0}, origin=context.origin)
+        assert panel.renders == renders + 1
+        assert list(tab.kind.options) == ["my_kind", "train_log"] and tab.kind.value == "train_log"
+        log.record("train_log", {"step": 2, "loss": 0.25}, origin=context.origin)
+        assert list(tab.figure.data[0].y) == [1.0, 0.5, 0.25] and tab.live is not None and tab.live.reloads == 1
+        panel.refresh()
+        assert list(tab.kind.options) == ["my_kind", "their_kind", "train_log"]
+    finally:
+        panel.close()
+
+
+def test_writes_between_live_redraws_cost_the_listener_only(context: KernelContext) -> None:
+    """Within the live interval a write only notes its table: no redraw until the interval has passed,
+    then one redraw for all of them; a tab switch takes the writes in too (the tab shown is drawn)."""
+    record_run(context, [1.0])
+    log = context.store.event_log
+    panel = _panel(context, live_interval=3600.0)
+    tab = panel.charts_tab
+    try:
+        renders = panel.renders
+        log.record("train_log", {"step": 1, "loss": 0.5}, origin=context.origin)  # none drawn yet: at once
+        assert panel.renders == renders + 1 and len(tab.figure.data[0].y) == 2
+        for step in range(2, 200):
+            log.record("train_log", {"step": step, "loss": 1.0 / step}, origin=context.origin)
+        assert panel.renders == renders + 1 and len(tab.figure.data[0].y) == 2
+        panel.show("memory")  # the writes since the last redraw make every tab stale
+        panel.show("charts")
+        assert len(tab.figure.data[0].y) == 200
+        panel.live_interval = 0.0
+        log.record("train_log", {"step": 200, "loss": 0.001}, origin=context.origin)
+        assert len(tab.figure.data[0].y) == 201
+    finally:
+        panel.close()
+
+
 def test_selecting_leaderboard_artifacts_selects_their_runs_and_highlights_them(context: KernelContext) -> None:
     arts = context.store.artifacts
     a_run = record_run(context, [1.0, 0.5])

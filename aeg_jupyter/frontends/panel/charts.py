@@ -3,7 +3,10 @@ view of the leaderboard (parallel coordinates of labels against the metric, sele
 
 The curves are a plotly figure fed by :class:`~aeg_jupyter.core.series.LiveSeries`: one full read
 when the kind or metric changes, then only the hot window's new events at each redraw (the panel
-coalesces redraws, :mod:`.live`); ``record`` itself does nothing for the chart. Each redraw sends the
+coalesces redraws, :mod:`.live`); ``record`` itself does nothing for the chart. The kinds are listed
+from the data files once (and again on Refresh); a live redraw adds the kinds of the hot window's new
+rows, recomputes the comparison view only after artifact writes, and sends the curves only when
+they took in new points (:meth:`ChartsTab.refresh`). Each redraw sends the
 figure as plotly's mime bundle into an ``Output`` widget (:func:`show`), at most
 :data:`~aeg_jupyter.core.series.MAX_POINTS` points per run.
 Ticking leaderboard rows (their checkboxes; the panel passes them to :meth:`ChartsTab.select_artifacts`)
@@ -18,6 +21,7 @@ Example:
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Sequence
 from typing import Any, Protocol
 
@@ -32,6 +36,7 @@ from ...core.series import STEP_KEYS, LiveSeries, kind_keys, read_event_columns
 from .tab import SCOPE_OPTIONS, WIDE, PanelTab, Say, pick, set_options
 
 MAX_RUNS = 10  # runs drawn when none is chosen (the most recently started)
+RELIST_SECONDS = 5.0  # a live redraw that missed hot rows lists the kinds again, at most this often
 EMPTY_NOTE = (
     "<i>No events with numbers yet. Record some in a loop, e.g. "
     "<code>await mem.record(kind='train_log', data={'step': i, 'loss': loss})</code>.</i>"
@@ -84,6 +89,9 @@ class ChartsTab(PanelTab):
         self.selected_artifacts: list[str] = []
         self._parallel_key: tuple[Any, ...] | None = None
         self._chosen_by_user = False
+        self._kinds: set[str] | None = None  # the kinds listed from the data files, plus the hot rows' since
+        self._kinds_seen: tuple[int, str] = (0, "")  # the newest hot row whose kind is in _kinds
+        self._kinds_listed = 0.0  # time.monotonic() of the last listing
 
         self.kind = widgets.Dropdown(description="kind", options=[], style=WIDE)
         self.metric = widgets.Dropdown(description="metric", options=[], style=WIDE)
@@ -161,16 +169,25 @@ class ChartsTab(PanelTab):
                 self.runs.value = ()
         self._redraw()
 
+    def forget_kinds(self) -> None:
+        """The next draw lists the event kinds from the store again (the panel's Refresh: other kernels' kinds)."""
+        self._kinds = None
+
     # -- drawing -----------------------------------------------------------------------------------
-    def refresh(self) -> None:
-        """Pick kind and metric, take in new events, redraw the curves and (if it changed) the comparison."""
-        log = self.event_log
+    def refresh(self, *, written: frozenset[str] | None = None) -> None:
+        """Pick kind and metric, take in new events, redraw the curves and (if it changed) the comparison.
+
+        ``written``: a live redraw after this kernel wrote these tables (the panel's :mod:`.live`): the
+        curves are sent again only if they took in new points, the comparison view is recomputed only
+        after artifact or pin/delete writes. ``None``: everything is drawn.
+        """
         scope = self.context.scope(self.scope.value)
-        kinds = log.kinds()
+        kinds = self._kind_list()
         kind = pick(self.kind.value, None, kinds, prefer=lambda k: k != "tool_result")
         with self.quiet():
             set_options(self.kind, kinds, kind)
         live = self.live
+        draw = True
         if kind is None:
             self.note.value = EMPTY_NOTE
             self.curves.outputs = ()
@@ -183,10 +200,39 @@ class ChartsTab(PanelTab):
         ):
             self._start(kind, scope)
         else:
-            live.update()
-        if self.live is not None:
+            draw = live.update() > 0 or written is None or self._figure_parts is None
+        if self.live is not None and draw:
             self._draw_curves()
-        self._draw_parallel()
+        if written is None or not written.isdisjoint(("artifacts", "ops")):
+            self._draw_parallel()
+
+    def _kind_list(self) -> list[str]:
+        """The event kinds, sorted: listed from the store once (data files and spools), then kept
+        current from the hot window's rows newer than the last seen (no listing per redraw)."""
+        log = self.event_log
+        hot = log.hot
+        now = time.monotonic()
+        kinds = self._kinds
+        if kinds is not None:
+            items = hot.items
+            seen = self._kinds_seen
+            missed = items and not hot.complete and _row_key(items[0]) > seen  # rows left the window unseen
+            if missed and now - self._kinds_listed >= RELIST_SECONDS:
+                kinds = None  # (a fast loop): one of the rows missed may be of a new kind
+            else:
+                for r in reversed(items):  # newest first, down to the last seen
+                    if _row_key(r) <= seen:
+                        break
+                    kinds.add(r["kind"])
+                if items:
+                    self._kinds_seen = max(seen, _row_key(items[-1]))
+        if kinds is None:
+            items = hot.items
+            newest = _row_key(items[-1]) if items else (0, "")
+            kinds = self._kinds = set(log.kinds())  # lists the data files, takes in other writers' spools
+            self._kinds_seen = newest  # (rows added during the listing are looked at again next time)
+            self._kinds_listed = now
+        return sorted(kinds)
 
     def _start(self, kind: str, scope: Any) -> None:
         cols = read_event_columns(self.event_log, kind, scope)
@@ -280,6 +326,10 @@ class ChartsTab(PanelTab):
             return
         self._chosen_by_user = True
         self._redraw()
+
+
+def _row_key(r: dict[str, Any]) -> tuple[int, str]:
+    return (r["ts"], r["event_id"])
 
 
 def show(out: widgets.Output, fig: Any) -> None:

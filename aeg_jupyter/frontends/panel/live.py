@@ -1,15 +1,18 @@
 """Live updates for the panel: this kernel's writes redraw it, coalesced; other kernels' on opt-in auto-refresh.
 
-- Writes of this kernel: :class:`LiveUpdates` subscribes to the store (:meth:`Store.subscribe`). A
-  write redraws at once if the last redraw is older than ``interval`` (:data:`LIVE_INTERVAL`, 0.25 s),
-  else one redraw is scheduled on the kernel's asyncio loop (``call_later``): a loop writing a
-  million events costs at most four redraws a second. Writes from worker threads (``save_file``
-  runs in ``asyncio.to_thread``) are handed to the loop; no thread ever touches a widget.
+- Writes of this kernel: :class:`LiveUpdates` subscribes to the store (:meth:`Store.subscribe`). The
+  listener runs inside every ``record``, so it only notes which table was written (a set add) and
+  looks at the clock: a write redraws at once if the last redraw is older than ``interval``
+  (:data:`LIVE_INTERVAL`, 0.25 s), else one redraw is scheduled on the kernel's asyncio loop
+  (``call_later``): a loop writing a million events costs at most four redraws a second, and a
+  redraw with nothing written since is skipped. The redraw is handed the tables written since the
+  last one (a live chart over events need not look at artifacts). Writes from worker threads
+  (``save_file`` runs in ``asyncio.to_thread``) are handed to the loop; no thread ever touches a widget.
 - Other kernels' writes: opt-in auto-refresh, an asyncio task on the kernel loop (never a thread)
   that refreshes every few seconds.
 
 Example:
-    >>> live = LiveUpdates(context.store, on_write=mark_stale, draw=redraw, busy=lambda: False, say=print)  # doctest: +SKIP
+    >>> live = LiveUpdates(context.store, on_write=mark_stale, draw=lambda tables: redraw(), busy=lambda: False, say=print)  # doctest: +SKIP
     >>> live.start_auto(refresh, every=lambda: 5.0, enabled=lambda: True)   # doctest: +SKIP
     True
     >>> live.close()   # doctest: +SKIP
@@ -41,14 +44,16 @@ class LiveUpdates:
 
     Args:
         store: the store listened to (from now until :meth:`close`).
-        on_write: called on every write, in the writing thread (must not touch widgets: mark stale only).
-        draw: the redraw; only ever called in the thread that made this object (the kernel's).
+        on_write: called once per redraw (or :meth:`take_writes`) that follows writes, in the kernel's
+            thread, before ``draw`` (mark stale).
+        draw: the redraw, given the tables written since the last one; only ever called in the thread
+            that made this object (the kernel's).
         busy: true while a redraw is running (a write then schedules one for later).
         say: where a failed auto-refresh is reported.
         interval: the least time between two live redraws, in seconds.
 
     Example:
-        >>> live = LiveUpdates(store, on_write=lambda: None, draw=panel_draw, busy=lambda: False, say=print)  # doctest: +SKIP
+        >>> live = LiveUpdates(store, on_write=lambda: None, draw=lambda tables: None, busy=lambda: False, say=print)  # doctest: +SKIP
     """
 
     def __init__(
@@ -56,7 +61,7 @@ class LiveUpdates:
         store: Store,
         *,
         on_write: Callable[[], None],
-        draw: Callable[[], None],
+        draw: Callable[[frozenset[str]], None],
         busy: Callable[[], bool],
         say: Say,
         interval: float = LIVE_INTERVAL,
@@ -68,6 +73,7 @@ class LiveUpdates:
         self._say = say
         self._closed = False
         self._pending = False
+        self._written: set[str] = set()  # tables written since the last redraw (the listener's only work)
         self._last = 0.0
         self._owner = threading.get_ident()
         self._loop = _running_loop()
@@ -80,12 +86,12 @@ class LiveUpdates:
         return self._auto_task
 
     def on_store_change(self, table: str) -> None:
-        """Store listener: runs in the writing thread right after a write; never touches widgets off-thread."""
+        """Store listener: runs in the writing thread inside every write, so O(1): it notes the table,
+        looks at the clock and at most schedules a redraw; it never touches widgets off-thread."""
         if self._closed:
             return
-        self._on_write()
-        wait = self._last + self.interval - time.monotonic()
-        if wait <= 0 and not self._busy() and threading.get_ident() == self._owner:
+        self._written.add(table)
+        if time.monotonic() >= self._last + self.interval and threading.get_ident() == self._owner and not self._busy():
             # Drawn in the writing call: a long cell that keeps writing (the loop cannot run until it
             # ends) still shows progress, at most once per interval.
             self._live_draw()
@@ -97,6 +103,21 @@ class LiveUpdates:
             return  # no loop to schedule on: the next write, Refresh or a tab switch draws it
         self._pending = True
         loop.call_soon_threadsafe(self._fire)
+
+    def take_writes(self) -> frozenset[str]:
+        """The tables written since the last redraw (emptied; ``on_write`` called if there were any).
+
+        The panel calls it when it draws for another reason (a tab switch), so that the writes mark
+        every tab stale. Kernel thread only.
+        """
+        if not self._written:
+            return frozenset()
+        tables = frozenset(self._written)
+        # (not a swap of the set: a worker thread's add lands in the set either way; one it made after
+        # the copy of a table copied is taken by the draw that follows, which reads after it)
+        self._written.difference_update(tables)
+        self._on_write()
+        return tables
 
     def _fire(self) -> None:
         wait = self._last + self.interval - time.monotonic()
@@ -110,7 +131,9 @@ class LiveUpdates:
         self._last = time.monotonic()
         if self._closed:
             return
-        self._draw()
+        tables = self.take_writes()
+        if tables:  # nothing written since the last redraw (an in-call draw took it): nothing to do
+            self._draw(tables)
 
     def start_auto(
         self, refresh: Callable[[], None], *, every: Callable[[], float], enabled: Callable[[], bool]

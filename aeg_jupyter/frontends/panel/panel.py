@@ -165,7 +165,9 @@ class Panel(widgets.VBox):
         """
         if self._closed:
             return
+        self.live.take_writes()
         self._stale.update(TABS)
+        self.charts_tab.forget_kinds()  # other kernels' kinds too: listed again
         with working(self.refresh_button):
             self.artifacts.catch_up()
             self.event_log.catch_up()
@@ -210,8 +212,12 @@ class Panel(widgets.VBox):
         super().close()
 
     # -- drawing -----------------------------------------------------------------------------------
-    def _draw(self, tab: str) -> None:
-        """Recompute one tab from the core (only if shown; a hidden tab is drawn when it is shown)."""
+    def _draw(self, tab: str, written: frozenset[str] | None = None) -> None:
+        """Recompute one tab from the core (only if shown; a hidden tab is drawn when it is shown).
+
+        ``written``: a live redraw's tables written by this kernel since the last one (the Charts tab
+        then takes in only what they changed); ``None``: a full redraw.
+        """
         if self._closed:
             return
         if tab != self.active_tab:
@@ -226,7 +232,11 @@ class Panel(widgets.VBox):
             self._show_uploads()
             self._stale.discard(tab)
             self._say("")
-            self._pages[tab].refresh()
+            page = self._pages[tab]
+            if written is not None and page is self.charts_tab:
+                self.charts_tab.refresh(written=written)
+            else:
+                page.refresh()
             self.renders += 1
         except AegError as exc:
             self._say(str(exc), error=True)
@@ -237,14 +247,15 @@ class Panel(widgets.VBox):
     def _redraw_of(self, tab: str) -> Callable[[], None]:
         return lambda: self._draw(tab)
 
-    def _live_draw(self) -> None:
+    def _live_draw(self, written: frozenset[str]) -> None:
         tab = self.active_tab
         if tab != "runs":  # a runs summary scans the events table: only on Refresh or when shown
-            self._draw(tab)
+            self._draw(tab, written)
 
     # -- events from the header --------------------------------------------------------------------
     def _on_tab(self, _change: dict[str, Any]) -> None:
         tab = self.active_tab
+        self.live.take_writes()  # writes since the last live redraw: every tab stale
         if tab in self._stale:
             self._draw(tab)
 
