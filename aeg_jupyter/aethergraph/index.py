@@ -68,6 +68,14 @@ class StoreStamp:
         self._version = 0
         self._alone_at: int | None = None  # spool/'s mtime when only this writer was in it
         self._unsubscribe = store.subscribe(self._changed) if self._usable else None
+        # spool/ held open: an fstat costs no path walk (a search's one system call); a spool/
+        # removed under us has no links left, and nothing may be cached then
+        self._fd: int | None = None
+        if self._usable:
+            try:
+                self._fd = os.open(self._spool, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
+            except OSError:  # (a platform that cannot open a directory: stat by path)
+                self._fd = None
 
     def _changed(self, table: str) -> None:
         if table != "events":
@@ -77,15 +85,25 @@ class StoreStamp:
         if self._unsubscribe is not None:
             self._unsubscribe()
             self._unsubscribe = None
+        if self._fd is not None:
+            os.close(self._fd)
+            self._fd = None
+        self._usable = False
 
     def now(self) -> tuple[int, int] | None:
         """The stamp, or None when other writers may be changing the store."""
         if not self._usable:
             return None
         try:
-            mtime = os.stat(self._spool).st_mtime_ns
+            if self._fd is not None:
+                st = os.fstat(self._fd)
+                if not st.st_nlink:
+                    return None
+            else:
+                st = os.stat(self._spool)
         except OSError:
             return None
+        mtime = st.st_mtime_ns
         if mtime != self._alone_at:
             self._alone_at = None
             checked = time.time_ns()
@@ -249,6 +267,21 @@ class AegArtifactIndex:
         offset: int = 0,
         pinned: bool | None = None,
     ) -> list[Any]:
+        stamper = self._stamp
+        if stamper is not None and (not metric or not mode) and limit != 0:
+            # the facades' common case first: an unranked search asked before, nothing changed since
+            # (one stat, one dict look-up: no filter parsing, no catch-up, no conversion)
+            key = _result_key(kind, labels, limit, offset, pinned)
+            if key is not None:
+                stamp = stamper.now()
+                if stamp is not None and stamp == self._results_at:
+                    hit = self._results.get(key)
+                    if hit is not None:
+                        return hit.copy()  # (a new list: a caller may sort or extend it)
+                return self._search(
+                    kind=kind, labels=labels, metric=metric, mode=mode, limit=limit, offset=offset, pinned=pinned,
+                    kept=(key, stamp),
+                )  # fmt: skip
         return self._search(
             kind=kind, labels=labels, metric=metric, mode=mode, limit=limit, offset=offset, pinned=pinned
         )
@@ -263,19 +296,23 @@ class AegArtifactIndex:
         limit: int | None,
         offset: int = 0,
         pinned: bool | None = None,
+        kept: tuple[tuple[Any, ...], tuple[int, int] | None] | None = None,
     ) -> list[Any]:
+        """``kept``: the search's key in the kept answers and the stamp :meth:`search` took already."""
         key = stamp = None
-        if (not metric or not mode) and limit != 0 and self._stamp is not None:
+        if kept is not None:
+            key, stamp = kept
+        elif (not metric or not mode) and limit != 0 and self._stamp is not None:
             # an unranked search asked before, with nothing changed since: the same answer
             key = _result_key(kind, labels, limit, offset, pinned)
             stamp = self._stamp.now() if key is not None else None
-            if stamp is not None:
-                if stamp != self._results_at:
-                    self._results.clear()
-                    self._results_at = stamp
-                hit = self._results.get(key)
-                if hit is not None:
-                    return list(hit)
+        if key is not None and stamp is not None:
+            if stamp != self._results_at:
+                self._results.clear()
+                self._results_at = stamp
+            hit = self._results.get(key)
+            if hit is not None:
+                return list(hit)
         core, where = self._core_filters(labels)
         # every filter but the tags is one our catalog applies exactly: no row needs a second look
         exact = pinned is None and all(k == "tags" or k == "run_id" or k in core for k in (labels or {}))
