@@ -18,6 +18,7 @@ import os
 import secrets
 import shutil
 import tempfile
+import threading
 import time
 from collections.abc import AsyncIterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
@@ -69,6 +70,10 @@ class AegArtifactStore:
         self.nonfinite_saves = 0  # saves with a NaN/inf metric (the index's cache of "any NaN?" watches it)
         # staged files (ours alone) are removed off the save's path: an unlink costs ms on a busy disk
         self._reaper = ThreadPoolExecutor(max_workers=1, thread_name_prefix="aeg-aethergraph-staging")
+        # the paths it has still to remove; one job drains them (a thread woken per save costs more)
+        self._doomed: list[str] = []
+        self._reaping = False
+        self._doomed_lock = threading.Lock()
 
     def close(self) -> None:
         """Wait for the staged files being removed."""
@@ -76,12 +81,28 @@ class AegArtifactStore:
 
     def _remove(self, path: str) -> None:
         if os.path.dirname(os.path.abspath(path)) == self._staging:
+            with self._doomed_lock:
+                self._doomed.append(path)
+                if self._reaping:  # the running job takes it
+                    return
+                self._reaping = True
             try:
-                self._reaper.submit(_unlink, path)
+                self._reaper.submit(self._reap)
                 return
-            except RuntimeError:  # closed: remove it here
-                pass
+            except RuntimeError:  # closed: remove them here
+                self._reap()
+                return
         _unlink(path)
+
+    def _reap(self) -> None:
+        while True:
+            with self._doomed_lock:
+                batch, self._doomed = self._doomed, []
+                if not batch:
+                    self._reaping = False
+                    return
+            for p in batch:
+                _unlink(p)
 
     @property
     def base_uri(self) -> str:

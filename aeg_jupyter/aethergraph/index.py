@@ -14,11 +14,11 @@ from __future__ import annotations
 import json
 import os
 import time
-import uuid
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 from ..base.errors import AegError, NotFoundError
+from ..base.ids import new_ts_id
 from ..base.models import Artifact as AegArtifact
 from ..base.models import Provenance, ScopeFilter
 from ..base.validate import check_labels
@@ -400,7 +400,8 @@ class AegArtifactIndex:
     async def record_occurrence(self, a: Any, extra_labels: dict | None = None) -> None:
         labels = {**(a.labels or {}), **(extra_labels or {})}
         occ = {
-            "occurrence_id": str(a.occurrence_id or uuid.uuid4().hex),
+            # any unique string (the default index's is a uuid4's hex): a ULID costs no urandom call
+            "occurrence_id": str(a.occurrence_id or new_ts_id()[1]),
             "artifact_id": a.artifact_id,
             "run_id": a.run_id,
             "graph_id": a.graph_id,
