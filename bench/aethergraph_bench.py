@@ -178,7 +178,7 @@ def build(scratch: str) -> tuple[Facades, Facades, tuple[Any, Any]]:
     ctx = aeg_jupyter.connect(os.path.join(scratch, "aeg-store"))
     print(f"our store: format {ctx.store.format}")
     store = AegArtifactStore(ctx.store.artifacts, staging_dir=os.path.join(scratch, "aeg-staging"))
-    log = AegMemoryLog(ctx.store.event_log, ctx.store.artifacts, hot_limit=hot_limit)
+    log = AegMemoryLog(ctx.store.event_log, ctx.store.artifacts, hot_limit=hot_limit, watch=ctx.store)  # as install()
     index = AegArtifactIndex(store, ctx.store.event_log, watch=ctx.store)  # as install() builds it
     ours = Facades(store, index, AegHotLog(log), AegPersistence(log), hot_limit)
     return theirs, ours, (ctx, store)

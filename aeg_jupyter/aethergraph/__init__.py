@@ -123,7 +123,7 @@ def install(
         stage = os.fspath(staging_dir) if staging_dir else os.path.join(container.root, "aeg_staging")
         store = AegArtifactStore(ctx.store.artifacts, staging_dir=stage)
         index = AegArtifactIndex(store, ctx.store.event_log, watch=ctx.store)
-        log = AegMemoryLog(ctx.store.event_log, ctx.store.artifacts, hot_limit=hot_limit)
+        log = AegMemoryLog(ctx.store.event_log, ctx.store.artifacts, hot_limit=hot_limit, watch=ctx.store)
         hot, persist = AegHotLog(log), AegPersistence(log)
         backend = Backend(ctx, container, store, index, hot, persist)
         _swap(backend, container, "artifacts", store)
@@ -174,6 +174,7 @@ def uninstall() -> None:
         rs._current.set(None)
     rs._services_global = backend._previous
     backend.artifact_index.close()
+    backend.hotlog.log.close()
     backend.artifact_store.close()
     backend.context.close()
 

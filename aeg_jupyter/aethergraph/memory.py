@@ -10,28 +10,85 @@ run / graph / node ids our scopes, so ``%aeg recent`` and ``last_by_name`` read 
 Reads follow AetherGraph's default backend: the hot log sees the newest ``hot_limit`` events of a
 timeline, the persistence all of them; both newest first, filtered by AetherGraph's own
 ``event_matches_filters``. Decoded events are cached by our (immutable) event id.
+
+The hot log's reads answer from a per-timeline cache (:class:`_Timeline`: the timeline's newest
+events, filled by one read of the store and then by this process's writes) while it is known to be
+complete for the asked window. Our event log's own hot window holds the newest events of the whole
+store, so when other events are interleaved (AetherGraph's occurrence events of its saves, other
+timelines) the timeline's newest ``hot_limit`` reach past it, into a Parquet scan. Before it
+answers, the cache catches up with the newest events of the store (our event log's ``recent``,
+which takes in other processes' new events): every event newer than the last look is taken in
+(while this process is the store's only writer, :class:`~aeg_jupyter.aethergraph.index.StoreStamp`)
+or every event less than ``_MARGIN_US`` older than it (another writer's event can show up late:
+it is stamped before it is written); when that many are more than the event log's hot window
+holds, the cache is dropped and the timeline read again.
 """
 
 from __future__ import annotations
 
+import bisect
 import dataclasses
 import json
 import math
 from collections import OrderedDict, deque
 from collections.abc import Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ..base.errors import InvalidInputError, NotFoundError
 from ..base.models import Event as AegEvent
 from ..base.models import Provenance, ScopeFilter
+from ..base.times import iso_to_us, ts_to_iso
 from ..core.artifacts import ArtifactStore
 from ..core.events import EventLog
 from . import codec
+from .index import StoreStamp
+
+if TYPE_CHECKING:
+    from ..core.store import Store
 
 MEMDOC_KIND = "aethergraph.memdoc"  # summaries and other JSON documents of AetherGraph's memory
 MEMDOC_ID = codec.PREFIX + "memdoc_id"
 _CACHE_SIZE = 20_000
 _ALL = 1 << 62  # "every event": our recent() reads newest first until it has this many
+_TIMELINES = 64  # timelines with a hot cache (the ones read most recently)
+_MARGIN_US = 5_000_000  # how much older than the newest event seen another writer's event may show up
+_PEEK = 16  # the newest events of the store a catch-up looks at first (then 4x, up to the hot window)
+_NO_KEY = ("", "")
+
+Key = tuple[str, str]  # (our event's ts, ISO text of fixed width, so it sorts as the time; our event id)
+
+
+class _Timeline:
+    """The newest events of one timeline, oldest first, as of ``mark`` (the newest event of the
+    store seen then): every event of the timeline newer than ``items[0]`` is here, and all of its
+    events when ``whole``."""
+
+    __slots__ = ("alone", "cap", "ids", "items", "mark", "whole")
+
+    def __init__(self, items: list[tuple[Key, Any]], *, whole: bool, mark: Key, alone: int | None, cap: int) -> None:
+        self.items = items
+        self.ids = {k[1] for k, _ in items}
+        self.whole = whole
+        self.mark = mark
+        self.alone = alone  # spool/'s mtime when this process was the only writer at `mark`, else None
+        self.cap = cap
+
+    def add(self, key: Key, evt: Any) -> None:
+        if key[1] in self.ids:
+            return
+        items = self.items
+        if not items or key > items[-1][0]:
+            items.append((key, evt))
+        elif self.whole or key > items[0][0]:
+            bisect.insort(items, (key, evt), key=lambda t: t[0])
+        else:
+            return  # older than what is held of an incomplete timeline: it does not belong here
+        self.ids.add(key[1])
+        if len(items) > 2 * self.cap:
+            for k, _ in items[: -self.cap]:
+                self.ids.discard(k[1])
+            del items[: -self.cap]
+            self.whole = False
 
 
 def _event_cls() -> type:
@@ -43,7 +100,11 @@ def _event_cls() -> type:
 class AegMemoryLog:
     """What the hot log and the persistence share: writing and reading AetherGraph events."""
 
-    def __init__(self, events: EventLog, artifacts: ArtifactStore, *, hot_limit: int = 1000) -> None:
+    def __init__(
+        self, events: EventLog, artifacts: ArtifactStore, *, hot_limit: int = 1000, watch: Store | None = None
+    ) -> None:
+        """``watch``: the core store underneath; with it, a timeline's cache knows when this process is
+        its only writer (and needs to look only at the events newer than its last look)."""
         self.events = events
         self.artifacts = artifacts
         self.hot_limit = int(hot_limit)
@@ -52,6 +113,15 @@ class AegMemoryLog:
         self._cache: OrderedDict[str, tuple[str | None, Any]] = OrderedDict()
         self._written: deque[Any] = deque(maxlen=64)  # objects the hot log wrote (by identity)
         self._limits: dict[str, int] = {}
+        self._timelines: OrderedDict[str, _Timeline] = OrderedDict()
+        self._stamp = StoreStamp(watch) if watch is not None else None
+
+    def close(self) -> None:
+        """Stop watching the store (see ``watch``) and drop the timelines' caches."""
+        if self._stamp is not None:
+            self._stamp.close()
+            self._stamp = None
+        self._timelines.clear()
 
     # -- writing -----------------------------------------------------------------------------
     def write(self, timeline_id: str, evt: Any) -> None:
@@ -79,7 +149,11 @@ class AegMemoryLog:
         except InvalidInputError:  # values our columns refuse: they stay in the JSON text only
             kw.update(inputs=None, outputs=None, metrics=None)
             ours = self.events.record(kind, text, **kw)
-        self._remember(ours.event_id, timeline_id, dataclasses.replace(evt))
+        kept = dataclasses.replace(evt)
+        self._remember(ours.event_id, timeline_id, kept)
+        hot = self._timelines.get(timeline_id)
+        if hot is not None:
+            hot.add((ours.ts, ours.event_id), kept)
 
     def _remember(self, key: str, timeline_id: str | None, evt: Any) -> None:
         cache = self._cache
@@ -116,19 +190,93 @@ class AegMemoryLog:
         """The events of a timeline, newest first: its newest ``window`` (None: all), of which
         those our columns can pick out (``kinds``, scopes, topic: only when ``window`` is None)."""
         want = _ALL if window is None else max(window, 1)
+        hot = window is not None and kinds is None and topic is None and not where
+        if hot:
+            cached = self._cached(timeline_id, want)
+            if cached is not None:
+                return cached
+            before = self.events.recent(limit=1)  # the mark: what the read below sees at least
+            mark = (before[-1].ts, before[-1].event_id) if before else _NO_KEY
+            alone = self._alone()
         fetch = min(want, 4096) if window is not None else _ALL
         while True:
             evs = self.events.recent(kinds=kinds, limit=fetch, where=where, topic=topic)
             out = []
+            keys: list[Key] = []
             for ev in reversed(evs):
                 tl, agev = self._decode(ev)
                 if agev is not None and tl == timeline_id:
                     out.append(agev)
+                    keys.append((ev.ts, ev.event_id))
                     if len(out) >= want:
-                        return out
-            if len(evs) < fetch or fetch >= _ALL:
-                return out
+                        break
+            if len(out) >= want or len(evs) < fetch or fetch >= _ALL:
+                break
             fetch *= 4
+        if hot:
+            items = list(zip(reversed(keys), reversed(out), strict=True))
+            self._keep(timeline_id, _Timeline(items, whole=len(out) < want, mark=mark, alone=alone, cap=want))
+        return out
+
+    # -- the timelines' caches ------------------------------------------------------------------
+    def _alone(self) -> int | None:
+        """spool/'s mtime while this process is the store's only writer (see StoreStamp), else None."""
+        now = self._stamp.now() if self._stamp is not None else None
+        return None if now is None else now[0]
+
+    def _keep(self, timeline_id: str, hot: _Timeline) -> None:
+        timelines = self._timelines
+        timelines[timeline_id] = hot
+        timelines.move_to_end(timeline_id)
+        if len(timelines) > _TIMELINES:
+            timelines.popitem(last=False)
+
+    def _cached(self, timeline_id: str, want: int) -> list[Any] | None:
+        """The newest ``want`` events of the timeline, newest first, from its cache caught up with
+        the store; None when the cache cannot answer (none, or it holds fewer than asked)."""
+        hot = self._timelines.get(timeline_id)
+        if hot is None:
+            return None
+        if not self._catch_up(timeline_id, hot):
+            del self._timelines[timeline_id]
+            return None
+        self._timelines.move_to_end(timeline_id)
+        items = hot.items
+        if len(items) < want and not hot.whole:
+            return None
+        hot.cap = max(hot.cap, want)
+        return [e for _k, e in items[: -want - 1 : -1]]
+
+    def _catch_up(self, timeline_id: str, hot: _Timeline) -> bool:
+        """Take in the store's events since ``hot.mark`` (False: too many to tell from memory)."""
+        alone = self._alone()
+        if alone is not None and alone == hot.alone:
+            low = hot.mark  # this process alone since the last look: nothing older can show up
+        else:
+            low = (ts_to_iso(iso_to_us(hot.mark[0]) - _MARGIN_US), "") if hot.mark[0] else _NO_KEY
+        events = self.events
+        peek, cap = _PEEK, max(_PEEK, events.hot.limit)
+        while True:
+            evs = events.recent(limit=peek)
+            if len(evs) < peek or not evs or (evs[0].ts, evs[0].event_id) <= low:
+                break
+            if peek >= cap:
+                return False
+            peek = min(4 * peek, cap)
+        ids = hot.ids
+        for ev in reversed(evs):  # newest first, down to `low`
+            key = (ev.ts, ev.event_id)
+            if key <= low:
+                break
+            if key[1] in ids:
+                continue
+            tl, agev = self._decode(ev)
+            if agev is not None and tl == timeline_id:
+                hot.add(key, agev)
+        if evs:
+            hot.mark = max(hot.mark, (evs[-1].ts, evs[-1].event_id))
+        hot.alone = alone
+        return True
 
     def hot_window(self, timeline_id: str) -> int:
         return self._limits.get(timeline_id, self.hot_limit)
@@ -195,6 +343,11 @@ class AegHotLog:
 
     def __init__(self, log: AegMemoryLog) -> None:
         self._log = log
+
+    @property
+    def log(self) -> AegMemoryLog:
+        """The memory log it reads and writes (shared with the persistence)."""
+        return self._log
 
     async def append(self, timeline_id: str, evt: Any, *, ttl_s: int, limit: int) -> None:
         log = self._log

@@ -147,6 +147,7 @@ def children(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Chi
     kids["ours"] = Child(os.path.join(base, "ours"), "aeg")
     kids["default"] = Child(os.path.join(base, "default"), "default")
     kids["cache"] = Child(os.path.join(base, "cache"), "aeg", script=os.path.join(HERE, "cache_script.py"))
+    kids["memory"] = Child(os.path.join(base, "memory"), "aeg", script=os.path.join(HERE, "memory_script.py"))
     kids["live"].pause_file = pause  # type: ignore[attr-defined]
     yield kids
     for k in kids.values():
@@ -287,6 +288,32 @@ def test_kept_search_answers_follow_every_change(children: dict[str, Child]) -> 
     assert got["planned_exists"] is False and got["planned_in_staging"] is True
     assert got["empty_loaded"] == "" and got["small_loaded"] == '{"w": 1}'
     assert got["staged_left"] == []
+
+
+# -- the hot log's per-timeline cache: the same answers as a read of the store ------------------------------
+def test_timeline_reads_from_the_hot_cache_equal_the_store_read(children: dict[str, Child]) -> None:
+    kid = children["memory"]
+    got = kid.wait()
+    assert kid.outside_calls() == ""
+    # the timeline's records are interleaved with AetherGraph's occurrence events and another timeline's
+    assert got["interleaved_kinds"] == ["aethergraph.occurrence", "side_log", "train_log"]
+    steps = got["steps"]
+    assert list(steps) == [
+        "first", "again", "after_interleaved_writes", "other_open", "other_open_then_ours", "other_closed",
+        "other_came_and_went", "after_a_flood", "after_a_flood_again", "alone_after_writes",
+    ]  # fmt: skip
+    for name, st in steps.items():  # recent and a filtered query, through the hot log and the facade
+        assert st["equal"] and st["facade_equal"], (name, st)
+    assert [steps[k]["n"] for k in ("first", "again", "after_interleaved_writes")] == [20, 20, 30]  # window: 30
+    # answered from the cache (the same one, caught up), except the first read and when more events came
+    # since the last look than the event log's hot window holds
+    cached = {k for k, st in steps.items() if st["from_cache"]}
+    assert cached == set(steps) - {"first", "after_a_flood"}
+    # another process's events on the timeline, while it is open and after it closed
+    assert got["stamp_with_other"] is False and got["stamp_alone"] is True
+    for k in ("other_open", "other_open_then_ours", "other_closed", "other_came_and_went"):
+        assert steps[k]["kinds"] == ["from_other", "train_log"], k
+    assert steps["after_interleaved_writes"]["kinds"] == ["train_log"]
 
 
 # -- a real kernel's %aeg over the graph's store ---------------------------------------------------------
