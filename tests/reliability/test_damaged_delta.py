@@ -259,3 +259,38 @@ def test_the_cli_verify_names_the_file_and_repair_reports_the_loss(tmp_path: Any
     code = main(["--store", root, "verify"])
     out, err = capsys.readouterr()
     assert code == 0, out + err
+
+
+def test_aeg_status_reports_a_damaged_table_and_what_to_do(
+    tmp_path: Any, ipython_shell: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``%aeg status`` in a real shell looks at every data file: a truncated artifacts file (no query
+    has read it yet) and a deleted events file are named with `aeg verify --repair`; after the repair
+    the status is clean."""
+    root = str(tmp_path / "s")
+    saved = _build(root)
+    art_victim = _first_file(root, "artifacts")
+    lost = _file_ids(art_victim, "artifact_id")
+    ev_victim = _first_file(root, "events")
+    _damage(art_victim, "truncate")
+    _damage(ev_victim, "delete")
+    monkeypatch.setenv("AEG_STORE", root)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", StoreWarning)  # (the open skips the events file, naming it)
+        ipython_shell.run_line_magic("load_ext", "aeg_jupyter")
+    status = ipython_shell.run_line_magic("aeg", "status")
+    text = str(status)
+    damaged = dict(status.damaged)
+    assert damaged == {"artifacts": (art_victim,), "events": (ev_victim,)}
+    lines = [ln for ln in text.splitlines() if ln.startswith("DAMAGED")]
+    assert len(lines) == 2 and all("aeg verify --repair" in ln for ln in lines)
+    assert art_victim in lines[0] and lines[0].startswith("DAMAGED    artifacts: 1 data file ")
+    assert ev_victim in lines[1] and lines[1].startswith("DAMAGED    events: 1 data file ")
+    assert "DAMAGED: artifacts, events (run `aeg verify --repair`)" in status.line()
+    assert status.artifacts is None and "artifacts  ? (a data file cannot be read)" in text  # (len reads it)
+
+    context = ipython_shell.user_ns["context"]
+    context.store.artifacts.verify(repair=True)
+    after = ipython_shell.run_line_magic("aeg", "status")
+    assert after.damaged == () and "DAMAGED" not in str(after) and "DAMAGED" not in after.line()
+    assert after.artifacts == len(_expected(saved, "ckpt", lost)) + len(_expected(saved, "note", lost))

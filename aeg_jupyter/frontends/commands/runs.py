@@ -10,9 +10,11 @@ Example (in a notebook)::
 from __future__ import annotations
 
 import argparse
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
+from ...base.errors import CorruptionError
 from .parsing import CommandError, CommandParser, _limit, _no_args
 from .registry import subcommand
 from .session import Session
@@ -20,6 +22,8 @@ from .session import Session
 if TYPE_CHECKING:
     from ...api.context import KernelContext
     from ...storage.uploads import PendingUploads
+
+T = TypeVar("T")
 
 
 @subcommand("runs", "every run that wrote something, most recent first", "runs -n 5", _limit)
@@ -67,13 +71,16 @@ class StoreStatus:
     run_id: str
     graph_id: str
     node_id: str
-    artifacts: int
-    events: int
+    artifacts: int | None  # None: unknown, a data file of the table cannot be read (see ``damaged``)
+    events: int | None
     artifact_kinds: list[str]
     event_kinds: list[str]
     writer: str
     flush_errors: tuple[str, ...] = ()  # format 2: a table whose background commit failed, and why
     uploads: PendingUploads | None = None  # an s3:// root: rows and blobs not uploaded yet, the last error
+    #: table -> its data files (or format-1 parts, spools) that are missing or cannot be read (format 2:
+    #: ``DamagedDataFile``); ``%aeg status`` looks at every file's footer, the load line only at what reads met
+    damaged: tuple[tuple[str, tuple[str, ...]], ...] = ()
 
     def line(self) -> str:
         """One line: ``aeg_jupyter: store /x/.aeg | run run-... | 3 artifacts, 12 events``."""
@@ -84,7 +91,22 @@ class StoreStatus:
         up = self.uploads
         if up is not None and (up.rows or up.blobs):
             line += f" | pending upload: {_plural(up.rows, 'row')}, {_plural(up.blobs, 'blob')}"
+        if self.damaged:
+            line += f" | DAMAGED: {', '.join(t for t, _ in self.damaged)} (run `aeg verify --repair`)"
         return line
+
+    def damage_lines(self) -> list[str]:
+        """One line per damaged table: how many files, which, and what to do next."""
+        out = []
+        for table, files in self.damaged:
+            shown = ", ".join(files[:3]) + (f" and {len(files) - 3} more" if len(files) > 3 else "")
+            out.append(
+                f"{table}: {_plural(len(files), 'data file')} missing or unreadable ({shown}); their rows cannot "
+                "be read and queries that need them fail. Run `aeg verify` to see them, then `aeg verify --repair` "
+                "(verify(repair=True)) to take them out of the table (a copy is kept in corrupt/, the rows lost "
+                "are reported)"
+            )
+        return out
 
     def __str__(self) -> str:
         return "\n".join(
@@ -93,11 +115,13 @@ class StoreStatus:
                 f"run        {self.run_id}",
                 f"graph      {self.graph_id}",
                 f"node       {self.node_id}",
-                f"artifacts  {self.artifacts}"
+                f"artifacts  {_count(self.artifacts)}"
                 + (f"  ({', '.join(self.artifact_kinds)})" if self.artifact_kinds else ""),
-                f"events     {self.events}" + (f"  ({', '.join(self.event_kinds)})" if self.event_kinds else ""),
+                f"events     {_count(self.events)}"
+                + (f"  ({', '.join(self.event_kinds)})" if self.event_kinds else ""),
                 f"writer     {self.writer}",
                 *(f"flush      {e}" for e in self.flush_errors),
+                *(f"DAMAGED    {e}" for e in self.damage_lines()),
                 *([f"uploads    {self.uploads}"] if self.uploads is not None else []),
             ]
         )
@@ -106,12 +130,22 @@ class StoreStatus:
         p.text(str(self))
 
 
-def _plural(n: int, word: str) -> str:
+def _count(n: int | None) -> str:
+    return "? (a data file cannot be read)" if n is None else str(n)
+
+
+def _plural(n: int | None, word: str) -> str:
+    if n is None:
+        return f"? {word}s (damaged)"
     return f"{n} {word}" if n == 1 else f"{n} {word}s"
 
 
-def store_status(context: KernelContext) -> StoreStatus:
+def store_status(context: KernelContext, *, check_files: bool = False) -> StoreStatus:
     """The :class:`StoreStatus` of a context's store.
+
+    ``check_files``: look at every data file of every table (missing, or its footer unreadable), as
+    ``%aeg status`` does; without it only the damage this process's reads met is reported (the line
+    printed at ``%load_ext`` reads nothing more).
 
     Example:
         >>> print(store_status(context).line())          # doctest: +SKIP
@@ -120,16 +154,39 @@ def store_status(context: KernelContext) -> StoreStatus:
     from ...core.runs import count_events
 
     store = context.store
+    # a damaged data file (CorruptionError) makes a count unknown (None), not the status (or %load_ext) fail
+    artifacts = _unless_damaged(lambda: len(store.artifacts))
+    artifact_kinds = _unless_damaged(store.artifacts.kinds)
     return StoreStatus(
         root=store.root, run_id=context.run_id, graph_id=context.graph_id, node_id=context.node_id,
-        artifacts=len(store.artifacts), events=count_events(store), artifact_kinds=store.artifacts.kinds(),
-        event_kinds=store.event_log.kinds(), writer=store.writer,
+        artifacts=artifacts, events=_unless_damaged(lambda: count_events(store)),
+        artifact_kinds=artifact_kinds or [], event_kinds=_unless_damaged(store.event_log.kinds) or [],
+        writer=store.writer,
         uploads=store.pending_uploads(),
         flush_errors=tuple(
             f"{name}: {err}; the rows are kept in the spool and the commit is retried"
             for name, t in store.tables.items() if (err := getattr(t, "flush_error", None)) is not None
         ),
+        damaged=_damaged_tables(store, check_files=check_files),
     )  # fmt: skip
+
+
+def _unless_damaged(count: Callable[[], T]) -> T | None:
+    try:
+        return count()
+    except CorruptionError:  # the file is noted as damaged by the read: reported in StoreStatus.damaged
+        return None
+
+
+def _damaged_tables(store: Any, *, check_files: bool) -> tuple[tuple[str, tuple[str, ...]], ...]:
+    out = []
+    for name, t in store.tables.items():
+        found = set(t.damaged_files(thorough=False))  # what reads of this process met (cheap)
+        if check_files:
+            found.update(t.unreadable_parts())  # every data file: there, and its footer reads
+        if found:
+            out.append((name, tuple(sorted(found))))
+    return tuple(out)
 
 
 @subcommand("status", "store path, current run / notebook / cell, counts", "status", _no_args)
@@ -138,7 +195,7 @@ def run_status(s: Session, a: argparse.Namespace) -> StoreStatus:
 
     Example: ``%aeg status``
     """
-    return store_status(s.context)
+    return store_status(s.context, check_files=True)
 
 
 __all__ = ["StoreStatus", "store_status"]
