@@ -22,6 +22,11 @@ class NotFoundError(AegError, KeyError):
         return str(self.args[0]) if self.args else ""
 
 
+class AnswerExpiredError(NotFoundError):
+    """A lazy answer (a format-2 search or list) was found on a snapshot whose data files a vacuum has
+    removed since; running the query again answers from the current snapshot."""
+
+
 class AmbiguousIdError(AegError, KeyError):
     """An id prefix matches more than one artifact."""
 

@@ -26,7 +26,7 @@ from typing import Any, TypeVar
 import numpy as np
 import pyarrow as pa
 
-from ..base.errors import InvalidInputError
+from ..base.errors import AnswerExpiredError, InvalidInputError
 from ..base.models import Artifact, ScopeFilter
 from ..base.times import datetime_to_us
 from ..base.validate import Mode, check_kind, check_labels, check_limit, check_mode
@@ -1029,7 +1029,9 @@ class SearchAnswer:
 
     It holds the segments it was found in and the fold of the ops at the time (a list answer does not
     change after it was given): a refresh since (new files, a compaction) does not move its rows, a pin
-    since does not show. Their files stay on disk for the vacuum's retention (24 h by default).
+    since does not show. Their files stay on disk for the vacuum's retention (24 h by default); an
+    answer looked at after a vacuum removed one of them raises :class:`AnswerExpiredError` (run the
+    query again).
     """
 
     __slots__ = ("_catalog", "_kinds", "_pending", "_rows", "_segs", "_src", "_states")
@@ -1071,7 +1073,20 @@ class SearchAnswer:
                 if ki < 0:
                     got = [self._pending[r] for r in rows[sel].tolist()]  # (pins applied when found)
                 else:
-                    got = self._catalog._artifacts(self._kinds[ki], rows[sel].tolist(), self._segs[ki], self._states)
+                    kind = self._kinds[ki]
+                    try:
+                        got = self._catalog._artifacts(kind, rows[sel].tolist(), self._segs[ki], self._states)
+                    except FileNotFoundError:
+                        # its snapshot's file is gone (a damaged one raises DamagedDataFile instead); the rows
+                        # are not re-found on the newest snapshot: their ids may never have been read. The
+                        # catalog takes the newest snapshot, so that the query asked again answers from it
+                        self._catalog._version = -1
+                        self._catalog.refresh()
+                        raise AnswerExpiredError(
+                            f"this answer's {kind!r} artifacts were in a data file that maintenance has removed "
+                            "since the query ran (a compaction, then a vacuum past the retention, by this or "
+                            "another process): run the query again (search / list / best) for a current answer"
+                        ) from None
                 for j, a in zip(sel.tolist(), got, strict=True):
                     out[j] = a
         return out  # type: ignore[return-value]

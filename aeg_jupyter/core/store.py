@@ -190,7 +190,10 @@ class Store:
             merged = self.compact()
             return MaintainReport(flushed=flushed, merged=merged, seconds=time.monotonic() - started, format=1)
         runner = DeltaMaintenance(tables=self.tables, root=self.store_root, guard=self.guard)
-        return runner.run(vacuum_hours=vacuum_hours, wait=wait, progress=progress)
+        report = runner.run(vacuum_hours=vacuum_hours, wait=wait, progress=progress)
+        if not report.skipped:  # queries from now on answer from the files it left (a vacuum removed the others)
+            self.artifacts.catalog.refresh()
+        return report
 
     def close(self) -> None:
         """Flush spools into Parquet, release the writer lock and remove this writer's temp dir."""

@@ -73,3 +73,57 @@ def test_pending_rows_are_found_by_kind_and_label_index(tmp_path: Any) -> None:
         store.artifacts.catalog.refresh()
         assert not pending and not pending.by_kind and not pending.by_label
         assert len(store.artifacts.search(kind="checkpoint", labels={"seed": 1})) == 20
+
+
+def test_an_answer_looked_at_after_a_vacuum_removed_its_files_says_to_run_the_query_again(tmp_path: Any) -> None:
+    """The answer's rows are in the data files of its snapshot; compaction + a vacuum with retention 0
+    (the store's maintenance) removes them: looking at the answer then raises AnswerExpiredError (not a
+    raw FileNotFoundError), the same query answers again, and the rows built before stay readable."""
+    from aeg_jupyter.base.errors import AegError, AnswerExpiredError
+
+    with Store(str(tmp_path / "s"), format=2, flush_rows=5) as store:
+        for _ in range(4):  # several small commits: the compaction rewrites them into one file
+            _fill(store, 10)
+            store.flush()
+        store.artifacts.catalog.refresh()
+        hits = store.artifacts.search(kind="checkpoint")
+        n = len(hits)
+        first = hits[0]  # built now: kept by the answer's segment
+        report = store.maintain(vacuum_hours=0)
+        assert sum(t.vacuumed for t in report.tables) > 0
+        with pytest.raises(AnswerExpiredError, match="run the query again") as err:
+            hits[n - 1]
+        assert isinstance(err.value, AegError)
+        with pytest.raises(AnswerExpiredError):
+            list(hits)
+        assert hits[0] == first
+        again = store.artifacts.search(kind="checkpoint")
+        assert len(again) == n and again[0] == first and [a.kind for a in again] == ["checkpoint"] * n
+
+
+def test_an_answer_of_a_reader_whose_files_another_store_vacuumed_expires_and_the_query_answers_again(
+    tmp_path: Any,
+) -> None:
+    """A reader's answer, then another Store on the same root compacts and vacuums with retention 0:
+    the answer raises AnswerExpiredError, after which the reader's same query answers from the newest
+    snapshot (the error made its catalog take it) with the same artifacts."""
+    from aeg_jupyter.base.errors import AnswerExpiredError
+
+    root = str(tmp_path / "s")
+    with Store(root, format=2, flush_rows=5) as writer:
+        for _ in range(4):
+            _fill(writer, 10)
+            writer.flush()
+        reader = Store(root, format=2)
+        try:
+            hits = reader.artifacts.search(kind="config", labels={"exp": "E0"})
+            n = len(hits)
+            assert n > 0
+            writer.maintain(vacuum_hours=0)
+            with pytest.raises(AnswerExpiredError, match="run the query again"):
+                hits[0]
+            again = reader.artifacts.search(kind="config", labels={"exp": "E0"})
+            want = writer.artifacts.search(kind="config", labels={"exp": "E0"})
+            assert len(again) == n and [a.artifact_id for a in again] == [a.artifact_id for a in want]
+        finally:
+            reader.close()
