@@ -187,10 +187,12 @@ def _events_from_json(path: str) -> Any:
             else:  # Python work for the cells that hold something only
                 fn = convert[f.name]
                 col = pa.array([None if v is None else fn(v) for v in col.to_pylist()], f.type)
-        elif f.name == "severity":
-            col = pc.fill_null(col, 2).cast(f.type)
-        elif f.name == "version":
-            col = pc.fill_null(col, 1).cast(f.type)
+        elif f.name in ("severity", "version"):
+            # (a Python scalar imports pandas into pyarrow: ~40 MB and ~33,000 objects in a logging process
+            # that has none; `record` writes both fields, so nulls come only from other writers' lines)
+            if col.null_count:
+                col = pc.fill_null(col, 2 if f.name == "severity" else 1)
+            col = col.cast(f.type)
         elif col.type != f.type:
             col = col.cast(f.type)
         cols.append(col)
