@@ -107,11 +107,10 @@ def tail(n: int, tmp: str, chunk: int = 10_000) -> dict[str, Any]:
         else:
             spans.append((gc_at[0], clock(), f"gc{info['generation']}"))
 
-    # The process as a kernel is when a logging cell runs: pandas imported (the magics' DataFrames; and
-    # pyarrow's first conversion of Python values imports it, so a fresh process's first commit does,
-    # on the flusher: ~33,000 new objects, whose promotion costs that process one full gc pass) and
-    # the imports' objects collected once. From here on a record leaves nothing for the gc to promote
-    # (core/hotwindow.py): a full pass now is the bench's own or the flusher's doing.
+    # The process as a kernel is when a logging cell runs: pandas imported (the magics' DataFrames) and
+    # the imports' objects collected once (a fresh process's first full gc pass walks them all, whenever
+    # it comes). From here on a record leaves nothing for the gc to promote (core/hotwindow.py), and a
+    # commit imports nothing (storage/committer.py): a full pass now is the bench's own doing.
     try:
         import pandas  # noqa: F401
     except ImportError:
