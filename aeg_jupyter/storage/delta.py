@@ -203,11 +203,12 @@ class DeltaLakeTable:
         ts_field: str | None = None,
         uri: str | None = None,
         storage_options: dict[str, str] | None = None,
-        mirror: Callable[[str, str, list[tuple[str, int | None]]], None] | None = None,
+        mirror: Callable[[str, str, list[tuple[str, int | None]]], list[str]] | None = None,
     ) -> None:
         self.path = path
         # an s3:// root (storage/location.py): the log and files are at `uri`; `path` holds local copies
-        # of the data files read (`mirror(uri, path, [(relative path, size)])` downloads those missing)
+        # of the data files read (`mirror(uri, path, [(relative path, size)])` downloads those missing
+        # and returns those the bucket lacks)
         self.uri = uri or path
         self.storage_options = storage_options
         self._mirror = mirror
@@ -376,8 +377,27 @@ class DeltaLakeTable:
                 out.append(DataFile(os.path.join(self.path, unquote(p)), k, n or 0, a, b, ua, ub, size=size))
                 fetch.append((unquote(p), size))
         if self._mirror is not None and fetch:
-            self._mirror(self.uri, self.path, fetch)  # an s3:// root: local copies of the files read
+            # an s3:// root: local copies of the files read (not of those found missing on the bucket before)
+            fetch = [(rel, size) for rel, size in fetch if os.path.join(self.path, rel) not in self.damaged]
+            gone = self._mirror(self.uri, self.path, fetch) if fetch else []
+            if gone:
+                self._missing_on_bucket(gone)
         return out
+
+    def _missing_on_bucket(self, gone: list[str]) -> None:
+        """Data files (relative paths) of the snapshot that the bucket answered 404 for: if the newest
+        snapshot (asked again: one log listing, only now) still names one, it is damage (noted in
+        :attr:`damaged`; opening it raises :class:`DamagedDataFile`); if not, a vacuum removed it after
+        our snapshot: ``FileNotFoundError``, and the caller asks the newest snapshot again."""
+        dt = self._fresh()
+        actions = pa.RecordBatchReader.from_stream(dt.get_add_actions(flatten=True)).read_all()
+        named = {unquote(p) for p in actions.column("path").to_pylist()} if actions.num_rows else set()
+        for rel in gone:
+            if rel in named:
+                self.damaged.add(os.path.join(self.path, rel))
+        vacuumed = [rel for rel in gone if rel not in named]
+        if vacuumed:
+            raise FileNotFoundError(os.path.join(self.path, vacuumed[0]))
 
     def prune_copies(self, *, older_than: float = COPY_GRACE_SECONDS) -> int:
         """An s3:// root: delete this machine's copies of data files the newest snapshot no longer has.
@@ -459,10 +479,12 @@ class DeltaLakeTable:
             src = pa.OSFile(f.path)
         except FileNotFoundError:
             # removed by a vacuum after a snapshot we had not seen (the callers retry on the newest),
-            # unless the newest snapshot still names it: then it is damage
-            if self._mirror is None and self.listed(f.path):
+            # unless the newest snapshot still names it: then it is damage (an s3:// root: the bucket
+            # answered 404 for the copy of a file the newest snapshot names, see _missing_on_bucket)
+            if f.path in self.damaged if self._mirror is not None else self.listed(f.path):
                 self.damaged.add(f.path)
-                raise DamagedDataFile(self.path, f.path, "is missing (the log names it)") from None
+                problem = "is missing on the bucket" if self._mirror is not None else "is missing"
+                raise DamagedDataFile(self.uri, f.path, f"{problem} (the log names it)") from None
             raise
         with src:
             try:

@@ -51,26 +51,33 @@ class RemoteTables:
         """deltalake's options (credentials inside: never print, log or store them)."""
         return self.objects.storage_options()
 
-    def mirror(self, uri: str, local_dir: str, files: list[tuple[str, int | None]]) -> None:
+    def mirror(self, uri: str, local_dir: str, files: list[tuple[str, int | None]]) -> list[str]:
         """Download the data files ``(relative path, size)`` of the table at ``uri`` that ``local_dir`` lacks.
 
         A file lands under its relative path by a rename of a complete download (of the size its add
-        action states), so a reader never sees half of one.
+        action states), so a reader never sees half of one. Returns the relative paths the bucket does
+        not have (404: a vacuum after the caller's snapshot, or damage; the caller tells which); the
+        others are downloaded all the same.
         """
         prefix = uri.split("://", 1)[1].split("/", 1)[1] if "/" in uri.split("://", 1)[1] else ""
         missing = [(rel, size) for rel, size in files if not os.path.isfile(os.path.join(local_dir, rel))]
         if not missing:
-            return
+            return []
+        gone: list[str] = []
 
         def fetch(item: tuple[str, int | None]) -> None:
             rel, size = item
-            self._download(f"{prefix}/{rel}" if prefix else rel, os.path.join(local_dir, rel), size)
+            try:
+                self._download(f"{prefix}/{rel}" if prefix else rel, os.path.join(local_dir, rel), size)
+            except FileNotFoundError:
+                gone.append(rel)  # (list.append: one call under the GIL from the pool's threads)
 
         if len(missing) == 1:
             fetch(missing[0])
-            return
-        with ThreadPoolExecutor(min(DOWNLOAD_THREADS, len(missing)), thread_name_prefix="aeg-fetch") as pool:
-            list(pool.map(fetch, missing))
+        else:
+            with ThreadPoolExecutor(min(DOWNLOAD_THREADS, len(missing)), thread_name_prefix="aeg-fetch") as pool:
+                list(pool.map(fetch, missing))
+        return sorted(gone)
 
     def _download(self, key: str, dest: str, size: int | None) -> None:
         objects = self.objects
