@@ -13,13 +13,15 @@ from collections.abc import AsyncIterator, Iterable, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import replace
 from datetime import timedelta
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from ..base.errors import ScopeHint
 from ..base.models import Artifact, Provenance, Scope, ScopeFilter
 from ..core.artifacts import ArtifactList, ArtifactRef, ArtifactStore, ArtifactWriter, GcReport, Mode, VerifyReport
-from ..core.lineage import Lineage, input_ids, lineage
-from ..core.rundiff import RunDiff, diff_runs
+
+if TYPE_CHECKING:  # lineage and run diffs are imported at their first use: %load_ext stays light
+    from ..core.lineage import Lineage
+    from ..core.rundiff import RunDiff
 
 
 class Origin(Protocol):
@@ -49,7 +51,12 @@ class Artifacts:
 
     def _origin(self, inputs: Iterable[ArtifactRef] | None) -> Provenance:
         """The provenance of a save: the context's, with the cell's reads and ``inputs=[...]`` as inputs."""
-        explicit = input_ids(self.artifacts, inputs) if inputs else ()
+        if not inputs:
+            explicit: tuple[str, ...] = ()
+        else:
+            from ..core.lineage import input_ids
+
+            explicit = input_ids(self.artifacts, inputs)
         write_origin = getattr(self.context, "write_origin", None)
         if write_origin is not None:
             return write_origin(explicit)  # type: ignore[no-any-return]
@@ -64,6 +71,8 @@ class Artifacts:
             >>> lin = await arts.lineage(ckpt, depth=2)         # doctest: +SKIP
             >>> lin.inputs, lin.df, lin.to_dict()["edges"]      # doctest: +SKIP
         """
+        from ..core.lineage import lineage
+
         return await asyncio.to_thread(lineage, self.artifacts, artifact, depth=depth)
 
     async def diff(self, run_a: str, run_b: str) -> RunDiff:
@@ -73,6 +82,8 @@ class Artifacts:
         Example:
             >>> d = await arts.diff("sweep-1", "sweep-2")       # doctest: +SKIP
         """
+        from ..core.rundiff import diff_runs
+
         store = getattr(self.context, "store", None)
         events = getattr(store, "event_table", None)
         keep = getattr(self.context, "keep_cells", None)
