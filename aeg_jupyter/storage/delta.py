@@ -667,7 +667,9 @@ class DeltaLakeTable:
         half = (target_size or self.target_file_bytes) // 2
         return [f for f in self.files([kind]) if f.size is None or f.size < half]
 
-    def compact_small(self, kind: str, *, min_files: int, target_size: int | None = None) -> int:
+    def compact_small(
+        self, kind: str, *, min_files: int, target_size: int | None = None, small: list[DataFile] | None = None
+    ) -> int:
         """Merge partition ``kind``'s small files when it has at least ``min_files`` of them (one commit);
         returns how many files were merged away.
 
@@ -680,7 +682,8 @@ class DeltaLakeTable:
         call at all. One bin at a time (``max_tasks=1``): one file of at most the target in memory.
         """
         target = target_size or self.target_file_bytes
-        small = self.small_files(kind, target_size=target)
+        if small is None:  # (given: the caller just counted them)
+            small = self.small_files(kind, target_size=target)
         if len(small) < min_files:
             return 0
         return int(self.compact(kinds=[kind], target_size=target, max_tasks=1).get("numFilesRemoved", 0))

@@ -41,12 +41,13 @@ from urllib.parse import quote
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from ..base.errors import InvalidInputError, StoreWarning
 from ..base.models import URI_PREFIX
 from .committer import CommitProcess, spool_to_arrow
-from .delta import ROW_GROUP, DamagedDataFile, DataFile, DeltaLakeTable, without_views
+from .delta import PARTITION, ROW_GROUP, DamagedDataFile, DataFile, DeltaLakeTable, without_views
 from .fsops import unlink_quietly
 from .layout import Layout, Part, PartName
 from .location import RemoteTables
@@ -156,6 +157,7 @@ class DeltaSpoolTable(Table):
         self._group_bytes = 0
         self._group_starts: dict[str, list[int]] = {}  # data file -> first row of each row group, and the end
         self._kinds_ok: set[str] = set()  # kinds whose partition folder name fits (check_partition_value)
+        self._small_seen: dict[str, int] = {}  # kind -> its small files at the last count, + our commits since
 
     # -- writing -----------------------------------------------------------------------------
     @property
@@ -359,7 +361,9 @@ class DeltaSpoolTable(Table):
             if step is not None:
                 step("committing", seq)
             self.delta.commit(data, app_id=self.writer, seq=seq)
-            self._compact_small_files({r["kind"] for r in rows})
+            # the kinds from the Arrow column (C++), not a Python loop over the rows: the flusher's Python work
+            # holds the GIL, and a `record` waits for it (the `record` tail budget, docs/format2.md)
+            self._compact_small_files(set(pc.unique(data.column(PARTITION)).to_pylist()))
         self.commits += 1
         if step is not None:
             step("committed", seq)
@@ -370,9 +374,22 @@ class DeltaSpoolTable(Table):
         """Keep partitions to a few files (reads open every file): off the caller's path, after a commit,
         more than ``COMPACT_AT`` small files are merged up to the table's target size; files at it stay
         (``DeltaLakeTable.compact_small``: the growing partition is not rewritten again and again)."""
+        # The small files of a partition are counted from the Delta log (`get_add_actions`: ~1 ms holding
+        # the GIL, which a `record` then waits for) only once this writer's own commits since the last
+        # count can have taken it over the limit: every writer compacts after its own commits, so a
+        # partition never has more than COMPACT_AT small files of one writer's plus what others left.
         for kind in kinds:
+            known = self._small_seen.get(kind, 0) + 1  # + this commit's file
+            if known <= COMPACT_AT:
+                self._small_seen[kind] = known
+                continue
             try:
-                self.delta.compact_small(kind, min_files=COMPACT_AT + 1)
+                files = self.delta.small_files(kind)
+                small = len(files)
+                if small > COMPACT_AT:
+                    merged = self.delta.compact_small(kind, min_files=COMPACT_AT + 1, small=files)
+                    small = small - merged + 1 if merged else small  # (merged into about one file)
+                self._small_seen[kind] = small
             except Exception as exc:  # the rows are committed: a merge can wait for the next commit
                 warnings.warn(f"could not compact {self.spec.name} ({exc}); trying again later", StoreWarning, 2)
 

@@ -164,3 +164,31 @@ def test_a_cold_open_and_recent_over_events_do_not_import_pandas(tmp_path: Any) 
         proc = run_child(COLD_CHILD, root, str(hot))
         res = json.loads(proc.stdout.strip().splitlines()[-1])
         assert res["got"] == want and res["pandas"] is False, (hot, res)
+
+
+def test_a_writer_counts_small_files_only_when_its_commits_can_make_a_merge_due(tmp_path):
+    """The flusher reads the Delta log's file list (~1 ms holding the GIL, which a `record` waits for)
+    only after COMPACT_AT commits of its own since the last count, not after every commit; partitions
+    stay within the limit and every row stays (issue 18, the `record` tail)."""
+    from aeg_jupyter.storage.tables import COMPACT_AT
+
+    store = Store(str(tmp_path / "s"), format=2)
+    table = store.event_table
+    table.background = False  # commits at each flush(), on this thread
+    counted: list[int] = []
+    real = table.delta.small_files
+
+    def counting(kind, **kw):
+        out = real(kind, **kw)
+        counted.append(len(out))
+        return out
+
+    table.delta.small_files = counting
+    n = 2 * COMPACT_AT + 10
+    for i in range(n):
+        store.event_log.record("tick", i)
+        store.flush()
+    assert counted == [COMPACT_AT + 1, COMPACT_AT + 1]  # at commits 33 and 65 of 74: each time a merge was due
+    assert len(table.delta.small_files("tick")) <= COMPACT_AT + 1
+    assert [e.data for e in store.event_log.recent(kinds=["tick"], limit=10_000)] == list(range(n))
+    store.close()
