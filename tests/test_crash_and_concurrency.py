@@ -44,8 +44,13 @@ def _kill_after(proc, lines_wanted: int) -> list[str]:
             raise AssertionError(proc.stderr.read() if proc.stderr else "writer died")
         acked.append(line.strip())
     os.kill(proc.pid, signal.SIGKILL)
-    rest, _ = proc.communicate()
-    acked.extend(x for x in rest.split() if x)
+    # the rest through the same buffered reader (communicate() reads the pipe itself: what readline had
+    # buffered, the start of the next line, was lost, and the rest began with the tail of an id); only
+    # whole lines are acknowledgements (the kill can land while the child writes its stdout buffer out)
+    rest = proc.stdout.read()
+    proc.communicate()
+    lines = rest.split("\n")
+    acked.extend(x.strip() for x in lines[:-1] if x.strip())
     return acked
 
 

@@ -60,7 +60,8 @@ def _one_kill(root: str, seed: int) -> dict[str, set[str]]:
     assert ready.strip() == "R", proc.stderr.read() if proc.stderr else ""
     time.sleep(random.Random(seed).uniform(0.01, 0.4))
     os.kill(proc.pid, signal.SIGKILL)
-    out, _ = proc.communicate()
+    out = proc.stdout.read()  # through readline's buffer (communicate() would skip what it holds)
+    proc.communicate()
     acked: dict[str, set[str]] = {"A": set(), "E": set(), "P": set()}
     for line in out.splitlines():
         parts = line.split()
