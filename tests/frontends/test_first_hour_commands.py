@@ -307,8 +307,14 @@ def test_completion_offers_what_tables_show_and_nothing_else(ip: Any, saved: lis
     shorts = {a.short_id for a in ctx(ip).store.artifacts.list()}
     assert set(complete(ip, "%aeg load ")) == shorts
     one = saved[1].short_id
-    assert complete(ip, f"%aeg show {one[:5].lower()}") == [one]
-    assert complete(ip, f"%aeg pin {saved[1].artifact_id[:-3]}") == [saved[1].artifact_id]
+    # the shortest prefix no other id shares (two saves in one millisecond share most of their short ids)
+    n = 1 + max(_common_prefix(one.lower(), other.lower()) for other in shorts - {one})
+    assert complete(ip, f"%aeg show {one[:n].lower()}") == [one]
+    full = saved[1].artifact_id
+    ids = {a.artifact_id for a in ctx(ip).store.artifacts.list()} - {full}
+    # the shortest prefix no other id shares (ids of one millisecond can differ in their last letter only)
+    n = 1 + max(_common_prefix(full, other) for other in ids)
+    assert complete(ip, f"%aeg pin {full[:n]}") == [full]
     assert complete(ip, "%aeg leaderboard checkpoint --metric val_acc --by ") == ["exp", "lr"]
     assert complete(ip, "%aeg search checkpoint --label ") == ["exp=", "lr="]
     assert complete(ip, "%aeg search checkpoint --label exp=") == ["exp=A"]
@@ -316,6 +322,13 @@ def test_completion_offers_what_tables_show_and_nothing_else(ip: Any, saved: lis
     assert options and all(o.startswith("--") for o in options) and "--scope" in options
     assert complete(ip, "%aeg ls --s") == ["--scope"]
     assert complete(ip, "best = %aeg best checkpoint --metric v") == ["val_acc"]
+
+
+def _common_prefix(a: str, b: str) -> int:
+    n = 0
+    while n < min(len(a), len(b)) and a[n] == b[n]:
+        n += 1
+    return n
 
 
 # -- 12: notebooks run headless get their own graph ---------------------------------------------
