@@ -18,7 +18,7 @@ import stat
 from collections.abc import Mapping
 from typing import Any
 
-from ..base.errors import InvalidInputError
+from ..base.errors import InvalidInputError, StoreWriteError
 from ..base.hashing import hash_bytes
 from ..base.ids import new_ts_id
 from ..base.jsoncodec import json_encoder
@@ -215,7 +215,13 @@ class Ingest:
             raise InvalidInputError(f"save_bytes takes bytes, got {type(data).__name__}; use save_text or save_json")
         kind, labels_, metrics_ = check_kind(kind), check_labels(labels), check_metrics(metrics)
         fname = safe_file_name(name)
-        with self.gate.shared():
+        # format 2, small: the row holds the bytes and no blob file is written, so there is nothing a
+        # gc could free between blob and row and the gate is not taken (its two flock calls: the
+        # save_json budget); a save the gate refuses is refused all the same
+        inline = len(data) <= self.inline_max
+        if inline and self.gate.refusal is not None:
+            raise StoreWriteError(self.gate.refusal)
+        with contextlib.nullcontext() if inline else self.gate.shared():
             put, content = self._put_bytes(data)
             return self.commit(
                 put,
@@ -299,6 +305,8 @@ def _small_file(src: str, limit: int) -> bytes | None:
 
 class _NoGate:
     """The gate of an Ingest built without a store root (nothing else can collect its blobs)."""
+
+    refusal: str | None = None
 
     def shared(self) -> contextlib.nullcontext[None]:
         return contextlib.nullcontext()
