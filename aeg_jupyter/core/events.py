@@ -50,6 +50,7 @@ class EventLog:
         self._absent_topics: set[str] = set()
         self._last_kind: object = None  # the last kind `_record` checked
         self._kind_json = ""  # its JSON string
+        self._iso_second: tuple[int, str] = (-1, "")  # the last second `_record` stamped, as ISO text
         self._fill()
 
     # -- filling and following ---------------------------------------------------------------
@@ -206,8 +207,12 @@ class EventLog:
                 _encode_ascii(tag_list) if tag_list else None,
                 stage,
             )  # fmt: skip
+        sec = ts // 1_000_000  # ts_to_iso inlined (the `record` budget): its second's text cached here
+        iso = self._iso_second
+        if iso[0] != sec:
+            iso = self._iso_second = (sec, ts_to_iso(ts)[:19])
         ev = Event(
-            eid, ts_to_iso(ts), kind, topic, ins or None, outs or None, metrics_, text, 1,
+            eid, f"{iso[1]}.{ts - sec * 1_000_000:06d}+00:00", kind, topic, ins or None, outs or None, metrics_, text, 1,
             origin.run_id, origin.graph_id, origin.node_id, tag_list or None, severity, stage,
             origin.source_path, origin.cell_id, origin.execution_count, origin.source_hash,
         )  # fmt: skip

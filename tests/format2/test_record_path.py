@@ -124,3 +124,30 @@ def test_the_window_holds_nothing_the_gc_tracks(tmp_path, fmt):
     assert [e.data["step"] for e in log.recent(kinds="train_log", limit=3)] == [2997, 2998, 2999]
     assert log.last_by_name("x") == 1
     store.close()
+
+
+@pytest.mark.parametrize("fmt", [1, 2])
+def test_event_ts_is_ts_to_iso_of_the_row_across_seconds(tmp_path, fmt):
+    # `_record` formats ev.ts itself, its second's text cached: it must equal ts_to_iso of the stored stamp,
+    # on both paths, also when a second (and the cache) changes between records
+    from aeg_jupyter.base.ids import observe
+    from aeg_jupyter.base.times import iso_to_us, ts_to_iso
+
+    store = Store(str(tmp_path / "s"), format=fmt, flush_rows=10**6)
+    if fmt == 2:
+        store.event_table.background = False
+    log = store.event_log
+    events = []
+    for i in range(6):
+        events.append(log.record("k", {"i": i}))  # fast path
+        events.append(log.record("k", i, tags=["t"]))  # general path
+        observe(new_ts_id()[0] + 1_000_000 - 3)  # the next stamps land in the next second
+    rows = {r["event_id"]: r["ts"] for r in store.event_table.pending_rows}
+    seconds = set()
+    for ev in events:
+        assert ev.ts == ts_to_iso(rows[ev.event_id])
+        assert iso_to_us(ev.ts) == rows[ev.event_id]
+        seconds.add(rows[ev.event_id] // 1_000_000)
+    assert len(seconds) >= 6
+    assert [r.event_id for r in log.recent(limit=12)] == [e.event_id for e in events]
+    store.close()
