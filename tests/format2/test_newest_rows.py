@@ -192,3 +192,46 @@ def test_a_writer_counts_small_files_only_when_its_commits_can_make_a_merge_due(
     assert len(table.delta.small_files("tick")) <= COMPACT_AT + 1
     assert [e.data for e in store.event_log.recent(kinds=["tick"], limit=10_000)] == list(range(n))
     store.close()
+
+
+def test_the_flushers_merges_run_beside_its_commits(tmp_path):
+    """A merge of small files found due by the flusher runs on a merger thread: the flusher goes on
+    committing meanwhile (before, a 0.5-2.5 s merge on the flusher let ~100k logged rows pile up in
+    memory), nothing is lost or doubled, and close() waits for it (issue 18, RSS while logging)."""
+    import threading
+    import time
+
+    from aeg_jupyter.storage.tables import COMPACT_AT
+
+    store = Store(str(tmp_path / "s"), format=2, flush_rows=5)
+    table = store.event_table
+    table.flush_seconds = 0.01
+    merged_on: list[str] = []
+    real = table.delta.compact_small
+
+    def slow_merge(kind, **kw):  # a merge that takes a while, as a big one does
+        merged_on.append(threading.current_thread().name)
+        time.sleep(0.5)
+        return real(kind, **kw)
+
+    table.delta.compact_small = slow_merge
+    n = 5 * (COMPACT_AT + 20)
+    for i in range(n):
+        store.event_log.record("tick", i)
+        if i % 5 == 4:
+            time.sleep(0.02)  # one spool, one commit
+    commits_before = table.commits
+    deadline = time.monotonic() + 10
+    while not merged_on and time.monotonic() < deadline:
+        time.sleep(0.01)
+    for i in range(n, n + 50):  # logged while the merge runs: committed meanwhile
+        store.event_log.record("tick", i)
+        if i % 5 == 4:
+            time.sleep(0.02)
+    assert merged_on and merged_on[0].startswith("aeg-merge-")
+    assert table.commits > commits_before
+    store.close()  # waits for the merger
+    again = Store(str(tmp_path / "s"), format=2)
+    assert [e.data for e in again.event_log.recent(kinds=["tick"], limit=10_000)] == list(range(n + 50))
+    assert len(again.event_table.delta.small_files("tick")) <= COMPACT_AT + 1
+    again.close()
