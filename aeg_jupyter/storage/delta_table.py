@@ -41,7 +41,6 @@ from urllib.parse import quote
 
 import numpy as np
 import pyarrow as pa
-import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from ..base.errors import InvalidInputError, StoreWarning
@@ -383,7 +382,7 @@ class DeltaSpoolTable(Table):
             self.delta.commit(data, app_id=self.writer, seq=seq)
             # the kinds from the Arrow column (C++), not a Python loop over the rows: the flusher's Python work
             # holds the GIL, and a `record` waits for it (the `record` tail budget, docs/format2.md)
-            self._compact_small_files(set(pc.unique(data.column(PARTITION)).to_pylist()))
+            self._compact_small_files(set(data.column(PARTITION).unique().to_pylist()))
         self.commits += 1
         if step is not None:
             step("committed", seq)
