@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import os
-import time
 from typing import Any
 
 import numpy as np
@@ -20,7 +19,7 @@ from IPython.core.error import UsageError
 
 import aeg_jupyter
 from aeg_jupyter import KernelContext
-from aeg_jupyter.base.ids import new_ts_id
+from aeg_jupyter.base.ids import new_ts_id, observe
 from aeg_jupyter.core.series import (
     MAX_POINTS,
     LiveSeries,
@@ -334,8 +333,10 @@ def test_reading_only_the_charts_columns_keeps_scopes_groups_and_takes_a_spooled
         other.close()
     log.catch_up()
     # Delta's statistics hold milliseconds, so a part's newest time is read as up to 999 us later
-    # than it is: the spooled rows come 2 ms after the flush, past every part's newest time
-    time.sleep(0.002)
+    # than it is: the spooled rows are stamped 2 ms after the flush, past every part's newest time.
+    # (Through the logical clock, not a sleep: an earlier test in this process may have moved it
+    # ahead of the wall clock, and then stamps are 1 us apart whatever the wall clock does.)
+    observe(new_ts_id()[0] + 2_000)
     for step, loss in ((2, 0.25), (3, 0.125)):  # spooled ...
         log.record("train_log", {"step": step, "loss": loss}, origin=context.origin)
     spooled = [r for p in table.spool_paths(include_own=True) for r in table.read_spool(p)[0]]
