@@ -4,6 +4,7 @@ random bits, monotonic within a process) paired with a strictly increasing micro
 from __future__ import annotations
 
 import os
+import random
 import threading
 import time
 
@@ -15,7 +16,12 @@ _lock = threading.Lock()
 _last_ms = -1
 _last_rand = 0
 _last_us = 0
-_time_cache: tuple[int, str] = (-1, "")
+# The random bits of a new millisecond: a generator seeded from the OS (no getrandom system call per
+# millisecond), seeded again in a forked child so that two processes never share its sequence. ULIDs
+# need to be unique, not unguessable: no id here is a secret.
+_rng = random.Random(os.urandom(32))
+_random_bits = _rng.getrandbits
+os.register_at_fork(after_in_child=lambda: _rng.seed(os.urandom(32)))
 _prefix_cache: tuple[int, int, str] = (-1, -1, "")
 _RAND_MASK = (1 << 80) - 1
 
@@ -57,7 +63,7 @@ def new_ts_id(ts_us: int | None = None) -> tuple[int, str]:
         >>> (t1, a), (t2, b) = new_ts_id(), new_ts_id(); t1 < t2 and a < b and len(a) == 26
         True
     """
-    global _last_us, _last_ms, _last_rand, _time_cache, _prefix_cache
+    global _last_us, _last_ms, _last_rand, _prefix_cache
     with _lock:
         if ts_us is None:
             t = time.time_ns() // 1000 + CLOCK_OFFSET_US  # = times.now_us(), inlined (the `record` budget)
@@ -71,18 +77,21 @@ def new_ts_id(ts_us: int | None = None) -> tuple[int, str]:
             ms = _last_ms
             rand = (_last_rand + 1) & _RAND_MASK
         else:
-            rand = int.from_bytes(os.urandom(10), "big") >> 1  # room to increment
+            rand = _random_bits(79)  # (79 of the 80 bits: room to increment)
         _last_ms, _last_rand = ms, rand
         # The time characters and the top 60 random bits change only when a new millisecond starts
         # or the counter carries: their 22 characters are cached as one prefix, so an id costs two
-        # table lookups and one concatenation.
+        # table lookups and one concatenation. A new prefix is 11 lookups of two characters in one
+        # f-string, no generator or join: a notebook records after a pause, every such record
+        # starts a millisecond (the `record` budget's spaced loop).
         hi = rand >> 20
         prefix = _prefix_cache
         if prefix[0] != ms or prefix[1] != hi:
-            head = _time_cache
-            if head[0] != ms:
-                head = _time_cache = (ms, "".join(_CROCKFORD[(ms >> shift) & 31] for shift in range(45, -1, -5)))
-            pairs = _PAIRS
-            mid = "".join([pairs[(hi >> shift) & 1023] for shift in (50, 40, 30, 20, 10, 0)])
-            prefix = _prefix_cache = (ms, hi, head[1] + mid)
+            p = _PAIRS
+            prefix = _prefix_cache = (
+                ms, hi,
+                f"{p[(ms >> 40) & 1023]}{p[(ms >> 30) & 1023]}{p[(ms >> 20) & 1023]}{p[(ms >> 10) & 1023]}"
+                f"{p[ms & 1023]}{p[(hi >> 50) & 1023]}{p[(hi >> 40) & 1023]}{p[(hi >> 30) & 1023]}"
+                f"{p[(hi >> 20) & 1023]}{p[(hi >> 10) & 1023]}{p[hi & 1023]}",
+            )  # fmt: skip
     return t, prefix[2] + _PAIRS[(rand >> 10) & 1023] + _PAIRS[rand & 1023]
