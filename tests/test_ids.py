@@ -37,7 +37,7 @@ def test_ids_and_stamps_increase_within_and_across_milliseconds() -> None:
     stamps, ulids = [t for t, _ in got], [u for _, u in got]
     assert stamps == sorted(set(stamps)) and ulids == sorted(set(ulids))
     within = [decode(b)[1] - decode(a)[1] for a, b in itertools.pairwise(ulids) if a[:10] == b[:10]]
-    assert within and set(within) == {1}  # the same millisecond: the random part counts up by one
+    assert within and set(within) == {1}  # the same millisecond: the 80 bits count up by one
 
 
 def test_a_forked_child_does_not_repeat_its_parents_random_bits() -> None:
@@ -57,5 +57,5 @@ def test_a_forked_child_does_not_repeat_its_parents_random_bits() -> None:
     theirs = os.read(read, 64).decode()
     os.close(read)
     assert len(theirs) == 26
-    # both drew the random bits of a new millisecond: a shared generator would draw the same ones
+    # both counters were drawn at random (the child's again at the fork): a shared one gives the same bits
     assert decode(mine)[1] != decode(theirs)[1]
