@@ -227,7 +227,6 @@ class EventLog:
                 # HotWindow.add's common case inlined: our stamp is newer than all held (base/ids.observe);
                 # the window keeps the row, which the gc does not track (core/hotwindow.py), not `ev`
                 items.append(row)
-                hot._ids.add(eid)
             else:
                 hot.add(row, outs)
         if guard._listeners:  # (notify's own test, without its call: the `record` budget)

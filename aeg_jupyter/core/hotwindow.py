@@ -39,7 +39,6 @@ class HotWindow:
         self.limit = limit
         #: rows sorted by (ts, event_id), newest last; between ``limit`` and ``2 * limit`` once trimmed
         self.items: list[Row] = []
-        self._ids: set[str] = set()
         self.complete = True
         self.last_values: dict[str, tuple[Key, Any]] = {}
         self.last_outputs: dict[str, tuple[Key, dict[str, Any]]] = {}
@@ -65,29 +64,26 @@ class HotWindow:
         return ev
 
     def add(self, row: Row, outputs: Sequence[Value] | None = None) -> None:
-        """Insert one row (already-seen ids and rows older than an incomplete window are skipped).
+        """Insert one row (already-held rows and rows older than an incomplete window are skipped).
 
         ``outputs``: the row's outputs as values, when the caller has them (else read from the row).
+        A row is found by its ``(ts, event_id)`` in the sorted rows (no set of ids to keep up: a
+        ``record`` appends its row without this call, ``core/events.py``).
         """
-        eid = row["event_id"]
-        ids = self._ids
-        if eid in ids:
-            return
         items = self.items
         ts = row["ts"]
         if not items or ts > items[-1]["ts"]:  # the common case: newer than everything held
             items.append(row)
         else:
-            key = (ts, eid)
+            key = (ts, row["event_id"])
             if not self.complete and key < _key(items[0]):
                 return
-            if key > _key(items[-1]):
-                items.append(row)
-            else:
-                bisect.insort(items, row, key=_key)
-        ids.add(eid)
+            i = bisect.bisect_left(items, key, key=_key)
+            if i < len(items) and _key(items[i]) == key:
+                return  # held already
+            items.insert(i, row)
         if row.get("outputs"):
-            self.note_outputs((ts, eid), row.get("topic"), outputs or values_from_text(row["outputs"]))
+            self.note_outputs((ts, row["event_id"]), row.get("topic"), outputs or values_from_text(row["outputs"]))
         if len(items) > 2 * self.limit:
             self.trim()
 
@@ -97,9 +93,10 @@ class HotWindow:
         drop = len(items) - self.limit
         if drop <= 0:
             return
-        for r in items[:drop]:
-            self._ids.discard(r["event_id"])
-            self._events.pop(r["event_id"], None)
+        events = self._events
+        if events:
+            for r in items[:drop]:
+                events.pop(r["event_id"], None)
         del items[:drop]
         self.complete = False
 

@@ -151,3 +151,27 @@ def test_event_ts_is_ts_to_iso_of_the_row_across_seconds(tmp_path, fmt):
     assert len(seconds) >= 6
     assert [r.event_id for r in log.recent(limit=12)] == [e.event_id for e in events]
     store.close()
+
+
+def test_the_window_takes_a_row_once_in_order_and_skips_what_it_no_longer_holds() -> None:
+    """HotWindow.add finds a held row by its (ts, id) in the sorted rows: a row seen twice (tailed from a
+    spool, then read from the part it went to) is held once, late rows go in order, and once trimmed the
+    window skips rows older than what it holds."""
+    from aeg_jupyter.core.hotwindow import HotWindow
+
+    def row(ts: int, eid: str) -> dict[str, object]:
+        return {"event_id": eid, "ts": ts, "kind": "k", "severity": 2, "version": 1, "text": "{}"}
+
+    hot = HotWindow(limit=3)
+    for ts, eid in ((10, "A"), (30, "C"), (20, "B"), (30, "C"), (20, "B"), (20, "A2"), (10, "A")):
+        hot.add(row(ts, eid))
+    assert [(r["ts"], r["event_id"]) for r in hot.items] == [(10, "A"), (20, "A2"), (20, "B"), (30, "C")]
+    assert hot.complete
+    for ts in range(40, 80, 10):
+        hot.add(row(ts, f"N{ts}"))
+    assert not hot.complete and len(hot.items) <= 6
+    oldest = hot.items[0]["ts"]
+    hot.add(row(oldest - 1, "OLD"))  # older than the trimmed window: skipped
+    hot.add(row(hot.items[-1]["ts"], hot.items[-1]["event_id"]))  # the newest again: held once
+    keys = [(r["ts"], r["event_id"]) for r in hot.items]
+    assert keys == sorted(set(keys)) and "OLD" not in {k[1] for k in keys}
