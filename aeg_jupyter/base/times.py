@@ -31,6 +31,7 @@ def ts_to_datetime(ts_us: int) -> datetime:
 
 
 _iso_second: tuple[int, str] = (-1, "")  # the last second formatted by ts_to_iso
+DIGITS3 = tuple(f"{i:03d}" for i in range(1000))  # 0..999 as three digits: microseconds by lookup
 
 
 def ts_to_iso(ts_us: int) -> str:
@@ -43,7 +44,7 @@ def ts_to_iso(ts_us: int) -> str:
     if cached[0] != sec:
         cached = (sec, datetime.fromtimestamp(sec, tz=UTC).isoformat()[:19])
         _iso_second = cached
-    return f"{cached[1]}.{us:06d}+00:00"
+    return f"{cached[1]}.{DIGITS3[us // 1000]}{DIGITS3[us % 1000]}+00:00"
 
 
 def datetime_to_us(dt: datetime) -> int:

@@ -17,7 +17,7 @@ from ..base.errors import InvalidInputError
 from ..base.ids import new_ts_id, observe
 from ..base.jsoncodec import json_encoder
 from ..base.models import Event, Provenance, ScopeFilter, Value
-from ..base.times import iso_to_us, ts_to_iso
+from ..base.times import DIGITS3, iso_to_us, ts_to_iso
 from ..base.validate import MAX_NAME_CHARS, check_kind, check_limit, check_metrics, check_name
 from ..storage.schemas import (
     Row,
@@ -50,7 +50,8 @@ class EventLog:
         self._absent_topics: set[str] = set()
         self._last_kind: object = None  # the last kind `_record` checked
         self._kind_json = ""  # its JSON string
-        self._iso_second: tuple[int, str] = (-1, "")  # the last second `_record` stamped, as ISO text
+        # the last second `_record` stamped: (its first microsecond, its ISO text up to the '.')
+        self._iso_second: tuple[int, str] = (-(2**62), "")
         self._fill()
 
     # -- filling and following ---------------------------------------------------------------
@@ -207,12 +208,17 @@ class EventLog:
                 _encode_ascii(tag_list) if tag_list else None,
                 stage,
             )  # fmt: skip
-        sec = ts // 1_000_000  # ts_to_iso inlined (the `record` budget): its second's text cached here
+        # ts_to_iso inlined (the `record` budget): the second's text cached with its first microsecond,
+        # the six digits after it two lookups (no divmod, no format spec)
         iso = self._iso_second
-        if iso[0] != sec:
-            iso = self._iso_second = (sec, ts_to_iso(ts)[:19])
+        us = ts - iso[0]
+        if not 0 <= us < 1_000_000:
+            base = ts - ts % 1_000_000
+            iso = self._iso_second = (base, ts_to_iso(base)[:20])
+            us = ts - base
         ev = Event(
-            eid, f"{iso[1]}.{ts - sec * 1_000_000:06d}+00:00", kind, topic, ins or None, outs or None, metrics_, text, 1,
+            eid, f"{iso[1]}{DIGITS3[us // 1000]}{DIGITS3[us % 1000]}+00:00", kind, topic, ins or None, outs or None,
+            metrics_, text, 1,
             origin.run_id, origin.graph_id, origin.node_id, tag_list or None, severity, stage,
             origin.source_path, origin.cell_id, origin.execution_count, origin.source_hash,
         )  # fmt: skip
