@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 MAX_JSON_DEPTH = 100  # deeper JSON is shown as text: pandas and IPython render nested values recursively
@@ -73,22 +73,32 @@ def loads_limited(text: str | bytes, max_depth: int | None = MAX_JSON_DEPTH) -> 
         raise JsonTooDeepError("JSON nested deeper than Python's recursion limit") from None
 
 
+def json_chunk_encoder(*, compact: bool = False, ascii: bool = False) -> Callable[[Any, int], Sequence[str]]:
+    """json's C encoder with fixed settings: ``encode(obj, 0)`` gives the text in chunks to join.
+
+    For a hot path that joins the chunks itself (one Python frame less than :func:`json_encoder`).
+    It keeps no circular-reference markers: a cycle raises ``RecursionError`` instead of ``ValueError``.
+    """
+    item_sep, key_sep = (",", ":") if compact else (", ", ": ")
+    basestring = json.encoder.encode_basestring_ascii if ascii else json.encoder.encode_basestring
+    make = json.encoder.c_make_encoder
+    if make is None:  # no C accelerator (not CPython): the standard encoder
+        encoder = json.JSONEncoder(separators=(item_sep, key_sep), ensure_ascii=ascii)
+        return lambda obj, _level: (encoder.encode(obj),)
+
+    def default(o: Any) -> Any:
+        raise TypeError(f"Object of type {o.__class__.__name__} is not JSON serializable")
+
+    return make(None, default, basestring, None, key_sep, item_sep, False, False, True)  # type: ignore[no-any-return]
+
+
 def json_encoder(*, compact: bool = False, ascii: bool = False) -> Callable[[Any], str]:
     """``json.dumps`` with fixed settings, without its per-call set-up.
 
     ``json.JSONEncoder.encode`` builds a new C encoder on every call; this builds it once. It keeps
     no circular-reference markers: a cycle raises ``RecursionError`` instead of ``ValueError``.
     """
-    item_sep, key_sep = (",", ":") if compact else (", ", ": ")
-    basestring = json.encoder.encode_basestring_ascii if ascii else json.encoder.encode_basestring
-    make = json.encoder.c_make_encoder
-    if make is None:  # no C accelerator (not CPython): the standard encoder
-        return json.JSONEncoder(separators=(item_sep, key_sep), ensure_ascii=ascii).encode
-
-    def default(o: Any) -> Any:
-        raise TypeError(f"Object of type {o.__class__.__name__} is not JSON serializable")
-
-    c_encode = make(None, default, basestring, None, key_sep, item_sep, False, False, True)
+    c_encode = json_chunk_encoder(compact=compact, ascii=ascii)
     join = "".join
 
     def encode(obj: Any) -> str:

@@ -15,7 +15,7 @@ from typing import Any
 
 from ..base.errors import InvalidInputError
 from ..base.ids import new_ts_id, observe
-from ..base.jsoncodec import json_encoder
+from ..base.jsoncodec import json_chunk_encoder, json_encoder
 from ..base.models import Event, Provenance, ScopeFilter, Value
 from ..base.times import DIGITS3, iso_to_us, ts_to_iso
 from ..base.validate import MAX_NAME_CHARS, check_kind, check_limit, check_metrics, check_name
@@ -432,9 +432,13 @@ _encode = json_encoder()  # = json.dumps(obj, ensure_ascii=False)
 _encode_ascii = json_encoder(ascii=True)  # = json.dumps(obj)
 
 
+_encode_chunks = json_chunk_encoder()  # (the `record` path joins them itself: one frame less)
+_join = "".join
+
+
 def _dumps(obj: Any, what: str) -> str:
     try:
-        return _encode(obj)
+        return _join(_encode_chunks(obj, 0))
     except TypeError as exc:
         raise InvalidInputError(
             f"{what} cannot be stored as JSON: {exc}; convert it to dict/list/str/number first"
