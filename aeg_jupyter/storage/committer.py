@@ -201,6 +201,13 @@ def _events_from_json(path: str) -> Any:
 
 def serve(stdin: IO[str], stdout: IO[str]) -> None:
     """The child's loop: one request line in, one answer line out, until the pipe closes."""
+    # Background work at a lower priority: on a machine with few cores, delta-rs's writer threads in
+    # here compete with the writer's `record` calls for a core, and the scheduler could leave a record
+    # waiting a whole time slice (tens of ms); niced, they yield the core to it
+    try:
+        os.nice(10)
+    except OSError:
+        pass
     from .delta import DeltaLakeTable
     from .schemas import ARTIFACTS, EVENTS, OPS
     from .schemas2 import SCHEMAS2
