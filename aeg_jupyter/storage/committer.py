@@ -201,11 +201,12 @@ def _events_from_json(path: str) -> Any:
 
 def serve(stdin: IO[str], stdout: IO[str]) -> None:
     """The child's loop: one request line in, one answer line out, until the pipe closes."""
-    # Background work at a lower priority: on a machine with few cores, delta-rs's writer threads in
+    # Background work at the lowest priority: on a machine with few cores, delta-rs's writer threads in
     # here compete with the writer's `record` calls for a core, and the scheduler could leave a record
-    # waiting a whole time slice (tens of ms); niced, they yield the core to it
+    # waiting a whole time slice (tens of ms); niced, they yield the core to it (2M records of 1 KiB on
+    # 2 cores: p99.9 95.9 us and max 48 ms in the run before, 76-95 us and 12-38 ms in 4 runs with it)
     try:
-        os.nice(10)
+        os.nice(19)
     except OSError:
         pass
     from .delta import DeltaLakeTable

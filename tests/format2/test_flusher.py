@@ -239,6 +239,11 @@ def test_the_flusher_commits_on_its_thread_or_in_the_commit_process(
         _wait_for(lambda: len(_event_ids(root)) == 6, "the background commit")
         committer = store.event_table._committer
         assert (committer is not None and committer.running) == (mode == "1")
+        if committer is not None and committer._proc is not None:
+            # background work: the child runs niced, so it never takes a core from a `record` (the tail budget)
+            assert os.getpriority(os.PRIO_PROCESS, committer._proc.pid) == min(
+                19, os.getpriority(os.PRIO_PROCESS, 0) + 19
+            )
         assert sorted(_event_ids(root)) == sorted(ids)
         # the rows show once the commit is in the log, a moment before the flusher counts it
         _wait_for(lambda: store.event_table.commits >= 1, "the flusher's count of its commit")
