@@ -428,11 +428,9 @@ def _row_filter(kinds: set[str] | None, where: ScopeFilter, topic: str | None) -
     return match
 
 
-_encode = json_encoder()  # = json.dumps(obj, ensure_ascii=False)
 _encode_ascii = json_encoder(ascii=True)  # = json.dumps(obj)
-
-
-_encode_chunks = json_chunk_encoder()  # (the `record` path joins them itself: one frame less)
+# = json.dumps(obj, ensure_ascii=False) as chunks: `_dumps` joins them itself (one frame less a record)
+_encode_chunks = json_chunk_encoder()
 _join = "".join
 
 
