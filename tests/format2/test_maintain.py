@@ -30,16 +30,21 @@ pytest.importorskip("polars")
 
 
 def _populate(store: Store) -> dict[str, Any]:
-    """Three kinds, typed labels, pins, unpins, a re-pin, deletes, events; every spool flushed at 5 rows."""
+    """Three kinds, typed labels, pins, unpins, a re-pin, deletes, events.
+
+    The saves are committed 5 at a time (``store.flush``), so the artifacts table has many small files
+    whatever the flusher's timing: a slow machine's flusher can otherwise take all 45 in one commit.
+    """
     arts = store.artifacts
-    saved = [
-        arts.save_json(
+    saved = []
+    for i in range(45):
+        saved.append(arts.save_json(
             {"i": i}, kind=("checkpoint", "config", "model")[i % 3],
             labels={"exp": "AB"[i % 2], "seed": i % 4, "on": i % 5 == 0, "lr": 10.0 ** -(i % 3)},
             metrics={"val_acc": (i * 37 % 100) / 100, "loss": 1 / (i + 1)}, origin=Provenance(run_id=f"r{i % 3}"),
-        )
-        for i in range(45)
-    ]  # fmt: skip
+        ))  # fmt: skip
+        if i % 5 == 4:
+            store.flush()
     ids = [a.artifact_id for a in saved]
     for i in (1, 4, 7, 10):
         arts.pin(ids[i])
