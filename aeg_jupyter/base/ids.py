@@ -80,7 +80,8 @@ def new_ts_id(ts_us: int | None = None) -> tuple[int, str]:
     """
     global _last_us, _last_ms, _counter, _head_cache, _mid_cache
     p = _PAIRS
-    with _lock:
+    _lock.acquire()  # (not `with`: ~65 ns less a call, the `record` budget; the finally releases it)
+    try:
         if ts_us is None:
             t = time.time_ns() // 1000 + CLOCK_OFFSET_US  # = times.now_us(), inlined (the `record` budget)
             if t <= _last_us:
@@ -107,4 +108,6 @@ def new_ts_id(ts_us: int | None = None) -> tuple[int, str]:
                 hi, f"{p[(hi >> 50) & 1023]}{p[(hi >> 40) & 1023]}{p[(hi >> 30) & 1023]}{p[(hi >> 20) & 1023]}"
                     f"{p[(hi >> 10) & 1023]}{p[hi & 1023]}",
             )  # fmt: skip
+    finally:
+        _lock.release()
     return t, f"{head[1]}{mid[1]}{p[(n >> 10) & 1023]}{p[n & 1023]}"

@@ -224,7 +224,9 @@ class EventLog:
         )  # fmt: skip
         guard = self._guard
         hot = self.hot
-        with guard.lock:
+        lock = guard.lock
+        lock.acquire()  # (not `with`: ~65 ns less, the `record` budget; the finally releases it)
+        try:
             if guard.closed or guard.read_only is not None:
                 guard.check_open()  # raises, saying why
             self.table.append(row, line)
@@ -235,6 +237,8 @@ class EventLog:
                 items.append(row)
             else:
                 hot.add(row, outs)
+        finally:
+            lock.release()
         if guard._listeners:  # (notify's own test, without its call: the `record` budget)
             guard.notify("events")
         return ev

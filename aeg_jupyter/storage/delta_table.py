@@ -197,7 +197,9 @@ class DeltaSpoolTable(Table):
             data = (line if line is not None else encode_row(row) + "\n").encode()
         except UnicodeEncodeError:
             raise InvalidInputError(SURROGATES) from None
-        with self._lock:
+        lock = self._lock
+        lock.acquire()  # (not `with`: ~65 ns less, the `record` budget; the finally releases it)
+        try:
             fd = self._fd
             if fd is None or self.fsync:  # no spool open yet, or one fsync a row: format 1's way
                 Table.append(self, row, line)
@@ -214,6 +216,8 @@ class DeltaSpoolTable(Table):
                 n = len(self._pending)
                 if n == 1 or n >= self.flush_rows:
                     self._cv.notify()
+        finally:
+            lock.release()
 
     def flush(self) -> int:
         """Commit every spooled row now, from this thread (after the flusher's commit in flight, if any).
