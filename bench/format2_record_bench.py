@@ -14,7 +14,8 @@ Sections (issue 18's budgets, docs/format2.md):
    back, after a 5 ms sleep and after 5 ms of numpy compute. Budget: ratio <= 1.5x in each loop.
 3. recent: a store of M events (written by the API, flushed by the flusher), then a fresh process:
    ``connect`` excluded, the first ``recent(limit=10)`` timed, and the Parquet files it opened counted;
-   the RSS of the logging process above its idle RSS after open, sampled while it logs.
+   the RSS of the logging process above its idle RSS after open, sampled while it logs, and beside it
+   the floor: a bare pyarrow.json + delta-rs writer of the same events (``bench/_rss_floor.py``).
    Budget: <= 150 ms, < 100 MB above idle.
 
 Writes ``bench/results/format2_record_bench.json`` and ``.md`` (``--out DIR`` elsewhere).
@@ -41,6 +42,7 @@ import numpy as np
 BENCH_DIR = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, BENCH_DIR)
 
+import _rss_floor  # noqa: E402
 from _util import REPO, rss_mb, run_child  # noqa: E402
 
 from aeg_jupyter.core.store import Store  # noqa: E402
@@ -295,6 +297,8 @@ def recent(m: int, tmp: str) -> dict[str, Any]:
         runs.append(res)
     out["cold_recent"] = runs
     shutil.rmtree(root)
+    out["floor"] = _rss_floor.measure(m, os.path.join(tmp, "rss-floor"))
+    shutil.rmtree(os.path.join(tmp, "rss-floor"), ignore_errors=True)
     return out
 
 
@@ -372,6 +376,22 @@ def render(res: dict[str, Any]) -> str:
             "commit process (a separate interpreter: pyarrow + deltalake, what it commits in hand; 0 when commits "
             f"run on the flusher thread) peaked at {r['commit_process_peak_rss_mb']} MB.",
             "",
+        ]
+        fl = r.get("floor")
+        if fl:
+            lines += [
+                f"The floor (`bench/_rss_floor.py`: a fresh interpreter appending the same {fl['events']:,} events "
+                f"to a Delta table with `pyarrow.json.read_json` + `write_deltalake`, {fl['batch']:,} a commit, the "
+                f"partition compacted every 32 commits, nothing of ours): {fl['rss_above_idle_mb']} MB above its "
+                f"state after its first write ({fl['commits']} commits, {fl['seconds']} s)"
+                + (
+                    ": the floor alone is over the budget."
+                    if fl["rss_above_idle_mb"] >= BUDGET["rss_above_idle_mb"]
+                    else "."
+                ),
+                "",
+            ]
+        lines += [
             "| hot window | first recent(limit=10) ms (budget 150) | data files in the table | files opened by the open "
             "| by recent |",
             "| --- | --- | --- | --- | --- |",

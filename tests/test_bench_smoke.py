@@ -45,6 +45,11 @@ def test_bench_quick_runs(tmp_path: object) -> None:
     assert res["save_file"]["repeat"]["new_blob_bytes"] == 0
     assert res["save_file"]["repeat"]["same_uri"]
     assert res["events"]["checkpoints"][-1]["cold"]["open_query_s"] > 0
+    # the RSS rows name their floor: a bare pyarrow.json + delta-rs writer of as many events
+    floor = res["events"]["rss_floor"]
+    assert floor["events"] == res["events"]["events"] and floor["commits"] >= 1 and floor["peak_rss_mb"] > 0
+    rss_rows = [b for b in res["budgets"] if b["operation"].startswith("RSS while logging")]
+    assert len(rss_rows) == 2 and all("floor: pyarrow.json + delta-rs" in b["peer"] for b in rss_rows)
     with open(os.path.join(out, "results.md"), encoding="utf-8") as f:
         md = f.read()
     assert "| operation | budget | measured |" in md

@@ -1,0 +1,88 @@
+"""The RSS floor of logging events into a Delta table from the logging process, nothing of ours.
+
+A fresh interpreter imports pyarrow and deltalake, commits one event (a kernel's first write maps
+delta-rs's writer code and starts its runtime), then appends ``events`` events the way a store's
+flusher does: a JSON-lines spool of ``batch`` lines parsed by ``pyarrow.json.read_json`` and appended
+with ``write_deltalake`` (partitioned by kind), and the partition's small files compacted by delta-rs's
+``optimize.compact`` (one task, 16 MiB target) after every 32 commits, as ``compact_small`` keeps a
+partition to a few files. Its peak RSS above the state after the first write is what any in-process
+Delta writer of these events holds: the floor of the bench's "RSS while logging" rows.
+
+``measure(events, tmp)`` runs it and returns ``{"events", "batch", "commits", "rss_above_idle_mb",
+"idle_rss_mb", "peak_rss_mb", "seconds"}``. Standalone: ``python bench/_rss_floor.py EVENTS DIR``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from typing import Any
+
+BATCH = 10_000  # the flusher's flush_rows
+COMPACT_EVERY = 32  # commits between compactions (storage/delta_table.COMPACT_AT small files)
+
+
+def _rss_mb() -> float:
+    with open("/proc/self/statm") as f:
+        return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
+
+
+def _spool(path: str, lo: int, hi: int) -> None:
+    """Events ``lo..hi`` as a spool's lines (the fields a plain ``record(kind, data)`` writes)."""
+    with open(path, "w", encoding="utf-8") as f:
+        for i in range(lo, hi):
+            text = json.dumps(json.dumps({"epoch": i, "loss": 0.25, "acc": 0.91}))
+            f.write(
+                f'{{"event_id":"01KBF6Z8W7{i:016d}","ts":{1_764_680_000_000_000 + i},"kind":"train_log",'
+                f'"severity":2,"version":1,"text":{text}}}\n'
+            )
+
+
+def _run(events: int, tmp: str, batch: int) -> dict[str, Any]:
+    import pyarrow.json as pj
+    from deltalake import DeltaTable, write_deltalake
+
+    os.makedirs(tmp, exist_ok=True)
+    table, spool = os.path.join(tmp, "floor-table"), os.path.join(tmp, "floor-spool.jsonl")
+    _spool(spool, 0, 1)
+    write_deltalake(table, pj.read_json(spool), mode="append", partition_by=["kind"])  # the first write
+    idle = peak = _rss_mb()
+    t = time.perf_counter()
+    commits = 0
+    for lo in range(1, events + 1, batch):
+        _spool(spool, lo, min(lo + batch, events + 1))
+        write_deltalake(table, pj.read_json(spool), mode="append", partition_by=["kind"])
+        commits += 1
+        if commits % COMPACT_EVERY == 0:
+            DeltaTable(table).optimize.compact(
+                partition_filters=[("kind", "=", "train_log")], target_size=16 << 20, max_concurrent_tasks=1
+            )
+        peak = max(peak, _rss_mb())
+    return {
+        "events": events,
+        "batch": batch,
+        "commits": commits,
+        "idle_rss_mb": round(idle, 1),
+        "peak_rss_mb": round(peak, 1),
+        "rss_above_idle_mb": round(peak - idle, 1),
+        "seconds": round(time.perf_counter() - t, 1),
+    }
+
+
+def measure(events: int, tmp: str, *, batch: int = BATCH, timeout: float = 3600) -> dict[str, Any]:
+    """Run the floor in a fresh interpreter; its JSON result (see the module)."""
+    proc = subprocess.run(
+        [sys.executable, os.path.abspath(__file__), str(events), tmp, str(batch)],
+        capture_output=True, text=True, timeout=timeout,
+    )  # fmt: skip
+    if proc.returncode != 0:
+        raise RuntimeError(f"RSS floor child failed ({proc.returncode}):\n{proc.stderr[-4000:]}")
+    return json.loads(proc.stdout.strip().splitlines()[-1])  # type: ignore[no-any-return]
+
+
+if __name__ == "__main__":
+    n, where = int(sys.argv[1]), sys.argv[2]
+    print(json.dumps(_run(n, where, int(sys.argv[3]) if len(sys.argv) > 3 else BATCH)))
