@@ -98,6 +98,46 @@ def test_fast_path_refuses_surrogates_and_keeps_the_spool_whole(tmp_path, fmt):
     assert not os.path.exists(str(tmp_path / "s" / "corrupt"))
 
 
+class _InterruptedOnce(list):  # a pending-rows list whose next append is interrupted, as by Ctrl-C
+    armed = True
+
+    def append(self, row):  # type: ignore[no-untyped-def]
+        if self.armed:
+            self.armed = False
+            raise KeyboardInterrupt
+        super().append(row)
+
+
+def test_an_interrupt_under_the_record_locks_releases_them(tmp_path):
+    # the locks are taken by acquire() and released in a finally (not `with`: the `record` budget)
+    import threading
+
+    from aeg_jupyter.base import ids
+
+    store = Store(str(tmp_path / "s"), format=2)
+    log, table = store.event_log, store.event_table
+    log.record("k", "first")  # the spool is open: the next append takes the table lock's path
+    table._pending = _InterruptedOnce(table._pending)
+    with pytest.raises(KeyboardInterrupt):
+        log.record("k", "interrupted")
+    assert not table._lock.locked() and not ids._lock.locked()
+    got: list[bool] = []
+
+    def take_guard() -> None:
+        took = store.guard.lock.acquire(timeout=5)
+        got.append(took)
+        if took:
+            store.guard.lock.release()
+
+    other = threading.Thread(target=take_guard)
+    other.start()
+    other.join()
+    assert got == [True]  # the guard (an RLock) is free for another thread
+    log.record("k", "second")
+    assert [e.text for e in log.recent(limit=5)][-1] == "second"
+    store.close()
+
+
 @pytest.mark.parametrize("fmt", [1, 2])
 def test_the_window_holds_nothing_the_gc_tracks(tmp_path, fmt):
     """The hot window keeps rows (str/int values: dicts the gc does not track), not Events: a logging loop
