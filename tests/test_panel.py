@@ -250,13 +250,17 @@ def test_refresh_button_shows_another_process_write(panel: Panel, store_root: st
 # -- live updates ---------------------------------------------------------------------------------------
 def test_a_save_in_this_kernel_reranks_within_a_second(sweep: KernelContext) -> None:
     async def scenario() -> None:
-        p = Panel(sweep, kind="checkpoint", metric="val_acc")
+        # (an interval of 1 s, not the default 0.25: on a slow machine the second save could
+        # otherwise come after it, and be drawn at once)
+        p = Panel(sweep, kind="checkpoint", metric="val_acc", live_interval=1.0)
         save_ckpt(sweep, "NEW", 0.97, 0.1)  # no live redraw lately: drawn at once, in the writing call
         assert shown_names(p)[0] == "ckpt-NEW-0.97.json"
         save_ckpt(sweep, "NEWER", 0.98, 0.1)  # right after that redraw: one is scheduled on the loop
         assert shown_names(p)[0] == "ckpt-NEW-0.97.json"
-        await asyncio.sleep(0.5)
-        assert shown_names(p)[0] == "ckpt-NEWER-0.98.json"
+        deadline = time.monotonic() + 3
+        while shown_names(p)[0] != "ckpt-NEWER-0.98.json" and time.monotonic() < deadline:
+            await asyncio.sleep(0.05)
+        assert shown_names(p)[0] == "ckpt-NEWER-0.98.json"  # within the interval, on the loop
         p.close()
 
     asyncio.run(scenario())

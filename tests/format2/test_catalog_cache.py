@@ -18,6 +18,7 @@ def test_an_answer_larger_than_the_warm_cache_across_data_files_is_whole(
     root = str(tmp_path / "s")
     saved = []
     with Store(root, format=2) as store:
+        store.artifact_table.background = False  # no flusher: the three flushes are the commits
         for batch in range(3):  # three commits: three data files of the kind
             saved += [store.artifacts.save_json({"b": batch, "i": i}, kind="ckpt") for i in range(4)]
             store.flush()

@@ -112,6 +112,7 @@ def test_a_failed_commit_keeps_the_spool_is_retried_and_shows_its_error(tmp_path
         table.flush_seconds = 0.05
         first = store.event_log.record("log", {"i": 0}).event_id
         _wait_for(lambda: _event_ids(root) == [first], "the first commit")
+        _wait_for(lambda: table.commits >= 1 and not table.pending_rows, "the first commit to finish")
         # the table directory is replaced by a file: a real failure of the next commits
         away = table.dir + ".away"
         os.rename(table.dir, away)

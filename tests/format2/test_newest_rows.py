@@ -207,29 +207,39 @@ def test_the_flushers_merges_run_beside_its_commits(tmp_path):
     table = store.event_table
     table.flush_seconds = 0.01
     merged_on: list[str] = []
+    release = threading.Event()
     real = table.delta.compact_small
 
-    def slow_merge(kind, **kw):  # a merge that takes a while, as a big one does
+    def slow_merge(kind, **kw):  # a merge that lasts until the test has seen commits go on beside it
         merged_on.append(threading.current_thread().name)
-        time.sleep(0.5)
+        release.wait(60)
         return real(kind, **kw)
+
+    def wait_for(what, ok, seconds=60.0):
+        deadline = time.monotonic() + seconds
+        while not ok():
+            assert time.monotonic() < deadline, f"timed out waiting for {what}"
+            time.sleep(0.005)
 
     table.delta.compact_small = slow_merge
     n = 5 * (COMPACT_AT + 20)
     for i in range(n):
         store.event_log.record("tick", i)
-        if i % 5 == 4:
-            time.sleep(0.02)  # one spool, one commit
+        if i % 5 == 4:  # one spool, one commit (waited for: a slow flusher would take several in one)
+            before = table.commits
+            wait_for("a commit", lambda before=before: table.commits > before)
+    wait_for("a merge", lambda: bool(merged_on))
     commits_before = table.commits
-    deadline = time.monotonic() + 10
-    while not merged_on and time.monotonic() < deadline:
-        time.sleep(0.01)
-    for i in range(n, n + 50):  # logged while the merge runs: committed meanwhile
-        store.event_log.record("tick", i)
-        if i % 5 == 4:
-            time.sleep(0.02)
-    assert merged_on and merged_on[0].startswith("aeg-merge-")
-    assert table.commits > commits_before
+    try:
+        for i in range(n, n + 50):  # logged while the merge runs: committed meanwhile
+            store.event_log.record("tick", i)
+            if i % 5 == 4:
+                before = table.commits
+                wait_for("a commit beside the merge", lambda before=before: table.commits > before)
+    finally:
+        release.set()
+    assert merged_on[0].startswith("aeg-merge-")
+    assert table.commits >= commits_before + 10
     store.close()  # waits for the merger
     again = Store(str(tmp_path / "s"), format=2)
     assert [e.data for e in again.event_log.recent(kinds=["tick"], limit=10_000)] == list(range(n + 50))

@@ -68,7 +68,7 @@ def test_the_periodic_run_folds_compacts_and_leaves_external_readers_exact(tmp_p
 
 def test_it_runs_when_the_flushers_commit_and_never_needs_the_store_lock(tmp_path: Any) -> None:
     root = str(tmp_path / "s")
-    store = Store(root, format=2, maintain_commits=3)
+    store = Store(root, format=2, maintain_commits=NEVER)
     store.event_table.flush_seconds = 0.05
     periodic = store.periodic
     assert periodic is not None
@@ -78,8 +78,11 @@ def test_it_runs_when_the_flushers_commit_and_never_needs_the_store_lock(tmp_pat
             log.record("train_log", {"step": i * 20 + j})
         before = store.event_table.commits
         _wait_for("a flusher commit", lambda before=before: store.event_table.commits > before)
-    # the flushers made 4 commits (>= 3): a run follows, while this thread holds the store's lock
-    # (so it cannot be waiting for it: a record in another thread never waits for maintenance)
+    assert periodic.runs == 0
+    # the flushers made 4 commits or more: with a threshold of 3 (set only now, so that no check can
+    # land between two of them on a slow machine) a run follows, while this thread holds the store's
+    # lock (so it cannot be waiting for it: a record in another thread never waits for maintenance)
+    periodic.every_commits = 3
     with store.lock:
         _wait_for("a periodic run holding nothing of the writer's", lambda: periodic.runs >= 1)
     report = periodic.reports[-1]

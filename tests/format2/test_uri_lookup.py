@@ -94,6 +94,7 @@ def test_a_uri_saved_by_another_process_resolves(tmp_path: Any, fmt: int) -> Non
 def test_format_2_builds_only_the_hits_and_skips_files_by_their_uri_statistics(tmp_path: Any) -> None:
     root = str(tmp_path / "s")
     store = Store(root, format=2)
+    store.artifact_table.background = False  # no flusher: the two flushes are the two commits
     arts = store.artifacts
     # contents ordered by digest: the first commit's URIs all sort below the second's
     docs = sorted((json.dumps({"i": i}).encode() for i in range(40)), key=hash_bytes)
