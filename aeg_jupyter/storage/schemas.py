@@ -351,14 +351,28 @@ def decode_inputs(texts: list[str | None]) -> list[tuple[str, ...]]:
     return out
 
 
+_CELL_SEP = ",-7,"  # between the cells of decode_objects' one parse: every second value must be this -7
+_CELL_MARK = -7
+
+
 def decode_objects(texts: list[str | None], where: str) -> list[dict[str, Any]]:
-    """JSON-object column -> dicts (one parse of the whole column; a damaged cell becomes ``{}``)."""
+    """JSON-object column -> dicts (one parse of the whole column; a damaged cell becomes ``{}``).
+
+    The cells are parsed as one JSON array with a marker value between every two. Damaged cells that
+    parse together would otherwise keep the count and shift every value onto another cell. Two cases:
+    an unterminated string swallows the next cell (``'{"x":"'`` then ``'"}'``), and one cell holds
+    two objects (``'{},{}'``). Either swallows or displaces a marker, and then the column is parsed
+    cell by cell, so each damaged cell reads as ``{}`` with a ``StoreWarning``.
+    """
+    n = len(texts)
     try:
-        out = _decode("[" + ",".join(t or "{}" for t in texts) + "]")
-        if len(out) == len(texts) and all(type(d) is dict for d in out):
-            return out  # type: ignore[no-any-return]
+        out = _decode("[" + _CELL_SEP.join([t or "{}" for t in texts]) + "]")
     except ValueError:
-        pass
+        out = None
+    if out is not None and len(out) == max(2 * n - 1, 0) and out[1::2] == [_CELL_MARK] * (n - 1):
+        objs = out[0::2]
+        if all(type(d) is dict for d in objs):
+            return objs  # type: ignore[no-any-return]
     return [decode_object(t, where) for t in texts]
 
 

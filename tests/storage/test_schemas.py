@@ -5,6 +5,7 @@ from __future__ import annotations
 import functools
 import json
 import math
+import warnings
 
 import pytest
 
@@ -137,20 +138,33 @@ def test_damaged_cell_in_an_arrow_table_spoils_only_that_cell(tmp_path):
     assert [a.metrics for a in arts] == [METRICS] * 3
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason=(
-        "schemas.decode_objects parses a whole column as one JSON array ('[' + ','.join(cells) + ']'); "
-        'damaged cells that happen to parse together (here \'{"x":"\' + \'"}\' -> {"x": ","}, and '
-        "'{},{}' -> two objects) keep the count equal, so every cell is silently decoded to another "
-        "cell's value instead of reading as {} with a StoreWarning"
-    ),
-)
 def test_damaged_cells_that_parse_together_still_read_as_empty():
     texts = ['{"x":"', '"}', "{},{}"]  # three damaged cells: none is a JSON object on its own
     with pytest.warns(StoreWarning):
         out = decode_objects(texts, "part-1")
     assert out == [{}, {}, {}]
+
+
+@pytest.mark.parametrize(
+    "texts",
+    [
+        [],
+        ['{"a": 1}'],
+        [None, "", '{"a": [1, {"b": "-7"}]}', '{"s": ",-7,"}', "{}"],  # the marker's text inside a cell is data
+        ['{"a": -7}', '{"b": "x"}'],
+    ],
+)
+def test_whole_cells_decode_in_one_parse_as_themselves(texts):
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # no cell is damaged: no warning
+        assert decode_objects(texts, "part-1") == [json.loads(t) if t else {} for t in texts]
+
+
+def test_a_damaged_cell_among_whole_ones_spoils_only_itself():
+    texts = ['{"a": 1}', '{"x": "', '{"b": 2}', "[1, 2]", '{"c": 3}']
+    with pytest.warns(StoreWarning):
+        out = decode_objects(texts, "part-1")
+    assert out == [{"a": 1}, {}, {"b": 2}, {}, {"c": 3}]
 
 
 # -- events ------------------------------------------------------------------------------------
