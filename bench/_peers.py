@@ -28,6 +28,9 @@ class MLflowPeer:
     def __init__(self, root: str) -> None:
         os.environ.setdefault("MLFLOW_ENABLE_ASYNC_LOGGING", "false")
         os.environ.setdefault("GIT_PYTHON_REFRESH", "quiet")
+        # contained, as every peer: MLflow 3's usage telemetry would resolve and call its hosted endpoint
+        # from a background thread (a DNS query seen under strace); the bench talks to 127.0.0.1 only
+        os.environ["MLFLOW_DISABLE_TELEMETRY"] = "true"
         warnings.filterwarnings("ignore")
         for lg in ("mlflow", "alembic", "sqlalchemy"):
             logging.getLogger(lg).setLevel(logging.ERROR)
