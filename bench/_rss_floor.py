@@ -25,11 +25,6 @@ BATCH = 10_000  # the flusher's flush_rows
 COMPACT_EVERY = 32  # commits between compactions (storage/delta_table.COMPACT_AT small files)
 
 
-def _rss_mb() -> float:
-    with open("/proc/self/statm") as f:
-        return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
-
-
 def _spool(path: str, lo: int, hi: int) -> None:
     """Events ``lo..hi`` as a spool's lines (the fields a plain ``record(kind, data)`` writes)."""
     with open(path, "w", encoding="utf-8") as f:
@@ -43,13 +38,14 @@ def _spool(path: str, lo: int, hi: int) -> None:
 
 def _run(events: int, tmp: str, batch: int) -> dict[str, Any]:
     import pyarrow.json as pj
+    from _util import rss_mb  # (run as a script: bench/ is on the path)
     from deltalake import DeltaTable, write_deltalake
 
     os.makedirs(tmp, exist_ok=True)
     table, spool = os.path.join(tmp, "floor-table"), os.path.join(tmp, "floor-spool.jsonl")
     _spool(spool, 0, 1)
     write_deltalake(table, pj.read_json(spool), mode="append", partition_by=["kind"])  # the first write
-    idle = peak = _rss_mb()
+    idle = peak = rss_mb()
     t = time.perf_counter()
     commits = 0
     for lo in range(1, events + 1, batch):
@@ -60,7 +56,7 @@ def _run(events: int, tmp: str, batch: int) -> dict[str, Any]:
             DeltaTable(table).optimize.compact(
                 partition_filters=[("kind", "=", "train_log")], target_size=16 << 20, max_concurrent_tasks=1
             )
-        peak = max(peak, _rss_mb())
+        peak = max(peak, rss_mb())
     return {
         "events": events,
         "batch": batch,
