@@ -27,11 +27,12 @@ print(json.dumps({"kept": kept, "deleted": deleted, "events": events}))
 """.replace("import sys, os, aeg_jupyter", "import sys, os, json, aeg_jupyter")
 
 READER = """
-import sys, time, aeg_jupyter
+import os, sys, time, aeg_jupyter
 store = aeg_jupyter.Store(sys.argv[1])
+print("ready", flush=True)
 errors, loops = [], 0
-deadline = time.time() + float(sys.argv[2])
-while time.time() < deadline:
+give_up = time.time() + 150
+while not os.path.exists(sys.argv[2]) and time.time() < give_up:  # the test makes it once the writers are done
     try:
         store.event_log.recent(kinds=["log"], limit=20)
         store.artifacts.search(kind="ckpt", labels={"w": "w0"})
@@ -44,26 +45,36 @@ print(loops, len(errors), errors[:3])
 """
 
 MAINTAINER = """
-import sys, time, aeg_jupyter, aeg_jupyter.core.artifacts
+import os, sys, time, aeg_jupyter, aeg_jupyter.core.artifacts
 aeg_jupyter.core.maintenance.GC_GRACE_SECONDS = 0.5
 store = aeg_jupyter.Store(sys.argv[1])
-deadline = time.time() + float(sys.argv[2])
-give_up = time.time() + 120  # on a loaded machine the writers may start late: go on until both ran once
+print("ready", flush=True)
+give_up = time.time() + 150
 merged = freed = 0
-while time.time() < deadline or (not (merged and freed) and time.time() < give_up):
+while time.time() < give_up:
+    writers_done = os.path.exists(sys.argv[2])  # then one more round, over everything they wrote
     merged += store.compact(min_parts=2)
-    freed += len(store.artifacts.gc(dry_run=False).blobs)
+    report = store.artifacts.gc(dry_run=False)  # format 2: its maintenance run compacts too
+    merged += sum(t.compacted for t in report.maintenance.tables) if report.maintenance else 0
+    freed += len(report.blobs)
+    if writers_done:
+        break
     time.sleep(0.05)
 store.close()
 print(merged, freed)
 """
 
 
-def test_writers_readers_compaction_and_gc_at_once(store_root):
+def test_writers_readers_compaction_and_gc_at_once(store_root, tmp_path):
     aeg_jupyter.Store(store_root).close()
+    done = str(tmp_path / "writers-done")
+    others = [spawn_child(READER, store_root, done) for _ in range(2)] + [spawn_child(MAINTAINER, store_root, done)]
+    for p in others:  # the readers and the maintainer run before the first write and after the last
+        assert p.stdout is not None and p.stdout.readline() == "ready\n", p.communicate()[1]
     writers = [spawn_child(WRITER, store_root, f"w{i}", "60") for i in range(4)]
-    others = [spawn_child(READER, store_root, "6") for _ in range(2)] + [spawn_child(MAINTAINER, store_root, "6")]
-    results = [p.communicate(timeout=180) for p in writers + others]
+    results = [p.communicate(timeout=180) for p in writers]
+    open(done, "w").close()
+    results += [p.communicate(timeout=180) for p in others]
     for p, (_out, err) in zip(writers + others, results, strict=True):
         assert p.returncode == 0, err
     written = [json.loads(out) for out, _ in results[:4]]
