@@ -93,6 +93,22 @@ def _store_umask() -> Iterator[None]:
 
 _OS_ERROR = re.compile(r"\(os error (\d+)\)")
 _NO_SPACE = (errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EROFS, errno.EACCES, errno.EPERM)
+_UNREACHABLE = (errno.ECONNREFUSED, errno.ECONNRESET, errno.ETIMEDOUT, errno.EHOSTUNREACH, errno.ENETUNREACH)
+_UNREACHABLE_TEXT = ("error sending request", "tcp connect error", "dns error", "operation timed out")
+_ANSI = re.compile(r"\x1b\[[0-9;]*m")
+
+
+def error_text(exc: BaseException) -> str:
+    """delta-rs's error as one plain line: its chain of causes (lines marked with a colored ``↳``) joined
+    by " <- ", without the terminal's color codes (they would show as garbage in ``%aeg status``)."""
+    lines = [line.strip().lstrip("↳").strip() for line in _ANSI.sub("", str(exc)).splitlines()]
+    return " <- ".join(line for line in lines if line) or type(exc).__name__
+
+
+def unreachable(exc: BaseException) -> bool:
+    """True when a delta-rs error says the object store did not answer (refused, reset, timed out, no DNS)."""
+    text = str(exc)
+    return getattr(os_cause(exc), "errno", None) in _UNREACHABLE or any(t in text for t in _UNREACHABLE_TEXT)
 
 
 def os_cause(exc: BaseException) -> BaseException:
@@ -328,14 +344,21 @@ class DeltaLakeTable:
                 time.sleep(0.01 * (attempt + 1))
             except (DeltaError, OSError) as exc:
                 cause = os_cause(exc)
+                remote = "://" in self.uri
+                if remote and unreachable(exc):
+                    reason = cause.strerror if isinstance(cause, OSError) and cause.strerror else "no answer"
+                    raise StoreWriteError(
+                        f"cannot reach the object store to commit to the table {self.uri} ({reason}); the rows "
+                        "stay in the spool: they are committed once it answers again (see `%aeg status`)"
+                    ) from cause
                 if getattr(cause, "errno", None) in _NO_SPACE:
                     advice = "free some disk space and reopen the store"
-                elif "://" in self.uri:  # an object store: unreachable, refused or throttled
+                elif remote:  # an object store: refused or throttled
                     advice = "they are committed once the object store answers again (see `%aeg status`)"
                 else:
                     advice = "the next open commits them; if this repeats, run `aeg verify`"
                 raise StoreWriteError(
-                    f"could not commit to the table {self.uri}: {exc}; the rows stay in the spool: {advice}"
+                    f"could not commit to the table {self.uri}: {error_text(exc)}; the rows stay in the spool: {advice}"
                 ) from cause
         raise StoreWriteError(
             f"could not commit to the table {self.uri} after {_COMMIT_ATTEMPTS} conflicting commits; "
@@ -822,7 +845,9 @@ __all__ = [
     "DataFile",
     "DeltaLakeTable",
     "commit_spool",
+    "error_text",
     "maintenance_lock",
     "read_spool_rows",
+    "unreachable",
     "without_views",
 ]

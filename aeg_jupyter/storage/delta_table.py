@@ -46,7 +46,7 @@ import pyarrow.parquet as pq
 from ..base.errors import InvalidInputError, StoreWarning
 from ..base.models import URI_PREFIX
 from .committer import CommitProcess, spool_to_arrow
-from .delta import PARTITION, ROW_GROUP, DamagedDataFile, DataFile, DeltaLakeTable, without_views
+from .delta import PARTITION, ROW_GROUP, DamagedDataFile, DataFile, DeltaLakeTable, error_text, without_views
 from .fsops import unlink_quietly
 from .layout import Layout, Part, PartName
 from .location import RemoteTables
@@ -456,7 +456,9 @@ class DeltaSpoolTable(Table):
                 # + the flusher's commits meanwhile
                 self._small_seen[kind] = small + max(0, self._small_seen.get(kind, 0) - before)
             except Exception as exc:  # the rows are committed: a merge can wait for the next commit
-                warnings.warn(f"could not compact {self.spec.name} ({exc}); trying again later", StoreWarning, 2)
+                warnings.warn(
+                    f"could not compact {self.spec.name} ({error_text(exc)}); trying again later", StoreWarning, 2
+                )
 
     # -- reading -----------------------------------------------------------------------------
     def tail_others(self) -> tuple[list[Row], bool]:

@@ -86,7 +86,8 @@ def test_saves_with_the_server_down_are_acknowledged_read_offline_and_land_when_
         pending = store.pending_uploads()
         assert pending.blobs == 2 and pending.bytes == sum(map(len, payloads))
         assert pending.rows >= 7  # 2 artifacts + 5 events, spooled, not committed
-        assert "cannot reach" in pending.last_error
+        assert "cannot reach" in pending.last_error  # the blob upload's error or the table commit's: one plain line
+        assert "\n" not in pending.last_error and "\x1b" not in pending.last_error, pending.last_error
         assert s3_server.secret_key not in str(pending) and s3_server.access_key not in str(pending)
         time.sleep(3.0)  # the flusher's commits fail meanwhile: they only wait
     finally:
@@ -107,6 +108,33 @@ def test_saves_with_the_server_down_are_acknowledged_read_offline_and_land_when_
     assert seen["ids"] == sorted(a.artifact_id for a in saved)
     assert seen["sizes"] == sorted(map(len, payloads))
     assert seen["events"] == list(range(5))
+    ctx.close()
+
+
+def test_a_table_commit_with_the_server_down_says_it_cannot_reach_it_in_one_plain_line(
+    s3_server: SeaweedServer, s3_env: dict[str, str], s3_bucket: str, tmp_path: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # events only: no blob upload, so the error shown is the Delta commit's (delta-rs reports a chain of
+    # causes over several lines, with terminal color codes)
+    monkeypatch.setenv("AEG_CACHE", str(tmp_path / "cache"))
+    ctx = aeg_jupyter.connect(f"s3://{s3_bucket}/rows")
+    store = ctx.store
+    s3_server.stop()
+    try:
+        run(ctx.memory().record(kind="offline_log", data={"i": 1}))
+        with pytest.raises(aeg_jupyter.StoreWriteError) as caught:
+            store.event_table.flush()
+        wait_for(lambda: store.pending_uploads().last_error is not None, 30, "no error shown while the server is down")
+        pending = store.pending_uploads()
+        assert pending.blobs == 0 and pending.rows == 1
+        for text in (str(caught.value), pending.last_error):
+            assert text.startswith("cannot reach the object store to commit to the table s3://"), text
+            assert "the rows stay in the spool" in text and "%aeg status" in text
+            assert "\n" not in text and "\x1b" not in text and s3_server.secret_key not in text
+    finally:
+        s3_server.start()
+    wait_for(lambda: store.pending_uploads().idle, 90, f"still pending after the restart: {store.pending_uploads()}")
+    assert [e.data for e in run(ctx.memory().recent(kinds=["offline_log"], limit=5))] == [{"i": 1}]
     ctx.close()
 
 
