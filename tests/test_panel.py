@@ -297,6 +297,34 @@ def test_a_long_cell_that_keeps_writing_still_shows_progress(context: KernelCont
     asyncio.run(scenario())
 
 
+def test_slow_live_redraws_take_at_most_a_tenth_of_a_writing_loop(context: KernelContext) -> None:
+    from aeg_jupyter.frontends.panel.live import LIVE_SHARE, LiveUpdates
+
+    spent: list[float] = []
+
+    def slow_draw(_tables: frozenset[str]) -> None:  # a chart grown big: 50 ms a redraw
+        t = time.monotonic()
+        time.sleep(0.05)
+        spent.append(time.monotonic() - t)
+
+    live = LiveUpdates(
+        context.store, on_write=lambda: None, draw=slow_draw, busy=lambda: False, say=print, interval=0.01
+    )  # fmt: skip
+    try:
+        began, i = time.monotonic(), 0
+        while time.monotonic() - began < 1.5:  # a cell that keeps writing
+            context.store.event_log.record("train_log", {"step": i}, origin=context.origin)
+            i += 1
+        elapsed = time.monotonic() - began
+    finally:
+        live.close()
+    # every redraw is followed by a gap of 10x its duration (not the 10 ms interval: 25 redraws)
+    assert 2 <= len(spent) <= 1 + elapsed * LIVE_SHARE / min(spent) + 1, (len(spent), spent)
+    assert sum(spent) <= 0.15 * elapsed + max(spent), (sum(spent), elapsed)
+    live.interval = 0.0  # 0: every write redraws again, whatever the last one cost
+    assert live.interval == 0.0
+
+
 def test_a_write_from_a_worker_thread_is_drawn_on_the_loop(sweep: KernelContext, tmp_path: Any) -> None:
     drawn_in: list[int] = []
 

@@ -5,7 +5,9 @@
   looks at the clock: a write redraws at once if the last redraw is older than ``interval``
   (:data:`LIVE_INTERVAL`, 0.25 s), else one redraw is scheduled on the kernel's asyncio loop
   (``call_later``): a loop writing a million events costs at most four redraws a second, and a
-  redraw with nothing written since is skipped. The redraw is handed the tables written since the
+  redraw with nothing written since is skipped. A slow redraw spaces the next ones out: the gap
+  is also at least ``1 / LIVE_SHARE`` (10) times the last redraw's duration, so redraws take at
+  most a tenth of a writing loop's time however big the chart grows. The redraw is handed the tables written since the
   last one (a live chart over events need not look at artifacts). Writes from worker threads
   (``save_file`` runs in ``asyncio.to_thread``) are handed to the loop; no thread ever touches a widget.
 - Other kernels' writes: opt-in auto-refresh, an asyncio task on the kernel loop (never a thread)
@@ -30,6 +32,7 @@ from ...core.store import Store
 from .tab import Say
 
 LIVE_INTERVAL = 0.25  # seconds between two live redraws (at most ~4 a second)
+LIVE_SHARE = 0.1  # the most of a writing loop's time live redraws take (a redraw of d s waits d / LIVE_SHARE)
 
 
 def _running_loop() -> asyncio.AbstractEventLoop | None:
@@ -50,7 +53,8 @@ class LiveUpdates:
             that made this object (the kernel's).
         busy: true while a redraw is running (a write then schedules one for later).
         say: where a failed auto-refresh is reported.
-        interval: the least time between two live redraws, in seconds.
+        interval: the least time between two live redraws, in seconds (0: every write redraws, at
+            once); the gap is also at least the last redraw's duration / :data:`LIVE_SHARE`.
 
     Example:
         >>> live = LiveUpdates(store, on_write=lambda: None, draw=lambda tables: None, busy=lambda: False, say=print)  # doctest: +SKIP
@@ -66,7 +70,10 @@ class LiveUpdates:
         say: Say,
         interval: float = LIVE_INTERVAL,
     ) -> None:
-        self.interval = float(interval)
+        self._interval = float(interval)
+        self._spent = 0.0  # the last redraw's duration
+        self._last = 0.0  # when it started
+        self._due = 0.0  # the earliest time of the next live redraw
         self._on_write = on_write
         self._draw = draw
         self._busy = busy
@@ -74,11 +81,24 @@ class LiveUpdates:
         self._closed = False
         self._pending = False
         self._written: set[str] = set()  # tables written since the last redraw (the listener's only work)
-        self._last = 0.0
         self._owner = threading.get_ident()
         self._loop = _running_loop()
         self._auto_task: asyncio.Task[None] | concurrent.futures.Future[None] | None = None
         self._unsubscribe = store.subscribe(self.on_store_change)
+
+    @property
+    def interval(self) -> float:
+        """The least time between two live redraws, in seconds."""
+        return self._interval
+
+    @interval.setter
+    def interval(self, seconds: float) -> None:
+        self._interval = float(seconds)
+        self._set_due()
+
+    def _set_due(self) -> None:
+        gap = max(self._interval, self._spent / LIVE_SHARE) if self._interval > 0 else 0.0
+        self._due = self._last + gap
 
     @property
     def auto_task(self) -> asyncio.Task[None] | concurrent.futures.Future[None] | None:
@@ -91,7 +111,7 @@ class LiveUpdates:
         if self._closed:
             return
         self._written.add(table)
-        if time.monotonic() >= self._last + self.interval and threading.get_ident() == self._owner and not self._busy():
+        if time.monotonic() >= self._due and threading.get_ident() == self._owner and not self._busy():
             # Drawn in the writing call: a long cell that keeps writing (the loop cannot run until it
             # ends) still shows progress, at most once per interval.
             self._live_draw()
@@ -120,7 +140,7 @@ class LiveUpdates:
         return tables
 
     def _fire(self) -> None:
-        wait = self._last + self.interval - time.monotonic()
+        wait = self._due - time.monotonic()
         if wait > 0 or self._busy():
             asyncio.get_running_loop().call_later(max(wait, 0.01), self._fire)
             return
@@ -128,12 +148,17 @@ class LiveUpdates:
         self._live_draw()
 
     def _live_draw(self) -> None:
-        self._last = time.monotonic()
+        self._last = started = time.monotonic()
+        self._set_due()
         if self._closed:
             return
         tables = self.take_writes()
         if tables:  # nothing written since the last redraw (an in-call draw took it): nothing to do
-            self._draw(tables)
+            try:
+                self._draw(tables)
+            finally:
+                self._spent = time.monotonic() - started
+                self._set_due()
 
     def start_auto(
         self, refresh: Callable[[], None], *, every: Callable[[], float], enabled: Callable[[], bool]
@@ -182,4 +207,4 @@ class LiveUpdates:
         self.stop_auto()
 
 
-__all__ = ["LIVE_INTERVAL", "LiveUpdates"]
+__all__ = ["LIVE_INTERVAL", "LIVE_SHARE", "LiveUpdates"]
