@@ -7,9 +7,10 @@
   (``call_later``): a loop writing a million events costs at most four redraws a second, and a
   redraw with nothing written since is skipped. A slow redraw spaces the next ones out: the gap
   is also at least ``1 / LIVE_SHARE`` (10) times the last redraw's duration, so redraws take at
-  most a tenth of a writing loop's time however big the chart grows. The redraw is handed the tables written since the
-  last one (a live chart over events need not look at artifacts). Writes from worker threads
-  (``save_file`` runs in ``asyncio.to_thread``) are handed to the loop; no thread ever touches a widget.
+  most a tenth of a writing loop's time however big the chart grows. The redraw is handed the
+  tables written since the last one (a live chart over events need not look at artifacts). Writes
+  from worker threads (``save_file`` runs in ``asyncio.to_thread``) are handed to the loop; no
+  thread ever touches a widget.
 - Other kernels' writes: opt-in auto-refresh, an asyncio task on the kernel loop (never a thread)
   that refreshes every few seconds.
 
