@@ -340,6 +340,13 @@ def _to_float(token: str | None) -> float:
         return math.nan
 
 
+def _string_array(values: Any) -> pa.Array:
+    """``values`` (a list of str / None, or an Arrow array) as one Arrow string array."""
+    if isinstance(values, pa.ChunkedArray):
+        return values.combine_chunks() if values.num_chunks else pa.array([], pa.string())
+    return values if isinstance(values, pa.Array) else pa.array(values, pa.string())
+
+
 def _row_key(r: dict[str, Any]) -> tuple[int, str]:
     return (r["ts"], r["event_id"])
 
@@ -710,16 +717,14 @@ class LiveSeries:
         if not items or hot.newest <= cursor:
             return 0
         if not hot.complete and hot.oldest > cursor:
-            rows = self._rows_since(cursor)
+            t = self._since(cursor)
             newest = max(cursor, hot.newest)
-            if rows:
-                newest = max(newest, max((r["ts"], r["event_id"]) for r in rows))
+            ts = np.asarray(t.column("ts").to_numpy(), dtype=np.int64)
+            if len(ts):
+                newest = max(newest, (int(ts[-1]), t.column("event_id")[len(ts) - 1].as_py()))
             self._cursor = newest
-            metrics = [r.get("metrics") for r in rows]
-            return self._take(
-                [r["ts"] for r in rows], [r.get("run_id") for r in rows], [r.get("text") for r in rows],
-                lambda i: _loads(metrics[i]),
-            )  # fmt: skip
+            metrics = t.column("metrics")
+            return self._take(ts, t.column("run_id"), t.column("text"), lambda i: _loads(metrics[i].as_py()))
         lo = bisect.bisect_right(items, cursor, key=_row_key)  # the first row newer than the cursor
         where = self.where
         new = [
@@ -733,46 +738,71 @@ class LiveSeries:
             lambda i: _loads(metrics[i]),
         )  # fmt: skip
 
-    def _rows_since(self, cursor: tuple[int, str]) -> list[dict[str, Any]]:
-        """Rows of this kind newer than ``cursor``: parts flushed since, then this writer's spool."""
+    def _since(self, cursor: tuple[int, str]) -> pa.Table:
+        """Events of this kind in scope newer than ``cursor``, as columns sorted by ``(ts, event_id)``, each
+        once: the data files that hold rows from ``cursor`` on, then this writer's rows not committed yet.
+
+        Columnar (Arrow filters, no dict per row): a redraw after a loop of 25,000 records took ~95 ms
+        through ``to_pylist`` (~4 us a row, most of a live chart's cost to ``record``)."""
         table = self.log.table
-        where = self.where
-        out: dict[str, dict[str, Any]] = {}
-
-        def keep(r: dict[str, Any]) -> bool:
-            return (r["ts"], r["event_id"]) > cursor and where.matches_row(r)
-
+        c_ts, c_id = cursor
+        names = ["event_id", "ts", "run_id", "graph_id", "node_id", "text", "metrics"]
+        schema = pa.schema([_SCHEMA.field(n) for n in names])
+        pieces = []
         for part in table.list_parts([self.kind]):
-            if part.name.max_ts < cursor[0]:
+            if part.name.max_ts < c_ts:
                 continue
-            t = table.read_part_table(part)
+            t = table.read_part_table(part, columns=names)
             if t is None or t.num_rows == 0:
                 continue
-            ts = as_micros(t.column("ts"))
-            t = t.filter(pc.greater_equal(ts, cursor[0])).select([c for c in _COLUMNS if c != "ts"])
-            newer = pc.filter(ts, pc.greater_equal(ts, cursor[0])).to_pylist()
-            for r, when in zip(t.to_pylist(), newer, strict=True):
-                r["ts"] = when
-                if keep(r):
-                    out[r["event_id"]] = r
-        for r in table.pending_rows:
-            if r.get("kind") == self.kind and keep(r):
-                out[r["event_id"]] = r
-        return sorted(out.values(), key=lambda r: (r["ts"], r["event_id"]))
+            n = t.num_rows
+            pieces.append(pa.table(
+                [as_micros(t.column("ts")) if f.name == "ts" else
+                 t.column(f.name).cast(f.type) if f.name in t.column_names else pa.nulls(n, f.type)
+                 for f in schema],
+                schema=schema,
+            ))  # fmt: skip
+        kind = self.kind
+        rows = [r for r in table.pending_rows if r.get("kind") == kind and r["ts"] >= c_ts]
+        if rows:
+            pieces.append(pa.table([[r.get(c) for r in rows] for c in names], schema=schema))
+        if not pieces:
+            return schema.empty_table()
+        t = pa.concat_tables(pieces)
+        ts, ids = t.column("ts"), t.column("event_id")
+        keep = pc.or_(pc.greater(ts, c_ts), pc.and_(pc.equal(ts, c_ts), pc.greater(ids, c_id)))
+        for name, value in (("run_id", self.where.run_id), ("graph_id", self.where.graph_id),
+                            ("node_id", self.where.node_id)):  # fmt: skip
+            if value is not None:
+                keep = pc.and_(keep, pc.equal(t.column(name), value))
+        t = t.filter(pc.fill_null(keep, False)).sort_by([("ts", "ascending"), ("event_id", "ascending")])
+        n = t.num_rows
+        if n > 1:  # a row both committed and still in a closed spool (a commit meanwhile): once
+            ids = t.column("event_id").combine_chunks()
+            again = pc.fill_null(pc.equal(ids.slice(1), ids.slice(0, n - 1)), False)
+            t = t.filter(pa.concat_arrays([pa.array([True]), pc.invert(again)]))
+        return t
 
-    def _take(self, ts: list[int], runs: list[str | None], texts: list[str | None], metrics_of: Any) -> int:
-        if not ts:
+    def _take(self, ts: Sequence[int] | np.ndarray, runs: Any, texts: Any, metrics_of: Any) -> int:
+        """Append the points of new events (``ts``, and ``runs`` / ``texts`` as lists or Arrow arrays)."""
+        if not len(ts):
             return 0
         # the numbers of all new events at once (Arrow string kernels), not json.loads per event
-        arr = pa.array(texts, pa.string())
+        arr = _string_array(texts)
         yv = self._values(arr, metrics_of, self.y)
         xv = np.array(ts, dtype=np.float64) if self._x_key == TIME else self._values(arr, metrics_of, self._x_key)
         ok = ~np.isnan(yv) & ~np.isnan(xv)
-        names = np.array([r or NO_VALUE for r in runs], dtype=object)
+        # the groups by dictionary code, in the order they first show up ("" and null: NO_VALUE)
+        run_ids = _string_array(runs)
+        run_ids = pc.if_else(pc.fill_null(pc.equal(run_ids, ""), True), pa.scalar(None, pa.string()), run_ids)
+        encoded = run_ids.dictionary_encode()
+        codes = np.asarray(pc.fill_null(encoded.indices, -1).to_numpy(zero_copy_only=False), dtype=np.int64)
+        labels = [*encoded.dictionary.to_pylist(), NO_VALUE]  # (code -1: the last)
+        present, first = np.unique(codes[ok], return_index=True)
         n = 0
-        for name in dict.fromkeys(names[ok].tolist()):
-            sel = ok & (names == name)
-            bx, by_ = self._data.setdefault(name, ([], []))
+        for code in present[np.argsort(first)].tolist():
+            sel = ok & (codes == code)
+            bx, by_ = self._data.setdefault(labels[code], ([], []))
             bx.append(xv[sel])
             by_.append(yv[sel])
             n += int(sel.sum())

@@ -20,6 +20,7 @@ from IPython.core.error import UsageError
 import aeg_jupyter
 from aeg_jupyter import KernelContext
 from aeg_jupyter.base.ids import new_ts_id, observe
+from aeg_jupyter.base.models import ScopeFilter
 from aeg_jupyter.core.series import (
     MAX_POINTS,
     LiveSeries,
@@ -319,8 +320,6 @@ def test_reading_only_the_charts_columns_keeps_scopes_groups_and_takes_a_spooled
 ) -> None:
     """Parts are read for a chart's columns only: scope filters and ``--by`` columns still hold, and
     a row both in a spool and in a part (a writer that died between the two) counts once."""
-    from aeg_jupyter.base.models import ScopeFilter
-
     log, table = context.store.event_log, context.store.event_table
     table.flush_seconds = 3600  # the flusher commits nothing by itself: the spooled rows below stay spooled
     record_run(context, [1.0, 0.5])
@@ -380,6 +379,33 @@ def test_live_series_takes_only_new_events(context: KernelContext) -> None:
     assert np.array_equal(live.series_set(max_points=0).series[0].y, full.y)
     assert np.array_equal(live.series_set(max_points=0).series[0].x, full.x)
     assert len(read_event_columns(log, "train_log")) == live.count
+
+
+def test_live_series_of_one_run_past_the_hot_window_matches_a_full_read(context: KernelContext) -> None:
+    """Past the hot window a live series reads the new rows as columns: its scope, a y that is a metric
+    (not in data) and another kind's rows in between all come out as a full read gives them."""
+    import dataclasses
+
+    log = context.store.event_log
+    mine = context.new_run("mine")
+    log.record("train_log", {"step": 0, "loss": 1.0}, metrics={"acc": 0.0}, origin=context.origin)
+    scope = ScopeFilter(run_id=mine)
+    live = {y: LiveSeries(log, "train_log", y=y, where=scope) for y in ("loss", "acc")}
+    theirs = dataclasses.replace(context.origin, run_id="theirs")  # out of the live series' scope
+    n = 3 * log.hot.limit
+    for step in range(1, n):
+        origin = theirs if step % 3 == 0 else context.origin
+        log.record("train_log", {"step": step, "loss": 1.0 / step}, metrics={"acc": step / n}, origin=origin)
+        log.record("other", {"loss": 99.0}, origin=origin)
+        if step == n // 3:
+            context.store.event_table.flush()
+    for y, series in live.items():
+        assert series.update() == n - 1 - (n - 1) // 3 and series.reloads == 1
+        full = event_series(log, "train_log", y=y, max_points=0, where=scope).series[0]
+        got = series.series_set(max_points=0).series[0]
+        assert len(full.y) == n - (n - 1) // 3
+        assert np.array_equal(got.y, full.y) and np.array_equal(got.x, full.x), y
+        assert series.update() == 0
 
 
 # -- the panel's Charts tab (widget state, no browser) ------------------------------------------------------
