@@ -130,7 +130,7 @@ def test_panel_in_jupyterlab(jupyterlab: str, tmp_path: Any) -> None:
                 "code => window.jupyterapp.shell.currentWidget.sessionContext.session.kernel.requestExecute({code})",
                 LIVE_SAVE,
             )
-            _first_row_has(page, "ckpt-D.json", timeout=5_000)
+            _first_row_has(page, "ckpt-D.json", timeout=20_000)
             live_seconds = time.monotonic() - started
             _rows(page, 4)
 

@@ -21,8 +21,20 @@ print("R", flush=True)
 go, deadline = os.path.join(os.path.dirname(sys.argv[1]), "go"), time.monotonic() + 120
 while not os.path.exists(go) and time.monotonic() < deadline:  # the readers are looping first
     time.sleep(0.01)
+def rounds(limit):  # how many rounds the reader of `limit` has done (it writes the count after each)
+    try:
+        with open(os.path.join(os.path.dirname(sys.argv[1]), f"rounds-{limit}")) as f:
+            return int(f.read())
+    except (OSError, ValueError):
+        return 0
+seen = {limit: rounds(limit) for limit in (300, 1500)}
 for i in range(int(sys.argv[2])):
     store.event_log.record("log", {"i": i})
+    if i % 1000 == 999:  # a slow machine: wait for a round of each reader, so that they race every 1000 rows
+        wait = time.monotonic() + 60
+        while any(rounds(n) <= seen[n] for n in seen) and time.monotonic() < wait:
+            time.sleep(0.01)
+        seen = {n: rounds(n) for n in seen}
 store.close()
 print("D", flush=True)
 """
@@ -44,6 +56,10 @@ while True:
         if got != want:
             bad.append(f"asked {limit}, got {len(got)} ending at {got[-1]}")
     rounds += 1
+    counter = os.path.join(os.path.dirname(root), f"rounds-{limit}")
+    with open(counter + ".tmp", "w") as f:
+        f.write(str(rounds))
+    os.replace(counter + ".tmp", counter)
     if rounds == 1:
         open(os.path.join(os.path.dirname(root), f"ready-{limit}"), "w").close()
     if finished:
