@@ -136,6 +136,8 @@ def main() -> None:
         "logging_s": round(logging_s, 2),
         "total_s": round(time.perf_counter() - t_start, 2),
         "hot_window": len(log.hot),
+        "child_merges": getattr(ctx.store.event_table, "child_merges", 0),
+        "merge_child_peak_rss_mb": getattr(ctx.store.event_table, "merge_peak_mb", 0.0),
         "checkpoints": results,
     }
     ctx.close()

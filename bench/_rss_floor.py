@@ -5,11 +5,13 @@ delta-rs's writer code and starts its runtime), then appends ``events`` events t
 flusher does: a JSON-lines spool of ``batch`` lines parsed by ``pyarrow.json.read_json`` and appended
 with ``write_deltalake`` (partitioned by kind), and the partition's small files compacted by delta-rs's
 ``optimize.compact`` (one task, 16 MiB target) after every 32 commits, as ``compact_small`` keeps a
-partition to a few files. Its peak RSS above the state after the first write is what any in-process
-Delta writer of these events holds: the floor of the bench's "RSS while logging" rows.
+partition to a few files, in a one-shot child process as the store's merger does (``--in-process``:
+here; a merge in the logging process leaves it +28 MB at 1M events and +59 MB at 10M). Its peak RSS
+above the state after the first write is what any Delta writer of these events in the logging process
+holds: the floor of the bench's "RSS while logging" rows.
 
 ``measure(events, tmp)`` runs it and returns ``{"events", "batch", "commits", "rss_above_idle_mb",
-"idle_rss_mb", "peak_rss_mb", "seconds"}``. Standalone: ``python bench/_rss_floor.py EVENTS DIR``.
+"idle_rss_mb", "peak_rss_mb", "merge_peak_rss_mb", "seconds"}``. Standalone: ``python bench/_rss_floor.py EVENTS DIR [BATCH] [--in-process]``.
 """
 
 from __future__ import annotations
@@ -23,6 +25,12 @@ from typing import Any
 
 BATCH = 10_000  # the flusher's flush_rows
 COMPACT_EVERY = 32  # commits between compactions (storage/delta_table.COMPACT_AT small files)
+# the merge, run by a child interpreter that prints its peak RSS (MB, ru_maxrss in KiB: Linux)
+_MERGE = (
+    "import resource, sys; from deltalake import DeltaTable; DeltaTable(sys.argv[1]).optimize.compact("
+    "partition_filters=[('kind', '=', 'train_log')], target_size=16 << 20, max_concurrent_tasks=1); "
+    "print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)"
+)
 
 
 def _spool(path: str, lo: int, hi: int) -> None:
@@ -36,7 +44,7 @@ def _spool(path: str, lo: int, hi: int) -> None:
             )
 
 
-def _run(events: int, tmp: str, batch: int) -> dict[str, Any]:
+def _run(events: int, tmp: str, batch: int, in_process: bool = False) -> dict[str, Any]:
     import pyarrow.json as pj
     from _util import rss_mb  # (run as a script: bench/ is on the path)
     from deltalake import DeltaTable, write_deltalake
@@ -48,14 +56,18 @@ def _run(events: int, tmp: str, batch: int) -> dict[str, Any]:
     idle = peak = rss_mb()
     t = time.perf_counter()
     commits = 0
+    merge_peak = 0.0
     for lo in range(1, events + 1, batch):
         _spool(spool, lo, min(lo + batch, events + 1))
         write_deltalake(table, pj.read_json(spool), mode="append", partition_by=["kind"])
         commits += 1
-        if commits % COMPACT_EVERY == 0:
+        if commits % COMPACT_EVERY == 0 and in_process:
             DeltaTable(table).optimize.compact(
                 partition_filters=[("kind", "=", "train_log")], target_size=16 << 20, max_concurrent_tasks=1
             )
+        elif commits % COMPACT_EVERY == 0:
+            out = subprocess.run([sys.executable, "-c", _MERGE, table], capture_output=True, text=True, check=True)
+            merge_peak = max(merge_peak, float(out.stdout.split()[-1]))
         peak = max(peak, rss_mb())
     return {
         "events": events,
@@ -64,6 +76,8 @@ def _run(events: int, tmp: str, batch: int) -> dict[str, Any]:
         "idle_rss_mb": round(idle, 1),
         "peak_rss_mb": round(peak, 1),
         "rss_above_idle_mb": round(peak - idle, 1),
+        "merge_peak_rss_mb": round(merge_peak, 1),
+        "merge_in_process": in_process,
         "seconds": round(time.perf_counter() - t, 1),
     }
 
@@ -80,5 +94,6 @@ def measure(events: int, tmp: str, *, batch: int = BATCH, timeout: float = 3600)
 
 
 if __name__ == "__main__":
-    n, where = int(sys.argv[1]), sys.argv[2]
-    print(json.dumps(_run(n, where, int(sys.argv[3]) if len(sys.argv) > 3 else BATCH)))
+    args = [a for a in sys.argv[1:] if a != "--in-process"]
+    n, where = int(args[0]), args[1]
+    print(json.dumps(_run(n, where, int(args[2]) if len(args) > 2 else BATCH, "--in-process" in sys.argv)))

@@ -281,6 +281,7 @@ def recent(m: int, tmp: str) -> dict[str, Any]:
     wall = time.perf_counter() - start
     load = round(os.getloadavg()[0], 1)
     store.close()
+    events = store.event_table
     out: dict[str, Any] = {
         "events": m,
         "logging_s": round(wall, 1),
@@ -289,6 +290,8 @@ def recent(m: int, tmp: str) -> dict[str, Any]:
         "peak_rss_while_logging_mb": round(peak, 1),
         "rss_above_idle_mb": round(peak - idle, 1),
         "commit_process_peak_rss_mb": round(child_peak, 1),
+        "child_merges": getattr(events, "child_merges", 0),
+        "merge_child_peak_rss_mb": getattr(events, "merge_peak_mb", 0.0),
     }
     runs = []
     for hot in (1000, 1):  # the default hot window, and one so small that recent scans cold
@@ -374,7 +377,9 @@ def render(res: dict[str, Any]) -> str:
             f"{r['idle_rss_mb']} MB idle after open, peak {r['peak_rss_while_logging_mb']} MB while logging: "
             f"{r['rss_above_idle_mb']} MB above idle (budget < {BUDGET['rss_above_idle_mb']:.0f} MB). The store's "
             "commit process (a separate interpreter: pyarrow + deltalake, what it commits in hand; 0 when commits "
-            f"run on the flusher thread) peaked at {r['commit_process_peak_rss_mb']} MB.",
+            f"run on the flusher thread) peaked at {r['commit_process_peak_rss_mb']} MB. The "
+            f"{r.get('child_merges', 0)} merges of small files ran in one-shot child processes, which peaked at "
+            f"{r.get('merge_child_peak_rss_mb', 0.0)} MB and exit after each merge.",
             "",
         ]
         fl = r.get("floor")
@@ -382,7 +387,7 @@ def render(res: dict[str, Any]) -> str:
             lines += [
                 f"The floor (`bench/_rss_floor.py`: a fresh interpreter appending the same {fl['events']:,} events "
                 f"to a Delta table with `pyarrow.json.read_json` + `write_deltalake`, {fl['batch']:,} a commit, the "
-                f"partition compacted every 32 commits, nothing of ours): {fl['rss_above_idle_mb']} MB above its "
+                f"partition compacted every 32 commits by a one-shot child as the store does; nothing of ours): {fl['rss_above_idle_mb']} MB above its "
                 f"state after its first write ({fl['commits']} commits, {fl['seconds']} s)"
                 + (
                     ": the floor alone is over the budget."

@@ -442,7 +442,7 @@ def _rss_floor_note(floor: dict[str, Any] | None) -> str:
     if not floor:
         return ""
     over = ": the floor alone is over the budget" if floor["rss_above_idle_mb"] >= 100 else ""
-    return (f"floor: pyarrow.json + delta-rs appending the same events, compacting every 32 commits, "
+    return (f"floor: pyarrow.json + delta-rs appending the same events, compacting every 32 commits in a one-shot child, "
             f"+{floor['rss_above_idle_mb']:.0f} MB after its first write{over}")  # fmt: skip
 
 
@@ -999,7 +999,9 @@ def render_markdown(res: dict[str, Any]) -> str:
         L.append("\n## Memory at scale (one process logging, measured at each size)\n")
         L.append(f"Logging {ev['events']:,} events took {ev['logging_s']:.0f} s; RSS idle {ev['idle_rss_mb']:.0f} MB, "
                  f"peak {ev['peak_rss_mb']:.0f} MB (+{ev['rss_growth_mb']:.0f} MB); hot window "
-                 f"{ev['hot_window']:,} events; store on disk {ev['store_bytes'] / 2**20:.0f} MiB.\n")  # fmt: skip
+                 f"{ev['hot_window']:,} events; store on disk {ev['store_bytes'] / 2**20:.0f} MiB. "
+                 f"{ev.get('child_merges', 0)} merges of small files ran in one-shot child processes (peak "
+                 f"{ev.get('merge_child_peak_rss_mb', 0.0):.0f} MB each at most, gone after the merge).\n")  # fmt: skip
         L.append("| stored events | record | record_tool_result | recent (list) | `await mem.recent` | "
                  "recent DataFrame | last_by_name | rare kind (Parquet scan) | cold open+query | cold process total "
                  "| naive JSONL recent |")  # fmt: skip

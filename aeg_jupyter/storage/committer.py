@@ -12,9 +12,15 @@ spool was closed) and commits it with :meth:`~.delta.DeltaLakeTable.commit` (the
 outliving its writer (SIGKILL) finishes at most the commit in hand and exits on the closed pipe: that
 commit and a recovering process's commit of the same spool cannot both land (docs/format2.md).
 
+The same child, started for one request and ended after it, merges a partition's small files for a
+flusher's merger thread (``DeltaSpoolTable._merge_in_child``): the memory delta-rs and pyarrow take for
+a merge goes back to the system when the child exits, where the logging process would keep most of it.
+
 Protocol: one JSON object a line each way. Request ``{"dir", "table", "writer", "seq", "path"}`` (``dir``
 a table URI and ``options`` its deltalake ``storage_options`` for an ``s3://`` root);
-answer ``{"ok": true, "rows": n}`` or ``{"ok": false, "error": "..."}``.
+answer ``{"ok": true, "rows": n}`` or ``{"ok": false, "error": "..."}``. A merge request has ``"op":
+"compact"``, ``kind``, ``min_files`` and ``target_size``; its answer ``small`` (files counted),
+``merged`` (files merged away) and ``peak_mb`` (the child's peak RSS).
 """
 
 from __future__ import annotations
@@ -66,6 +72,29 @@ class CommitProcess:
             StoreWriteError: the commit failed (the child's message), or the child could not start or died.
         """
         request: dict[str, Any] = {"dir": dir, "table": table, "writer": writer, "seq": seq, "path": path}
+        return int(
+            self._ask(request, storage_options, "the rows stay in the spool and the flusher tries again")["rows"]
+        )
+
+    def compact(
+        self, *, dir: str, table: str, kind: str, min_files: int, target_size: int,
+        storage_options: dict[str, str] | None = None,
+    ) -> tuple[int, int, float]:  # fmt: skip
+        """Have the child merge partition ``kind``'s small files if it has ``min_files`` of them
+        (:meth:`~.delta.DeltaLakeTable.compact_small`); returns the small files it counted, those merged
+        away, and the child's peak RSS in MB (0.0 where the system does not say).
+
+        Raises:
+            StoreWriteError: the merge failed (the child's message), or the child could not start or died.
+        """
+        request = {"op": "compact", "dir": dir, "table": table, "kind": kind, "min_files": min_files,
+                   "target_size": target_size}  # fmt: skip
+        reply = self._ask(request, storage_options, "the small files stay, merged after a later commit")
+        return int(reply["small"]), int(reply["merged"]), float(reply["peak_mb"])
+
+    def _ask(self, request: dict[str, Any], storage_options: dict[str, str] | None, meanwhile: str) -> dict[str, Any]:
+        """Send one request and return its answer (``ok`` true), or raise ``StoreWriteError`` (``meanwhile``:
+        what becomes of the work when the child is gone)."""
         if storage_options is not None:  # an s3:// table (credentials go over the pipe only, never logged)
             request["options"] = storage_options
         req = json.dumps(request)
@@ -81,14 +110,11 @@ class CommitProcess:
             if not answer:
                 code = proc.poll()
                 self._proc = None
-                raise StoreWriteError(
-                    f"the commit process of this store exited ({code}); the rows stay in the spool and "
-                    "the flusher tries again"
-                )
-        reply = json.loads(answer)
+                raise StoreWriteError(f"the commit process of this store exited ({code}); {meanwhile}")
+        reply: dict[str, Any] = json.loads(answer)
         if not reply.get("ok"):
             raise StoreWriteError(str(reply.get("error")))
-        return int(reply.get("rows", 0))
+        return reply
 
     def _start(self) -> subprocess.Popen[str]:
         if self._proc is not None and self._proc.poll() is None:
@@ -199,6 +225,29 @@ def _events_from_json(path: str) -> Any:
     return pa.Table.from_arrays(cols, schema=EVENTS2_SCHEMA)
 
 
+def _commit(table: Any, name: str, req: dict[str, Any]) -> int:
+    """Commit the spool of request ``req`` to ``table``; the rows committed (0: committed before)."""
+    data = spool_to_arrow(name, req["path"])
+    if data is None or not table.commit(data, app_id=req["writer"], seq=int(req["seq"])):
+        return 0
+    for kind in set(data.column("kind").unique().to_pylist()):  # keep partitions to a few files
+        try:
+            table.compact_small(kind, min_files=COMPACT_AT + 1)  # files at target stay
+        except Exception:  # the rows are committed: a merge can wait for the next commit
+            pass
+    return int(data.num_rows)
+
+
+def _peak_rss_mb() -> float:
+    """This process's peak RSS in MB (ru_maxrss: KiB on Linux, bytes on macOS), 0.0 without ``resource``."""
+    try:
+        import resource
+    except ImportError:  # Windows
+        return 0.0
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return round(peak / (1 << 20) if sys.platform == "darwin" else peak / 1024, 1)
+
+
 def serve(stdin: IO[str], stdout: IO[str]) -> None:
     """The child's loop: one request line in, one answer line out, until the pipe closes."""
     # Background work at the lowest priority: on a machine with few cores, delta-rs's writer threads in
@@ -228,16 +277,16 @@ def serve(stdin: IO[str], stdout: IO[str]) -> None:
                     uri=req["dir"],
                     storage_options=req.get("options"),
                 )
-            data = spool_to_arrow(name, req["path"])
-            done = 0
-            if data is not None and table.commit(data, app_id=req["writer"], seq=int(req["seq"])):
-                done = data.num_rows
-                for kind in set(data.column("kind").unique().to_pylist()):  # keep partitions to a few files
-                    try:
-                        table.compact_small(kind, min_files=COMPACT_AT + 1)  # files at target stay
-                    except Exception:  # the rows are committed: a merge can wait for the next commit
-                        pass
-            answer: dict[str, Any] = {"ok": True, "rows": done}
+            answer: dict[str, Any] = {"ok": True}
+            if req.get("op") == "compact":  # a one-shot merge child (DeltaSpoolTable's merger)
+                small = table.small_files(req["kind"], target_size=int(req["target_size"]))
+                answer["small"] = len(small)
+                answer["merged"] = table.compact_small(
+                    req["kind"], min_files=int(req["min_files"]), target_size=int(req["target_size"]), small=small
+                )
+                answer["peak_mb"] = _peak_rss_mb()
+            else:
+                answer["rows"] = _commit(table, name, req)
         except Exception as exc:
             answer = {"ok": False, "error": f"{exc}"}
         stdout.write(json.dumps(answer) + "\n")

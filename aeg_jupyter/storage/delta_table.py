@@ -43,7 +43,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from ..base.errors import InvalidInputError, StoreWarning
+from ..base.errors import InvalidInputError, StoreWarning, StoreWriteError
 from ..base.models import URI_PREFIX
 from .committer import CommitProcess, spool_to_arrow
 from .delta import PARTITION, ROW_GROUP, DamagedDataFile, DataFile, DeltaLakeTable, error_text, without_views
@@ -175,6 +175,10 @@ class DeltaSpoolTable(Table):
         self._merge_due: set[str] = set()  # kinds whose small files the merger thread is to merge
         self._merger: threading.Thread | None = None  # merges for the flusher: commits go on meanwhile
         self._merge_cv = threading.Condition()  # (its own: the flusher's is notified one waiter at a time)
+        #: merges the merger thread had a child do (:meth:`_merge_in_child`), and the highest peak RSS
+        #: (MB) of those children
+        self.child_merges = 0
+        self.merge_peak_mb = 0.0
 
     # -- writing -----------------------------------------------------------------------------
     @property
@@ -442,23 +446,54 @@ class DeltaSpoolTable(Table):
                     return
                 due = sorted(self._merge_due)
                 self._merge_due.clear()
-            self._merge_small(due)
+            self._merge_small(due, in_child=True)
 
-    def _merge_small(self, kinds: list[str]) -> None:
+    def _merge_small(self, kinds: list[str], *, in_child: bool = False) -> None:
         for kind in kinds:
             try:
                 before = self._small_seen.get(kind, 0)
-                files = self.delta.small_files(kind)
-                small = len(files)
-                if small > COMPACT_AT:
-                    merged = self.delta.compact_small(kind, min_files=COMPACT_AT + 1, small=files)
-                    small = small - merged + 1 if merged else small  # (merged into about one file)
+                counted = self._merge_in_child(kind) if in_child else None
+                if counted is None:  # here (or no child could start)
+                    files = self.delta.small_files(kind)
+                    merged = (
+                        self.delta.compact_small(kind, min_files=COMPACT_AT + 1, small=files)
+                        if len(files) > COMPACT_AT
+                        else 0
+                    )
+                    counted = len(files), merged
+                small, merged = counted
+                if merged:
+                    small = small - merged + 1  # (merged into about one file)
                 # + the flusher's commits meanwhile
                 self._small_seen[kind] = small + max(0, self._small_seen.get(kind, 0) - before)
             except Exception as exc:  # the rows are committed: a merge can wait for the next commit
                 warnings.warn(
                     f"could not compact {self.spec.name} ({error_text(exc)}); trying again later", StoreWarning, 2
                 )
+
+    def _merge_in_child(self, kind: str) -> tuple[int, int] | None:
+        """Merge partition ``kind``'s small files in a one-shot child (``committer.serve``, niced); returns
+        the small files it counted and those merged away, or None when no child could start.
+
+        A merge reads and rewrites up to a target's worth of files: in the logging process, delta-rs and
+        pyarrow keep most of that memory afterwards (+30-45 MB at 1M events, +38 at 10M; docs/format2.md,
+        "RSS while logging"), while a child's is returned to the system when it exits. Its peak is kept in
+        :attr:`merge_peak_mb`."""
+        child = CommitProcess()
+        try:
+            small, merged, peak = child.compact(
+                dir=self.delta.uri, table=self.spec.name, kind=kind, min_files=COMPACT_AT + 1,
+                target_size=self.delta.target_file_bytes, storage_options=self.delta.storage_options,
+            )  # fmt: skip
+        except StoreWriteError:
+            if child.broken:
+                return None
+            raise
+        finally:
+            child.close()
+        self.child_merges += 1
+        self.merge_peak_mb = max(self.merge_peak_mb, peak)
+        return small, merged
 
     # -- reading -----------------------------------------------------------------------------
     def tail_others(self) -> tuple[list[Row], bool]:
