@@ -408,6 +408,45 @@ def test_live_series_of_one_run_past_the_hot_window_matches_a_full_read(context:
         assert series.update() == 0
 
 
+def test_live_series_past_the_hot_window_misses_no_row_committed_while_it_reads(context: KernelContext) -> None:
+    """A commit landing while a live series reads past the hot window (after it listed the data files)
+    moves rows out of this writer's uncommitted ones: they are still taken, each once, and a graph- and
+    node-scoped series leaves other nodes' rows out."""
+    import dataclasses
+
+    log, table = context.store.event_log, context.store.event_table
+    if not hasattr(table, "pending_rows"):
+        pytest.skip("format 1 has no background commits")
+    table.flush_seconds = 3600  # commits only when the test says
+    node = dataclasses.replace(context.origin, node_id="train")
+    elsewhere = dataclasses.replace(context.origin, node_id="eval")
+    log.record("train_log", {"step": 0, "loss": 1.0}, origin=node)
+    everything = LiveSeries(log, "train_log", y="loss")
+    scope = ScopeFilter(graph_id=context.origin.graph_id, node_id="train")
+    scoped = LiveSeries(log, "train_log", y="loss", where=scope)
+    n = 3 * log.hot.limit
+    for step in range(1, n):
+        log.record("train_log", {"step": step, "loss": 1.0 / step}, origin=elsewhere if step % 4 == 0 else node)
+    real = table.list_parts
+
+    def list_then_commit(kinds=None):  # the flusher's commit lands right after the listing
+        parts = real(kinds)
+        table.flush()
+        return parts
+
+    table.list_parts = list_then_commit
+    try:
+        assert everything.update() == n - 1
+    finally:
+        table.list_parts = real
+    assert scoped.update() == n - 1 - (n - 1) // 4
+    for series, where in ((everything, ScopeFilter()), (scoped, scope)):
+        full = event_series(log, "train_log", y="loss", max_points=0, where=where).series[0]
+        got = series.series_set(max_points=0).series[0]
+        assert np.array_equal(got.y, full.y) and np.array_equal(got.x, full.x)
+        assert series.update() == 0
+
+
 # -- the panel's Charts tab (widget state, no browser) ------------------------------------------------------
 def _panel(context: KernelContext, **kw: Any) -> Any:
     from aeg_jupyter.frontends.panel import Panel
