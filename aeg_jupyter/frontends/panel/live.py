@@ -5,9 +5,10 @@
   looks at the clock: a write redraws at once if the last redraw is older than ``interval``
   (:data:`LIVE_INTERVAL`, 0.25 s), else one redraw is scheduled on the kernel's asyncio loop
   (``call_later``): a loop writing a million events costs at most four redraws a second, and a
-  redraw with nothing written since is skipped. A slow redraw spaces the next ones out: the gap
-  is also at least ``1 / LIVE_SHARE`` (10) times the last redraw's duration, so redraws take at
-  most a tenth of a writing loop's time however big the chart grows. The redraw is handed the
+  redraw with nothing written since is skipped. A slow redraw spaces the next ones out: the next
+  starts at least ``1 / LIVE_SHARE`` (10) times the last redraw's duration after it, so redraws of
+  up to 0.2 s take about a tenth of a writing loop's time; the gap is at most ``LIVE_MAX_GAP`` (2 s),
+  so a chart whose redraws take longer still moves every 2 s (and takes a larger share). The redraw is handed the
   tables written since the last one (a live chart over events need not look at artifacts). Writes
   from worker threads (``save_file`` runs in ``asyncio.to_thread``) are handed to the loop; no
   thread ever touches a widget.
@@ -33,7 +34,8 @@ from ...core.store import Store
 from .tab import Say
 
 LIVE_INTERVAL = 0.25  # seconds between two live redraws (at most ~4 a second)
-LIVE_SHARE = 0.1  # the most of a writing loop's time live redraws take (a redraw of d s waits d / LIVE_SHARE)
+LIVE_SHARE = 0.1  # the most of a writing loop's time live redraws take (the next starts d / LIVE_SHARE after one of d s)
+LIVE_MAX_GAP = 2.0  # the longest the next live redraw waits, however slow the last one was
 
 
 def _running_loop() -> asyncio.AbstractEventLoop | None:
@@ -98,7 +100,7 @@ class LiveUpdates:
         self._set_due()
 
     def _set_due(self) -> None:
-        gap = max(self._interval, self._spent / LIVE_SHARE) if self._interval > 0 else 0.0
+        gap = max(self._interval, min(self._spent / LIVE_SHARE, LIVE_MAX_GAP)) if self._interval > 0 else 0.0
         self._due = self._last + gap
 
     @property
@@ -149,17 +151,18 @@ class LiveUpdates:
         self._live_draw()
 
     def _live_draw(self) -> None:
-        self._last = started = time.monotonic()
-        self._set_due()
         if self._closed:
             return
         tables = self.take_writes()
-        if tables:  # nothing written since the last redraw (an in-call draw took it): nothing to do
-            try:
-                self._draw(tables)
-            finally:
-                self._spent = time.monotonic() - started
-                self._set_due()
+        if not tables:  # nothing written since the last redraw (an in-call draw took it): nothing to do,
+            return  # and the clock is not restarted (the next write draws when it is due)
+        self._last = started = time.monotonic()
+        self._set_due()  # (before the draw: a write made by the draw itself does not draw again)
+        try:
+            self._draw(tables)
+        finally:
+            self._spent = time.monotonic() - started
+            self._set_due()
 
     def start_auto(
         self, refresh: Callable[[], None], *, every: Callable[[], float], enabled: Callable[[], bool]
