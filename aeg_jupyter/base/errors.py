@@ -6,6 +6,8 @@ Every message says what went wrong *and* what to do next. The magics turn these 
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+
 
 class AegError(Exception):
     """Base class of every error aeg_jupyter raises on purpose."""
@@ -60,3 +62,21 @@ class StoreWarning(UserWarning):
 
 class ScopeHint(UserWarning):
     """An empty answer in one scope while ``scope="all"`` holds matches; the message gives the count and the call."""
+
+
+SECRET_OPTIONS = ("AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_ACCESS_KEY_ID")  # storage_options that are secrets
+
+
+def scrub_secrets(text: str, secrets: Iterable[str | None]) -> str:
+    """``text`` with every one of ``secrets`` replaced by ``***`` (messages made from a server's or a
+    library's text). Secrets shorter than 6 characters are left: they would mangle words, and real keys
+    are 16-40+ characters.
+
+    Example:
+        >>> scrub_secrets("denied for key AKIA1234567890", ["AKIA1234567890", None])
+        'denied for key ***'
+    """
+    for secret in secrets:
+        if secret and len(secret) >= 6:
+            text = text.replace(secret, "***")
+    return text

@@ -35,7 +35,7 @@ import pyarrow.parquet as pq
 from deltalake import CommitProperties, DeltaTable, Transaction, WriterProperties, write_deltalake
 from deltalake.exceptions import CommitFailedError, DeltaError, TableNotFoundError
 
-from ..base.errors import CorruptionError, StoreWarning, StoreWriteError
+from ..base.errors import SECRET_OPTIONS, CorruptionError, StoreWarning, StoreWriteError, scrub_secrets
 from .arrays import int64_array, repeated_string
 from .fsops import hold_lock, make_dirs, move_aside, try_lock, unlink_quietly
 from .schemas import Row
@@ -98,11 +98,17 @@ _UNREACHABLE_TEXT = ("error sending request", "tcp connect error", "dns error", 
 _ANSI = re.compile(r"\x1b\[[0-9;]*m")
 
 
-def error_text(exc: BaseException) -> str:
-    """delta-rs's error as one plain line: its chain of causes (lines marked with a colored ``↳``) joined
-    by " <- ", without the terminal's color codes (they would show as garbage in ``%aeg status``)."""
+def error_text(exc: BaseException, storage_options: dict[str, str] | None = None) -> str:
+    """delta-rs's error as one plain line, without the terminal's color codes (they would show as garbage
+    in ``%aeg status``) and with the credentials of ``storage_options`` as ``***``.
+
+    delta-rs prints its message one line per ``: `` (each new line marked with a colored ``↳``), so the
+    lines are joined with ``": "`` again: "... max_retries: 1, retry_timeout: 2s - HTTP error: error
+    sending request: ... Connection refused (os error 111)"."""
     lines = [line.strip().lstrip("↳").strip() for line in _ANSI.sub("", str(exc)).splitlines()]
-    return " <- ".join(line for line in lines if line) or type(exc).__name__
+    text = re.sub(r"\s{2,}", " ", ": ".join(line for line in lines if line)) or type(exc).__name__
+    options = storage_options or {}
+    return scrub_secrets(text, (options.get(k) for k in SECRET_OPTIONS))
 
 
 def unreachable(exc: BaseException) -> bool:
@@ -346,10 +352,17 @@ class DeltaLakeTable:
                 cause = os_cause(exc)
                 remote = "://" in self.uri
                 if remote and unreachable(exc):
-                    reason = cause.strerror if isinstance(cause, OSError) and cause.strerror else "no answer"
+                    # (the errno's words when there is one; else delta-rs's, which tell a refused or timed
+                    # out connection from a TLS, certificate or proxy failure that no retry mends)
+                    reason = (
+                        cause.strerror
+                        if isinstance(cause, OSError) and cause.strerror
+                        else error_text(exc, self.storage_options)
+                    )
                     raise StoreWriteError(
                         f"cannot reach the object store to commit to the table {self.uri} ({reason}); the rows "
-                        "stay in the spool: they are committed once it answers again (see `%aeg status`)"
+                        "stay in the spool: they are committed once it answers again; if it does not, check "
+                        "the endpoint and its certificate (see `%aeg status`)"
                     ) from cause
                 if getattr(cause, "errno", None) in _NO_SPACE:
                     advice = "free some disk space and reopen the store"
@@ -358,7 +371,8 @@ class DeltaLakeTable:
                 else:
                     advice = "the next open commits them; if this repeats, run `aeg verify`"
                 raise StoreWriteError(
-                    f"could not commit to the table {self.uri}: {error_text(exc)}; the rows stay in the spool: {advice}"
+                    f"could not commit to the table {self.uri}: {error_text(exc, self.storage_options)}; "
+                    f"the rows stay in the spool: {advice}"
                 ) from cause
         raise StoreWriteError(
             f"could not commit to the table {self.uri} after {_COMMIT_ATTEMPTS} conflicting commits; "

@@ -468,7 +468,9 @@ class DeltaSpoolTable(Table):
                 self._small_seen[kind] = small + max(0, self._small_seen.get(kind, 0) - before)
             except Exception as exc:  # the rows are committed: a merge can wait for the next commit
                 warnings.warn(
-                    f"could not compact {self.spec.name} ({error_text(exc)}); trying again later", StoreWarning, 2
+                    f"could not compact {self.spec.name} ({error_text(exc, self.delta.storage_options)}); trying again later",
+                    StoreWarning,
+                    2,
                 )
 
     def _merge_in_child(self, kind: str) -> tuple[int, int] | None:

@@ -39,6 +39,7 @@ from ..base.errors import (
     NotFoundError,
     ObjectStoreError,
     StoreFormatError,
+    scrub_secrets,
 )
 from ..base.hashing import CHUNK, hash_bytes, hasher, is_hex_digest
 from .layout import META_NAME
@@ -255,10 +256,7 @@ class S3Settings:
 
     def scrub(self, text: str) -> str:
         """``text`` with every credential replaced by ``***`` (for messages made from server replies)."""
-        for secret in (self.secret_key, self.session_token, self.access_key):
-            if secret and len(secret) >= 6:  # (a shorter one would mangle words; real keys are 16-40+)
-                text = text.replace(secret, "***")
-        return text
+        return scrub_secrets(text, (self.secret_key, self.session_token, self.access_key))
 
 
 def _etag(value: str) -> str:

@@ -342,3 +342,26 @@ def test_delete_and_update_fold_ops_into_the_table(tmp_path: Any) -> None:
     assert set(got) == {r["artifact_id"] for r in rows} - set(gone)
     assert [k for k, v in got.items() if v] == [pinned]
     assert table.committed_seq("w") == 2
+
+
+def test_a_delta_rs_error_reads_as_one_plain_line_without_its_credentials() -> None:
+    """delta-rs prints an error one line per ": ", each marked with a red "↳" (terminal color codes): shown
+    as is in `%aeg status` it was several lines of garbage, and "Kernel error <- ... max_retries <- 1" when
+    joined with arrows. ``error_text`` gives the message delta-rs split, on one line, with the store's
+    credentials as ***. (The text below is delta-rs 1.x's for a refused endpoint, with a key added.)"""
+    from aeg_jupyter.storage.delta import error_text
+
+    raw = (
+        "Kernel error -> Generic S3 error\n          \x1b[31m↳\x1b[0m Error performing GET "
+        "http://127.0.0.1:9/b/t/_delta_log/_last_checkpoint in 102ms, after 1 retries, max_retries\n"
+        "           \x1b[31m↳\x1b[0m 1, retry_timeout\n            \x1b[31m↳\x1b[0m 2s  - HTTP error\n"
+        "             \x1b[31m↳\x1b[0m error sending request for key AKIAEXAMPLEKEY42\n"
+        "              \x1b[31m↳\x1b[0m Connection refused (os error 111)\n"
+    )
+    text = error_text(OSError(raw), {"AWS_ACCESS_KEY_ID": "AKIAEXAMPLEKEY42", "AWS_SECRET_ACCESS_KEY": "s3cr3t-value"})
+    assert text == (
+        "Kernel error -> Generic S3 error: Error performing GET http://127.0.0.1:9/b/t/_delta_log/_last_checkpoint "
+        "in 102ms, after 1 retries, max_retries: 1, retry_timeout: 2s - HTTP error: error sending request for "
+        "key ***: Connection refused (os error 111)"
+    )
+    assert error_text(OSError("")) == "OSError"
