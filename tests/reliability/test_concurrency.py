@@ -50,9 +50,10 @@ aeg_jupyter.core.maintenance.GC_GRACE_SECONDS = 0.5
 store = aeg_jupyter.Store(sys.argv[1])
 print("ready", flush=True)
 give_up = time.time() + 150
-merged = freed = 0
+merged = freed = during = 0
 while time.time() < give_up:
     writers_done = os.path.exists(sys.argv[2])  # then one more round, over everything they wrote
+    during += not writers_done  # rounds begun while a writer was still alive
     merged += store.compact(min_parts=2)
     report = store.artifacts.gc(dry_run=False)  # format 2: its maintenance run compacts too
     merged += sum(t.compacted for t in report.maintenance.tables) if report.maintenance else 0
@@ -61,7 +62,7 @@ while time.time() < give_up:
         break
     time.sleep(0.05)
 store.close()
-print(merged, freed)
+print(merged, freed, during)
 """
 
 
@@ -81,8 +82,10 @@ def test_writers_readers_compaction_and_gc_at_once(store_root, tmp_path):
     for out, _ in results[4:6]:
         loops, n_errors, errors = out.split(maxsplit=2)
         assert int(loops) > 0 and n_errors == "0", errors
-    merged, freed = map(int, results[6][0].split())
-    assert merged > 0 and freed > 0  # compaction and gc really ran while others wrote and read
+    merged, freed, during = map(int, results[6][0].split())
+    # compaction and gc ran from before the first write to after the last (on format 2, what the writers
+    # commit may land only at their close, so the merges themselves can all come in the last round)
+    assert during > 0 and merged > 0 and freed > 0, (during, merged, freed)
     store = aeg_jupyter.Store(store_root, hot_limit=10)
     live = {a.artifact_id: a for a in store.artifacts.list()}
     kept = {x for w in written for x in w["kept"]}
