@@ -269,9 +269,9 @@ def _log_past_a_merge(store: Store, n: int) -> None:
 
 def test_the_merger_merges_in_a_child_process_that_exits(tmp_path):
     """The flusher's merges of small files run in a one-shot child process (a merge in the logging process
-    leaves it holding +28 MB at 1M events, +59 MB at 10M: docs/format2.md, "RSS while logging"); the
-    partition is merged all the same, nothing is lost or doubled, and no merge ran in this process (close()
-waits for the child's exit)."""
+        leaves it holding +28 MB at 1M events, +59 MB at 10M: docs/format2.md, "RSS while logging"); the
+        partition is merged all the same, nothing is lost or doubled, and no merge ran in this process (close()
+    waits for the child's exit)."""
     from aeg_jupyter.storage.tables import COMPACT_AT
 
     store = Store(str(tmp_path / "s"), format=2, flush_rows=5)

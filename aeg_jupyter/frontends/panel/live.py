@@ -34,7 +34,9 @@ from ...core.store import Store
 from .tab import Say
 
 LIVE_INTERVAL = 0.25  # seconds between two live redraws (at most ~4 a second)
-LIVE_SHARE = 0.1  # the most of a writing loop's time live redraws take (the next starts d / LIVE_SHARE after one of d s)
+LIVE_SHARE = (
+    0.1  # the most of a writing loop's time live redraws take (the next starts d / LIVE_SHARE after one of d s)
+)
 LIVE_MAX_GAP = 2.0  # the longest the next live redraw waits, however slow the last one was
 
 
