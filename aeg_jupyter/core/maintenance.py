@@ -8,8 +8,11 @@ remaining artifacts still use (:func:`referenced`), and the sweep deletes the re
 
 from __future__ import annotations
 
+import contextlib
 import errno
+import json
 import os
+import subprocess
 import time
 import warnings
 from collections.abc import Callable, Iterable, Iterator, Mapping
@@ -25,7 +28,8 @@ from ..base.models import Artifact
 from ..base.models import _human_size as human_size
 from ..base.validate import check_limit, parse_duration
 from ..storage.blobs import BlobStore
-from ..storage.delta import VACUUM_HOURS, CommitConflict, DeltaLakeTable
+from ..storage.committer import start_python
+from ..storage.delta import VACUUM_HOURS, CommitConflict, DeltaLakeTable, error_text
 from ..storage.delta_table import DeltaSpoolTable
 from ..storage.fsops import move_aside
 from ..storage.root import StoreRoot
@@ -726,6 +730,10 @@ MAINTAIN_SECONDS = 600.0  # or this long after its last run, when any process co
 DEFERRED_RETRY_SECONDS = 10.0  # or this often while recovery left closed sessions' spools (an s3 outage)
 
 
+#: seconds :meth:`PeriodicMaintenance.close` waits for a child run to stop between steps before killing it
+CHILD_STOP_SECONDS = 30.0
+
+
 class PeriodicMaintenance:
     """The periodic maintenance thread of one open format-2 store (one per ``Store``).
 
@@ -754,10 +762,14 @@ class PeriodicMaintenance:
         every_commits: int = MAINTAIN_COMMITS,
         every_seconds: float = MAINTAIN_SECONDS,
         poll_seconds: float = 1.0,
+        child_root: str | None = None,
     ) -> None:
         import threading
 
         self._runner = runner
+        #: a local store's directory: each run is a one-shot child process (:meth:`_run_in_child`)
+        self.child_root = child_root
+        self._child: subprocess.Popen[str] | None = None
         self._commits = commits
         self._versions = versions
         self.every_commits = every_commits
@@ -794,7 +806,9 @@ class PeriodicMaintenance:
                 continue
             commits_at = self._commits()
             try:
-                report = self._runner.run(wait=False, flush=False, stop=self._stop.is_set)
+                report = self._run_in_child() if self.child_root is not None else None
+                if report is None:  # an s3:// root, or no child could start: here
+                    report = self._runner.run(wait=False, flush=False, stop=self._stop.is_set)
             except Exception as exc:  # e.g. a full disk: every step is safe to repeat at the next trigger
                 self.error = exc
             else:
@@ -808,15 +822,100 @@ class PeriodicMaintenance:
             except Exception:
                 versions_at = None
 
+    def _run_in_child(self) -> MaintainReport | None:
+        """One run in a child process (``python -m aeg_jupyter.core.maintenance ROOT``: :func:`child_main`);
+        its report, or None when no child could start.
+
+        A run compacts, checkpoints and vacuums: in the logging process, delta-rs and pyarrow kept ~50 MB
+        of that memory (+154 against +101 MB above idle while logging 10M events), which a child gives
+        back when it exits. The child opens the store as any process does (this writer's spools are
+        this writer's: a live writer is never recovered) and stops between steps once its stdin closes
+        (:meth:`close`, or this process gone).
+
+        Raises:
+            StoreWriteError: the child's run failed (its message), or it died.
+        """
+        try:
+            child = start_python("aeg_jupyter.core.maintenance", self.child_root or "", stderr=subprocess.STDOUT)
+        except OSError:
+            return None
+        self._child = child
+        try:
+            assert child.stdout is not None
+            out = child.stdout.read()
+            code = child.wait()
+        finally:
+            self._child = None
+            for pipe in (child.stdin, child.stdout):
+                with contextlib.suppress(OSError):
+                    pipe.close()  # type: ignore[union-attr]
+        answer = next((json.loads(ln) for ln in reversed(out.splitlines()) if ln.startswith('{"')), None)
+        if answer is None or "error" in answer:
+            why = answer["error"] if answer else f"it exited with {code}: {out.strip()[-300:] or 'no output'}"
+            raise StoreWriteError(f"the periodic maintenance run failed ({why}); it runs again at the next trigger")
+        return report_from_dict(answer["report"])
+
     @property
     def running(self) -> bool:
         return self._thread.is_alive()
 
-    def close(self) -> None:
-        """Stop the thread (a run in progress stops at its next step) and wait for it."""
+    def close(self, timeout: float = CHILD_STOP_SECONDS) -> None:
+        """Stop the thread (a run in progress stops at its next step) and wait for it; a child run
+        still going after ``timeout`` seconds is killed (every step is safe to repeat)."""
         self._stop.set()
+        child = self._child
+        if child is not None and child.stdin is not None:
+            with contextlib.suppress(OSError):
+                child.stdin.close()  # the child's run stops at its next step
+        if self._thread.is_alive():
+            self._thread.join(timeout)
+        child = self._child
+        if child is not None:
+            with contextlib.suppress(OSError):
+                child.kill()
         if self._thread.is_alive():
             self._thread.join()
+
+
+def report_from_dict(d: dict[str, Any]) -> MaintainReport:
+    """A :class:`MaintainReport` from ``dataclasses.asdict`` of one (a child's run, sent as JSON)."""
+    d = dict(d)
+    tables = [TableMaintenance(**t) for t in d.pop("tables", [])]
+    return MaintainReport(**d, tables=tables)
+
+
+def child_main(argv: list[str]) -> int:
+    """The periodic maintenance child: open the store at ``argv[0]``, run maintenance once (no flush, no
+    wait for another runner), print the report as one JSON line, exit. Stops between steps once stdin
+    closes (the parent closing, or gone)."""
+    import dataclasses
+    import sys
+    import threading
+
+    from .store import Store
+
+    stop = threading.Event()
+
+    def watch() -> None:
+        for _line in sys.stdin:
+            pass
+        stop.set()
+
+    threading.Thread(target=watch, daemon=True).start()
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # the parent's own readers say what is wrong with the store
+            store = Store(argv[0], maintain_commits=0)
+            try:
+                report = DeltaMaintenance(tables=store.tables, root=store.store_root, guard=store.guard).run(
+                    wait=False, flush=False, stop=stop.is_set
+                )
+            finally:
+                store.close()
+        print(json.dumps({"report": dataclasses.asdict(report)}), flush=True)
+    except Exception as exc:
+        print(json.dumps({"error": f"{type(exc).__name__}: {error_text(exc)}"}), flush=True)
+    return 0
 
 
 def last_ops(ops: Any) -> dict[str, str]:
@@ -846,3 +945,11 @@ def _sql(text: str) -> str:
 def _predicate(kind: str, ids: list[str]) -> str:
     """``kind = 'k' AND artifact_id IN (...)``: the partition first, so only that kind's files are read."""
     return f"{PARTITION} = {_sql(kind)} AND artifact_id IN ({', '.join(_sql(i) for i in ids)})"
+
+
+if __name__ == "__main__":  # the periodic maintenance child (PeriodicMaintenance._run_in_child)
+    import sys
+
+    from aeg_jupyter.core.maintenance import child_main as _child_main  # (this package's module, not __main__'s copy)
+
+    sys.exit(_child_main(sys.argv[1:]))

@@ -118,6 +118,9 @@ class Store:
                 versions=lambda: sum(t.delta.version() for t in delta_tables if t.delta.exists()),
                 every_commits=maintain_commits,
                 every_seconds=maintain_seconds,
+                # a local store: each run in a one-shot child process (its memory goes when it exits); an
+                # s3:// root runs here (the child would need this process's credentials and lease)
+                child_root=self.root if objects is None else None,
             )
         self._holders = 0
         atexit.register(_close_at_exit, weakref.ref(self))

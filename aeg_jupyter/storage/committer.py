@@ -119,15 +119,8 @@ class CommitProcess:
     def _start(self) -> subprocess.Popen[str]:
         if self._proc is not None and self._proc.poll() is None:
             return self._proc
-        package_parent = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-        env = dict(os.environ)
-        env["PYTHONPATH"] = package_parent + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
         try:
-            self._proc = subprocess.Popen(
-                [sys.executable, "-m", "aeg_jupyter.storage.committer"],
-                stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
-                text=True, env=env, close_fds=True, start_new_session=True,
-            )  # fmt: skip
+            self._proc = start_python("aeg_jupyter.storage.committer")
         except OSError as exc:
             self.broken = True
             raise StoreWriteError(f"could not start the commit process ({exc}); the rows stay in the spool") from exc
@@ -148,6 +141,23 @@ class CommitProcess:
         finally:
             if proc.stdout is not None:
                 proc.stdout.close()
+
+
+def start_python(module: str, *args: str, stderr: int = subprocess.DEVNULL) -> subprocess.Popen[str]:
+    """``python -m module args`` in this interpreter, this package importable, in a session of its own
+    (a Ctrl-C in the notebook's terminal does not reach it), stdin and stdout as text pipes.
+
+    Raises:
+        OSError: no interpreter to run (an embedded Python whose ``sys.executable`` is not a program).
+    """
+    package_parent = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    env = dict(os.environ)
+    env["PYTHONPATH"] = package_parent + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
+    return subprocess.Popen(
+        [sys.executable, "-m", module, *args],
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=stderr,
+        text=True, env=env, close_fds=True, start_new_session=True,
+    )  # fmt: skip
 
 
 def spool_to_arrow(name: str, path: str) -> Any:

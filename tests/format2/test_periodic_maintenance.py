@@ -129,3 +129,108 @@ def test_no_thread_when_turned_off_on_format_1_or_read_only(tmp_path: Any) -> No
     one = Store(str(tmp_path / "one"), format=1)
     assert one.periodic is None
     one.close()
+
+
+def test_a_local_store_runs_it_in_a_child_process_that_exits(tmp_path: Any, monkeypatch: Any) -> None:
+    # this process's DeltaMaintenance.run is never called: the run happens in a one-shot child (whose
+    # memory goes when it exits), which reports back what it did
+    from aeg_jupyter.core import maintenance
+
+    here: list[int] = []
+    real_run = maintenance.DeltaMaintenance.run
+    monkeypatch.setattr(maintenance.DeltaMaintenance, "run", lambda self, **kw: here.append(1) or real_run(self, **kw))
+    children: list[Any] = []
+    real_start = maintenance.start_python
+    monkeypatch.setattr(
+        maintenance, "start_python", lambda *a, **kw: children.append(real_start(*a, **kw)) or children[-1]
+    )
+    root = str(tmp_path / "s")
+    store = Store(root, format=2, flush_rows=5, maintain_commits=NEVER)
+    periodic = store.periodic
+    assert periodic is not None and periodic.child_root == root
+    made = _populate(store)
+    store.flush()
+    periodic.every_commits = 1
+    _wait_for("a periodic run", lambda: periodic.runs >= 1)
+    assert here == [] and len(children) >= 1
+    assert all(c.poll() is not None for c in children[: periodic.runs])  # each run's child has exited
+    report = periodic.reports[-1]
+    assert periodic.error is None and report.skipped is None
+    assert report.deleted == len(made["deleted"])
+    assert next(t for t in report.tables if t.table == "artifacts").files_after == 3
+    store.close()
+    _assert_readers_equal_api(root)
+
+
+def test_with_no_child_process_it_runs_in_this_one(tmp_path: Any, monkeypatch: Any) -> None:
+    from aeg_jupyter.core import maintenance
+
+    def cannot_start(*_a: Any, **_kw: Any) -> Any:
+        raise OSError("no interpreter to run")
+
+    monkeypatch.setattr(maintenance, "start_python", cannot_start)
+    here: list[int] = []
+    real_run = maintenance.DeltaMaintenance.run
+    monkeypatch.setattr(maintenance.DeltaMaintenance, "run", lambda self, **kw: here.append(1) or real_run(self, **kw))
+    store = Store(str(tmp_path / "s"), format=2, flush_rows=5, maintain_commits=NEVER)
+    periodic = store.periodic
+    assert periodic is not None
+    made = _populate(store)
+    store.flush()
+    periodic.every_commits = 1
+    _wait_for("a periodic run", lambda: periodic.runs >= 1)
+    assert here and periodic.error is None
+    assert periodic.reports[-1].deleted == len(made["deleted"])
+    store.close()
+
+
+def test_a_failed_child_run_is_an_error_the_next_trigger_retries(tmp_path: Any, monkeypatch: Any) -> None:
+    from aeg_jupyter.core import maintenance
+
+    store = Store(str(tmp_path / "s"), format=2, flush_rows=5, maintain_commits=NEVER)
+    periodic = store.periodic
+    assert periodic is not None
+    _populate(store)
+    store.flush()
+    periodic.child_root = str(tmp_path / "not-a-store" / "file")  # the child cannot open it
+    (tmp_path / "not-a-store").write_text("a file, not a directory")
+    periodic.every_commits = 1
+    _wait_for("a failed round", lambda: periodic.error is not None)
+    assert periodic.runs == 0
+    assert isinstance(periodic.error, maintenance.StoreWriteError)
+    assert "the periodic maintenance run failed" in str(periodic.error)
+    assert "runs again at the next trigger" in str(periodic.error)
+    periodic.child_root = store.root  # fixed: the next trigger (the store growing again) runs
+    store.event_log.record("train_log", {"after": 1})
+    store.flush()
+    _wait_for("a run after the failure", lambda: periodic.runs >= 1)
+    store.close()
+
+
+def test_close_stops_a_child_run_between_its_steps(tmp_path: Any) -> None:
+    from aeg_jupyter.core import maintenance
+
+    root = str(tmp_path / "s")
+    store = Store(root, format=2, flush_rows=5, maintain_commits=NEVER)
+    _populate(store)
+    store.flush()
+    # a child whose stdin closes at once (its parent closing) stops before its first compaction
+    child = maintenance.start_python("aeg_jupyter.core.maintenance", root, stderr=-2)
+    assert child.stdin is not None and child.stdout is not None
+    child.stdin.close()
+    out = child.stdout.read()
+    assert child.wait(60) == 0
+    answer = maintenance.json.loads(out.strip().splitlines()[-1])
+    assert answer["report"]["skipped"] == "stopped: the store is closing (the next run finishes)"
+    # close() while the periodic child runs: it returns, and the child is gone
+    periodic = store.periodic
+    assert periodic is not None
+    periodic.every_commits = 1
+    _wait_for("a child run", lambda: periodic._child is not None, seconds=60)
+    running = periodic._child
+    started = time.monotonic()
+    store.close()
+    assert time.monotonic() - started < maintenance.CHILD_STOP_SECONDS
+    assert running is not None and running.poll() is not None
+    assert not periodic.running
+    _assert_readers_equal_api(root)
