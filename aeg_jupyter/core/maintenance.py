@@ -29,7 +29,7 @@ from ..base.models import _human_size as human_size
 from ..base.validate import check_limit, parse_duration
 from ..storage.blobs import BlobStore
 from ..storage.committer import start_python
-from ..storage.delta import VACUUM_HOURS, CommitConflict, DeltaLakeTable, error_text
+from ..storage.delta import VACUUM_HOURS, CommitConflict, DeltaLakeTable
 from ..storage.delta_table import DeltaSpoolTable
 from ..storage.fsops import move_aside
 from ..storage.root import StoreRoot
@@ -823,7 +823,7 @@ class PeriodicMaintenance:
                 versions_at = None
 
     def _run_in_child(self) -> MaintainReport | None:
-        """One run in a child process (``python -m aeg_jupyter.core.maintenance ROOT``: :func:`child_main`);
+        """One run in a child process (``python -m aeg_jupyter.core.maintenance_child ROOT``);
         its report, or None when no child could start.
 
         A run compacts, checkpoints and vacuums: in the logging process, delta-rs and pyarrow kept ~50 MB
@@ -836,7 +836,7 @@ class PeriodicMaintenance:
             StoreWriteError: the child's run failed (its message), or it died.
         """
         try:
-            child = start_python("aeg_jupyter.core.maintenance", self.child_root or "", stderr=subprocess.STDOUT)
+            child = start_python("aeg_jupyter.core.maintenance_child", self.child_root or "", stderr=subprocess.STDOUT)
         except OSError:
             return None
         self._child = child
@@ -884,40 +884,6 @@ def report_from_dict(d: dict[str, Any]) -> MaintainReport:
     return MaintainReport(**d, tables=tables)
 
 
-def child_main(argv: list[str]) -> int:
-    """The periodic maintenance child: open the store at ``argv[0]``, run maintenance once (no flush, no
-    wait for another runner), print the report as one JSON line, exit. Stops between steps once stdin
-    closes (the parent closing, or gone)."""
-    import dataclasses
-    import sys
-    import threading
-
-    from .store import Store
-
-    stop = threading.Event()
-
-    def watch() -> None:
-        for _line in sys.stdin:
-            pass
-        stop.set()
-
-    threading.Thread(target=watch, daemon=True).start()
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")  # the parent's own readers say what is wrong with the store
-            store = Store(argv[0], maintain_commits=0)
-            try:
-                report = DeltaMaintenance(tables=store.tables, root=store.store_root, guard=store.guard).run(
-                    wait=False, flush=False, stop=stop.is_set
-                )
-            finally:
-                store.close()
-        print(json.dumps({"report": dataclasses.asdict(report)}), flush=True)
-    except Exception as exc:
-        print(json.dumps({"error": f"{type(exc).__name__}: {error_text(exc)}"}), flush=True)
-    return 0
-
-
 def last_ops(ops: Any) -> dict[str, str]:
     """Artifact id -> its last op (``pin`` / ``unpin`` / ``delete``) by ``(ts, op_id)``, from an Arrow
     table of the ops table's ``artifact_id``, ``kind``, ``ts``, ``op_id`` (as the catalog folds them)."""
@@ -945,11 +911,3 @@ def _sql(text: str) -> str:
 def _predicate(kind: str, ids: list[str]) -> str:
     """``kind = 'k' AND artifact_id IN (...)``: the partition first, so only that kind's files are read."""
     return f"{PARTITION} = {_sql(kind)} AND artifact_id IN ({', '.join(_sql(i) for i in ids)})"
-
-
-if __name__ == "__main__":  # the periodic maintenance child (PeriodicMaintenance._run_in_child)
-    import sys
-
-    from aeg_jupyter.core.maintenance import child_main as _child_main  # (this package's module, not __main__'s copy)
-
-    sys.exit(_child_main(sys.argv[1:]))

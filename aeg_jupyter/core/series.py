@@ -158,6 +158,28 @@ class EventColumns:
         return ts if self.order is None else ts[self.order]
 
 
+def _conform(t: pa.Table, schema: pa.Schema, read: Sequence[str]) -> pa.Table:
+    """A data file's columns ``t`` in ``schema``: ``ts`` in microseconds, each column of its type, one
+    not ``read`` (or not in an older file) as nulls."""
+    n = t.num_rows
+    return pa.table(
+        [as_micros(t.column("ts")) if f.name == "ts" else
+         t.column(f.name).cast(f.type) if f.name in read and f.name in t.column_names else pa.nulls(n, f.type)
+         for f in schema],
+        schema=schema,
+    )  # fmt: skip
+
+
+def _in_scope(t: pa.Table, where: ScopeFilter) -> pa.ChunkedArray | None:
+    """The rows of ``t`` in the scope's run / graph / node (null: out), or None for every row."""
+    mask = None
+    for name, value in (("run_id", where.run_id), ("graph_id", where.graph_id), ("node_id", where.node_id)):
+        if value is not None:
+            m = pc.fill_null(pc.equal(t.column(name), value), False)
+            mask = m if mask is None else pc.and_(mask, m)
+    return mask
+
+
 def read_event_columns(
     log: EventLog, kind: str, where: ScopeFilter = ScopeFilter(), *, by: str = "run", ids: bool = False
 ) -> EventColumns:
@@ -192,13 +214,7 @@ def read_event_columns(
         t = table.read_part_table(part, columns=cols)
         if t is None or t.num_rows == 0:
             return None
-        n = t.num_rows
-        t = pa.table(
-            [as_micros(t.column("ts")) if f.name == "ts" else
-             t.column(f.name) if f.name in cols and f.name in t.column_names else pa.nulls(n, f.type)
-             for f in _SCHEMA],
-            names=_SCHEMA.names,
-        ).cast(_SCHEMA)  # fmt: skip
+        t = _conform(t, _SCHEMA, cols)
         if overlaps and len(ids_spooled):
             t = t.filter(pc.invert(pc.is_in(t.column("event_id"), value_set=ids_spooled)))
         return t
@@ -210,14 +226,8 @@ def read_event_columns(
     if unique:
         pieces.append(pa.Table.from_pylist(list(unique.values()), schema=_SCHEMA))
     t = pa.concat_tables(pieces) if pieces else _SCHEMA.empty_table()
-    if where:
-        mask = None
-        for name, value in (("run_id", where.run_id), ("graph_id", where.graph_id), ("node_id", where.node_id)):
-            if value is not None:
-                m = pc.fill_null(pc.equal(t.column(name), value), False)
-                mask = m if mask is None else pc.and_(mask, m)
-        if mask is not None:
-            t = t.filter(mask)
+    if (mask := _in_scope(t, where)) is not None:
+        t = t.filter(mask)
     ts = np.asarray(t.column("ts").to_numpy(), dtype=np.int64)
     if len(ts) > 1 and not bool(np.all(ts[1:] >= ts[:-1])):
         return EventColumns(t, np.argsort(ts, kind="stable"))
@@ -763,25 +773,17 @@ class LiveSeries:
             t = table.read_part_table(part, columns=names)
             if t is None or t.num_rows == 0:
                 continue
-            n = t.num_rows
-            pieces.append(pa.table(
-                [as_micros(t.column("ts")) if f.name == "ts" else
-                 t.column(f.name).cast(f.type) if f.name in t.column_names else pa.nulls(n, f.type)
-                 for f in schema],
-                schema=schema,
-            ))  # fmt: skip
+            pieces.append(_conform(t, schema, names))
         if rows:
             pieces.append(pa.table([[r.get(c) for r in rows] for c in names], schema=schema))
         if not pieces:
             return schema.empty_table()
         t = pa.concat_tables(pieces)
         ts, ids = t.column("ts"), t.column("event_id")
-        keep = pc.or_(pc.greater(ts, c_ts), pc.and_(pc.equal(ts, c_ts), pc.greater(ids, c_id)))
-        for name, value in (("run_id", self.where.run_id), ("graph_id", self.where.graph_id),
-                            ("node_id", self.where.node_id)):  # fmt: skip
-            if value is not None:
-                keep = pc.and_(keep, pc.equal(t.column(name), value))
-        t = t.filter(pc.fill_null(keep, False)).sort_by([("ts", "ascending"), ("event_id", "ascending")])
+        keep = pc.fill_null(pc.or_(pc.greater(ts, c_ts), pc.and_(pc.equal(ts, c_ts), pc.greater(ids, c_id))), False)
+        if (scope := _in_scope(t, self.where)) is not None:
+            keep = pc.and_(keep, scope)
+        t = t.filter(keep).sort_by([("ts", "ascending"), ("event_id", "ascending")])
         n = t.num_rows
         if n > 1:  # a row both committed and still in a closed spool (a commit meanwhile): once
             ids = t.column("event_id").combine_chunks()

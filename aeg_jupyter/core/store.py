@@ -140,6 +140,13 @@ class Store:
             for t in self.tables.values():
                 t.flush()
 
+    def scrub(self, text: str) -> str:
+        """``text`` with this store's credentials (an ``s3://`` root's) replaced by ``***``: for messages
+        made from a library's or a server's text (``%aeg status``'s flush lines)."""
+        if isinstance(self.blobs, RemoteBlobStore):
+            return self.blobs.objects.settings.scrub(text)
+        return text
+
     def pending_uploads(self) -> PendingUploads | None:
         """An s3:// root: what this machine acknowledged that the shared store does not have yet (spooled
         rows not committed, staged blobs not uploaded) and the last error; ``None`` for a local root.
@@ -155,10 +162,9 @@ class Store:
         rows += self.store_root.deferred_rows  # closed sessions' spools recovery had to leave for later
         errors = [str(e) for t in self.tables.values() if (e := getattr(t, "flush_error", None)) is not None]
         error = blobs.last_error or (errors[0] if errors else None) or self.store_root.deferred_error
-        scrub = self.blobs.objects.settings.scrub
         return PendingUploads(
             rows=rows, blobs=blobs.pending, bytes=blobs.bytes, oldest_age=blobs.oldest_age,
-            last_error=scrub(error) if error else None,
+            last_error=self.scrub(error) if error else None,
         )  # fmt: skip
 
     def compact(self, *, min_parts: int = 16) -> int:

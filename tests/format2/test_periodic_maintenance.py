@@ -215,7 +215,7 @@ def test_close_stops_a_child_run_between_its_steps(tmp_path: Any) -> None:
     _populate(store)
     store.flush()
     # a child whose stdin closes at once (its parent closing) stops before its first compaction
-    child = maintenance.start_python("aeg_jupyter.core.maintenance", root, stderr=-2)
+    child = maintenance.start_python("aeg_jupyter.core.maintenance_child", root, stderr=-2)
     assert child.stdin is not None and child.stdout is not None
     child.stdin.close()
     out = child.stdout.read()

@@ -22,6 +22,7 @@ import pytest
 import aeg_jupyter
 from aeg_jupyter.base.hashing import hash_bytes
 from aeg_jupyter.base.html import esc
+from aeg_jupyter.frontends.commands.runs import store_status
 
 from .conftest import SeaweedServer
 
@@ -131,6 +132,11 @@ def test_a_table_commit_with_the_server_down_says_it_cannot_reach_it_in_one_plai
             assert text.startswith("cannot reach the object store to commit to the table s3://"), text
             assert "the rows stay in the spool" in text and "%aeg status" in text
             assert "\n" not in text and "\x1b" not in text and s3_server.secret_key not in text
+        wait_for(lambda: store.event_table.flush_error is not None, 30, "no background commit error")
+        status = str(store_status(ctx))
+        flush_lines = [ln for ln in status.splitlines() if ln.startswith("flush ")]
+        assert len(flush_lines) == 1 and "events: cannot reach the object store" in flush_lines[0], status
+        assert s3_server.secret_key not in status and s3_server.access_key not in status
     finally:
         s3_server.start()
     wait_for(lambda: store.pending_uploads().idle, 90, f"still pending after the restart: {store.pending_uploads()}")

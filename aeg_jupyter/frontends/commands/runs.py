@@ -164,7 +164,7 @@ def store_status(context: KernelContext, *, check_files: bool = False) -> StoreS
         writer=store.writer,
         uploads=store.pending_uploads(),
         flush_errors=tuple(
-            f"{name}: {err}; the rows are kept in the spool and the commit is retried"
+            f"{name}: {store.scrub(str(err))}; the rows are kept in the spool and the commit is retried"
             for name, t in store.tables.items() if (err := getattr(t, "flush_error", None)) is not None
         ),
         damaged=_damaged_tables(store, check_files=check_files),
