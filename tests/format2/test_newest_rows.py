@@ -267,11 +267,9 @@ def _log_past_a_merge(store: Store, n: int) -> None:
                 time.sleep(0.005)
 
 
-def test_the_merger_merges_in_a_child_process_that_exits(tmp_path):
-    """The flusher's merges of small files run in a one-shot child process (a merge in the logging process
-        leaves it holding +28 MB at 1M events, +59 MB at 10M: docs/format2.md, "RSS while logging"); the
-        partition is merged all the same, nothing is lost or doubled, and no merge ran in this process (close()
-    waits for the child's exit)."""
+def _store_logging_past_a_merge(tmp_path):
+    """A store in ``tmp_path / "s"`` that logged ``n`` ticks, enough for a merge of small files, with the
+    kinds merged in this process recorded in ``here``: ``(store, table, here, n)``."""
     from aeg_jupyter.storage.tables import COMPACT_AT
 
     store = Store(str(tmp_path / "s"), format=2, flush_rows=5)
@@ -282,6 +280,17 @@ def test_the_merger_merges_in_a_child_process_that_exits(tmp_path):
     table.delta.compact_small = lambda kind, **kw: here.append(kind) or real(kind, **kw)
     n = 5 * (COMPACT_AT + 5)
     _log_past_a_merge(store, n)
+    return store, table, here, n
+
+
+def test_the_merger_merges_in_a_child_process_that_exits(tmp_path):
+    """The flusher's merges of small files run in a one-shot child process (a merge in the logging process
+    leaves it holding +28 MB at 1M events, +59 MB at 10M: docs/format2.md, "RSS while logging"); the
+    partition is merged all the same, nothing is lost or doubled, and no merge ran in this process (close()
+    waits for the child's exit)."""
+    from aeg_jupyter.storage.tables import COMPACT_AT
+
+    store, table, here, n = _store_logging_past_a_merge(tmp_path)
     store.close()  # waits for the merger (and its child)
     assert table.child_merges >= 1 and here == [], (table.child_merges, here)
     assert table.merge_peak_mb > 50  # a child that imported pyarrow and deltalake, and reported its peak
@@ -300,16 +309,9 @@ def test_the_merger_merges_here_when_no_child_process_can_start(tmp_path, monkey
     from aeg_jupyter.storage.tables import COMPACT_AT
 
     monkeypatch.setattr(sys, "executable", str(tmp_path / "no-such-python"))
-    store = Store(str(tmp_path / "s"), format=2, flush_rows=5)
-    table = store.event_table
-    table.flush_seconds = 0.01
-    here: list[str] = []
-    real = table.delta.compact_small
-    table.delta.compact_small = lambda kind, **kw: here.append(kind) or real(kind, **kw)
-    n = 5 * (COMPACT_AT + 5)
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # no "could not compact" warning
-        _log_past_a_merge(store, n)
+        store, table, here, n = _store_logging_past_a_merge(tmp_path)
         store.close()
     assert table.child_merges == 0 and here == ["tick"], (table.child_merges, here)
     again = Store(str(tmp_path / "s"), format=2)
