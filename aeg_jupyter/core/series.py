@@ -770,7 +770,7 @@ class LiveSeries:
         for part in table.list_parts([self.kind]):
             if part.name.max_ts < c_ts:
                 continue
-            t = table.read_part_table(part, columns=names)
+            t = table.read_part_table(part, columns=names, since_us=c_ts)
             if t is None or t.num_rows == 0:
                 continue
             pieces.append(_conform(t, schema, names))

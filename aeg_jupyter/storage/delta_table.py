@@ -52,7 +52,7 @@ from .layout import Layout, Part, PartName
 from .location import RemoteTables
 from .schemas import Row, TableSpec, as_micros, encode_row
 from .schemas2 import ROWS_TO_ARROW, SCHEMAS2, labels_from_entries, row_content
-from .tables import COMPACT_AT, SURROGATES, Table
+from .tables import COMPACT_AT, SURROGATES, Table, rows_since
 
 _DELTA_WRITER = "delta"  # the writer field of the PartName given to a Delta data file
 _GROUP_CACHE_BYTES = 8 << 20  # inline content of recently read row groups kept decoded (inline_content)
@@ -526,15 +526,25 @@ class DeltaSpoolTable(Table):
         return parts
 
     def read_part_table(
-        self, part: Part, *, row_groups: list[int] | None = None, columns: list[str] | None = None
+        self,
+        part: Part,
+        *,
+        row_groups: list[int] | None = None,
+        columns: list[str] | None = None,
+        since_us: int | None = None,
     ) -> pa.Table | None:
         """One data file as format 1's columns (``None`` if a vacuum removed it meanwhile).
 
         ``columns``: only these columns, in this order (a chart of 1M events reads 4 of 19: the others,
-        ``inputs`` / ``outputs`` above all, would cost seconds of per-row JSON text)."""
+        ``inputs`` / ``outputs`` above all, would cost seconds of per-row JSON text). ``since_us``: only
+        the rows with ``ts >= since_us``, the row groups before it skipped by their statistics and the
+        other rows dropped before the conversion (a live chart's redraw wants the newest rows, and the
+        newest file can be a merged one of many commits)."""
         try:
             with pq.ParquetFile(part.path) as pf:
                 have = None if columns is None else [c for c in columns if c in pf.schema_arrow.names]
+                if row_groups is None and since_us is not None:
+                    row_groups = _row_groups_since(pf, since_us)
                 if row_groups is not None:
                     table = pf.read_row_groups(row_groups, columns=have)
                 else:
@@ -545,6 +555,8 @@ class DeltaSpoolTable(Table):
             table = self._skip_damaged_file(part.path, "is missing (the log names it)")
         except (OSError, ValueError, pa.ArrowException) as exc:
             table = self._skip_damaged_file(part.path, f"cannot be read ({exc})")
+        if since_us is not None:
+            table = rows_since(table, since_us)
         return to_format1(self.spec, table, columns=columns)
 
     def newest_rows(
@@ -937,6 +949,29 @@ def _release_committer(root: str) -> None:
             return
     if proc is not None:
         proc.close()
+
+
+def _row_groups_since(pf: pq.ParquetFile, since_us: int) -> list[int] | None:
+    """The row groups of ``pf`` that may hold a ``ts >= since_us`` (by their statistics), or None for all
+    of them (one row group, no ``ts`` in microseconds, or a group without statistics)."""
+    meta = pf.metadata
+    names = pf.schema_arrow.names
+    if meta.num_row_groups < 2 or "ts" not in names:
+        return None
+    ts_type = pf.schema_arrow.field("ts").type
+    if not pa.types.is_timestamp(ts_type) or ts_type.unit != "us":
+        return None
+    col = pf.schema.names.index("ts") if "ts" in pf.schema.names else -1
+    if col < 0:
+        return None
+    keep = []
+    for i in range(meta.num_row_groups):
+        stats = meta.row_group(i).column(col).statistics
+        if stats is None or not stats.has_min_max:
+            return None
+        if stats.max_raw >= since_us:
+            keep.append(i)
+    return keep
 
 
 def to_format1(spec: TableSpec, table: pa.Table, *, columns: list[str] | None = None) -> pa.Table:

@@ -311,13 +311,19 @@ class Table:
         return None if table is None else self.arrow_to_rows(table, part.kind)
 
     def read_part_table(
-        self, part: Part, *, row_groups: list[int] | None = None, columns: list[str] | None = None
+        self,
+        part: Part,
+        *,
+        row_groups: list[int] | None = None,
+        columns: list[str] | None = None,
+        since_us: int | None = None,
     ) -> pa.Table | None:
         """One part as Arrow in this table's schema (``None`` if it vanished; an empty table, with a
         warning, if it is unreadable or its columns do not fit the schema).
 
         ``columns``: only these columns, in this order (a chart reads 4 of the events' 18; Parquet
         is columnar, so the others are never decoded). A subclass may return more columns.
+        ``since_us``: only the rows with ``ts >= since_us`` (microseconds).
         """
         try:
             with self.fs.open_input_file(part.path) as f:
@@ -326,9 +332,8 @@ class Table:
                     table = pf.read_row_groups(row_groups, columns=columns)
                 else:
                     table = pf.read(columns=columns)
-            if columns is not None:
-                return conform(table, self.spec, columns=columns)
-            return conform(table, self.spec)
+            table = conform(table, self.spec, columns=columns) if columns is not None else conform(table, self.spec)
+            return table if since_us is None else rows_since(table, since_us)
         except FileNotFoundError:
             return None
         except (OSError, ValueError, pa.ArrowException) as exc:
@@ -624,3 +629,11 @@ __all__ = [
     "TableSpec",
     "encode_kind",
 ]
+
+
+def rows_since(table: pa.Table, since_us: int) -> pa.Table:
+    """The rows of ``table`` with ``ts >= since_us`` (its ``ts`` a timestamp in microseconds)."""
+    if not table.num_rows or "ts" not in table.column_names:
+        return table
+    keep = as_micros(table.column("ts")).to_numpy() >= since_us
+    return table if bool(keep.all()) else table.filter(pa.array(keep))
