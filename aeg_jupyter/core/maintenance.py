@@ -840,6 +840,9 @@ class PeriodicMaintenance:
         except OSError:
             return None
         self._child = child
+        if self._stop.is_set() and child.stdin is not None:  # close() ran before it could see this child
+            with contextlib.suppress(OSError):
+                child.stdin.close()
         try:
             assert child.stdout is not None
             out = child.stdout.read()
@@ -849,7 +852,7 @@ class PeriodicMaintenance:
             for pipe in (child.stdin, child.stdout):
                 with contextlib.suppress(OSError):
                     pipe.close()  # type: ignore[union-attr]
-        answer = next((json.loads(ln) for ln in reversed(out.splitlines()) if ln.startswith('{"')), None)
+        answer = next((a for ln in reversed(out.splitlines()) if (a := _json_line(ln)) is not None), None)
         if answer is None or "error" in answer:
             why = answer["error"] if answer else f"it exited with {code}: {out.strip()[-300:] or 'no output'}"
             raise StoreWriteError(f"the periodic maintenance run failed ({why}); it runs again at the next trigger")
@@ -875,6 +878,17 @@ class PeriodicMaintenance:
                 child.kill()
         if self._thread.is_alive():
             self._thread.join()
+
+
+def _json_line(line: str) -> dict[str, Any] | None:
+    """The child's answer if ``line`` is one (a JSON object with ``report`` or ``error``), else None."""
+    if not line.startswith("{"):
+        return None
+    try:
+        obj = json.loads(line)
+    except ValueError:
+        return None
+    return obj if isinstance(obj, dict) and ("report" in obj or "error" in obj) else None
 
 
 def report_from_dict(d: dict[str, Any]) -> MaintainReport:
