@@ -748,6 +748,10 @@ class PeriodicMaintenance:
     whose server did not answer: ``StoreRoot.deferred_rows``) it runs every :data:`DEFERRED_RETRY_SECONDS`,
     so its recover commits them once the server is back.
 
+    With ``child_root`` (a local store) each run is a one-shot child process at the lowest priority
+    (``core/maintenance_child.py``), whose memory goes when it exits; without it (an ``s3://`` root), or
+    when no child can start, the run is in this thread.
+
     Example:
         >>> pm = PeriodicMaintenance(runner, commits=lambda: 0, versions=lambda: 0)   # doctest: +SKIP
         >>> pm.close()                                                                 # doctest: +SKIP

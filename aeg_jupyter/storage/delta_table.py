@@ -540,11 +540,11 @@ class DeltaSpoolTable(Table):
         the rows with ``ts >= since_us``, the row groups before it skipped by their statistics and the
         other rows dropped before the conversion (a live chart's redraw wants the newest rows, and the
         newest file can be a merged one of many commits)."""
+        if row_groups is None and since_us is not None and (ranges := self._row_group_ranges(part)):
+            row_groups = [gi for gi, max_ts in ranges if max_ts >= since_us]
         try:
             with pq.ParquetFile(part.path) as pf:
                 have = None if columns is None else [c for c in columns if c in pf.schema_arrow.names]
-                if row_groups is None and since_us is not None:
-                    row_groups = _row_groups_since(pf, since_us)
                 if row_groups is not None:
                     table = pf.read_row_groups(row_groups, columns=have)
                 else:
@@ -949,29 +949,6 @@ def _release_committer(root: str) -> None:
             return
     if proc is not None:
         proc.close()
-
-
-def _row_groups_since(pf: pq.ParquetFile, since_us: int) -> list[int] | None:
-    """The row groups of ``pf`` that may hold a ``ts >= since_us`` (by their statistics), or None for all
-    of them (one row group, no ``ts`` in microseconds, or a group without statistics)."""
-    meta = pf.metadata
-    names = pf.schema_arrow.names
-    if meta.num_row_groups < 2 or "ts" not in names:
-        return None
-    ts_type = pf.schema_arrow.field("ts").type
-    if not pa.types.is_timestamp(ts_type) or ts_type.unit != "us":
-        return None
-    col = pf.schema.names.index("ts") if "ts" in pf.schema.names else -1
-    if col < 0:
-        return None
-    keep = []
-    for i in range(meta.num_row_groups):
-        stats = meta.row_group(i).column(col).statistics
-        if stats is None or not stats.has_min_max:
-            return None
-        if stats.max_raw >= since_us:
-            keep.append(i)
-    return keep
 
 
 def to_format1(spec: TableSpec, table: pa.Table, *, columns: list[str] | None = None) -> pa.Table:

@@ -619,6 +619,14 @@ def _cannot_write(table: str, root: str, exc: OSError) -> str:
     return f"could not record to {table}: {exc.strerror or exc}; free some disk space and retry"
 
 
+def rows_since(table: pa.Table, since_us: int) -> pa.Table:
+    """The rows of ``table`` with ``ts >= since_us`` (its ``ts`` a timestamp in microseconds)."""
+    if not table.num_rows or "ts" not in table.column_names:
+        return table
+    keep = as_micros(table.column("ts")).to_numpy() >= since_us
+    return table if bool(keep.all()) else table.filter(pa.array(keep))
+
+
 __all__ = [
     "ARTIFACTS",
     "EVENTS",
@@ -629,11 +637,3 @@ __all__ = [
     "TableSpec",
     "encode_kind",
 ]
-
-
-def rows_since(table: pa.Table, since_us: int) -> pa.Table:
-    """The rows of ``table`` with ``ts >= since_us`` (its ``ts`` a timestamp in microseconds)."""
-    if not table.num_rows or "ts" not in table.column_names:
-        return table
-    keep = as_micros(table.column("ts")).to_numpy() >= since_us
-    return table if bool(keep.all()) else table.filter(pa.array(keep))

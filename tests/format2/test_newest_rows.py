@@ -321,12 +321,10 @@ def test_the_merger_merges_here_when_no_child_process_can_start(tmp_path, monkey
     again.close()
 
 
-def test_a_read_since_a_time_skips_older_row_groups_and_keeps_every_newer_row(tmp_path):
+def test_a_read_since_a_time_skips_older_row_groups_and_keeps_every_newer_row(tmp_path, monkeypatch):
     """``read_part_table(since_us=...)`` (a live chart's redraw past the hot window): a merged file's
     row groups before the time are not read, and every row at or after it comes back, once."""
     import pyarrow.parquet as pq
-
-    from aeg_jupyter.storage.delta_table import _row_groups_since
 
     store = Store(str(tmp_path / "s"), format=2, maintain_commits=0)
     log = store.event_log
@@ -338,15 +336,20 @@ def test_a_read_since_a_time_skips_older_row_groups_and_keeps_every_newer_row(tm
     store.maintain()  # merged: one file of 3 row groups
     table = store.event_table
     (part,) = table.list_parts(["tick"])
-    all_ts = table.read_part_table(part, columns=["event_id", "ts"])
-    ts = as_micros(all_ts.column("ts")).to_pylist()
-    cut = sorted(ts)[15_000]
     with pq.ParquetFile(part.path) as pf:
-        assert pf.metadata.num_row_groups >= 3
-        groups = _row_groups_since(pf, cut)
-        assert groups is not None and 0 < len(groups) < pf.metadata.num_row_groups
+        groups = pf.metadata.num_row_groups
+    assert groups >= 3
+    everything = table.read_part_table(part, columns=["event_id", "ts"])
+    ts = as_micros(everything.column("ts")).to_pylist()
+    cut = sorted(ts)[15_000]
+    asked: list[list[int]] = []
+    real = pq.ParquetFile.read_row_groups
+    monkeypatch.setattr(
+        pq.ParquetFile, "read_row_groups", lambda pf, rg, **kw: asked.append(list(rg)) or real(pf, rg, **kw)
+    )
     got = table.read_part_table(part, columns=["event_id", "ts"], since_us=cut)
-    want = {e for e, t in zip(all_ts.column("event_id").to_pylist(), ts, strict=True) if t >= cut}
+    assert len(asked) == 1 and 0 < len(asked[0]) < groups  # a group of older rows only is not read
+    want = {e for e, t in zip(everything.column("event_id").to_pylist(), ts, strict=True) if t >= cut}
     ids = got.column("event_id").to_pylist()
     assert len(ids) == len(set(ids)) and set(ids) == want and len(want) >= n - 15_000
     store.close()
