@@ -18,7 +18,8 @@ a merge goes back to the system when the child exits, where the logging process 
 
 Protocol: one JSON object a line each way. Request ``{"dir", "table", "writer", "seq", "path"}`` (``dir``
 a table URI and ``options`` its deltalake ``storage_options`` for an ``s3://`` root);
-answer ``{"ok": true, "rows": n}`` or ``{"ok": false, "error": "..."}``. A merge request has ``"op":
+answer ``{"ok": true, "rows": n, "kinds": [...]}`` (the kinds committed: the writer's merger counts
+their small files) or ``{"ok": false, "error": "..."}``. A merge request has ``"op":
 "compact"``, ``kind``, ``min_files`` and ``target_size``; its answer ``small`` (files counted),
 ``merged`` (files merged away) and ``peak_mb`` (the child's peak RSS).
 """
@@ -35,8 +36,6 @@ from typing import IO, Any
 
 from ..base.errors import StoreWriteError
 
-COMPACT_AT = 32  # data files in one partition before a commit merges them (as format 1's flush does)
-
 # the events spool line's fields as pyarrow.json reads them (JSON text columns stay text here)
 _EVENT_LINE = None  # built on first use (pyarrow is imported lazily: the parent may never commit here)
 
@@ -47,11 +46,12 @@ class CommitProcess:
     Example:
         >>> p = CommitProcess()                                                           # doctest: +SKIP
         >>> p.commit(dir="/s/tables/events", table="events", writer="p1x2", seq=0, path="/s/spool/p1x2/events-000000.jsonl")
-        120
+        (120, ['train_log'])
     """
 
-    def __init__(self) -> None:
+    def __init__(self, *, pass_fds: tuple[int, ...] = ()) -> None:
         self._proc: subprocess.Popen[str] | None = None
+        self._pass_fds = pass_fds  # fds the child inherits (a merge child: the rewrite lock it works under)
         self._lock = threading.Lock()
         #: True once the child could not start (no interpreter to run): callers then commit themselves
         self.broken = False
@@ -64,17 +64,16 @@ class CommitProcess:
 
     def commit(
         self, *, dir: str, table: str, writer: str, seq: int, path: str, storage_options: dict[str, str] | None = None
-    ) -> int:
+    ) -> tuple[int, list[str]]:
         """Have the child commit spool ``path`` (``seq`` of ``writer``) into the table at ``dir``; returns
-        the rows it committed (0: committed before).
+        the rows it committed (0: committed before) and their kinds (the partitions to count for a merge).
 
         Raises:
             StoreWriteError: the commit failed (the child's message), or the child could not start or died.
         """
         request: dict[str, Any] = {"dir": dir, "table": table, "writer": writer, "seq": seq, "path": path}
-        return int(
-            self._ask(request, storage_options, "the rows stay in the spool and the flusher tries again")["rows"]
-        )
+        reply = self._ask(request, storage_options, "the rows stay in the spool and the flusher tries again")
+        return int(reply["rows"]), [str(k) for k in reply.get("kinds", [])]
 
     def compact(
         self, *, dir: str, table: str, kind: str, min_files: int, target_size: int,
@@ -120,7 +119,7 @@ class CommitProcess:
         if self._proc is not None and self._proc.poll() is None:
             return self._proc
         try:
-            self._proc = start_python("aeg_jupyter.storage.committer")
+            self._proc = start_python("aeg_jupyter.storage.committer", pass_fds=self._pass_fds)
         except OSError as exc:
             self.broken = True
             raise StoreWriteError(f"could not start the commit process ({exc}); the rows stay in the spool") from exc
@@ -143,9 +142,12 @@ class CommitProcess:
                 proc.stdout.close()
 
 
-def start_python(module: str, *args: str, stderr: int = subprocess.DEVNULL) -> subprocess.Popen[str]:
+def start_python(
+    module: str, *args: str, stderr: int = subprocess.DEVNULL, pass_fds: tuple[int, ...] = ()
+) -> subprocess.Popen[str]:
     """``python -m module args`` in this interpreter, this package importable, in a session of its own
-    (a Ctrl-C in the notebook's terminal does not reach it), stdin and stdout as text pipes.
+    (a Ctrl-C in the notebook's terminal does not reach it), stdin and stdout as text pipes; of this
+    process's other fds it inherits only ``pass_fds``.
 
     Raises:
         OSError: no interpreter to run (an embedded Python whose ``sys.executable`` is not a program).
@@ -156,7 +158,7 @@ def start_python(module: str, *args: str, stderr: int = subprocess.DEVNULL) -> s
     return subprocess.Popen(
         [sys.executable, "-m", module, *args],
         stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=stderr,
-        text=True, env=env, close_fds=True, start_new_session=True,
+        text=True, env=env, close_fds=True, pass_fds=pass_fds, start_new_session=True,
     )  # fmt: skip
 
 
@@ -235,17 +237,13 @@ def _events_from_json(path: str) -> Any:
     return pa.Table.from_arrays(cols, schema=EVENTS2_SCHEMA)
 
 
-def _commit(table: Any, name: str, req: dict[str, Any]) -> int:
-    """Commit the spool of request ``req`` to ``table``; the rows committed (0: committed before)."""
+def _commit(table: Any, name: str, req: dict[str, Any]) -> tuple[int, list[str]]:
+    """Commit the spool of request ``req`` to ``table``; the rows committed (0: committed before) and
+    their kinds. No merge here: the writer's merger merges under the rewrite lock (``delta.hold_rewrites``)."""
     data = spool_to_arrow(name, req["path"])
     if data is None or not table.commit(data, app_id=req["writer"], seq=int(req["seq"])):
-        return 0
-    for kind in set(data.column("kind").unique().to_pylist()):  # keep partitions to a few files
-        try:
-            table.compact_small(kind, min_files=COMPACT_AT + 1)  # files at target stay
-        except Exception:  # the rows are committed: a merge can wait for the next commit
-            pass
-    return int(data.num_rows)
+        return 0, []
+    return int(data.num_rows), sorted(data.column("kind").unique().to_pylist())
 
 
 def _peak_rss_mb() -> float:
@@ -296,7 +294,7 @@ def serve(stdin: IO[str], stdout: IO[str]) -> None:
                 )
                 answer["peak_mb"] = _peak_rss_mb()
             else:
-                answer["rows"] = _commit(table, name, req)
+                answer["rows"], answer["kinds"] = _commit(table, name, req)
         except Exception as exc:
             answer = {"ok": False, "error": f"{exc}"}
         stdout.write(json.dumps(answer) + "\n")

@@ -785,6 +785,9 @@ def without_views(table: pa.Table) -> pa.Table:
     return table if plain.equals(schema) else table.cast(plain)
 
 
+LEASE_WAIT_SECONDS = 300.0  # maintenance on an s3:// root waits this long for another machine's run
+
+
 @contextlib.contextmanager
 def maintenance_lock(path: str, *, wait: bool = True) -> Iterator[bool]:
     """Hold ``maintenance.lock`` (an exclusive ``flock``: one maintenance runner per store) for the block.
@@ -792,12 +795,53 @@ def maintenance_lock(path: str, *, wait: bool = True) -> Iterator[bool]:
     Yields True once held; with ``wait=False`` it yields False at once when another process holds it.
     A runner killed mid-way leaves nothing to clean up: the kernel drops its ``flock``.
     """
+    with hold_rewrites(path, wait=wait) as hold:
+        yield hold is not None
+
+
+@dataclass(frozen=True, slots=True)
+class RewriteHold:
+    """What :func:`hold_rewrites` holds: the ``flock``'s fd (a child process given it holds the lock
+    with us: a parent killed mid-merge does not free it while its child still rewrites) and, on an
+    s3:// root, an event set if the bucket's lease is lost meanwhile."""
+
+    fd: int
+    lost: threading.Event | None = None
+
+
+@contextlib.contextmanager
+def hold_rewrites(path: str, objects: Any = None, *, wait: bool = True) -> Iterator[RewriteHold | None]:
+    """Hold the right to rewrite the store's data files (compaction, a fold's deletes and updates) for
+    the block: ``maintenance.lock`` at ``path`` (an exclusive ``flock``), and with ``objects`` (an s3://
+    root's :class:`~.objectstore.ObjectStore`) the bucket's ``maintenance`` lease too, across machines.
+
+    Every rewrite takes it, the flusher's merges of small files as much as maintenance: delta-rs (1.6)
+    lets two compactions that read the same snapshot both commit (each removes the same files with
+    ``dataChange=false``, which its conflict checker lets through), and every row they merged is then
+    in the table twice. Yields the hold, or None with ``wait=False`` when another runner has it (and,
+    for the lease, after :data:`LEASE_WAIT_SECONDS` with ``wait=True``).
+    """
     fd = hold_lock(path) if wait else try_lock(path)
+    if fd is None:
+        yield None
+        return
     try:
-        yield fd is not None
+        if objects is None:
+            yield RewriteHold(fd)
+            return
+        lease = objects.lease("maintenance")
+        deadline = time.monotonic() + LEASE_WAIT_SECONDS
+        while True:
+            with lease.holding() as lost:
+                if lost is not None:
+                    yield RewriteHold(fd, lost)
+                    return
+            if not wait or time.monotonic() > deadline:
+                yield None
+                return
+            time.sleep(1.0)
     finally:
-        if fd is not None:
-            os.close(fd)
+        os.close(fd)
 
 
 # -- spools ----------------------------------------------------------------------------------------
@@ -858,8 +902,10 @@ __all__ = [
     "DamagedDataFile",
     "DataFile",
     "DeltaLakeTable",
+    "RewriteHold",
     "commit_spool",
     "error_text",
+    "hold_rewrites",
     "maintenance_lock",
     "read_spool_rows",
     "unreachable",

@@ -46,7 +46,17 @@ import pyarrow.parquet as pq
 from ..base.errors import InvalidInputError, StoreWarning, StoreWriteError
 from ..base.models import URI_PREFIX
 from .committer import CommitProcess, spool_to_arrow
-from .delta import PARTITION, ROW_GROUP, DamagedDataFile, DataFile, DeltaLakeTable, error_text, without_views
+from .delta import (
+    PARTITION,
+    ROW_GROUP,
+    DamagedDataFile,
+    DataFile,
+    DeltaLakeTable,
+    RewriteHold,
+    error_text,
+    hold_rewrites,
+    without_views,
+)
 from .fsops import unlink_quietly
 from .layout import Layout, Part, PartName
 from .location import RemoteTables
@@ -277,10 +287,13 @@ class DeltaSpoolTable(Table):
         return []  # nothing for format 1's per-partition compaction to look at
 
     def compact(self, kind: str, *, min_parts: int = 16, max_rows: int = 1_000_000) -> int:
-        """Compact one partition with Delta's optimize (one commit); returns how many files it merged."""
-        if not self.delta.exists() or len(self.delta.files([kind])) < min_parts:
-            return 0
-        return int(self.delta.compact(kinds=[kind]).get("numFilesRemoved", 0))
+        """Compact one partition with Delta's optimize (one commit, under :func:`~.delta.hold_rewrites`,
+        waiting for it); returns how many files it merged."""
+        objects = self.remote.objects if self.remote is not None else None
+        with hold_rewrites(self.layout.maintenance_lock, objects) as hold:
+            if hold is None or not self.delta.exists() or len(self.delta.files([kind])) < min_parts:
+                return 0
+            return int(self.delta.compact(kinds=[kind]).get("numFilesRemoved", 0))
 
     # -- the flusher -------------------------------------------------------------------------
     def _start(self) -> None:
@@ -382,10 +395,11 @@ class DeltaSpoolTable(Table):
         ):
             if step is not None:
                 step("committing", seq)
-            committer.commit(
+            _rows, kinds = committer.commit(
                 dir=self.delta.uri, table=self.spec.name, writer=self.writer, seq=seq, path=path,
                 storage_options=self.delta.storage_options,
             )  # fmt: skip
+            self._compact_small_files(set(kinds))
         else:  # no flusher (background=False), or no commit process could start: commit here
             # events: the spool file through pyarrow.json (C++, no GIL held: committer.spool_to_arrow)
             data = spool_to_arrow(self.spec.name, path) if self.spec.name == "events" else None
@@ -449,18 +463,26 @@ class DeltaSpoolTable(Table):
             self._merge_small(due, in_child=True)
 
     def _merge_small(self, kinds: list[str], *, in_child: bool = False) -> None:
+        """Merge the small files of partitions ``kinds`` (in a one-shot child with ``in_child``), each under
+        :func:`~.delta.hold_rewrites`; a partition whose lock another runner holds (maintenance, or
+        another writer's merge) is left for a later commit, without waiting: two compactions at once
+        would both commit, each with its own copy of every row (see there)."""
+        objects = self.remote.objects if self.remote is not None else None
         for kind in kinds:
             try:
                 before = self._small_seen.get(kind, 0)
-                counted = self._merge_in_child(kind) if in_child else None
-                if counted is None:  # here (or no child could start)
-                    files = self.delta.small_files(kind)
-                    merged = (
-                        self.delta.compact_small(kind, min_files=COMPACT_AT + 1, small=files)
-                        if len(files) > COMPACT_AT
-                        else 0
-                    )
-                    counted = len(files), merged
+                with hold_rewrites(self.layout.maintenance_lock, objects, wait=False) as hold:
+                    if hold is None:
+                        continue  # (its count stays over the limit: the next commit asks again)
+                    counted = self._merge_in_child(kind, hold) if in_child else None
+                    if counted is None:  # here (or no child could start)
+                        files = self.delta.small_files(kind)
+                        merged = (
+                            self.delta.compact_small(kind, min_files=COMPACT_AT + 1, small=files)
+                            if len(files) > COMPACT_AT
+                            else 0
+                        )
+                        counted = len(files), merged
                 small, merged = counted
                 if merged:
                     small = small - merged + 1  # (merged into about one file)
@@ -473,15 +495,16 @@ class DeltaSpoolTable(Table):
                     2,
                 )
 
-    def _merge_in_child(self, kind: str) -> tuple[int, int] | None:
+    def _merge_in_child(self, kind: str, hold: RewriteHold) -> tuple[int, int] | None:
         """Merge partition ``kind``'s small files in a one-shot child (``committer.serve``, niced); returns
-        the small files it counted and those merged away, or None when no child could start.
+        the small files it counted and those merged away, or None when no child could start. The child
+        is given ``hold``'s lock fd: the lock stays held while it works, even if this process dies.
 
         A merge reads and rewrites up to a target's worth of files: in the logging process, delta-rs and
         pyarrow keep most of that memory afterwards (+30-45 MB at 1M events, +38 at 10M; docs/format2.md,
         "RSS while logging"), while a child's is returned to the system when it exits. Its peak is kept in
         :attr:`merge_peak_mb`."""
-        child = CommitProcess()
+        child = CommitProcess(pass_fds=(hold.fd,))
         try:
             small, merged, peak = child.compact(
                 dir=self.delta.uri, table=self.spec.name, kind=kind, min_files=COMPACT_AT + 1,

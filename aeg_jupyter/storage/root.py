@@ -38,7 +38,6 @@ from .tables import Table
 
 FORMATS = (STORE_FORMAT, 2)  # 1: Hive Parquet (read-only unless named; `aeg migrate`), 2: Delta Lake
 DEFAULT_FORMAT = 2  # what a new store gets when the caller and AEG_STORE_FORMAT name none (docs/format2.md)
-LEASE_WAIT_SECONDS = 300.0  # maintenance on an s3:// root waits this long for another machine's run
 STALE_SECONDS = 60.0  # a half-created writer directory older than this belonged to a dead process
 KNOWN_DIRS = ("blobs", "tables", "spool", "tmp", "files")
 QUARANTINE = "quarantine"  # spools (or lines of them) recovery could not flush: kept, never retried
@@ -231,28 +230,16 @@ class StoreRoot:
     def maintenance_lock(self, *, wait: bool = True) -> Iterator[bool]:
         """One maintenance runner at a time: ``maintenance.lock`` (a ``flock``) on this machine, and for
         an s3:// root also the bucket's lease (:class:`~.objectstore.Lease`: across machines, expiring
-        when its holder dies). Yields True once held; False with ``wait=False`` when another runner has it."""
-        from .delta import maintenance_lock  # (format 1 never imports deltalake for this)
+        when its holder dies). Yields True once held; False with ``wait=False`` when another runner has it
+        (:func:`~.delta.hold_rewrites`: the flushers' merges take the same lock)."""
+        from .delta import hold_rewrites  # (format 1 never imports deltalake for this)
 
-        with maintenance_lock(self.layout.maintenance_lock, wait=wait) as held:
-            if not held or self.objects is None:
-                yield held
-                return
-            lease = self.objects.lease("maintenance")
-            deadline = time.monotonic() + LEASE_WAIT_SECONDS
-            while True:
-                with lease.holding() as lost:
-                    if lost is not None:
-                        self.maintenance_lost = lost  # set if another machine takes the lease over
-                        try:
-                            yield True
-                        finally:
-                            self.maintenance_lost = None
-                        return
-                if not wait or time.monotonic() > deadline:
-                    yield False
-                    return
-                time.sleep(1.0)
+        with hold_rewrites(self.layout.maintenance_lock, self.objects, wait=wait) as hold:
+            self.maintenance_lost = hold.lost if hold is not None else None  # set if another machine takes over
+            try:
+                yield hold is not None
+            finally:
+                self.maintenance_lost = None
 
     def _check_known_dirs(self) -> None:
         """Each of the store's folders is a real directory of the root (created if missing).

@@ -211,10 +211,10 @@ def test_the_flushers_merges_run_beside_its_commits(tmp_path):
     release = threading.Event()
     real = table._merge_in_child
 
-    def slow_merge(kind):  # a merge that lasts until the test has seen commits go on beside it
+    def slow_merge(kind, hold):  # a merge that lasts until the test has seen commits go on beside it
         merged_on.append(threading.current_thread().name)
         release.wait(60)
-        return real(kind)
+        return real(kind, hold)
 
     def wait_for(what, ok, seconds=60.0):
         deadline = time.monotonic() + seconds
