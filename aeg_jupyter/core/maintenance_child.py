@@ -9,10 +9,8 @@ module: it imports the store, which imports the maintenance.
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import json
-import os
 import sys
 import threading
 import warnings
@@ -26,8 +24,7 @@ def child_main(argv: list[str]) -> int:
     """The periodic maintenance child: open the store at ``argv[0]``, run maintenance once (no flush, no
     wait for another runner), print the report as one JSON line, exit. Stops between steps once stdin
     closes (the parent closing, or gone)."""
-    with contextlib.suppress(OSError):
-        os.nice(19)  # background work: the kernel's `record` calls get the core first (as the commit child's)
+    # (niced to 19 from its first instruction by start_python: the kernel's `record` calls get the core first)
     stop = threading.Event()
 
     def watch() -> None:

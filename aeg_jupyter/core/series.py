@@ -24,6 +24,7 @@ import functools
 import json
 import math
 import os
+import threading
 from collections.abc import Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -110,11 +111,14 @@ class EventColumns:
     :attr:`table` is the sorted table, built on first use.
     """
 
-    __slots__ = ("_sorted", "order", "raw")
+    __slots__ = ("_sorted", "order", "raw", "spans")
 
-    def __init__(self, table: pa.Table, order: np.ndarray | None = None) -> None:
+    def __init__(self, table: pa.Table, order: np.ndarray | None = None, spans: Sequence[tuple[Any, int]] = ()) -> None:
         self.raw = table
         self.order = order
+        #: ``(key, rows)`` per run of ``raw``'s rows from one data file (``key``: what the numbers of its rows
+        #: are cached by, :data:`_NUMBERS`), else ``(None, rows)``; empty: one run, not cached
+        self.spans = spans
         self._sorted: pa.Table | None = table if order is None else None
 
     @property
@@ -140,8 +144,28 @@ class EventColumns:
         return self.raw.column(name).take(pa.array(rows)).to_pylist()  # type: ignore[no-any-return]
 
     def numbers(self, name: str, key: str) -> np.ndarray:
-        """:func:`numbers` of column ``name`` (JSON text), in time order."""
-        values = numbers(self.raw.column(name), key)
+        """:func:`numbers` of column ``name`` (JSON text), in time order; those of a data file's rows are
+        cut out once and kept (:data:`_NUMBERS`): a data file never changes, so a plot drawn again (other
+        options, another ``--y``) parses only the rows of files it has not seen."""
+        col = self.raw.column(name)
+        if not self.spans:
+            values = numbers(col, key)
+        else:
+            starts = np.cumsum([0, *(n for _k, n in self.spans)]).tolist()
+            got: list[np.ndarray | None] = [
+                _NUMBERS.get((k, name, key)) if k is not None else None for k, _n in self.spans
+            ]
+            todo = [i for i, v in enumerate(got) if v is None]
+            cut = lambda i: numbers(col.slice(starts[i], self.spans[i][1]), key)  # noqa: E731
+            # files at once on the pool's threads, unless one is big enough to be cut on them itself (the
+            # pool's threads never wait for the pool)
+            rows = [self.spans[i][1] for i in todo]
+            threads = len(todo) > 1 and sum(rows) >= _PARALLEL_ROWS and max(rows) < _PARALLEL_ROWS
+            for i, v in zip(todo, _pool().map(cut, todo) if threads else map(cut, todo), strict=True):
+                got[i] = v
+                if self.spans[i][0] is not None:
+                    _NUMBERS.put((self.spans[i][0], name, key), v)
+            values = np.concatenate(got) if got else np.full(0, np.nan)  # type: ignore[arg-type]
         return values if self.order is None else values[self.order]
 
     def codes(self, name: str) -> tuple[np.ndarray, list[Any]]:
@@ -208,30 +232,89 @@ def read_event_columns(
                              ("node_id", where.node_id is not None or by == "node"),
                              ("topic", by == "topic"), ("event_id", ids)) if on]  # fmt: skip
 
-    def read(part: Any) -> pa.Table | None:
+    scope = (where.run_id, where.graph_id, where.node_id)
+
+    def read(part: Any) -> tuple[Any, pa.Table] | None:
         overlaps = oldest_spooled is not None and part.name.max_ts >= oldest_spooled
         cols = need if ("event_id" in need or not overlaps) else [*need, "event_id"]
         t = table.read_part_table(part, columns=cols)
         if t is None or t.num_rows == 0:
             return None
         t = _conform(t, _SCHEMA, cols)
+        # the file's rows in scope are the same rows each time (a data file never changes), unless some
+        # are dropped as spooled too: only then are its numbers not kept
+        key = None
         if overlaps and len(ids_spooled):
             t = t.filter(pc.invert(pc.is_in(t.column("event_id"), value_set=ids_spooled)))
-        return t
+        else:
+            key = (part.path, _file_stamp(part.path), scope)
+        if (mask := _in_scope(t, where)) is not None:
+            t = t.filter(mask)
+        return key, t
 
     parts = list(reversed(table.list_parts([kind])))  # oldest first: the rows come out mostly in time order
     # Parquet decoding releases the GIL: the parts are read on the pool's threads at once
     read_all = _pool().map(read, parts) if len(parts) > 1 and (os.cpu_count() or 1) > 1 else map(read, parts)
-    pieces: list[pa.Table] = [t for t in read_all if t is not None]
+    pieces = [kt for kt in read_all if kt is not None]
     if unique:
-        pieces.append(pa.Table.from_pylist(list(unique.values()), schema=_SCHEMA))
-    t = pa.concat_tables(pieces) if pieces else _SCHEMA.empty_table()
-    if (mask := _in_scope(t, where)) is not None:
-        t = t.filter(mask)
+        spooled_t = pa.Table.from_pylist(list(unique.values()), schema=_SCHEMA)
+        if (mask := _in_scope(spooled_t, where)) is not None:
+            spooled_t = spooled_t.filter(mask)
+        pieces.append((None, spooled_t))
+    t = pa.concat_tables([p for _k, p in pieces]) if pieces else _SCHEMA.empty_table()
+    spans = [(k, p.num_rows) for k, p in pieces]
     ts = np.asarray(t.column("ts").to_numpy(), dtype=np.int64)
     if len(ts) > 1 and not bool(np.all(ts[1:] >= ts[:-1])):
-        return EventColumns(t, np.argsort(ts, kind="stable"))
-    return EventColumns(t)
+        return EventColumns(t, np.argsort(ts, kind="stable"), spans)
+    return EventColumns(t, spans=spans)
+
+
+def _file_stamp(path: str) -> tuple[int, int] | None:
+    """``(size, mtime_ns)`` of a data file (with its path, what its cached numbers are known by)."""
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None
+    return st.st_size, st.st_mtime_ns
+
+
+class _NumbersCache:
+    """The numbers cut out of data files' JSON text, by ``(file key, column, json key)``: the least
+    recently used go first past :data:`NUMBERS_CACHE_BYTES` (8 bytes a row: 1M events' ``loss`` is 8 MB)."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self.bytes = 0
+        self._items: dict[Any, np.ndarray] = {}  # (insertion order = use order: a hit is moved to the end)
+        self._lock = threading.Lock()  # (a live chart's redraw and a plot may run on two threads)
+
+    def get(self, key: Any) -> np.ndarray | None:
+        with self._lock:
+            v = self._items.pop(key, None)
+            if v is not None:
+                self._items[key] = v
+            return v
+
+    def put(self, key: Any, values: np.ndarray) -> None:
+        if values.nbytes > self.limit:
+            return
+        values.flags.writeable = False  # (shared by every plot that reads the file: nobody may change it)
+        with self._lock:
+            old = self._items.pop(key, None)
+            self.bytes += values.nbytes - (old.nbytes if old is not None else 0)
+            self._items[key] = values
+            while self.bytes > self.limit:
+                first = next(iter(self._items))
+                self.bytes -= self._items.pop(first).nbytes
+
+    def clear(self) -> None:
+        with self._lock:
+            self._items.clear()
+            self.bytes = 0
+
+
+NUMBERS_CACHE_BYTES = 64 * 2**20  # 8M numbers: a 1M-event chart's x and y four times over
+_NUMBERS = _NumbersCache(NUMBERS_CACHE_BYTES)
 
 
 # -- numbers out of JSON text ---------------------------------------------------------------------
@@ -759,7 +842,9 @@ class LiveSeries:
         through ``to_pylist`` (~4 us a row, most of a live chart's cost to ``record``)."""
         table = self.log.table
         c_ts, c_id = cursor
-        names = ["event_id", "ts", "run_id", "graph_id", "node_id", "text", "metrics"]
+        where = self.where
+        names = ["event_id", "ts", "run_id", "text", "metrics"]
+        names += [c for c, on in (("graph_id", where.graph_id), ("node_id", where.node_id)) if on is not None]
         schema = pa.schema([_SCHEMA.field(n) for n in names])
         kind = self.kind
         # this writer's rows not committed yet, before the data files: a commit leaves them only once

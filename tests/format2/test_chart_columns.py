@@ -71,3 +71,72 @@ def test_a_store_read_in_threads_keeps_every_event_once(tmp_path: Any, monkeypat
     assert list(cols.numbers("text", "step")) == [float(i) for i in range(110)]
     assert bool(np.all(np.diff(cols.ts) > 0))
     ctx.close()
+
+
+def _texts(n: int, start: int = 0) -> list[str]:
+    return [f'{{"step": {i}, "loss": {1 / (1 + i)!r}}}' for i in range(start, start + n)]
+
+
+def test_numbers_of_a_data_file_are_cut_once_and_kept(tmp_path: Any, monkeypatch: Any) -> None:
+    """A plot drawn again parses only the rows of data files it has not seen (a data file never
+    changes); a file of another size or time (or another scope) is not taken for it, and the
+    numbers come out the same either way, in time order."""
+    from aeg_jupyter.core import series
+
+    monkeypatch.setenv("AEG_STORE_FORMAT", "2")
+    monkeypatch.setattr(series, "_NUMBERS", series._NumbersCache(series.NUMBERS_CACHE_BYTES))
+    ctx = aeg_jupyter.connect(str(tmp_path / "store"))
+    log = ctx.store.event_log
+    for i in range(30):
+        log.record("train_log", {"step": i, "loss": 1 / (1 + i)}, origin=ctx.origin)
+        if i % 10 == 9:
+            ctx.store.event_table.flush()  # three data files
+    for i in range(30, 35):
+        log.record("train_log", {"step": i, "loss": 1 / (1 + i)}, origin=ctx.origin)  # spooled
+    parsed: list[int] = []
+    real = series.numbers
+    monkeypatch.setattr(series, "numbers", lambda text, key: parsed.append(len(text)) or real(text, key))
+    first = event_series(log, "train_log", y="loss").series[0]
+    assert sorted(parsed) == [5, 5, 10, 10, 10, 10, 10, 10]  # loss and step: 3 files and the spool
+    parsed.clear()
+    again = event_series(log, "train_log", y="loss").series[0]
+    assert parsed == [5, 5]  # only the spooled rows
+    assert list(again.x) == list(first.x) == list(range(35)) and list(again.y) == list(first.y)
+    parsed.clear()
+    run = ctx.origin.run_id
+    assert event_series(log, "train_log", y="loss", where=series.ScopeFilter(run_id=run)).series[0].count == 35
+    assert sorted(parsed) == [5, 5, 10, 10, 10, 10, 10, 10]  # another scope: other rows, parsed anew
+    ctx.close()
+
+
+def test_numbers_of_big_and_small_files_at_once() -> None:
+    """Spans of a big file (cut on the pool's threads itself) beside small ones give the numbers of
+    the whole column, cached or not, without a thread of the pool waiting for the pool."""
+    from aeg_jupyter.core import series
+
+    big, small = series._PARALLEL_ROWS + 10, 7
+    texts = _texts(big) + _texts(small, big) + _texts(small, big + small)
+    cols = EventColumns(pa.table({"text": pa.array(texts)}), spans=[("big", big), ("a", small), (None, small)])
+    want = series.numbers(pa.array(texts), "loss")
+    assert np.array_equal(cols.numbers("text", "loss"), want)
+    assert np.array_equal(cols.numbers("text", "loss"), want)  # the big and "a" from the cache
+    cached = series._NUMBERS.get(("big", "text", "loss"))
+    assert cached is not None and not cached.flags.writeable and len(cached) == big
+    many = [(f"s{i}", 60_000) for i in range(4)]  # small files only: cut on the threads at once
+    texts = _texts(240_000)
+    cols = EventColumns(pa.table({"text": pa.array(texts)}), spans=many)
+    assert np.array_equal(cols.numbers("text", "step"), np.arange(240_000, dtype=np.float64))
+
+
+def test_the_numbers_cache_keeps_to_its_size() -> None:
+    from aeg_jupyter.core.series import _NumbersCache
+
+    cache = _NumbersCache(1000)
+    for i in range(5):
+        cache.put(i, np.zeros(50))  # 400 bytes each
+    assert cache.bytes <= 1000 and cache.get(0) is None and cache.get(4) is not None
+    cache.get(3)  # used: kept over 4 when the next comes
+    cache.put(5, np.zeros(50))
+    assert cache.get(3) is not None and cache.get(4) is None
+    cache.put("huge", np.zeros(1000))  # bigger than the whole cache: not kept
+    assert cache.get("huge") is None and cache.bytes <= 1000

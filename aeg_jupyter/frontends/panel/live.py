@@ -6,8 +6,8 @@
   (:data:`LIVE_INTERVAL`, 0.25 s), else one redraw is scheduled on the kernel's asyncio loop
   (``call_later``): a loop writing a million events costs at most four redraws a second, and a
   redraw with nothing written since is skipped. A slow redraw spaces the next ones out: the next
-  starts at least ``1 / LIVE_SHARE`` (10) times the last redraw's duration after it, so redraws of
-  up to 0.2 s take about a tenth of a writing loop's time; the gap is at most ``LIVE_MAX_GAP`` (2 s),
+  starts at least ``1 / LIVE_SHARE`` (20) times the last redraw's duration after it, so redraws of
+  up to 0.1 s take about a twentieth of a writing loop's time; the gap is at most ``LIVE_MAX_GAP`` (2 s),
   so a chart whose redraws take longer still moves every 2 s (and takes a larger share). The redraw is handed the
   tables written since the last one (a live chart over events need not look at artifacts). Writes
   from worker threads (``save_file`` runs in ``asyncio.to_thread``) are handed to the loop; no
@@ -34,9 +34,10 @@ from ...core.store import Store
 from .tab import Say
 
 LIVE_INTERVAL = 0.25  # seconds between two live redraws (at most ~4 a second)
-LIVE_SHARE = (
-    0.1  # the most of a writing loop's time live redraws take (the next starts d / LIVE_SHARE after one of d s)
-)
+# the most of a writing loop's time live redraws take (the next starts d / LIVE_SHARE after one of d s):
+# a twentieth, so a chart adds ~1 us to a 20 us `record` (bench: "record with a live Charts tab"); at a
+# tenth a 2x slower machine's redraws of 10,000 new events (50 ms) cost a `record` 6 us on average
+LIVE_SHARE = 0.05
 LIVE_MAX_GAP = 2.0  # the longest the next live redraw waits, however slow the last one was
 
 
