@@ -393,6 +393,39 @@ def test_gc_and_verify_work_on_the_bucket_and_maintenance_waits_for_the_lease(
     assert ctx.store.maintain(wait=False).skipped is None
 
 
+def test_the_flushers_merges_on_a_bucket_take_the_lease(s3_server: SeaweedServer, root: str) -> None:
+    """A writer's merge of small files on an s3:// root holds the bucket's maintenance lease, as
+    maintenance does (two compactions of the same files would both commit: storage.delta.hold_rewrites):
+    while another machine holds it the merge skips, without waiting; then it merges, in its child."""
+    from aeg_jupyter.storage.tables import COMPACT_AT
+
+    store = Store(root, format=2, flush_rows=5, maintain_commits=0)
+    table = store.event_table
+    table._compact_small_files = lambda kinds: None  # type: ignore[method-assign]  # (the files first)
+    n = 5 * (COMPACT_AT + 3)
+    for i in range(n):
+        store.event_log.record("tick", i)
+        if i % 5 == 4:
+            table.flush()
+    files = len(table.delta.small_files("tick"))  # (a file per flush at least: the flusher may split a batch)
+    assert files >= COMPACT_AT + 3
+    lease = ObjectStore(S3Location.parse(root)).lease("maintenance", holder="another-machine")
+    assert lease.acquire()
+    try:
+        started = time.monotonic()
+        table._merge_small(["tick"], in_child=True)
+        assert time.monotonic() - started < 10  # skipped, not waited for
+        assert table.child_merges == 0 and len(table.delta.small_files("tick")) == files
+    finally:
+        lease.release()
+    table._merge_small(["tick"], in_child=True)
+    assert table.child_merges == 1 and len(table.delta.small_files("tick")) == 1
+    store.close()
+    again = Store(root, format=2, maintain_commits=0)
+    assert [e.data for e in again.event_log.recent(kinds=["tick"], limit=10 * n)] == list(range(n))
+    again.close()
+
+
 def test_no_credential_in_any_object_or_local_file(
     s3_server: SeaweedServer, s3_bucket: str, root: str, ctx: Any
 ) -> None:
