@@ -307,11 +307,6 @@ class _NumbersCache:
                 first = next(iter(self._items))
                 self.bytes -= self._items.pop(first).nbytes
 
-    def clear(self) -> None:
-        with self._lock:
-            self._items.clear()
-            self.bytes = 0
-
 
 NUMBERS_CACHE_BYTES = 64 * 2**20  # 8M numbers: a 1M-event chart's x and y four times over
 _NUMBERS = _NumbersCache(NUMBERS_CACHE_BYTES)

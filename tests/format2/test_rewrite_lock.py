@@ -170,3 +170,46 @@ def test_with_the_commit_process_the_merger_still_merges_under_the_lock(tmp_path
     assert len(again.event_table.delta.small_files("tick")) <= COMPACT_AT + 1
     again.close()
     _assert_each_event_once(root, n)
+
+
+def _group_nice(path: str) -> str:
+    with open(path) as f:
+        return f.read().split()[-1]  # "/autogroup-645 nice 19"
+
+
+def test_children_start_at_the_lowest_priority_and_inherit_only_the_fds_given(tmp_path: Any) -> None:
+    """``start_python``: the child runs at nice 19 from its first instruction and, on Linux with
+    scheduler autogroups, its own session's group at nice 19 too (a nice counts only inside its group:
+    without it a merge child beside a plot took half the cores); of the parent's fds it has only
+    ``pass_fds`` (a merge child: the rewrite lock)."""
+    from aeg_jupyter.storage.committer import start_python
+
+    with maintenance_lock(str(tmp_path / "maintenance.lock")) as held:
+        assert held
+    fd = os.open(str(tmp_path / "maintenance.lock"), os.O_RDWR)
+    other = os.open(str(tmp_path / "other"), os.O_RDWR | os.O_CREAT)
+    try:
+        child = start_python("aeg_jupyter.storage.committer", pass_fds=(fd,))
+        try:
+            deadline = time.monotonic() + 30  # (set by the child's first lines: a moment after the start)
+            while os.getpriority(os.PRIO_PROCESS, child.pid) != 19 and time.monotonic() < deadline:
+                time.sleep(0.01)
+            assert os.getpriority(os.PRIO_PROCESS, child.pid) == 19
+            if not os.path.exists(f"/proc/{child.pid}"):
+                return  # (no /proc: nothing more to look at here)
+            group = f"/proc/{child.pid}/autogroup"
+            if os.path.exists(group):
+                while _group_nice(group) != "19" and time.monotonic() < deadline:
+                    time.sleep(0.01)
+                assert _group_nice(group) == "19"
+            fds = set(map(int, os.listdir(f"/proc/{child.pid}/fd")))
+            assert fd in fds and other not in fds
+        finally:
+            assert child.stdin is not None
+            child.stdin.close()
+            assert child.wait(60) == 0
+            if child.stdout is not None:
+                child.stdout.close()
+    finally:
+        os.close(fd)
+        os.close(other)

@@ -35,8 +35,8 @@ from .tab import Say
 
 LIVE_INTERVAL = 0.25  # seconds between two live redraws (at most ~4 a second)
 # the most of a writing loop's time live redraws take (the next starts d / LIVE_SHARE after one of d s):
-# a twentieth, so a chart adds ~1 us to a 20 us `record` (bench: "record with a live Charts tab"); at a
-# tenth a 2x slower machine's redraws of 10,000 new events (50 ms) cost a `record` 6 us on average
+# a twentieth. At a tenth, on a 2-core machine where redraws of ~10,000 new events took ~50 ms, a live
+# Charts tab added +6.1 us to each `record` (bench: "record with a live Charts tab"); at a twentieth +4.2 us
 LIVE_SHARE = 0.05
 LIVE_MAX_GAP = 2.0  # the longest the next live redraw waits, however slow the last one was
 
