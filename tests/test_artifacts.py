@@ -194,6 +194,38 @@ def test_search_labels_metric_rank_and_limit(context):
     assert "<table" in hits._repr_html_()
 
 
+def test_the_block_built_frame_is_the_frame_pandas_would_build(context):
+    """``.df`` is built from blocks (neighbouring metric and label columns in one 2-D block, a shared
+    column index): it must equal pandas' own frame of the same columns, dtype for dtype, and one
+    frame's edits must not reach another."""
+    import pandas as pd
+
+    arts = context.artifacts()
+    for i in range(4):
+        run(arts.save_json({"i": i}, kind="ckpt", labels={"exp": f"E{i % 2}", "seed": i, "best": i == 3},
+                           metrics={"loss": 1 / (i + 1), "acc": i / 4} if i else {"acc": 0.0}))  # fmt: skip
+    hits = run(arts.search(kind="ckpt"))
+    df = hits.df
+    items = list(hits)
+    columns = {
+        **{c: pd.Series([getattr(a, c) for a in items], dtype="str")
+           for c in ("artifact_id", "kind", "name", "uri")},
+        "created_at": pd.to_datetime([a.created_at for a in items], utc=True).as_unit("us"),
+        **{c: pd.Series([getattr(a, c) for a in items], dtype="str") for c in ("run_id", "graph_id", "node_id")},
+        "pinned": [a.pinned for a in items],
+        "size": pd.Series([a.size for a in items], dtype="int64"),
+        **{f"label.{k}": pd.Series([a.labels.get(k) for a in items], dtype=object) for k in ("best", "exp", "seed")},
+        **{f"metric.{k}": pd.Series([a.metrics.get(k) for a in items], dtype="float64") for k in ("acc", "loss")},
+    }  # fmt: skip
+    pd.testing.assert_frame_equal(df, pd.DataFrame(columns))
+    assert df["label.best"].iloc[0] is True and math.isnan(df["metric.loss"].iloc[-1])
+    again = hits.df
+    df.loc[0, "metric.acc"] = 99.0
+    df["label.exp"] = "changed"
+    assert again["metric.acc"].iloc[0] == 0.75 and again["label.exp"].iloc[0] == "E1"
+    assert list(again.columns) == list(df.columns)
+
+
 def test_best_ties_nan_filters_and_empty(context):
     arts = context.artifacts()
     a = run(arts.save_text("a", kind="ckpt", labels={"exp": "A"}, metrics={"loss": 0.5}))

@@ -90,7 +90,9 @@ def frame_of(cols: dict[str, Any], n: int) -> pd.DataFrame:
     NOTE: ``pd.DataFrame(dict)`` costs ~40 us a column in pandas 3 (sanitizing, inferring, consolidating:
     ~1.3 ms for a 10-row, 14-column frame, whose budget is 1 ms, docs/architecture.md). The columns
     here are final, so the frame is made from them as blocks (``pandas.api.internals``, pandas >= 3):
-    ~4x faster. pandas 2 takes the dict.
+    ~4x faster. Neighbouring numpy columns of one dtype (the ``metric.*`` floats, the ``label.*``
+    objects) go in one 2-D block, as pandas itself would consolidate them, and the column index of a
+    given list of names is made once. pandas 2 takes the dict.
     """
     import numpy as np
     import pandas as pd
@@ -104,10 +106,36 @@ def frame_of(cols: dict[str, Any], n: int) -> pd.DataFrame:
             index=index, copy=False,
         )  # fmt: skip
     blocks = []
+    run: list[np.ndarray] = []  # numpy columns of one dtype in a row, waiting to become one block
+    start = 0
+
+    def close_run() -> None:
+        if run:
+            values = run[0].reshape(1, n) if len(run) == 1 else np.vstack(run)
+            blocks.append((values, np.arange(start, start + len(run), dtype=np.intp)))
+            run.clear()
+
     for i, v in enumerate(cols.values()):
-        place = np.array([i], dtype=np.intp)
-        blocks.append((v.reshape(1, n) if isinstance(v, np.ndarray) else v, place))
-    return make(blocks, index=index, columns=pd.Index(list(cols)))  # type: ignore[no-any-return]
+        if isinstance(v, np.ndarray):
+            if run and v.dtype != run[0].dtype:
+                close_run()
+            if not run:
+                start = i
+            run.append(v)
+            continue
+        close_run()
+        blocks.append((v, np.array([i], dtype=np.intp)))
+    close_run()
+    return make(blocks, index=index, columns=_column_index(tuple(cols)))  # type: ignore[no-any-return]
+
+
+@functools.lru_cache(maxsize=256)
+def _column_index(names: tuple[str, ...]) -> pd.Index:
+    """The column index of ``names``: ``pd.Index`` of strings costs ~60 us in pandas 3, and an
+    ``Index`` is immutable, so frames with the same columns share one."""
+    import pandas as pd
+
+    return pd.Index(list(names))
 
 
 @functools.cache
@@ -140,15 +168,25 @@ def _utc_micros(micros: list[int]) -> Any:
 def _str_columns(items: Sequence[Any], names: Sequence[str]) -> dict[str, Any]:
     """The string attributes ``names`` of ``items`` as pandas arrays of the default string dtype.
 
-    NOTE: they are converted as one array and sliced: pandas 3 has a fixed cost per converted
-    list, whatever its length, and a 10-row frame has a 1 ms budget (docs/architecture.md).
+    NOTE: they are converted as one Arrow array and sliced: pandas 3 has a fixed cost per converted
+    list, whatever its length (~80 us for ``pd.array`` of 70 strings, ~10 us for ``pa.array``), and a
+    10-row frame has a 1 ms budget (docs/architecture.md).
     """
     import pandas as pd
 
     n = len(items)
-    dtype = "str" if int(pd.__version__.split(".")[0]) >= 3 else object  # pandas 2: object columns
-    whole = pd.array([getattr(x, name) for name in names for x in items], dtype=dtype)
-    return {name: whole[i * n : (i + 1) * n] for i, name in enumerate(names)}
+    values = [getattr(x, name) for name in names for x in items]
+    if int(pd.__version__.split(".")[0]) < 3:  # pandas 2: object columns
+        whole = pd.array(values, dtype=object)
+        return {name: whole[i * n : (i + 1) * n] for i, name in enumerate(names)}
+    import pyarrow as pa
+
+    dtype = pd.StringDtype("pyarrow", na_value=float("nan"))  # what dtype="str" means in pandas 3
+    try:
+        whole = pa.array(values, type=pa.large_string())
+    except (pa.ArrowInvalid, pa.ArrowTypeError):  # a value that is not a str: let pandas convert it
+        whole = pa.array([None if v is None else str(v) for v in values], type=pa.large_string())
+    return {name: pd.arrays.ArrowStringArray(whole.slice(i * n, n), dtype=dtype) for i, name in enumerate(names)}
 
 
 def _objects(values: list[Any]) -> Any:
