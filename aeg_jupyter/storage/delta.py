@@ -32,14 +32,17 @@ from urllib.parse import unquote
 
 import pyarrow as pa
 import pyarrow.parquet as pq
-from deltalake import CommitProperties, DeltaTable, Transaction, WriterProperties, write_deltalake
-from deltalake.exceptions import CommitFailedError, DeltaError, TableNotFoundError
 
 from ..base.errors import SECRET_OPTIONS, CorruptionError, StoreWarning, StoreWriteError, scrub_secrets
+from .allocator import loading_deltalake
 from .arrays import int64_array, repeated_string
 from .fsops import hold_lock, make_dirs, move_aside, try_lock, unlink_quietly
 from .schemas import Row
 from .schemas2 import PARTITION
+
+with loading_deltalake():  # delta-rs's jemalloc reads its options as it loads (storage/allocator.py)
+    from deltalake import CommitProperties, DeltaTable, Transaction, WriterProperties, write_deltalake
+    from deltalake.exceptions import CommitFailedError, DeltaError, TableNotFoundError
 
 CONFIGURATION = {
     # open cost grows with the commits since the last checkpoint (docs/format2.md, spike figures)
