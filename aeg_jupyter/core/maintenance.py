@@ -29,7 +29,7 @@ from ..base.models import _human_size as human_size
 from ..base.validate import check_limit, parse_duration
 from ..storage.blobs import BlobStore
 from ..storage.committer import start_python
-from ..storage.delta import VACUUM_HOURS, CommitConflict, DeltaLakeTable
+from ..storage.delta import VACUUM_HOURS, CommitConflict, DeltaLakeTable, sql_text
 from ..storage.delta_table import DeltaSpoolTable
 from ..storage.fsops import move_aside
 from ..storage.root import StoreRoot
@@ -106,18 +106,22 @@ class VerifyReport:
     #: format 2: damaged data files a repair took out of their table: ``table``, ``file``, ``rows`` (the
     #: log's count), ``ids`` (None where unreadable), ``moved_to`` (the copy under corrupt/)
     lost: list[dict[str, Any]] = field(default_factory=list)
+    #: format 2: rows a table held more than once: ``table``, ``kind``, ``rows`` (the copies beyond the
+    #: first) and ``dropped`` (by a repair: each id kept once)
+    duplicates: list[dict[str, Any]] = field(default_factory=list)
 
     @property
     def ok(self) -> bool:
-        """True when nothing an artifact needs is damaged or missing."""
-        return not self.corrupt and not self.missing and not self.bad_parts
+        """True when nothing an artifact needs is damaged or missing, and no row is held twice."""
+        twice = any(d["dropped"] < d["rows"] for d in self.duplicates)
+        return not self.corrupt and not self.missing and not self.bad_parts and not twice
 
     def __str__(self) -> str:
         if self.ok:
             text = f"verify: {self.checked} blobs checked, all intact"
             if self.partial:
                 text += f" ({len(self.partial)} unreferenced partial blobs of interrupted saves, for gc)"
-            return text
+            return text + self._duplicates_text()
         text = (
             f"verify: {self.checked} blobs checked, {len(self.corrupt)} corrupt, "
             f"{len(self.missing)} artifacts missing their blob, {len(self.bad_parts)} unreadable Parquet parts"
@@ -126,6 +130,7 @@ class VerifyReport:
             text += f"; {len(self.moved_aside)} bad files moved aside"
         elif self.corrupt or self.bad_parts:
             text += "; run verify with repair=True (`aeg verify --repair`) to move them aside"
+        text += self._duplicates_text()
         for e in self.lost:
             ids = e["ids"]
             more = " ..." if ids is not None and len(ids) > 10 else ""
@@ -134,6 +139,19 @@ class VerifyReport:
                 f"\n  lost: {e['rows']} rows of the {e['table']} table in {e['file']} ({shown}); "
                 f"removed from the table{', a copy in ' + e['moved_to'] if e['moved_to'] else ''}"
             )
+        return text
+
+    def _duplicates_text(self) -> str:
+        text = ""
+        for d in self.duplicates:
+            where = f"{d['rows']:,} row(s) of the {d['table']} table (kind {d['kind']!r})"
+            if d["dropped"] >= d["rows"]:
+                text += f"\n  duplicates: {where} were held twice; each is now held once"
+            else:
+                text += (
+                    f"\n  duplicates: {where} are held twice (a compaction race of an earlier build); "
+                    "run verify with repair=True (`aeg verify --repair`) to keep one of each"
+                )
         return text
 
 
@@ -333,11 +351,12 @@ class Maintenance:
         return [d for d in digests if d in refs]
 
     def verify(self, *, repair: bool = False) -> VerifyReport:
-        """Re-hash every blob and open every Parquet part; report what is corrupt or missing.
+        """Re-hash every blob and open every Parquet part; report what is corrupt or missing, and
+        (format 2) the rows a table holds twice.
 
         With ``repair=True`` corrupt blobs and unreadable parts are moved aside into
         ``<root>/corrupt/`` (never deleted): readers stop tripping over them, and saving the
-        same bytes again stores them afresh.
+        same bytes again stores them afresh. Rows held twice are kept once, by one commit per kind.
         """
         if repair:
             self._refuse_if_read_only("verify(repair=True)")
@@ -365,6 +384,7 @@ class Maintenance:
                 self._catalog.refresh()  # type: ignore[union-attr]
             else:
                 skip = {p for paths in bad_delta.values() for p in paths}
+        self._check_duplicates(report, repair=repair, skip=bool(skip))
         live = self._catalog.live(skip=skip) if skip else self._catalog.live()  # type: ignore[call-arg]
         refs = referenced(live, self._lookup.manifest)
         for digest, _size, _mtime in self._blobs.iter_blobs():
@@ -402,6 +422,30 @@ class Maintenance:
                 if os.path.lexists(path):  # (format 2's were taken out of their table above)
                     report.moved_aside.append(move_aside(self._root.path, path, aside))
         return report
+
+    def _check_duplicates(self, report: VerifyReport, *, repair: bool, skip: bool) -> None:
+        """Format 2: rows a table holds twice (``DeltaLakeTable.duplicates``); a repair keeps one of each,
+        under the rewrite lock. Not while a damaged file is left in a table (``skip``): its rows do not read."""
+        if skip:
+            return
+        dropped = 0
+        for name, table in self._tables.items():
+            if not isinstance(table, DeltaSpoolTable):
+                continue
+            found = table.duplicates()
+            if found and repair:
+                with self._root.maintenance_lock():
+                    found = table.duplicates()  # (again, under the lock: a merge may have run meanwhile)
+                    for kind, (rows, low, high) in found.items():
+                        got = table.drop_duplicates(kind, low, high)
+                        report.duplicates.append({"table": name, "kind": kind, "rows": rows, "dropped": got})
+                        dropped += got
+                continue
+            report.duplicates.extend(
+                {"table": name, "kind": kind, "rows": rows, "dropped": 0} for kind, (rows, _lo, _hi) in found.items()
+            )
+        if dropped:
+            self._catalog.refresh()  # type: ignore[union-attr]
 
 
 def referenced(arts: Iterable[Artifact], manifest: Manifest) -> set[str]:
@@ -922,10 +966,6 @@ def _chunks(ids: list[str]) -> Iterator[list[str]]:
         yield ids[i : i + IDS_PER_COMMIT]
 
 
-def _sql(text: str) -> str:
-    return "'" + text.replace("'", "''") + "'"
-
-
 def _predicate(kind: str, ids: list[str]) -> str:
     """``kind = 'k' AND artifact_id IN (...)``: the partition first, so only that kind's files are read."""
-    return f"{PARTITION} = {_sql(kind)} AND artifact_id IN ({', '.join(_sql(i) for i in ids)})"
+    return f"{PARTITION} = {sql_text(kind)} AND artifact_id IN ({', '.join(sql_text(i) for i in ids)})"

@@ -728,6 +728,72 @@ class DeltaLakeTable:
             return 0
         return int(self.compact(kinds=[kind], target_size=target, max_tasks=1).get("numFilesRemoved", 0))
 
+    def duplicates(self, id_column: str) -> dict[str, tuple[int, str, str]]:
+        """Rows the snapshot holds more than once (the same ``id_column``), by partition:
+        ``kind -> (surplus rows, least id, greatest id held twice or more)``; partitions without any
+        are left out.
+
+        The store never writes a row twice, but delta-rs 1.6 let two compactions of the same files both
+        commit (docs/format2.md, "One rewrite at a time"): each added a copy of every merged row. A
+        store a build before that fix compacted may hold such copies. Reads each partition's id
+        column once (~60 bytes a row at the peak, for that partition only).
+        """
+        import pyarrow.compute as pc
+
+        out: dict[str, tuple[int, str, str]] = {}
+        for kind in sorted({f.kind for f in self.files()}):
+            ids = self.read([id_column], kinds=[kind]).column(0)
+            if len(ids) < 2:
+                continue
+            counts = pc.value_counts(ids)
+            many = counts.filter(pc.greater(counts.field("counts"), 1))
+            if len(many):
+                values = many.field("values")
+                surplus = int(pc.sum(pc.subtract(many.field("counts"), 1)).as_py())
+                out[kind] = (surplus, str(pc.min(values).as_py()), str(pc.max(values).as_py()))
+        return out
+
+    @_creates_files
+    def drop_duplicates(self, id_column: str, kind: str, low: str, high: str) -> int:
+        """Keep one row of each id in partition ``kind`` among the ids ``low`` .. ``high``: the rows of
+        that range are written again, each id once, by one commit (delta-rs's overwrite where a
+        predicate holds), so a reader sees the range as it was or whole, never half. Returns the rows
+        dropped. The caller holds the rewrite lock (:func:`hold_rewrites`); a writer's commit that
+        lands meanwhile makes delta-rs refuse ours, and the range is read again."""
+        import pyarrow.compute as pc
+        import pyarrow.dataset as pads
+
+        predicate = (
+            f"{PARTITION} = {sql_text(kind)} AND {id_column} >= {sql_text(low)} AND {id_column} <= {sql_text(high)}"
+        )
+        where = (pads.field(PARTITION) == kind) & (pads.field(id_column) >= low) & (pads.field(id_column) <= high)
+        for attempt in range(_COMMIT_ATTEMPTS):
+            dt = self._fresh()
+            rows = without_views(dt.to_pyarrow_dataset().to_table(filter=where))
+            order = pc.sort_indices(rows.column(id_column))
+            ids = rows.column(id_column).take(order).combine_chunks()
+            n = len(ids)
+            if n < 2:
+                return 0
+            # in id order, a row whose id differs from the one before it is the first of its id
+            first = pc.not_equal(ids.slice(1), ids.slice(0, n - 1))
+            keep = order.filter(pa.concat_arrays([pa.array([True]), first]))
+            dropped = n - len(keep)
+            if not dropped:
+                return 0
+            try:
+                write_deltalake(
+                    dt, rows.take(keep), mode="overwrite", predicate=predicate, partition_by=[PARTITION],
+                    writer_properties=self._props,
+                )  # fmt: skip
+                return dropped
+            except CommitFailedError:
+                time.sleep(0.05 * (attempt + 1))
+        raise CommitConflict(
+            f"dropping the duplicate rows of {self.uri} (kind {kind!r}) met a concurrent commit "
+            f"{_COMMIT_ATTEMPTS} times; run it again"
+        )
+
     @_creates_files
     def checkpoint(self) -> None:
         """Write a checkpoint of the newest version (a cold open then reads one Parquet file, not every commit)."""
@@ -761,6 +827,11 @@ class DeltaLakeTable:
         except CommitFailedError as exc:  # a concurrent commit added or rewrote files this update read
             raise CommitConflict(f"an update in {self.uri} met a concurrent commit ({exc}); run it again") from exc
         return int(metrics.get("num_updated_rows", 0))
+
+
+def sql_text(text: str) -> str:
+    """``text`` as a SQL string literal for a delta-rs predicate (quotes doubled)."""
+    return "'" + text.replace("'", "''") + "'"
 
 
 def _unview(t: pa.DataType) -> pa.DataType:

@@ -743,6 +743,15 @@ class DeltaSpoolTable(Table):
                 self._uri_index.pop(e["file"], None)
         return lost
 
+    def duplicates(self) -> dict[str, tuple[int, str, str]]:
+        """Committed rows held more than once, by kind (``DeltaLakeTable.duplicates``); {} if none."""
+        return self.delta.duplicates(self.spec.id_field) if self.delta.exists() else {}
+
+    def drop_duplicates(self, kind: str, low: str, high: str) -> int:
+        """Keep one row of each id of ``kind`` from ``low`` to ``high`` in one commit; returns the rows
+        dropped (``DeltaLakeTable.drop_duplicates``; the caller holds the rewrite lock)."""
+        return self.delta.drop_duplicates(self.spec.id_field, kind, low, high)
+
     def column_values(self, column: str) -> set[Any]:
         """Every value of ``column`` in any writer's spool (this one's too), then in the newest snapshot.
 

@@ -76,12 +76,16 @@ def run_gc(s: Session, a: argparse.Namespace) -> GcReport:
 
 
 def _verify_args(p: CommandParser) -> None:
-    p.add_argument("--repair", action="store_true", help="move corrupt blobs aside so a new save stores them again")
+    p.add_argument(
+        "--repair",
+        action="store_true",
+        help="move corrupt blobs aside so a new save stores them again; keep rows held twice once",
+    )
 
 
 @subcommand("verify", "re-hash every blob and report corruption", "verify", _verify_args)
 def run_verify(s: Session, a: argparse.Namespace) -> VerifyReport:
-    """Re-hash every blob; report corrupt blobs and artifacts whose blob is missing.
+    """Re-hash every blob; report corrupt blobs, artifacts whose blob is missing and rows held twice.
 
     Example: ``%aeg verify``
     """
