@@ -224,6 +224,8 @@ def test_the_block_built_frame_is_the_frame_pandas_would_build(context):
     df["label.exp"] = "changed"
     assert again["metric.acc"].iloc[0] == 0.75 and again["label.exp"].iloc[0] == "E1"
     assert list(again.columns) == list(df.columns)
+    again.columns.name = "field"  # the column index is shared by value only: a name stays on its frame
+    assert hits.df.columns.name is None and df.columns.name is None
 
 
 def test_best_ties_nan_filters_and_empty(context):
