@@ -29,7 +29,7 @@ from ..base.models import _human_size as human_size
 from ..base.validate import check_limit, parse_duration
 from ..storage.blobs import BlobStore
 from ..storage.committer import start_python
-from ..storage.delta import VACUUM_HOURS, CommitConflict, DeltaLakeTable, sql_text
+from ..storage.delta import VACUUM_HOURS, CommitConflict, DamagedDataFile, DeltaLakeTable, sql_text
 from ..storage.delta_table import DeltaSpoolTable
 from ..storage.fsops import move_aside
 from ..storage.root import StoreRoot
@@ -87,6 +87,9 @@ class GcReport:
         head = f"<p>{esc(self.summary())}{':' if self.doomed else ''}</p>"
         tail = "" if self.maintenance is None else self.maintenance._repr_html_()
         return head + (self.df.to_html(index=False, escape=True) if self.doomed else "") + tail
+
+
+_DAMAGED_RETRIES = 16  # verify's duplicate check: damaged files taken out one at a time, then it gives up
 
 
 @dataclass(slots=True)
@@ -432,7 +435,9 @@ class Maintenance:
         for name, table in self._tables.items():
             if not isinstance(table, DeltaSpoolTable):
                 continue
-            found = table.duplicates()
+            found = self._duplicates_of(table, report, repair=repair)
+            if found is None:
+                continue  # a damaged file: reported (or, with repair, taken out and the rest checked)
             if found and repair:
                 with self._root.maintenance_lock():
                     found = table.duplicates()  # (again, under the lock: a merge may have run meanwhile)
@@ -446,6 +451,29 @@ class Maintenance:
             )
         if dropped:
             self._catalog.refresh()  # type: ignore[union-attr]
+
+    def _duplicates_of(
+        self, table: DeltaSpoolTable, report: VerifyReport, *, repair: bool
+    ) -> dict[str, tuple[int, str, str]] | None:
+        """``table.duplicates()``; a data file whose id column does not read (the footer checks above
+        pass it: events files are not read whole) is a bad part, or with ``repair`` taken out of the
+        table like the others, and the rest read again. None when one is left in the table."""
+        for attempt in range(_DAMAGED_RETRIES + 1):
+            try:
+                return table.duplicates()
+            except DamagedDataFile as exc:
+                if not repair or attempt == _DAMAGED_RETRIES:
+                    if exc.path not in report.bad_parts:
+                        report.bad_parts.append(exc.path)
+                    return None
+                with self._root.maintenance_lock():
+                    lost = table.drop_damaged([exc.path], self._root.move_aside_dir())
+                if not lost:
+                    raise
+                report.lost.extend(lost)
+                report.moved_aside.extend(e["moved_to"] for e in lost if e["moved_to"])
+                self._catalog.refresh()  # type: ignore[union-attr]
+        return None
 
 
 def referenced(arts: Iterable[Artifact], manifest: Manifest) -> set[str]:
