@@ -282,7 +282,7 @@ class Artifacts:
         )
 
     async def verify(self, *, repair: bool = False) -> VerifyReport:
-        """Re-hash every blob and report corruption."""
+        """Re-hash every blob; report corruption and rows a table holds twice (``repair=True``: mend them)."""
         return await asyncio.to_thread(self.artifacts.verify, repair=repair)
 
 

@@ -736,7 +736,7 @@ class DeltaLakeTable:
         The store never writes a row twice, but delta-rs 1.6 let two compactions of the same files both
         commit (docs/format2.md, "One rewrite at a time"): each added a copy of every merged row. A
         store a build before that fix compacted may hold such copies. Reads each partition's id
-        column once (~60 bytes a row at the peak, for that partition only).
+        column once, holding one partition's ids (and their counts) at a time.
         """
         import pyarrow.compute as pc
 

@@ -34,7 +34,7 @@ def _run(env_value: str | None) -> str:
     return done.stdout + done.stderr
 
 
-def test_deltalake_loads_with_the_stores_allocator_options_and_the_variable_is_gone_after():
+def test_deltalake_loads_with_the_stores_allocator_options_and_the_variable_is_gone_after() -> None:
     out = _run(None)
     arenas = jemalloc_settings().split(",")[0].split(":")[1]
     assert f"opt.narenas: {arenas}\n" in out
@@ -42,7 +42,7 @@ def test_deltalake_loads_with_the_stores_allocator_options_and_the_variable_is_g
     assert "left in environ: None" in out and "a child sees: None" in out
 
 
-def test_a_users_own_setting_is_kept():
+def test_a_users_own_setting_is_kept() -> None:
     out = _run("stats_print:true,dirty_decay_ms:5000")
     assert "opt.dirty_decay_ms: 5000 " in out
     assert "opt.dirty_decay_ms: 1000 " not in out

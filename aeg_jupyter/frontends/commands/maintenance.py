@@ -83,7 +83,7 @@ def _verify_args(p: CommandParser) -> None:
     )
 
 
-@subcommand("verify", "re-hash every blob and report corruption", "verify", _verify_args)
+@subcommand("verify", "re-hash every blob; report corruption and rows held twice", "verify", _verify_args)
 def run_verify(s: Session, a: argparse.Namespace) -> VerifyReport:
     """Re-hash every blob; report corrupt blobs, artifacts whose blob is missing and rows held twice.
 
