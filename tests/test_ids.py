@@ -59,3 +59,14 @@ def test_a_forked_child_does_not_repeat_its_parents_random_bits() -> None:
     assert len(theirs) == 26
     # both counters were drawn at random (the child's again at the fork): a shared one gives the same bits
     assert decode(mine)[1] != decode(theirs)[1]
+
+
+def test_the_counter_counts_up_by_one_across_its_low_bits_carry() -> None:
+    from aeg_jupyter.base import ids
+
+    with ids._lock:  # the next ids cross the carry of the counter's low 20 bits into its top 60
+        ids._lo = 0xFFFFF - 2
+    got = [new_ts_id()[1] for _ in range(6)]
+    bits = [decode(u)[1] for u in got]
+    assert got == sorted(got) and bits == list(range(bits[0], bits[0] + 6))
+    assert (bits[0] + 2) & 0xFFFFF == 0  # the third id is the carry's

@@ -138,6 +138,12 @@ def test_recent_df_is_newest_first_with_columns(context):
     assert events_frame([]).empty
 
 
+def _circular() -> dict[str, object]:
+    d: dict[str, object] = {}
+    d["self"] = d
+    return d
+
+
 @pytest.mark.parametrize(
     ("call", "message"),
     [
@@ -146,6 +152,8 @@ def test_recent_df_is_newest_first_with_columns(context):
         (lambda m: m.recent(limit=2.5), "limit must be a non-negative integer"),
         (lambda m: m.record(kind=5, data={}), "kind must be a non-empty string"),
         (lambda m: m.record(kind="x", data={"f": object()}), "Object of type object is not JSON serializable"),
+        (lambda m: m.record(kind="x", data=_circular()), "cannot be stored as JSON (RecursionError: nested too deeply"),
+        (lambda m: m.record(kind="x", data=[object()], tags=["t"]), "data cannot be stored as JSON: Object of type"),
         (lambda m: m.record_tool_result(tool="t", outputs=[{"value": 1}]), "outputs[0] has no 'name'"),
         (lambda m: m.record_tool_result(tool="", outputs=[]), "tool must be a non-empty string"),
         (lambda m: m.record(kind="x", tags="a"), "tags must be a list of strings"),

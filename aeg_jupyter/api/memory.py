@@ -30,7 +30,7 @@ class Memory:
         outputs: Sequence[Value | Mapping[str, Any]] | None = None,
     ) -> Event:
         """Log an event. ``await mem.record(kind="train_log", data={"epoch": 1, "loss": 0.25})``"""
-        return self.event_log._record(
+        return self.event_log.record(
             kind, data, None, tags, severity, stage, metrics, inputs, outputs, self.context.origin
         )
 
@@ -47,7 +47,7 @@ class Memory:
     ) -> Event:
         """Record a typed tool result; its outputs are recalled by name with :meth:`last_by_name`."""
         check_tool(tool, message)
-        return self.event_log._record(
+        return self.event_log.record(
             "tool_result", message, tool, tags, severity, None, metrics, inputs, outputs, self.context.origin
         )
 

@@ -16,11 +16,19 @@ _lock = threading.Lock()
 _last_ms = -1
 _last_us = 0
 _head_cache: tuple[int, str] = (-1, "")  # (millisecond, its 10 characters)
-_mid_cache: tuple[int, str] = (-1, "")  # (top 60 bits of the counter, their 12 characters)
 
 
 def _random_start() -> int:
     return int.from_bytes(os.urandom(10), "big") >> 1  # 79 of the 80 bits: it never wraps
+
+
+def _encode_hi(hi: int) -> str:
+    """The top 60 bits of the counter as its 12 characters."""
+    p = _PAIRS
+    return (
+        f"{p[(hi >> 50) & 1023]}{p[(hi >> 40) & 1023]}{p[(hi >> 30) & 1023]}{p[(hi >> 20) & 1023]}"
+        f"{p[(hi >> 10) & 1023]}{p[hi & 1023]}"
+    )
 
 
 # The 80 bits after the time count up by one per id from a random start drawn at import (and drawn
@@ -30,14 +38,21 @@ def _random_start() -> int:
 # millisecond costs 5 lookups instead of a system call and 11 (a notebook records after a pause,
 # and each such record starts a millisecond: the `record` budget's spaced loop). ULIDs need to be
 # unique and ordered, not unguessable: no id here is a secret.
-_counter = _random_start()
+# The counter is held in two parts: its low 20 bits a small int that each id adds one to (no
+# arithmetic on an 80-bit int in the common call), its top 60 bits and their characters changed
+# once in 2**20 ids.
+_hi = _lo = 0
+_hi_text = ""
 
 
 def _reseed() -> None:
-    global _counter
-    _counter = _random_start()
+    global _hi, _lo, _hi_text
+    start = _random_start()
+    _hi, _lo = start >> 20, start & 0xFFFFF
+    _hi_text = _encode_hi(_hi)
 
 
+_reseed()
 os.register_at_fork(after_in_child=_reseed)
 
 
@@ -78,7 +93,7 @@ def new_ts_id(ts_us: int | None = None) -> tuple[int, str]:
         >>> (t1, a), (t2, b) = new_ts_id(), new_ts_id(); t1 < t2 and a < b and len(a) == 26
         True
     """
-    global _last_us, _last_ms, _counter, _head_cache, _mid_cache
+    global _last_us, _last_ms, _hi, _lo, _hi_text, _head_cache
     p = _PAIRS
     _lock.acquire()  # (not `with`: ~65 ns less a call, the `record` budget; the finally releases it)
     try:
@@ -90,24 +105,23 @@ def new_ts_id(ts_us: int | None = None) -> tuple[int, str]:
         else:
             t = ts_us
         ms = t // 1000
-        if ms < _last_ms:  # (a given time older than an id made: the ids stay monotonic)
-            ms = _last_ms
-        _last_ms = ms
-        n = _counter = _counter + 1
-        # the time's 10 characters change once a millisecond, the counter's top 12 once in 2**20
-        # ids: each is cached, so an id is two lookups and one f-string in a burst, seven after a pause
+        # the time's 10 characters change once a millisecond (cached with it), the counter's top 12
+        # once in 2**20 ids: an id is a lookup, an add and one f-string in a burst, six more after a pause
         head = _head_cache
         if head[0] != ms:
+            if ms < _last_ms:  # (a given time older than an id made: the ids stay monotonic)
+                ms = _last_ms
+            _last_ms = ms
             head = _head_cache = (
                 ms, f"{p[(ms >> 40) & 1023]}{p[(ms >> 30) & 1023]}{p[(ms >> 20) & 1023]}{p[(ms >> 10) & 1023]}{p[ms & 1023]}",
             )  # fmt: skip
-        hi = n >> 20
-        mid = _mid_cache
-        if mid[0] != hi:
-            mid = _mid_cache = (
-                hi, f"{p[(hi >> 50) & 1023]}{p[(hi >> 40) & 1023]}{p[(hi >> 30) & 1023]}{p[(hi >> 20) & 1023]}"
-                    f"{p[(hi >> 10) & 1023]}{p[hi & 1023]}",
-            )  # fmt: skip
+        lo = _lo + 1
+        if lo > 0xFFFFF:  # the low 20 bits carry into the top 60
+            _hi += 1
+            _hi_text = _encode_hi(_hi)
+            lo = 0
+        _lo = lo
+        hi_text = _hi_text
     finally:
         _lock.release()
-    return t, f"{head[1]}{mid[1]}{p[(n >> 10) & 1023]}{p[n & 1023]}"
+    return t, f"{head[1]}{hi_text}{p[lo >> 10]}{p[lo & 1023]}"

@@ -45,12 +45,12 @@ class EventLog:
         self.hot = HotWindow(hot_limit)
         self._seen_parts: set[str] = set()
         self._absent_names: set[str] = set()
-        # the last origin seen by `_record`, its non-null fields and their spool-line JSON
+        # the last origin seen by `record`, its non-null fields and their spool-line JSON
         self._origin_cache: tuple[Provenance, tuple[dict[str, str | int], str]] = (_NO_ORIGIN, ({}, ""))
         self._absent_topics: set[str] = set()
-        self._last_kind: object = None  # the last kind `_record` checked
+        self._last_kind: object = None  # the last kind `record` checked
         self._kind_json = ""  # its JSON string
-        # the last second `_record` stamped: (its first microsecond, its ISO text up to the '.')
+        # the last second `record` stamped: (its first microsecond, its ISO text up to the '.')
         self._iso_second: tuple[int, str] = (-(2**62), "")
         self._fill()
 
@@ -122,7 +122,6 @@ class EventLog:
         self,
         kind: str,
         data: Any = None,
-        *,
         topic: str | None = None,
         tags: Sequence[str] | None = None,
         severity: int = 2,
@@ -134,32 +133,26 @@ class EventLog:
     ) -> Event:
         """Append one event; ``data`` is stored as JSON text (a ``str`` as it is).
 
+        Every parameter after ``data`` is meant by name (``topic=``, ``tags=``, ...); they also take
+        positions, in this order, so that the async facade's call and this one are a single frame each
+        (the ``record`` budget).
+
         Example:
             >>> log.record("train_log", {"epoch": 1, "loss": 0.25}).data   # doctest: +SKIP
             {'epoch': 1, 'loss': 0.25}
         """
-        return self._record(kind, data, topic, tags, severity, stage, metrics, inputs, outputs, origin)
-
-    def _record(
-        self,
-        kind: str,
-        data: Any,
-        topic: str | None,
-        tags: Sequence[str] | None,
-        severity: int,
-        stage: str | None,
-        metrics: Mapping[str, Any] | None,
-        inputs: Sequence[Value | Mapping[str, Any]] | None,
-        outputs: Sequence[Value | Mapping[str, Any]] | None,
-        origin: Provenance,
-    ) -> Event:
-        # (positional, so that the public methods and the async facade add one cheap call each)
         kind_json = self._kind_json
         if kind is not self._last_kind:  # a loop records one kind: checked once (str is immutable)
             check_kind(kind)
             kind_json = self._kind_json = json_str(kind)
             self._last_kind = kind
-        text = data if data is None or isinstance(data, str) else _dumps(data, "data")
+        if data is None or isinstance(data, str):
+            text = data
+        else:  # _dumps(data, "data") inlined (one frame less: the `record` budget)
+            try:
+                text = _join(_encode_chunks(data, 0))
+            except (TypeError, ValueError, RecursionError) as exc:
+                raise _not_json(exc, "data") from None
         # hot path (`record` budget, docs/format2.md "record"): `x is None` fast paths throughout
         if (
             topic is None and tags is None and stage is None and metrics is None and inputs is None
@@ -268,7 +261,7 @@ class EventLog:
     ) -> Event:
         """Record what a tool (a step, a function) took and produced: ``kind="tool_result"``, ``topic=tool``."""
         check_tool(tool, message)
-        return self._record("tool_result", message, tool, tags, severity, None, metrics, inputs, outputs, origin)
+        return self.record("tool_result", message, tool, tags, severity, None, metrics, inputs, outputs, origin)
 
     # -- recalling ---------------------------------------------------------------------------
     def recent(
@@ -441,14 +434,15 @@ _join = "".join
 def _dumps(obj: Any, what: str) -> str:
     try:
         return _join(_encode_chunks(obj, 0))
-    except TypeError as exc:
-        raise InvalidInputError(
-            f"{what} cannot be stored as JSON: {exc}; convert it to dict/list/str/number first"
-        ) from None
-    except (ValueError, RecursionError) as exc:
-        raise InvalidInputError(
-            f"{what} cannot be stored as JSON ({type(exc).__name__}: nested too deeply or circular)"
-        ) from None
+    except (TypeError, ValueError, RecursionError) as exc:
+        raise _not_json(exc, what) from None
+
+
+def _not_json(exc: Exception, what: str) -> InvalidInputError:
+    """The error for a value json's encoder refused (``exc``), saying what to do."""
+    if isinstance(exc, TypeError):
+        return InvalidInputError(f"{what} cannot be stored as JSON: {exc}; convert it to dict/list/str/number first")
+    return InvalidInputError(f"{what} cannot be stored as JSON ({type(exc).__name__}: nested too deeply or circular)")
 
 
 def check_tool(tool: object, message: object) -> None:
