@@ -111,8 +111,10 @@ def _free_gradually(rows: list[Row], step: int = 100) -> None:
     the next record may see. Freeing a row costs ~0.35 us (its memory is no longer in the cache).
 
     Steps of 1,000 held the GIL ~350 us, ten times a commit, and made the tail's p99.9 (docs/format2.md,
-    "Where the tail's p99.9 came from"). Steps of 100 hold it ~35 us; more, shorter waits raise the p99 a
-    little. The GIL comes back at the next record's write, so freeing keeps up with logging."""
+    "Where the tail's p99.9 came from"). Steps of 100 hold it ~35 us, but each is still a wait with a GIL
+    hand-off for the next record: while appends come, the flusher leaves the rows to them
+    (:meth:`DeltaSpoolTable._drain`); this runs only where no record waits (an idle flusher, ``flush()``
+    or ``close()`` on the caller's thread)."""
     while rows:
         del rows[-step:]
         time.sleep(0)
