@@ -100,6 +100,7 @@ def check_partition_value(kind: str) -> str:
 
 DRAIN_EVERY = 16  # an append of every 16 frees ...
 DRAIN_ROWS = 32  # ... this many rows of committed spools (twice what the appends meanwhile add)
+DRAIN_AT_LEAST = 256  # a smaller committed spool came from sparse appends: the flusher frees it at once
 IDLE_FREE_SECONDS = 1.0  # no append for this long: the flusher frees what is left itself
 
 
@@ -172,6 +173,7 @@ class DeltaSpoolTable(Table):
         # committed spools' rows that no reader holds, freed by the appends (see _drain) or, once no append
         # comes for IDLE_FREE_SECONDS, by the flusher; guarded by the table lock
         self._dead: list[list[Row]] = []
+        self._dead_ticks = 0  # appends while _dead held rows (one in DRAIN_EVERY drains)
         self._lock = threading.Lock()  # the table lock: appends, rotations (append takes it bare: no Python frame)
         self._cv = threading.Condition(self._lock)  # the same lock, for the flusher's wait
         self._commit_lock = threading.Lock()  # one committer at a time (flusher or flush()), so seqs go in order
@@ -242,8 +244,10 @@ class DeltaSpoolTable(Table):
                     raise self._write_failed(fd, exc) from exc
                 self._spool_size += n
                 self._pending.append(row)
-            if self._dead and not len(self._pending) % DRAIN_EVERY:
-                self._drain()
+            if self._dead:
+                self._dead_ticks += 1
+                if not self._dead_ticks % DRAIN_EVERY:
+                    self._drain()
             if self._idle:  # the flusher waits: a first pending row starts its clock, a full spool ends it
                 n = len(self._pending)
                 if n == 1 or n >= self.flush_rows:
@@ -256,8 +260,10 @@ class DeltaSpoolTable(Table):
 
         Freeing a row costs ~0.35 us (its memory is no longer in the cache): done by the flusher, it held
         the GIL in steps that the next ``record`` waited for after its ``os.write``, the GIL hand-off
-        included (half the calls over 100 us while logging, docs/format2.md "Freed by the appends"). One
-        append in 16 frees 32 rows instead, ~11 us on that call, without a hand-off; the other 15 free none.
+        included (half the calls over 100 us while logging, docs/format2.md "Freed by the appends"). While
+        committed rows wait, one append in 16 frees 32 instead, ~11 us on that call, without a hand-off; the
+        other 15 free none. Spools of fewer than ``DRAIN_AT_LEAST`` rows (sparse appends) never come here,
+        and once no append has come for ``IDLE_FREE_SECONDS`` the flusher frees the rest (``_free_dead``).
         """
         dead = self._dead
         rows = dead[-1]
@@ -363,23 +369,33 @@ class DeltaSpoolTable(Table):
                 if not self._dead:
                     self._cv.wait()
                 elif not self._cv.wait(IDLE_FREE_SECONDS) and not self._pending:
-                    # no append to free them: the flusher does, off the lock (no record waits on it now)
-                    dead, self._dead = self._dead, []
-                    self._cv.release()
-                    try:
-                        for rows in dead:
-                            _free_gradually(rows)
-                    finally:
-                        self._cv.acquire()
+                    self._free_dead()  # no append came to free them
             deadline = time.monotonic() + self.flush_seconds
             while not self._stopping and len(self._pending) < self.flush_rows:
                 left = deadline - time.monotonic()
                 if left <= 0:
                     break
-                self._cv.wait(left)
+                if not self._dead or left < IDLE_FREE_SECONDS:
+                    self._cv.wait(left)
+                    continue
+                rows = self._pending  # (appends here notify only a full spool: a timeout is the usual end)
+                before = len(rows)
+                if not self._cv.wait(IDLE_FREE_SECONDS) and self._pending is rows and len(rows) == before:
+                    self._free_dead()  # rows wait for their commit, but no append came to free the dead ones
         finally:
             self._idle = False
         return not self._stopping
+
+    def _free_dead(self) -> None:
+        """Free every committed row left in ``_dead`` (the caller holds the table lock: it is released
+        meanwhile, so that an append that comes now does not wait for this)."""
+        dead, self._dead = self._dead, []
+        self._cv.release()
+        try:
+            for rows in dead:
+                _free_gradually(rows)
+        finally:
+            self._cv.acquire()
 
     def _rotate(self) -> None:
         """Close the open spool (it joins the closed ones) and open ``seq + 1`` for the next append."""
@@ -412,10 +428,14 @@ class DeltaSpoolTable(Table):
                 with self._cv:
                     self._closed.pop(0)
                 if sys.getrefcount(rows) == 2:  # (this frame's name and the call's argument: no reader holds the list)
-                    if threading.current_thread() is self._thread and not self._stopping:
-                        with self._cv:  # the appends free them (_drain), a few at a time
+                    if (
+                        len(rows) >= DRAIN_AT_LEAST
+                        and threading.current_thread() is self._thread
+                        and not self._stopping
+                    ):
+                        with self._cv:  # appends come fast: they free them (_drain), a few at a time
                             self._dead.append(rows)
-                    else:  # flush() or close() on the caller's thread: now
+                    else:  # few rows (appends are sparse), or flush() / close() on the caller's thread: now
                         _free_gradually(rows)
                 del rows
 

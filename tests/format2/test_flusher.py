@@ -105,12 +105,8 @@ def test_the_flusher_commits_every_flush_rows_in_seq_order(tmp_path: Any) -> Non
     assert seqs == list(range(len(seqs)))
 
 
-def test_committed_rows_are_freed_by_the_appends_and_once_idle_by_the_flusher(
-    tmp_path: Any, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """The flusher frees no committed row while appends come (each freeing step was a GIL wait for the next
-    `record`): one append in DRAIN_EVERY frees DRAIN_ROWS, the backlog stays bounded, and once no append
-    comes for IDLE_FREE_SECONDS the flusher frees what is left. Nothing is lost on the way."""
+def _spy_on_freeing(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """The names of the threads that free committed rows with ``_free_gradually`` from now on."""
     from aeg_jupyter.storage import delta_table
 
     monkeypatch.setattr(delta_table, "IDLE_FREE_SECONDS", 0.3)
@@ -122,8 +118,19 @@ def test_committed_rows_are_freed_by_the_appends_and_once_idle_by_the_flusher(
         real(rows, step)
 
     monkeypatch.setattr(delta_table, "_free_gradually", spy)
+    return freed_on
+
+
+def test_committed_rows_are_freed_by_the_appends_and_once_idle_by_the_flusher(
+    tmp_path: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The flusher frees no committed row while appends come (each freeing step was a GIL wait for the next
+    `record`): one append in DRAIN_EVERY frees DRAIN_ROWS, the backlog stays bounded, and once no append
+    comes for IDLE_FREE_SECONDS the flusher frees what is left, rows still waiting for their commit or
+    not. Nothing is lost on the way."""
+    freed_on = _spy_on_freeing(monkeypatch)
     root = str(tmp_path / "s")
-    with Store(root, format=2, flush_rows=200, hot_limit=10) as store:
+    with Store(root, format=2, flush_rows=400, hot_limit=10) as store:
         table = store.event_table
         assert isinstance(table, DeltaSpoolTable)
         table.flush_seconds = 3600  # only the row count triggers a commit
@@ -132,18 +139,39 @@ def test_committed_rows_are_freed_by_the_appends_and_once_idle_by_the_flusher(
         ids, backlog = [], []
         for i in range(3000):
             ids.append(store.event_log.record("log", {"i": i}).event_id)
-            if i % 200 == 199 and i > 200:  # the spool before the one just filled is committed meanwhile
-                _wait_for(lambda i=i: len(commits) >= (i + 1) // 200 - 1, "a commit at flush_rows")
+            if i % 400 == 399 and i > 400:  # the spool before the one just filled is committed meanwhile
+                _wait_for(lambda i=i: len(commits) >= (i + 1) // 400 - 1, "a commit at flush_rows")
             backlog.append(sum(len(rows) for rows in table._dead))
-        assert len(commits) >= 13
+        assert len(commits) >= 6
         assert freed_on == []  # while appends came, the flusher freed nothing itself
         assert max(backlog) > 0  # committed rows were handed to the appends ...
-        assert max(backlog) <= 3 * 200  # ... which keep the backlog within a few spools
-        # no more appends: the flusher frees the rest once IDLE_FREE_SECONDS have passed
-        _wait_for(lambda: table._dead == [] and len(commits) >= 14, "the idle flusher's freeing")
+        assert max(backlog) <= 3 * 400  # ... which keep the backlog within a few spools
+        # no more appends, 200 rows wait for a commit that only close makes: the flusher frees the dead rows
+        _wait_for(lambda: table._dead == [], "the idle flusher's freeing", timeout=5)
         assert freed_on and all(name.startswith("aeg-flush") for name in freed_on)
+        assert table.pending_rows, (commits, len(table.pending_rows))  # rows still wait for a commit
         assert [e.data["i"] for e in store.event_log.recent(kinds=["log"], limit=3000)] == list(range(3000))
     assert sorted(_event_ids(root)) == sorted(ids)
+
+
+def test_sparse_appends_leave_no_committed_rows_behind(tmp_path: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A notebook that records now and then: each commit holds a few rows, which the flusher frees at once
+    (too few appends come to free them), so committed rows never pile up in ``_dead``."""
+    freed_on = _spy_on_freeing(monkeypatch)
+    root = str(tmp_path / "s")
+    with Store(root, format=2) as store:
+        table = store.event_table
+        assert isinstance(table, DeltaSpoolTable)
+        table.flush_seconds = 0.1
+        commits: list[int] = []
+        table.on_flush_step = lambda step, seq: commits.append(seq) if step == "committed" else None
+        for i in range(40):  # faster than IDLE_FREE_SECONDS apart, so the idle freeing never comes
+            store.event_log.record("log", {"i": i})
+            time.sleep(0.02)
+            assert table._dead == []
+        _wait_for(lambda: len(_event_ids(root)) == 40, "the sparse rows' commits")
+        assert len(commits) >= 3 and table._dead == []
+        assert freed_on and all(name.startswith("aeg-flush") for name in freed_on)
 
 
 def test_a_failed_commit_keeps_the_spool_is_retried_and_shows_its_error(tmp_path: Any) -> None:
