@@ -305,7 +305,8 @@ def _format2_budgets(f2: dict[str, Any], add: Any) -> None:
             add(f"any single `record` while logging {tail['events']:,} events of 1 KiB ({mode})",
                 "p99.9 <= 100 µs, max <= 20 ms", f"p99.9 {fmt_us(r['p999_us'])}, max {r['max_ms']:.1f} ms",
                 r["p999_us"] <= 100 and r["max_ms"] <= 20,
-                f"raw os.write p99.9 {fmt_us(tail['raw_os_write']['p999_us'])}")  # fmt: skip
+                f"raw os.write p99.9 {fmt_us(tail['raw_os_write']['p999_us'])}; no-flush control p99.9 "
+                f"{fmt_us(tail['record_no_flush']['p999_us'])}{_stalls_note(tail)}")  # fmt: skip
     rc = rec.get("recent")
     if rc:
         cold = max(c["recent_ms"] for c in rc["cold_recent"])
@@ -313,6 +314,15 @@ def _format2_budgets(f2: dict[str, Any], add: Any) -> None:
             cold <= 150)  # fmt: skip
         add(f"RSS while logging {rc['events']:,} events (format 2)", "< 100 MB above idle",
             f"+{rc['rss_above_idle_mb']:.0f} MB", rc["rss_above_idle_mb"] < 100, _rss_floor_note(rc.get("floor")))  # fmt: skip
+
+
+def _stalls_note(tail: dict[str, Any]) -> str:
+    """The machine's stalls beside the tail (format2_record_bench.machine_stalls), if measured."""
+    stalls = tail.get("machine_stalls")
+    if not stalls:
+        return ""
+    worst = max(stalls, key=lambda x: x["over_50us_per_s"])
+    return f"; the machine stalls a thread > 50 µs {worst['over_50us_per_s']:.0f} times a second"
 
 
 async def _ag_spaced(ag: Any, pn: int, sn: int, base: int, gap: Any) -> dict[str, Any]:

@@ -50,6 +50,9 @@ def test_bench_quick_runs(tmp_path: object) -> None:
     assert floor["events"] == res["events"]["events"] and floor["commits"] >= 1 and floor["peak_rss_mb"] > 0
     rss_rows = [b for b in res["budgets"] if b["operation"].startswith("RSS while logging")]
     assert len(rss_rows) == 2 and all("floor: pyarrow.json + delta-rs" in b["peer"] for b in rss_rows)
+    # the tail rows name what the machine gives a call: the no-flush control and the machine's own stalls
+    tail_rows = [b for b in res["budgets"] if b["operation"].startswith("any single `record`")]
+    assert tail_rows and all("no-flush control" in b["peer"] and "machine stalls" in b["peer"] for b in tail_rows)
     with open(os.path.join(out, "results.md"), encoding="utf-8") as f:
         md = f.read()
     assert "| operation | budget | measured |" in md
