@@ -177,7 +177,7 @@ def start_python(
     )  # fmt: skip
 
 
-def spool_to_arrow(name: str, path: str) -> Any:
+def spool_to_arrow(name: str, path: str, use_threads: bool = True) -> Any:
     """The closed spool file ``path`` of table ``name`` as a format-2 Arrow table, or None when empty.
 
     Events (the table a notebook loop fills) are parsed by ``pyarrow.json.read_json`` (C++, which
@@ -186,13 +186,14 @@ def spool_to_arrow(name: str, path: str) -> Any:
     holds this process's GIL for well under a millisecond per 10,000 plain events instead of the
     ~20-100 ms of a row-by-row conversion. A spool that read_json refuses (a damaged line) and the
     other tables take the row path (``read_spool_rows`` + ``ROWS_TO_ARROW``), which skips damaged lines.
+    ``use_threads=False`` parses on the calling thread alone, not on Arrow's pool (storage/priority.py).
     """
     from .delta import read_spool_rows
     from .schemas2 import ROWS_TO_ARROW
 
     if name == "events":
         try:
-            return _events_from_json(path)
+            return _events_from_json(path, use_threads)
         except FileNotFoundError:
             return None
         except Exception:  # a line read_json cannot take: the row path skips it (and says which)
@@ -203,7 +204,7 @@ def spool_to_arrow(name: str, path: str) -> Any:
     return ROWS_TO_ARROW[name](rows) if rows else None
 
 
-def _events_from_json(path: str) -> Any:
+def _events_from_json(path: str, use_threads: bool) -> Any:
     global _EVENT_LINE
     import pyarrow as pa
     import pyarrow.compute as pc
@@ -218,6 +219,7 @@ def _events_from_json(path: str) -> Any:
         _EVENT_LINE = pa.schema([(f.name, pa.int64() if f.name in ints else pa.string()) for f in EVENTS2_SCHEMA])
     raw = pj.read_json(
         path,
+        read_options=pj.ReadOptions(use_threads=use_threads),
         parse_options=pj.ParseOptions(explicit_schema=_EVENT_LINE, unexpected_field_behavior="ignore"),
     )
     n = raw.num_rows

@@ -60,6 +60,8 @@ from .delta import (
 from .fsops import unlink_quietly
 from .layout import Layout, Part, PartName
 from .location import RemoteTables
+from .priority import ENABLED as YIELDING
+from .priority import run_yielding
 from .schemas import Row, TableSpec, as_micros, encode_row
 from .schemas2 import ROWS_TO_ARROW, SCHEMAS2, labels_from_entries, row_content
 from .tables import COMPACT_AT, SURROGATES, Table, rows_since
@@ -463,7 +465,12 @@ class DeltaSpoolTable(Table):
             self._compact_small_files(set(kinds))
         else:  # no flusher (background=False), or no commit process could start: commit here
             # events: the spool file through pyarrow.json (C++, no GIL held: committer.spool_to_arrow)
-            data = spool_to_arrow(self.spec.name, path) if self.spec.name == "events" else None
+            data = None
+            if self.spec.name == "events":
+                if YIELDING and threading.current_thread() is self._thread:  # nobody waits: at the lowest priority
+                    data = run_yielding(spool_to_arrow, self.spec.name, path, False)
+                else:
+                    data = spool_to_arrow(self.spec.name, path)
             if data is None or data.num_rows != len(rows):
                 data = ROWS_TO_ARROW[self.spec.name](rows)
             if step is not None:

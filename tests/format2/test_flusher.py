@@ -379,3 +379,61 @@ def test_status_shows_a_failed_background_commit(tmp_path: Any, monkeypatch: pyt
         assert "flush " not in str(store_status(ctx))
     finally:
         ctx.close()
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="per-thread nice is Linux's")
+def test_the_flushers_parse_runs_at_the_lowest_priority_and_lowers_nothing_else(tmp_path: Any) -> None:
+    # storage/priority.py: the spool's parse (nobody waits on it) runs on one thread at nice 19, serially;
+    # no other thread is lowered: deltalake's tokio threads serve the notebook's reads too
+    from aeg_jupyter.storage import delta_table, priority
+
+    base = os.getpriority(os.PRIO_PROCESS, 0)
+    if base >= priority.LOWEST or not delta_table.YIELDING:
+        pytest.skip("this process already runs at the lowest priority")
+    parsed_on: list[tuple[int, int]] = []
+    real = delta_table.spool_to_arrow
+
+    def spy(*args: Any) -> Any:
+        tid = threading.get_native_id()
+        parsed_on.append((tid, os.getpriority(os.PRIO_PROCESS, tid)))
+        return real(*args)
+
+    root = str(tmp_path / "s")
+    delta_table.spool_to_arrow = spy  # type: ignore[assignment]
+    try:
+        with Store(root, format=2, flush_rows=50) as store:
+            store.event_table.commit_process = False
+            ids = [store.event_log.record("log", "x" * 100, metrics={"i": i}).event_id for i in range(120)]
+            _wait_for(lambda: len(_event_ids(root)) >= 100, "two background commits")
+            flusher = store.event_table._thread
+            assert flusher is not None
+            lowered = {int(t) for t in os.listdir("/proc/self/task") if os.getpriority(os.PRIO_PROCESS, int(t)) > base}
+        assert sorted(_event_ids(root)) == sorted(ids)  # parsed there, committed whole
+    finally:
+        delta_table.spool_to_arrow = real  # type: ignore[assignment]
+    assert len(parsed_on) >= 2 and all(nice == priority.LOWEST for _tid, nice in parsed_on)
+    yield_tids = {tid for tid, _ in parsed_on}
+    assert len(yield_tids) == 1 and flusher.native_id not in yield_tids
+    # the parse started no thread (one would inherit nice 19): the lowered thread is the parse's alone
+    assert lowered == yield_tids
+
+
+def test_run_yielding_raises_the_calls_error_and_a_forked_child_gets_its_own_thread() -> None:
+    from aeg_jupyter.storage.priority import run_yielding
+
+    assert run_yielding(sum, [1, 2, 3]) == 6
+    with pytest.raises(ZeroDivisionError):
+        run_yielding(divmod, 1, 0)
+    pid = os.fork()
+    if pid == 0:  # the parent's executor thread is not in the child: it must not wait for it forever
+        code = 0 if run_yielding(sum, [2, 2]) == 4 else 1
+        os._exit(code)
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        done, status = os.waitpid(pid, os.WNOHANG)
+        if done:
+            assert os.waitstatus_to_exitcode(status) == 0
+            return
+        time.sleep(0.05)
+    os.kill(pid, signal.SIGKILL)
+    raise AssertionError("run_yielding hung in a forked child")
