@@ -404,14 +404,15 @@ def test_the_flushers_parse_runs_at_the_lowest_priority_and_lowers_nothing_else(
         with Store(root, format=2, flush_rows=50) as store:
             store.event_table.commit_process = False
             ids = [store.event_log.record("log", "x" * 100, metrics={"i": i}).event_id for i in range(120)]
-            _wait_for(lambda: len(_event_ids(root)) >= 100, "two background commits")
+            _wait_for(lambda: len(_event_ids(root)) >= 100 and parsed_on, "background commits")
             flusher = store.event_table._thread
             assert flusher is not None
             lowered = {int(t) for t in os.listdir("/proc/self/task") if os.getpriority(os.PRIO_PROCESS, int(t)) > base}
         assert sorted(_event_ids(root)) == sorted(ids)  # parsed there, committed whole
     finally:
         delta_table.spool_to_arrow = real  # type: ignore[assignment]
-    assert len(parsed_on) >= 2 and all(nice == priority.LOWEST for _tid, nice in parsed_on)
+    # (a loaded machine may fold both spools into one commit: one parse or more)
+    assert parsed_on and all(nice == priority.LOWEST for _tid, nice in parsed_on)
     yield_tids = {tid for tid, _ in parsed_on}
     assert len(yield_tids) == 1 and flusher.native_id not in yield_tids
     # the parse started no thread (one would inherit nice 19): the lowered thread is the parse's alone
