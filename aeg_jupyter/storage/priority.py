@@ -1,15 +1,15 @@
 """CPU work of the flusher that nothing waits on runs at the lowest priority (``nice`` 19, Linux).
 
-A flusher-thread commit of 10,000 events of 1 KiB is ~40 ms of CPU on Arrow's thread pool (the spool's
-JSON parse) and ~35 ms on delta-rs's tokio threads (the Parquet encoding and the write). On 2 cores that
+A flusher-thread commit of 10,000 events of 1 KiB took ~42 ms of wall time in the spool's JSON parse (on
+Arrow's thread pool) and ~37 ms in delta-rs's write (on its tokio threads), measured 2026-12-03. On 2 cores that
 work takes the recording thread's core often enough that one ``record`` in a thousand waits for it.
 :func:`run_yielding` runs the parse on one thread of its own at ``nice`` 19, serially: the scheduler hands
 that core back as soon as the recording thread wakes (weight 15 against its 1024).
 
 Only a thread that starts no other thread is lowered, because a thread's nice is inherited and cannot be
 raised back without privileges. The tokio threads stay as they are: they serve the notebook's reads too,
-and lowered (an experiment of 2026-12-03) a cold 180 ms read took 1.4-1.9 s while another program of the
-same scheduler group (a second kernel's training loop) kept both cores busy. Arrow's pool is not used by
+and lowered (an experiment of 2026-12-03) a cold 180 ms read took 0.9-2.1 s while two CPU loops of the
+same scheduler group (as a second kernel's training loop would be) kept both cores busy. Arrow's pool is not used by
 the lowered parse at all. Within a group (Linux's autogroups, a systemd or container cgroup) a nice
 counts only against the group's own threads, so other programs lose or gain nothing by it.
 
